@@ -1,0 +1,142 @@
+//! Verdict builders: `pass`, `pause(reason)` and `fail(reason)`, as plain maps
+//! `#{verdict: "pause", reasons: [..]}` so they serialise without help.
+
+use rhai::plugin::*;
+
+#[export_module]
+pub mod verdict_fns {
+    #[allow(unused_imports)]
+    use super::helpers::*;
+    
+    use rhai::{EvalAltResult, Map};
+
+    /// A passing verdict with no reasons; add to it with `.pause(..)` and `.fail(..)`.
+    ///
+    /// ```rhai
+    /// let v = verdict();
+    /// assert_eq(v.verdict, "pass");
+    /// v.pause("io p99 up 8%");
+    /// assert_eq(v.verdict, "pause");
+    /// assert_eq(v.reasons, ["io p99 up 8%"]);
+    /// ```
+    pub fn verdict() -> Map {
+        make("pass", None)
+    }
+
+    /// A passing verdict.
+    ///
+    /// ```rhai
+    /// assert_eq(pass().verdict, "pass");
+    /// assert_eq(pass("all groups within bounds").reasons, ["all groups within bounds"]);
+    /// ```
+    #[rhai_fn(name = "pass")]
+    pub fn pass() -> Map {
+        make("pass", None)
+    }
+    #[rhai_fn(name = "pass")]
+    pub fn pass_with(reason: &str) -> Map {
+        make("pass", Some(reason))
+    }
+
+    /// A verdict that pauses the rollout, with a reason an operator can act on.
+    /// As a method, it raises a verdict to at least `pause` and adds the reason.
+    ///
+    /// ```rhai
+    /// assert_eq(pause("3 unexpected reboots").verdict, "pause");
+    /// let v = fail("panic");
+    /// v.pause("slow");
+    /// assert_eq(v.verdict, "fail");
+    /// ```
+    #[rhai_fn(name = "pause")]
+    pub fn pause(reason: &str) -> Map {
+        make("pause", Some(reason))
+    }
+    #[rhai_fn(name = "pause", return_raw)]
+    pub fn pause_on(v: &mut Map, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "pause", reason)
+    }
+
+    /// A verdict that fails the rollout, with a reason. As a method, it raises a verdict to
+    /// `fail` and adds the reason.
+    ///
+    /// ```rhai
+    /// assert_eq(fail("kernel panic on r740/db").verdict, "fail");
+    /// let v = verdict();
+    /// v.fail("panic");
+    /// assert_eq(v.verdict, "fail");
+    /// ```
+    #[rhai_fn(name = "fail")]
+    pub fn fail(reason: &str) -> Map {
+        make("fail", Some(reason))
+    }
+    #[rhai_fn(name = "fail", return_raw)]
+    pub fn fail_on(v: &mut Map, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "fail", reason)
+    }
+
+    /// The more severe of two verdicts (`fail` > `pause` > `pass`), with both sets of reasons.
+    ///
+    /// ```rhai
+    /// let v = worst(pause("a"), pass("b"));
+    /// assert_eq(v.verdict, "pause");
+    /// assert_eq(v.reasons, ["a", "b"]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn worst(a: Map, b: Map) -> Result<Map, Box<EvalAltResult>> {
+        let (la, lb) = (level_of(&a)?, level_of(&b)?);
+        let mut out = if la >= lb { a.clone() } else { b.clone() };
+        let mut reasons = reasons_of(&a);
+        reasons.extend(reasons_of(&b));
+        out.insert("reasons".into(), reasons.into());
+        Ok(out)
+    }
+}
+
+mod helpers {
+    use crate::err;
+    use rhai::{Array, Dynamic, EvalAltResult, Map};
+    #[allow(unused_imports)]
+    use super::*;
+
+    pub(super) fn make(kind: &str, reason: Option<&str>) -> Map {
+        let mut m = Map::new();
+        m.insert("verdict".into(), kind.into());
+        let reasons: Array = reason.map(|r| vec![Dynamic::from(r.to_string())]).unwrap_or_default();
+        m.insert("reasons".into(), reasons.into());
+        m
+    }
+
+    pub(super) fn level(kind: &str) -> Option<u8> {
+        match kind {
+            "pass" => Some(0),
+            "pause" => Some(1),
+            "fail" => Some(2),
+            _ => None,
+        }
+    }
+
+    pub(super) fn level_of(v: &Map) -> Result<u8, Box<EvalAltResult>> {
+        let kind = v
+            .get("verdict")
+            .map(|k| k.to_string())
+            .ok_or_else(|| err("not a verdict: the map has no `verdict` field"))?;
+        level(&kind).ok_or_else(|| err(format!("unknown verdict `{kind}`")))
+    }
+
+    pub(super) fn reasons_of(v: &Map) -> Array {
+        v.get("reasons")
+            .and_then(|r| r.read_lock::<Array>().map(|a| a.clone()))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn raise(v: &mut Map, kind: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        let current = level_of(v)?;
+        if level(kind).unwrap_or(0) > current {
+            v.insert("verdict".into(), kind.into());
+        }
+        let mut reasons = reasons_of(v);
+        reasons.push(reason.to_string().into());
+        v.insert("reasons".into(), reasons.into());
+        Ok(())
+    }
+}
