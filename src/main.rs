@@ -1,1 +1,84 @@
-fn main(){}
+//! `fleetward`: parses the command line and dispatches to one file per subcommand.
+
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+use output::{Exit, Format};
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok / pass
+  1  error: bad input, invalid policy, I/O failure
+  2  needs attention: gate paused, drift found, review items pending
+  3  failed: gate failed, rollout aborted, policy tests failed";
+
+/// Policy engine for kernel rollouts, drift control and runtime cache control across
+/// bare-metal fleets. Policies are Rhai scripts in a directory (default `policies/`).
+#[derive(Parser, Debug)]
+#[command(name = "fleetward", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    output: Format,
+
+    /// Override one evaluation limit for this run (`max_operations=500000`); repeatable.
+    #[arg(long = "limit", global = true, value_name = "KEY=VALUE")]
+    limits: Vec<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a policy directory.
+    #[command(after_help = EXIT_CODES)]
+    Check(cmd::check::Args),
+    /// Call one policy function on a JSON input: a dry run of any rule.
+    #[command(after_help = EXIT_CODES)]
+    Eval(cmd::eval::Args),
+    /// Hot-reload a policy directory, printing one line per reload event.
+    #[command(after_help = EXIT_CODES)]
+    Watch(cmd::watch::Args),
+    /// Run the policy tests (`fn test_*()` in `*_test.rhai`).
+    #[command(after_help = EXIT_CODES)]
+    Test(cmd::test::Args),
+    /// Write Rhai definition files (`.d.rhai`) for editor autocompletion.
+    #[command(after_help = EXIT_CODES)]
+    Defs(cmd::defs::Args),
+    /// Measure hot-reload latency and the cost of a typed policy call.
+    #[command(after_help = EXIT_CODES)]
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEETWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let ctx = cmd::Ctx {
+        format: cli.output,
+        limits: cli.limits,
+    };
+    let result = match cli.command {
+        Command::Check(a) => cmd::check::run(&ctx, a),
+        Command::Eval(a) => cmd::eval::run(&ctx, a),
+        Command::Watch(a) => cmd::watch::run(&ctx, a),
+        Command::Test(a) => cmd::test::run(&ctx, a),
+        Command::Defs(a) => cmd::defs::run(&ctx, a),
+        Command::Bench(a) => cmd::bench::run(&ctx, a),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            output::report_error(ctx.format, &e);
+            Exit::Error.into()
+        }
+    }
+}

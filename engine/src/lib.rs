@@ -1,1 +1,19 @@
-pub fn x(){}
+//! fleetward-engine: policy sets (load → validate → swap), evaluation under limits, hot
+//! reload, and the data model policies decide over.
+//!
+//! The core ([`runtime`], [`model`], [`config`], [`error`]) does no I/O of its own beyond
+//! [`source::SourceTree::read_dir`]; file watching lives in [`watch`] behind a trait.
+
+pub mod config;
+pub mod defs;
+pub mod error;
+pub mod model;
+pub mod reload;
+pub mod runtime;
+pub mod source;
+pub mod watch;
+
+pub use config::Limits;
+pub use error::{Diagnostic, DiagnosticKind, Location, PolicyError};
+pub use reload::{PolicyStore, ReloadEvent};
+pub use runtime::{LoadOptions, PolicySet};

@@ -62,7 +62,11 @@ pub fn native_docs() -> Result<Vec<FnDoc>, String> {
     for f in v["functions"].as_array().cloned().unwrap_or_default() {
         let comments: Vec<String> = f["docComments"]
             .as_array()
-            .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let doc = doc_text(&comments);
         out.push(FnDoc {
@@ -81,16 +85,19 @@ pub fn script_docs() -> Result<Vec<FnDoc>, String> {
     let engine = Engine::new_raw();
     let mut out = Vec::new();
     for (path, src) in crate::SCRIPT_MODULES {
-        let ast = engine
-            .compile(src)
-            .map_err(|e| format!("{path}: {e}"))?;
+        let ast = engine.compile(src).map_err(|e| format!("{path}: {e}"))?;
         for f in ast.iter_functions() {
             let comments: Vec<String> = f.comments.iter().map(|c| c.to_string()).collect();
             let doc = doc_text(&comments);
             out.push(FnDoc {
                 origin: (*path).to_string(),
                 name: f.name.to_string(),
-                signature: format!("{}::{}({})", path.trim_start_matches("std/"), f.name, f.params.join(", ")),
+                signature: format!(
+                    "{}::{}({})",
+                    path.trim_start_matches("std/"),
+                    f.name,
+                    f.params.join(", ")
+                ),
                 examples: examples(&doc),
                 doc,
             });
@@ -101,7 +108,9 @@ pub fn script_docs() -> Result<Vec<FnDoc>, String> {
 
 /// A resolver serving only the stdlib script modules, for running examples outside a
 /// policy set.
-pub fn std_resolver(engine: &Engine) -> Result<rhai::module_resolvers::StaticModuleResolver, String> {
+pub fn std_resolver(
+    engine: &Engine,
+) -> Result<rhai::module_resolvers::StaticModuleResolver, String> {
     let mut r = rhai::module_resolvers::StaticModuleResolver::new();
     for (path, src) in crate::SCRIPT_MODULES {
         let mut ast = engine.compile(src).map_err(|e| format!("{path}: {e}"))?;
@@ -152,8 +161,15 @@ mod tests {
                 missing.push(d.signature.clone());
             }
         }
-        assert!(failed.is_empty(), "failing examples:\n{}", failed.join("\n\n"));
-        assert!(missing.is_empty(), "functions without an example: {missing:?}");
+        assert!(
+            failed.is_empty(),
+            "failing examples:\n{}",
+            failed.join("\n\n")
+        );
+        assert!(
+            missing.is_empty(),
+            "functions without an example: {missing:?}"
+        );
         assert!(ran >= docs.len() / 2);
     }
 

@@ -86,10 +86,10 @@ pub mod duration_fns {
 }
 
 mod helpers {
-    use crate::err;
-    use rhai::{EvalAltResult, FLOAT, INT};
     #[allow(unused_imports)]
     use super::*;
+    use crate::err;
+    use rhai::{EvalAltResult, FLOAT, INT};
 
     pub(super) fn scaled(n: INT, unit: INT) -> Result<INT, Box<EvalAltResult>> {
         if n < 0 {

@@ -48,7 +48,9 @@ fn is_distro_tag(t: &str) -> bool {
         .or_else(|| t.strip_prefix("uek"));
     match rest {
         Some(r) => {
-            !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '_') && r.starts_with(|c: char| c.is_ascii_digit())
+            !r.is_empty()
+                && r.chars().all(|c| c.is_ascii_digit() || c == '_')
+                && r.starts_with(|c: char| c.is_ascii_digit())
         }
         None => false,
     }
@@ -99,10 +101,7 @@ impl KernelVersion {
             } else if v.distro.is_empty() && flavour.is_empty() && is_distro_tag(tok) {
                 v.distro = tok.to_string();
                 in_release = false;
-            } else if tok
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            } else if tok.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 in_release = false;
                 flavour.push(tok);
             } else {
@@ -127,7 +126,10 @@ impl KernelVersion {
 fn cmp_padded(a: &[u64], b: &[u64]) -> Ordering {
     let n = a.len().max(b.len());
     for i in 0..n {
-        let (x, y) = (a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
         match x.cmp(&y) {
             Ordering::Equal => {}
             o => return o,
@@ -179,12 +181,14 @@ pub mod kernel_fns {
     #[rhai_fn(return_raw)]
     pub fn kernel_version(text: &str) -> Result<Map, Box<EvalAltResult>> {
         let k = KernelVersion::parse(text).map_err(|e| err(e.to_string()))?;
-        let ints = |v: &[u64]| -> Array { v.iter().map(|n| Dynamic::from_int(*n as INT)).collect() };
+        let ints =
+            |v: &[u64]| -> Array { v.iter().map(|n| Dynamic::from_int(*n as INT)).collect() };
         let mut m = Map::new();
         m.insert("upstream".into(), ints(&k.upstream).into());
         m.insert(
             "rc".into(),
-            k.rc.map(|n| Dynamic::from_int(n as INT)).unwrap_or(Dynamic::UNIT),
+            k.rc.map(|n| Dynamic::from_int(n as INT))
+                .unwrap_or(Dynamic::UNIT),
         );
         m.insert("release".into(), ints(&k.release).into());
         m.insert("distro".into(), k.distro.clone().into());
@@ -242,10 +246,10 @@ pub mod kernel_fns {
 
 mod helpers {
     use super::KernelVersion;
-    use crate::err;
-    use rhai::EvalAltResult;
     #[allow(unused_imports)]
     use super::*;
+    use crate::err;
+    use rhai::EvalAltResult;
 
     pub(super) fn parse(text: &str) -> Result<KernelVersion, Box<EvalAltResult>> {
         KernelVersion::parse(text).map_err(|e| err(e.to_string()))
@@ -278,7 +282,11 @@ mod tests {
             "5.14.0-362.13.1.el9_3.x86_64",
             "5.14.0-427.el9.x86_64",
         ]);
-        check_order(&["5.15.0-9-generic", "5.15.0-91-generic", "5.15.0-100-generic"]);
+        check_order(&[
+            "5.15.0-9-generic",
+            "5.15.0-91-generic",
+            "5.15.0-100-generic",
+        ]);
         check_order(&["6.1", "6.1.1"]);
     }
 

@@ -94,10 +94,10 @@ pub mod percent_fns {
 }
 
 mod helpers {
-    use crate::err;
-    use rhai::{Dynamic, EvalAltResult, Map, FLOAT};
     #[allow(unused_imports)]
     use super::*;
+    use crate::err;
+    use rhai::{Dynamic, EvalAltResult, Map, FLOAT};
 
     pub(super) fn make(n: FLOAT) -> Result<Map, Box<EvalAltResult>> {
         if !(0.0..=100.0).contains(&n) {

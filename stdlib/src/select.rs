@@ -54,8 +54,7 @@ fn pattern(sel: &str, v: &str) -> Result<glob::Pattern, SelectorError> {
 
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
 }
 
@@ -240,7 +239,10 @@ pub mod select_fns {
     /// ```
     pub fn has_tag(host: Map, tag: &str) -> bool {
         host.get("tags")
-            .and_then(|t| t.read_lock::<rhai::Array>().map(|a| a.iter().any(|e| e.to_string() == tag)))
+            .and_then(|t| {
+                t.read_lock::<rhai::Array>()
+                    .map(|a| a.iter().any(|e| e.to_string() == tag))
+            })
             .unwrap_or(false)
     }
 }

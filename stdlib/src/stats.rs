@@ -116,10 +116,10 @@ pub mod stats_fns {
 }
 
 mod helpers {
-    use crate::{as_number, err};
-    use rhai::{Array, EvalAltResult, FLOAT};
     #[allow(unused_imports)]
     use super::*;
+    use crate::{as_number, err};
+    use rhai::{Array, EvalAltResult, FLOAT};
 
     pub(super) fn numbers(values: &Array) -> Result<Vec<FLOAT>, Box<EvalAltResult>> {
         values

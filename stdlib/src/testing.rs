@@ -81,10 +81,10 @@ pub mod testing_fns {
 }
 
 mod helpers {
-    
-    use rhai::{Dynamic, NativeCallContext};
+
     #[allow(unused_imports)]
     use super::*;
+    use rhai::{Dynamic, NativeCallContext};
 
     pub(super) fn equal(ctx: &NativeCallContext, a: &Dynamic, b: &Dynamic) -> bool {
         ctx.call_native_fn::<bool>("==", (a.clone(), b.clone()))

@@ -7,7 +7,7 @@ use rhai::plugin::*;
 pub mod verdict_fns {
     #[allow(unused_imports)]
     use super::helpers::*;
-    
+
     use rhai::{EvalAltResult, Map};
 
     /// A passing verdict with no reasons; add to it with `.pause(..)` and `.fail(..)`.
@@ -93,15 +93,17 @@ pub mod verdict_fns {
 }
 
 mod helpers {
-    use crate::err;
-    use rhai::{Array, Dynamic, EvalAltResult, Map};
     #[allow(unused_imports)]
     use super::*;
+    use crate::err;
+    use rhai::{Array, Dynamic, EvalAltResult, Map};
 
     pub(super) fn make(kind: &str, reason: Option<&str>) -> Map {
         let mut m = Map::new();
         m.insert("verdict".into(), kind.into());
-        let reasons: Array = reason.map(|r| vec![Dynamic::from(r.to_string())]).unwrap_or_default();
+        let reasons: Array = reason
+            .map(|r| vec![Dynamic::from(r.to_string())])
+            .unwrap_or_default();
         m.insert("reasons".into(), reasons.into());
         m
     }

@@ -1,0 +1,64 @@
+//! Output conventions shared by every subcommand: formats, exit codes, error reports.
+
+use fleetward_engine::PolicyError;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Error = 1,
+    Attention = 2,
+    Failed = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Whether stderr gets colour.
+pub fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints a JSON value on one line of stdout.
+pub fn json_line(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+/// Reports a failed command: rendered diagnostics on stderr (human), or one JSON object on
+/// stdout.
+pub fn report_error(format: Format, e: &anyhow::Error) {
+    let policy = e.downcast_ref::<PolicyError>();
+    match format {
+        Format::Json => {
+            let diagnostics = policy.map(|p| p.diagnostics()).unwrap_or_default();
+            json_line(&serde_json::json!({
+                "ok": false,
+                "error": format!("{e:#}"),
+                "diagnostics": diagnostics,
+            }));
+        }
+        Format::Human => match policy {
+            Some(p @ (PolicyError::Invalid(_) | PolicyError::Eval(_))) => {
+                let ds = p.diagnostics();
+                for d in &ds {
+                    eprint!("{}", d.render(color()));
+                }
+                if ds.len() > 1 {
+                    eprintln!("error: {} problems", ds.len());
+                }
+            }
+            _ => eprintln!("error: {e:#}"),
+        },
+    }
+}
