@@ -120,14 +120,29 @@ fn describe(
             ),
             Some("unbounded recursion?".into()),
         ),
-        EvalAltResult::ErrorDataTooLarge(what, _) => (
-            Limit,
-            format!("{} exceeded its size limit", what.to_lowercase()),
-            Some(
-                "see `max_string_size`, `max_array_size` and `max_map_size` in fleetward.toml"
-                    .into(),
-            ),
-        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            let w = what.to_lowercase();
+            let msg = if w.contains("string") {
+                format!(
+                    "a string grew past `max_string_size` ({} bytes)",
+                    limits.max_string_size
+                )
+            } else if w.contains("array") {
+                format!(
+                    "an array grew past `max_array_size` ({})",
+                    limits.max_array_size
+                )
+            } else if w.contains("map") {
+                format!("a map grew past `max_map_size` ({})", limits.max_map_size)
+            } else {
+                format!("{w} exceeded its size limit")
+            };
+            (
+                Limit,
+                msg,
+                Some("raise the limit in fleetward.toml if the data is real".into()),
+            )
+        }
         EvalAltResult::ErrorTooManyModules(_) => (
             Limit,
             format!("more than `max_modules` ({}) imports", limits.max_modules),

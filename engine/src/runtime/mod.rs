@@ -11,3 +11,6 @@ pub mod typed;
 
 pub use set::{FnSig, LoadOptions, PolicyFile, PolicySet, SetSummary, Traced};
 pub use testing::TestOutcome;
+
+#[cfg(test)]
+mod tests;

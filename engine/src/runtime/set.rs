@@ -429,7 +429,11 @@ impl PolicySet {
         func: &str,
         args: Vec<Dynamic>,
     ) -> Result<Dynamic, PolicyError> {
-        self.invoke(&policy_module(kind), func, args)
+        let file = self
+            .policy(kind)
+            .map(|p| p.file.clone())
+            .unwrap_or_default();
+        self.invoke(&policy_module(kind), &file, func, args)
             .map(|t| t.value)
     }
 
@@ -441,7 +445,11 @@ impl PolicySet {
         func: &str,
         args: Vec<Dynamic>,
     ) -> Result<Traced<serde_json::Value>, PolicyError> {
-        let t = self.invoke(&policy_module(kind), func, args.clone())?;
+        let file = self
+            .policy(kind)
+            .map(|p| p.file.clone())
+            .unwrap_or_default();
+        let t = self.invoke(&policy_module(kind), &file, func, args.clone())?;
         let policy = self
             .policies
             .get(kind)
@@ -462,9 +470,12 @@ impl PolicySet {
         })
     }
 
+    /// Calls `module::func` through its shim. `file` is where `func` is defined; an error Rhai
+    /// could not locate (limits pass through without positions) is pinned to `fn func` there.
     pub(super) fn invoke(
         &self,
         module: &str,
+        file: &str,
         func: &str,
         args: Vec<Dynamic>,
     ) -> Result<Traced<Dynamic>, PolicyError> {
@@ -492,12 +503,17 @@ impl PolicySet {
                 let src = Sources {
                     files: self.tree.files(),
                 };
-                Err(PolicyError::Eval(Box::new(eval_error(
-                    &src,
-                    SHIM_SOURCE,
-                    &e,
-                    &self.limits,
-                ))))
+                let mut d = eval_error(&src, SHIM_SOURCE, &e, &self.limits);
+                if d.location.as_ref().is_none_or(|l| l.file == SHIM_SOURCE) {
+                    let text = self.tree.text(file);
+                    let (line, col) = text
+                        .as_deref()
+                        .map(|t| fn_location(t, func))
+                        .unwrap_or((1, 1));
+                    d.message = format!("in `fn {func}`: {}", d.message);
+                    d = d.at(file, line, col, text);
+                }
+                Err(PolicyError::Eval(Box::new(d)))
             }
         }
     }

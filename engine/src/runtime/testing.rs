@@ -30,7 +30,7 @@ impl PolicySet {
                     continue;
                 }
                 let start = Instant::now();
-                let r = self.invoke(&t.module, name, Vec::new());
+                let r = self.invoke(&t.module, &t.file, name, Vec::new());
                 let micros = start.elapsed().as_micros() as u64;
                 let (passed, error, output) = match r {
                     Ok(tr) => (true, None, tr.prints),

@@ -15,16 +15,13 @@ pub fn from_dynamic<T: DeserializeOwned>(value: &Dynamic) -> Result<T, String> {
     match rhai::serde::from_dynamic::<T>(value) {
         Ok(t) => Ok(t),
         // rhai's deserializer is exact about numbers; JSON's is lenient (int → float).
-        Err(direct) => serde_json::to_value(value)
-            .ok()
-            .and_then(|v| serde_json::from_value::<T>(v).ok())
-            .ok_or_else(|| {
-                let mut s = direct.to_string();
-                if let Some(i) = s.rfind(" (line ") {
-                    s.truncate(i);
-                }
-                format!("got `{}` ({})", value.type_name(), s.to_lowercase())
-            }),
+        // rhai's deserializer is exact about numbers; JSON's is lenient (int → float) and its
+        // messages name the offending field.
+        Err(_) => {
+            let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
+            serde_json::from_value::<T>(json)
+                .map_err(|e| format!("got `{}`: {e}", value.type_name()))
+        }
     }
 }
 
