@@ -1,5 +1,215 @@
-pub fn run(_c: &super::Ctx, _a: Args) -> anyhow::Result<crate::output::Exit> {
-    Ok(crate::output::Exit::Ok)
-}
+//! `fleetward bench`: measured figures for hot reload and the typed call path.
+//!
+//! `reload` copies the policy directory to a temporary one (your files are never touched),
+//! edits a policy file N times and times each write until the new set is live. `call` times
+//! `rollout::eligible(host)` through the typed path.
+
+use super::Ctx;
+use crate::output::{json_line, Exit, Format};
+use anyhow::Context;
+use fleetward_engine::model::Host;
+use fleetward_engine::watch::{watch_loop, FsWatcher, DEFAULT_DEBOUNCE};
+use fleetward_engine::{PolicySet, PolicyStore};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Time from writing a policy file to the new set being live.
+    Reload {
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        /// How many edits to time.
+        #[arg(long, default_value_t = 100)]
+        edits: usize,
+        /// The file to edit, relative to the policy directory.
+        #[arg(long, default_value = "gates.rhai")]
+        file: String,
+    },
+    /// Cost of one typed call of `rollout::eligible(host)`.
+    Call {
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        iterations: usize,
+    },
+}
+
+/// Summary statistics of a sample, in the sample's unit.
+#[derive(Debug, serde::Serialize)]
+struct Stats {
+    n: usize,
+    min: f64,
+    median: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    Stats {
+        n: v.len(),
+        min: v[0],
+        median: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        max: v[v.len() - 1],
+        mean: v.iter().sum::<f64>() / v.len() as f64,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from).with_context(|| format!("reading `{}`", from.display()))? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn reload(ctx: &Ctx, policy_dir: &Path, edits: usize, file: &str) -> anyhow::Result<Exit> {
+    anyhow::ensure!(edits >= 1, "`--edits` must be at least 1");
+    let tmp = std::env::temp_dir().join(format!("fleetward-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(policy_dir, &tmp)?;
+    let target = tmp.join(file);
+    let original = std::fs::read_to_string(&target)
+        .with_context(|| format!("reading `{}`", target.display()))?;
+    let store = Arc::new(PolicyStore::new(&tmp, ctx.load_options()));
+    let mut watcher = FsWatcher::new(&tmp, DEFAULT_DEBOUNCE)?;
+    if let fleetward_engine::ReloadEvent::ReloadFailed { error, .. } = store.reload() {
+        anyhow::bail!("the policy set does not load: {}", error.message);
+    }
+    let compile_ms = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (store, compile_ms) = (store.clone(), compile_ms.clone());
+        std::thread::spawn(move || {
+            watch_loop(&store, &mut watcher, |ev| {
+                if let fleetward_engine::ReloadEvent::Reloaded { elapsed_ms, .. } = ev {
+                    if let Ok(mut c) = compile_ms.lock() {
+                        c.push(*elapsed_ms);
+                    }
+                }
+                ControlFlow::Continue(())
+            })
+        });
+    }
+    let mut latencies = Vec::with_capacity(edits);
+    for i in 0..edits {
+        let before = store.current().map(|s| s.hash().to_string());
+        let text = format!("{original}\n// bench edit {i}\n");
+        let t0 = Instant::now();
+        std::fs::write(&target, text)?;
+        loop {
+            if store.current().map(|s| s.hash().to_string()) != before {
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "edit {i} was not picked up within 10 s"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Let the debouncer settle so edits are timed one by one.
+        std::thread::sleep(DEFAULT_DEBOUNCE * 2);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let write_to_live = stats(latencies);
+    let compile = compile_ms.lock().map(|c| stats(c.clone())).ok();
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "bench": "reload", "unit": "ms", "debounce_ms": DEFAULT_DEBOUNCE.as_millis() as u64,
+            "write_to_live": write_to_live, "load_validate_swap": compile,
+        })),
+        Format::Human => {
+            let s = &write_to_live;
+            println!(
+                "reload: write → live set over {} edits (debounce {} ms)\n  median {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+                s.n, DEFAULT_DEBOUNCE.as_millis(), s.median, s.p90, s.p99, s.max
+            );
+            if let Some(c) = compile {
+                println!(
+                    "  of which load → validate → swap: median {:.2} ms   p99 {:.2} ms",
+                    c.median, c.p99
+                );
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn call(ctx: &Ctx, policy_dir: &Path, iterations: usize) -> anyhow::Result<Exit> {
+    anyhow::ensure!(iterations >= 1000, "`--iterations` must be at least 1000");
+    let set = PolicySet::load(policy_dir, &ctx.load_options())?;
+    let mut host = Host {
+        name: "db-0001".into(),
+        address: "10.0.0.1".into(),
+        hardware: "r740".into(),
+        workload: "db".into(),
+        datacenter: "dc1".into(),
+        rack: "r01".into(),
+        kernel: "6.1.0-18-amd64".into(),
+        tags: vec!["db".into(), "pci".into()],
+        ..Default::default()
+    };
+    host.facts.insert("numa".into(), serde_json::json!(2));
+    // Warm up, then time batches of 1000 calls.
+    for _ in 0..1000 {
+        set.call::<bool>("rollout", "eligible", (&host,))?;
+    }
+    let batches = iterations / 1000;
+    let mut per_call = Vec::with_capacity(batches);
+    let t = Instant::now();
+    for _ in 0..batches {
+        let b = Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(set.call::<bool>("rollout", "eligible", (&host,))?);
+        }
+        per_call.push(b.elapsed().as_secs_f64() * 1e6 / 1000.0);
+    }
+    let total = t.elapsed();
+    let s = stats(per_call);
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "bench": "call", "function": "rollout::eligible(host)", "unit": "µs",
+            "calls": batches * 1000, "per_call_by_batch": s,
+            "total_s": total.as_secs_f64(),
+        })),
+        Format::Human => println!(
+            "call: rollout::eligible(host) through the typed path, {} calls\n  median {:.2} µs/call   p99 (of 1000-call batches) {:.2} µs/call   mean {:.2} µs/call",
+            batches * 1000, s.median, s.p99, s.mean
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
+    match a.what {
+        What::Reload {
+            policy_dir,
+            edits,
+            file,
+        } => reload(ctx, &policy_dir, edits, &file),
+        What::Call {
+            policy_dir,
+            iterations,
+        } => call(ctx, &policy_dir, iterations),
+    }
+}

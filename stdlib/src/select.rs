@@ -195,6 +195,8 @@ fn any_matches(v: &Dynamic, pats: &[glob::Pattern]) -> bool {
     pats.iter().any(|p| p.matches(&s))
 }
 
+// The code `#[export_module]` generates for `&mut` parameters unwraps internally.
+#[allow(clippy::unwrap_used)]
 #[export_module]
 pub mod select_fns {
     use super::Selector;
@@ -231,19 +233,46 @@ pub mod select_fns {
             .map_err(|e| err(e.to_string()))
     }
 
-    /// Whether a host's `tags` array holds `tag`.
+    /// Whether a host's `tags` array holds `tag`. Call it as a method (`host.has_tag(t)`) to
+    /// avoid copying the host.
     ///
     /// ```rhai
-    /// assert(has_tag(#{ tags: ["no-reboot", "db"] }, "no-reboot"));
+    /// let host = #{ tags: ["no-reboot", "db"] };
+    /// assert(host.has_tag("no-reboot"));
     /// assert(!has_tag(#{ name: "h1" }, "no-reboot"));
     /// ```
-    pub fn has_tag(host: Map, tag: &str) -> bool {
+    pub fn has_tag(host: &mut Map, tag: &str) -> bool {
         host.get("tags")
             .and_then(|t| {
-                t.read_lock::<rhai::Array>()
-                    .map(|a| a.iter().any(|e| e.to_string() == tag))
+                t.read_lock::<rhai::Array>().map(|a| {
+                    a.iter().any(|e| {
+                        e.read_lock::<rhai::ImmutableString>()
+                            .is_some_and(|s| s.as_str() == tag)
+                    })
+                })
             })
             .unwrap_or(false)
+    }
+
+    /// Whether a host's `tags` array holds any of `tags`.
+    ///
+    /// ```rhai
+    /// let host = #{ tags: ["no-reboot", "db"] };
+    /// assert(host.has_any_tag(["legal-hold", "no-reboot"]));
+    /// assert(!host.has_any_tag(["legal-hold"]));
+    /// ```
+    pub fn has_any_tag(host: &mut Map, tags: rhai::Array) -> bool {
+        let Some(have) = host.get("tags").and_then(|t| t.read_lock::<rhai::Array>()) else {
+            return false;
+        };
+        have.iter().any(|h| {
+            h.read_lock::<rhai::ImmutableString>().is_some_and(|h| {
+                tags.iter().any(|t| {
+                    t.read_lock::<rhai::ImmutableString>()
+                        .is_some_and(|t| t.as_str() == h.as_str())
+                })
+            })
+        })
     }
 }
 

@@ -3,6 +3,8 @@
 
 use rhai::plugin::*;
 
+// The code `#[export_module]` generates for `&mut` parameters unwraps internally.
+#[allow(clippy::unwrap_used)]
 #[export_module]
 pub mod verdict_fns {
     #[allow(unused_imports)]

@@ -193,7 +193,12 @@ pub(crate) fn eval_error(
         match e {
             EvalAltResult::ErrorInFunctionCall(name, fn_src, inner, pos) => {
                 if file != SHIM_SOURCE && !pos.is_none() {
-                    trace.push(format!("in call to `{name}` at {file}:{}", fmt_pos(*pos)));
+                    let what = if name.starts_with("anon$") {
+                        "in closure".to_string()
+                    } else {
+                        format!("in call to `{name}`")
+                    };
+                    trace.push(format!("{what} at {file}:{}", fmt_pos(*pos)));
                 }
                 if !fn_src.is_empty() {
                     file = fn_src.to_string();

@@ -1,0 +1,55 @@
+//! Helpers: run the binary, lay out policy directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetward")
+}
+
+/// The repository root (where `policies/` and `policy-examples/` live).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `fleetward ARGS` in `cwd` with colour off.
+pub fn run_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("FLEETWARD_LOG")
+        .output()
+        .expect("fleetward runs")
+}
+
+pub fn run(args: &[&str]) -> Output {
+    run_in(&root(), args)
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary policy directory holding `files`.
+pub fn policy_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, body).expect("write");
+    }
+    dir
+}
+
+pub const ROLLOUT_OK: &str = "fn eligible(host) { true }\nfn canary(group) { 1 }\nfn waves() { [1, 5, 25, 100] }\nfn bake(wave) { 0 }\n";
