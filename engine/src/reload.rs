@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How many times a reload re-reads a directory that keeps changing under it.
+const MAX_SETTLE_ROUNDS: usize = 5;
+
 /// Holds the current policy set. Readers take a cheap snapshot with [`current`]; an
 /// evaluation already running keeps the set it started with.
 ///
@@ -87,45 +90,59 @@ impl PolicyStore {
     }
 
     /// Loads the directory and, when it is valid and differs from the live set, swaps it in.
+    ///
+    /// An in-place save is not atomic: a reader can see a file truncated or half written. So a
+    /// snapshot is only acted on (swapped in, or reported as broken) if the directory still
+    /// hashes the same after it was validated; otherwise the new contents are loaded again.
     pub fn reload(&self) -> ReloadEvent {
         let start = Instant::now();
         let live = self.current.load_full();
         let ms = |s: Instant| s.elapsed().as_secs_f64() * 1000.0;
-        let tree = match SourceTree::read_dir(&self.dir) {
-            Ok(t) => t,
-            Err(e) => {
-                return ReloadEvent::ReloadFailed {
-                    hash: live.map(|s| s.hash().to_string()),
-                    error: ErrorReport::from(&e),
-                    elapsed_ms: ms(start),
-                }
-            }
+        let failed = |e: &PolicyError| ReloadEvent::ReloadFailed {
+            hash: live.as_ref().map(|s| s.hash().to_string()),
+            error: ErrorReport::from(e),
+            elapsed_ms: ms(start),
         };
-        if let Some(l) = &live {
-            if l.hash() == tree.hash() {
-                return ReloadEvent::Unchanged {
-                    hash: l.hash().to_string(),
-                };
-            }
-        }
-        match PolicySet::compile(tree, &self.opts) {
-            Ok(set) => {
-                let summary = set.summary();
-                let hash = set.hash().to_string();
-                self.current.store(Some(Arc::new(set)));
-                ReloadEvent::Reloaded {
-                    hash,
-                    previous: live.map(|s| s.hash().to_string()),
-                    policies: summary.policies.iter().map(|p| p.file.clone()).collect(),
-                    tests: summary.tests,
-                    elapsed_ms: ms(start),
+        let mut tree = match SourceTree::read_dir(&self.dir) {
+            Ok(t) => t,
+            Err(e) => return failed(&e),
+        };
+        for attempt in 0.. {
+            if let Some(l) = &live {
+                if l.hash() == tree.hash() {
+                    return ReloadEvent::Unchanged {
+                        hash: l.hash().to_string(),
+                    };
                 }
             }
-            Err(e) => ReloadEvent::ReloadFailed {
-                hash: live.map(|s| s.hash().to_string()),
-                error: ErrorReport::from(&e),
-                elapsed_ms: ms(start),
-            },
+            let hash = tree.hash().to_string();
+            let result = PolicySet::compile(tree, &self.opts);
+            // Settled? Re-read and compare (bounded: a file rewritten forever still gets an
+            // answer after a few rounds).
+            match SourceTree::read_dir(&self.dir) {
+                Ok(again) if again.hash() != hash && attempt < MAX_SETTLE_ROUNDS => {
+                    tree = again;
+                    continue;
+                }
+                _ => {}
+            }
+            return match result {
+                Ok(set) => {
+                    let summary = set.summary();
+                    self.current.store(Some(Arc::new(set)));
+                    ReloadEvent::Reloaded {
+                        hash,
+                        previous: live.as_ref().map(|s| s.hash().to_string()),
+                        policies: summary.policies.iter().map(|p| p.file.clone()).collect(),
+                        tests: summary.tests,
+                        elapsed_ms: ms(start),
+                    }
+                }
+                Err(e) => failed(&e),
+            };
+        }
+        ReloadEvent::Unchanged {
+            hash: String::new(),
         }
     }
 }

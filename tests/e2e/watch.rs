@@ -39,6 +39,19 @@ impl Watch {
         Watch { child, lines: rx }
     }
 
+    /// The next `reloaded` event. An in-place save is not atomic, so a `reload_failed` for a
+    /// half-written file may come first; it must keep the last good hash.
+    fn next_reloaded(&self, last_good: &str) -> serde_json::Value {
+        loop {
+            let ev = self.next();
+            if ev["event"] == "reloaded" {
+                return ev;
+            }
+            assert_eq!(ev["event"], "reload_failed", "{ev}");
+            assert_eq!(ev["hash"], last_good, "{ev}");
+        }
+    }
+
     fn next(&self) -> serde_json::Value {
         self.lines
             .recv_timeout(Duration::from_secs(15))
@@ -63,18 +76,16 @@ fn watch_prints_one_json_line_per_reload() {
         "fn gate(w) { pause(\"x\") }\n",
     )
     .expect("write");
-    let ev = w.next();
-    assert_eq!(ev["event"], "reloaded");
+    let ev = w.next_reloaded(&h1);
     assert_eq!(ev["previous"], h1.as_str());
     let h2 = ev["hash"].as_str().expect("hash").to_string();
     assert_ne!(h1, h2);
 
-    // A broken edit: the event names the location and keeps the last good hash.
-    std::fs::write(
-        dir.path().join("gates.rhai"),
-        "fn gate(w) {\n  pause(\"x\"\n}\n",
-    )
-    .expect("write");
+    // A broken edit, saved atomically (write a temp file, rename it over): the event names the
+    // location and keeps the last good hash.
+    let tmp = dir.path().join(".gates.rhai.new");
+    std::fs::write(&tmp, "fn gate(w) {\n  pause(\"x\"\n}\n").expect("write");
+    std::fs::rename(&tmp, dir.path().join("gates.rhai")).expect("rename");
     let ev = w.next();
     assert_eq!(ev["event"], "reload_failed");
     assert_eq!(ev["hash"], h2.as_str());
