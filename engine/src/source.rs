@@ -138,6 +138,18 @@ impl SourceTree {
     }
 }
 
+/// A tree from `(path, text)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn from_strs(files: &[(&str, &str)]) -> SourceTree {
+    SourceTree::from_bytes(
+        Path::new("p"),
+        files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())),
+    )
+    .unwrap()
+}
+
 fn walk(
     dir: &Path,
     prefix: &str,
@@ -200,17 +212,7 @@ mod tests {
 
     #[test]
     fn hash_depends_on_content_and_names() {
-        let t = |files: &[(&str, &str)]| {
-            SourceTree::from_bytes(
-                Path::new("p"),
-                files
-                    .iter()
-                    .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())),
-            )
-            .unwrap()
-            .hash()
-            .to_string()
-        };
+        let t = |files: &[(&str, &str)]| from_strs(files).hash().to_string();
         let a = t(&[("a.rhai", "1")]);
         assert_eq!(a, t(&[("a.rhai", "1")]));
         assert_ne!(a, t(&[("a.rhai", "2")]));

@@ -181,28 +181,23 @@ fn eval_reports_runtime_errors_with_location() {
     std::fs::write(&input, br#"{"name": "h1", "hardware": "r740"}"#).expect("write");
     let d = dir.path().to_string_lossy().into_owned();
     let i = input.to_string_lossy().into_owned();
-    let o = run(&[
-        "eval",
-        "--policy-dir",
-        &d,
-        "--fn",
-        "eligible",
-        "--input",
-        &i,
-    ]);
+    let eval = || {
+        run(&[
+            "eval",
+            "--policy-dir",
+            &d,
+            "--fn",
+            "eligible",
+            "--input",
+            &i,
+        ])
+    };
+    let o = eval();
     assert_eq!(code(&o), 1);
     expect_file!["../golden/errors/eval_property_typo.txt"].assert_eq(&stderr(&o));
     // Bad JSON input is a clear error, not a panic.
     std::fs::write(&input, b"{ not json").expect("write");
-    let o = run(&[
-        "eval",
-        "--policy-dir",
-        &d,
-        "--fn",
-        "eligible",
-        "--input",
-        &i,
-    ]);
+    let o = eval();
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("is not valid JSON"), "{}", stderr(&o));
     let o = run(&["eval", "--policy-dir", &d, "--fn", "nope"]);

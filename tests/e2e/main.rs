@@ -1,6 +1,9 @@
 //! End-to-end tests over the `fleetward` binary: real processes, real files, real `notify`
 //! events. One test binary, so the engine links once.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cli;
 mod support;
 mod watch;

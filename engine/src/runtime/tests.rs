@@ -10,15 +10,7 @@ use std::path::Path;
 
 const ROLLOUT_OK: &str = "fn eligible(host) { true }\nfn canary(group) { 1 }\nfn waves() { [1, 5, 25, 100] }\nfn bake(wave) { 0 }\n";
 
-fn tree(files: &[(&str, &str)]) -> SourceTree {
-    SourceTree::from_bytes(
-        Path::new("p"),
-        files
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())),
-    )
-    .unwrap()
-}
+use crate::source::from_strs as tree;
 
 fn load_with(files: &[(&str, &str)], limits: &[&str]) -> Result<PolicySet, PolicyError> {
     PolicySet::compile(
