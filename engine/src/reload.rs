@@ -107,7 +107,9 @@ impl PolicyStore {
             Ok(t) => t,
             Err(e) => return failed(&e),
         };
-        for attempt in 0.. {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if let Some(l) = &live {
                 if l.hash() == tree.hash() {
                     return ReloadEvent::Unchanged {
@@ -120,7 +122,7 @@ impl PolicyStore {
             // Settled? Re-read and compare (bounded: a file rewritten forever still gets an
             // answer after a few rounds).
             match SourceTree::read_dir(&self.dir) {
-                Ok(again) if again.hash() != hash && attempt < MAX_SETTLE_ROUNDS => {
+                Ok(again) if again.hash() != hash && attempt <= MAX_SETTLE_ROUNDS => {
                     tree = again;
                     continue;
                 }
@@ -140,9 +142,6 @@ impl PolicyStore {
                 }
                 Err(e) => failed(&e),
             };
-        }
-        ReloadEvent::Unchanged {
-            hash: String::new(),
         }
     }
 }

@@ -449,7 +449,8 @@ impl PolicySet {
             .policy(kind)
             .map(|p| p.file.clone())
             .unwrap_or_default();
-        let t = self.invoke(&policy_module(kind), &file, func, args.clone())?;
+        let arity = args.len();
+        let t = self.invoke(&policy_module(kind), &file, func, args)?;
         let policy = self
             .policies
             .get(kind)
@@ -457,7 +458,7 @@ impl PolicySet {
         let value = match policy
             .spec
             .function(func)
-            .filter(|f| f.params.len() == args.len())
+            .filter(|f| f.params.len() == arity)
         {
             Some(spec) => (spec.check)(&t.value)
                 .map_err(|m| self.return_type_error(policy, func, spec.returns, &m))?,
