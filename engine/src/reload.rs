@@ -7,7 +7,7 @@ use crate::source::SourceTree;
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How many times a reload re-reads a directory that keeps changing under it.
@@ -21,6 +21,9 @@ pub struct PolicyStore {
     dir: PathBuf,
     opts: LoadOptions,
     current: ArcSwapOption<PolicySet>,
+    /// The hash of the last snapshot that failed, so a burst of events for one broken save is
+    /// reported once.
+    last_failed: Mutex<Option<String>>,
 }
 
 /// Why a reload failed, for event streams.
@@ -60,8 +63,9 @@ pub enum ReloadEvent {
         tests: usize,
         elapsed_ms: f64,
     },
-    /// The files hash the same as the live set; nothing was swapped.
-    Unchanged { hash: String },
+    /// The files hash the same as the live set, or as the last snapshot that failed; nothing
+    /// was swapped and nothing new is to be said. `hash` is the live set's.
+    Unchanged { hash: Option<String> },
     /// The new files are invalid; `hash` is the set still live (if any).
     ReloadFailed {
         hash: Option<String>,
@@ -77,6 +81,7 @@ impl PolicyStore {
             dir: dir.to_path_buf(),
             opts,
             current: ArcSwapOption::empty(),
+            last_failed: Mutex::new(None),
         }
     }
 
@@ -110,12 +115,15 @@ impl PolicyStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if let Some(l) = &live {
-                if l.hash() == tree.hash() {
-                    return ReloadEvent::Unchanged {
-                        hash: l.hash().to_string(),
-                    };
-                }
+            let seen_failing = self
+                .last_failed
+                .lock()
+                .map(|f| f.as_deref() == Some(tree.hash()))
+                .unwrap_or(false);
+            if live.as_ref().is_some_and(|l| l.hash() == tree.hash()) || seen_failing {
+                return ReloadEvent::Unchanged {
+                    hash: live.as_ref().map(|l| l.hash().to_string()),
+                };
             }
             let hash = tree.hash().to_string();
             let result = PolicySet::compile(tree, &self.opts);
@@ -127,6 +135,9 @@ impl PolicyStore {
                     continue;
                 }
                 _ => {}
+            }
+            if let Ok(mut f) = self.last_failed.lock() {
+                *f = result.is_err().then(|| hash.clone());
             }
             return match result {
                 Ok(set) => {
@@ -143,5 +154,36 @@ impl PolicyStore {
                 Err(e) => failed(&e),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_broken_save_is_reported_once_and_keeps_the_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let gates = dir.path().join("gates.rhai");
+        std::fs::write(&gates, "fn gate(w) { pass() }\n").unwrap();
+        let store = PolicyStore::new(dir.path(), LoadOptions::default());
+        let ReloadEvent::Reloaded { hash: good, .. } = store.reload() else {
+            panic!("first load must succeed");
+        };
+        assert!(matches!(store.reload(), ReloadEvent::Unchanged { .. }));
+        std::fs::write(&gates, "fn gate(w) { pass( }\n").unwrap();
+        match store.reload() {
+            ReloadEvent::ReloadFailed { hash, .. } => {
+                assert_eq!(hash.as_deref(), Some(good.as_str()))
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        // The same broken bytes again: nothing new to say.
+        assert!(matches!(store.reload(), ReloadEvent::Unchanged { hash: Some(h) } if h == good));
+        assert_eq!(store.current().unwrap().hash(), good);
+        std::fs::write(&gates, "fn gate(w) { fail(\"x\") }\n").unwrap();
+        assert!(
+            matches!(store.reload(), ReloadEvent::Reloaded { previous: Some(p), .. } if p == good)
+        );
     }
 }

@@ -36,7 +36,8 @@ pub fn print_event(format: Format, ev: &ReloadEvent) {
                 elapsed_ms
             ),
             ReloadEvent::Unchanged { hash } => {
-                println!("unchanged      hash {}", &hash[..12.min(hash.len())])
+                let h = hash.as_deref().unwrap_or("-");
+                println!("unchanged      hash {}", &h[..12.min(h.len())])
             }
             ReloadEvent::ReloadFailed { hash, error, .. } => {
                 let kept = hash
