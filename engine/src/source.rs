@@ -23,6 +23,11 @@ pub struct SourceTree {
     hash: String,
 }
 
+/// The first 12 hex digits of a set hash, for display.
+pub fn short_hash(hash: &str) -> &str {
+    &hash[..12.min(hash.len())]
+}
+
 /// Whether a path inside the policy directory belongs to the policy set.
 pub fn is_policy_path(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);

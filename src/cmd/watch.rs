@@ -3,6 +3,7 @@
 use super::Ctx;
 use crate::output::{color, json_line, Exit, Format};
 use fleetward_engine::reload::ReloadEvent;
+use fleetward_engine::source::short_hash;
 use fleetward_engine::watch::{watch_loop, FsWatcher, DEFAULT_DEBOUNCE};
 use fleetward_engine::PolicyStore;
 use std::io::Write;
@@ -31,18 +32,20 @@ pub fn print_event(format: Format, ev: &ReloadEvent) {
                 ..
             } => println!(
                 "reloaded       hash {}  {} policies  {:.1} ms",
-                &hash[..12.min(hash.len())],
+                short_hash(hash),
                 policies.len(),
                 elapsed_ms
             ),
             ReloadEvent::Unchanged { hash } => {
-                let h = hash.as_deref().unwrap_or("-");
-                println!("unchanged      hash {}", &h[..12.min(h.len())])
+                println!(
+                    "unchanged      hash {}",
+                    short_hash(hash.as_deref().unwrap_or("-"))
+                )
             }
             ReloadEvent::ReloadFailed { hash, error, .. } => {
                 let kept = hash
                     .as_deref()
-                    .map(|h| format!("keeping hash {}", &h[..12.min(h.len())]))
+                    .map(|h| format!("keeping hash {}", short_hash(h)))
                     .unwrap_or_else(|| "no set loaded".into());
                 println!("reload_failed  {kept}  {}", error.message);
                 for d in &error.diagnostics {

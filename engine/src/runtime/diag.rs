@@ -23,16 +23,8 @@ impl Sources<'_> {
     }
 
     fn located(&self, d: Diagnostic, file: &str, pos: Position) -> Diagnostic {
-        match (pos.line(), pos.position()) {
-            (Some(line), col) => {
-                let text = self.text(file);
-                d.at(file, line, col.unwrap_or(1), text)
-            }
-            (None, _) => {
-                let text = self.text(file);
-                d.at(file, 1, 1, text)
-            }
-        }
+        let (line, col) = (pos.line().unwrap_or(1), pos.position().unwrap_or(1));
+        d.at(file, line, col, self.text(file))
     }
 }
 

@@ -116,6 +116,16 @@ pub(crate) fn fn_location(text: &str, name: &str) -> (usize, usize) {
     (1, 1)
 }
 
+/// Points `d` at the definition of `fn func` in `file` (or at its first line).
+fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic {
+    let text = tree.text(file);
+    let (line, col) = text
+        .as_deref()
+        .map(|t| fn_location(t, func))
+        .unwrap_or((1, 1));
+    d.at(file, line, col, text)
+}
+
 fn public_fns(ast: &AST) -> Vec<FnSig> {
     let mut v: Vec<FnSig> = ast
         .iter_functions()
@@ -186,8 +196,12 @@ impl PolicySet {
         let mut policies = BTreeMap::new();
         let mut tests = Vec::new();
         let mut modules = Vec::new();
-        for (rel, ast) in &asts {
-            let fns = public_fns(ast);
+        let fns_of: BTreeMap<&String, Vec<FnSig>> = asts
+            .iter()
+            .map(|(rel, ast)| (rel, public_fns(ast)))
+            .collect();
+        for rel in asts.keys() {
+            let fns = fns_of.get(rel).cloned().unwrap_or_default();
             if let Some(spec) = kind_of_file(rel) {
                 let text = tree.text(rel);
                 for req in spec.required {
@@ -204,20 +218,18 @@ impl PolicySet {
                         )
                         .at(rel, 1, 1, text.clone())
                         .with_help(format!("{} It returns {}.", req.doc, req.returns)),
-                        Some(found) => {
-                            let (line, col) = text
-                                .as_deref()
-                                .map(|t| fn_location(t, req.name))
-                                .unwrap_or((1, 1));
+                        Some(found) => at_fn(
                             Diagnostic::new(
                                 DiagnosticKind::Validation,
                                 format!(
                                     "`fn {found}` takes {} parameter(s); `{rel}` must define `{want}`",
                                     found.params.len()
                                 ),
-                            )
-                            .at(rel, line, col, text.clone())
-                        }
+                            ),
+                            &tree,
+                            rel,
+                            req.name,
+                        ),
                     };
                     problems.push(d);
                 }
@@ -256,7 +268,7 @@ impl PolicySet {
             let Some(ast) = asts.get(&rel) else { continue };
             let guard = EvalScope::enter(&limits);
             match Module::eval_ast_as_new(Scope::new(), ast, &engine) {
-                Ok(m) => evaluated.push((module, m, public_fns(ast))),
+                Ok(m) => evaluated.push((module, m, fns_of.get(&rel).cloned().unwrap_or_default())),
                 Err(e) => problems.push(eval_error(&src, &rel, &e, &limits)),
             }
             drop(guard);
@@ -329,7 +341,7 @@ impl PolicySet {
 
     /// The first 12 hex digits of [`hash`](Self::hash), for display.
     pub fn short_hash(&self) -> &str {
-        &self.tree.hash()[..12.min(self.tree.hash().len())]
+        crate::source::short_hash(self.tree.hash())
     }
 
     pub fn root(&self) -> &Path {
@@ -506,13 +518,8 @@ impl PolicySet {
                 };
                 let mut d = eval_error(&src, SHIM_SOURCE, &e, &self.limits);
                 if d.location.as_ref().is_none_or(|l| l.file == SHIM_SOURCE) {
-                    let text = self.tree.text(file);
-                    let (line, col) = text
-                        .as_deref()
-                        .map(|t| fn_location(t, func))
-                        .unwrap_or((1, 1));
                     d.message = format!("in `fn {func}`: {}", d.message);
-                    d = d.at(file, line, col, text);
+                    d = at_fn(d, &self.tree, file, func);
                 }
                 Err(PolicyError::Eval(Box::new(d)))
             }
@@ -526,20 +533,17 @@ impl PolicySet {
         expected: &str,
         got: &str,
     ) -> PolicyError {
-        let text = self.tree.text(&p.file);
-        let (line, col) = text
-            .as_deref()
-            .map(|t| fn_location(t, func))
-            .unwrap_or((1, 1));
-        PolicyError::Eval(Box::new(
+        PolicyError::Eval(Box::new(at_fn(
             Diagnostic::new(
                 DiagnosticKind::ReturnType,
                 format!(
                     "`fn {func}` in `{}` returned the wrong type: expected {expected}, {got}",
                     p.file
                 ),
-            )
-            .at(&p.file, line, col, text),
-        ))
+            ),
+            &self.tree,
+            &p.file,
+            func,
+        )))
     }
 }
