@@ -7,6 +7,7 @@
 pub mod config;
 pub mod defs;
 pub mod error;
+pub mod inventory;
 pub mod model;
 pub mod reload;
 pub mod runtime;
