@@ -1,4 +1,4 @@
-//! Evaluation limits and the `fleetward.toml` file that overrides them.
+//! Evaluation limits, inventory field mapping, and the `fleetward.toml` file that sets them.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -85,6 +85,8 @@ impl Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub limits: Limits,
+    /// Which inventory variables hold which host fields.
+    pub inventory: crate::inventory::FieldMapSpec,
 }
 
 impl Settings {

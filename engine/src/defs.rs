@@ -26,9 +26,10 @@ pub fn definitions() -> Vec<(String, String)> {
             k.file(),
             k.doc
         ));
-        for f in k.required {
+        for f in k.functions() {
+            let optional = if k.optional.iter().any(|o| o.name == f.name) { "Optional. " } else { "" };
             api.push_str(&format!(
-                "\n/// {}\n/// Returns {}.\nfn {}({});\n",
+                "\n/// {optional}{}\n/// Returns {}.\nfn {}({});\n",
                 f.doc,
                 f.returns,
                 f.name,

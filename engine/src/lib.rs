@@ -7,8 +7,10 @@
 pub mod config;
 pub mod defs;
 pub mod error;
+pub mod fleetgen;
 pub mod inventory;
 pub mod model;
+pub mod plan;
 pub mod reload;
 pub mod runtime;
 pub mod source;

@@ -1,5 +1,6 @@
-//! Verdict builders: `pass`, `pause(reason)` and `fail(reason)`, as plain maps
-//! `#{verdict: "pause", reasons: [..]}` so they serialise without help.
+//! Decision builders: the verdicts `pass`, `pause(reason)` and `fail(reason)`, as plain maps
+//! `#{verdict: "pause", reasons: [..]}` so they serialise without help, and `exclude(reason)`
+//! for rollout eligibility.
 
 use rhai::plugin::*;
 
@@ -23,6 +24,21 @@ pub mod verdict_fns {
     /// ```
     pub fn verdict() -> Map {
         make("pass", None)
+    }
+
+    /// Keeps a host out of the rollout, with the reason `fleetward plan` reports: the
+    /// result `rollout.rhai`'s `eligible(host)` returns for an excluded host.
+    ///
+    /// ```rhai
+    /// let e = exclude("tagged `no-reboot`");
+    /// assert_eq(e.eligible, false);
+    /// assert_eq(e.reason, "tagged `no-reboot`");
+    /// ```
+    pub fn exclude(reason: &str) -> Map {
+        let mut m = Map::new();
+        m.insert("eligible".into(), false.into());
+        m.insert("reason".into(), reason.into());
+        m
     }
 
     /// A passing verdict.

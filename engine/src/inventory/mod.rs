@@ -11,7 +11,7 @@ mod fields;
 mod native;
 mod tree;
 
-pub use fields::{Field, FieldMap, FieldSource};
+pub use fields::{Field, FieldMap, FieldMapSpec, FieldSource};
 
 use crate::model::Host;
 use serde::Serialize;

@@ -29,10 +29,6 @@ impl Node {
         }
     }
 
-    pub fn is_null(&self) -> bool {
-        matches!(self.kind, NodeKind::Scalar(Value::Null))
-    }
-
     /// What the node is, for error messages.
     pub fn type_name(&self) -> &'static str {
         match &self.kind {
@@ -218,7 +214,7 @@ mod tests {
         let hosts = n.get("all").unwrap().get("hosts").unwrap();
         assert_eq!(hosts.get("a").unwrap().line, 3);
         assert_eq!(hosts.get("b").unwrap().line, 5);
-        assert!(hosts.get("b").unwrap().is_null());
+        assert_eq!(hosts.get("b").unwrap().to_json(), Value::Null);
         assert_eq!(hosts.get("a").unwrap().to_json(), serde_json::json!({"x": 1}));
     }
 

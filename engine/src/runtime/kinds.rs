@@ -3,6 +3,7 @@
 
 use super::typed::from_dynamic;
 use crate::model::{DriftDecision, Verdict};
+use crate::plan::spec::{parse_blast_radius, parse_windows, Eligibility};
 use rhai::Dynamic;
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ pub struct KindSpec {
     pub name: &'static str,
     pub doc: &'static str,
     pub required: &'static [FnSpec],
+    /// Functions the kind may define; without them fleetward uses the documented default.
+    pub optional: &'static [FnSpec],
 }
 
 impl KindSpec {
@@ -35,7 +38,12 @@ impl KindSpec {
     }
 
     pub fn function(&self, name: &str) -> Option<&'static FnSpec> {
-        self.required.iter().find(|f| f.name == name)
+        self.functions().find(|f| f.name == name)
+    }
+
+    /// Required functions, then optional ones.
+    pub fn functions(&self) -> impl Iterator<Item = &'static FnSpec> {
+        self.required.iter().chain(self.optional.iter())
     }
 }
 
@@ -47,8 +55,40 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     Ok((t, v))
 }
 
-fn check_bool(d: &Dynamic) -> Result<Value, String> {
-    typed::<bool>(d).map(|x| x.1)
+fn json(d: &Dynamic) -> Result<Value, String> {
+    serde_json::to_value(d).map_err(|e| e.to_string())
+}
+
+fn check_eligible(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    Eligibility::from_json(&v)?;
+    Ok(v)
+}
+
+fn check_positive(d: &Dynamic) -> Result<Value, String> {
+    let (n, v) = typed::<i64>(d)?;
+    if n < 1 {
+        return Err(format!("`{n}` is below 1"));
+    }
+    Ok(v)
+}
+
+fn check_kernel(d: &Dynamic) -> Result<Value, String> {
+    let (k, v) = typed::<String>(d)?;
+    fleetward_stdlib::KernelVersion::parse(&k).map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+fn check_blast_radius(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    parse_blast_radius(&v)?;
+    Ok(v)
+}
+
+fn check_windows(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    parse_windows(&v)?;
+    Ok(v)
 }
 
 fn check_count(d: &Dynamic) -> Result<Value, String> {
@@ -103,9 +143,9 @@ pub static KINDS: &[KindSpec] = &[
             FnSpec {
                 name: "eligible",
                 params: &["host"],
-                returns: "a bool",
-                doc: "Whether a host may take part in the rollout.",
-                check: check_bool,
+                returns: "`true`, `false` or `exclude(reason)`",
+                doc: "Whether a host may take part in the rollout, and if not, why.",
+                check: check_eligible,
             },
             FnSpec {
                 name: "canary",
@@ -125,7 +165,44 @@ pub static KINDS: &[KindSpec] = &[
                 name: "bake",
                 params: &["wave"],
                 returns: "a non-negative int (seconds)",
-                doc: "How long to watch a wave before its gate.",
+                doc: "How long to watch a stage (`wave.kind`, `wave.wave`, `wave.part`) before its gate.",
+                check: check_count,
+            },
+        ],
+        optional: &[
+            FnSpec {
+                name: "target_kernel",
+                params: &[],
+                returns: "a kernel version string",
+                doc: "The kernel to roll out (`--kernel` overrides it).",
+                check: check_kernel,
+            },
+            FnSpec {
+                name: "max_in_flight",
+                params: &["wave"],
+                returns: "a positive int",
+                doc: "How many hosts of a stage may be updating at once. Default: no limit.",
+                check: check_positive,
+            },
+            FnSpec {
+                name: "blast_radius",
+                params: &[],
+                returns: "a map from scope to `#{in_flight, per_wave}` (counts or `percent(n)`)",
+                doc: "Limits per rack, datacenter, hardware, workload, group or `fact:NAME`. Default: none.",
+                check: check_blast_radius,
+            },
+            FnSpec {
+                name: "windows",
+                params: &[],
+                returns: "an array of `#{days, start, end, tz}`",
+                doc: "Maintenance windows batches must fit in. Default: `[]`, any time.",
+                check: check_windows,
+            },
+            FnSpec {
+                name: "host_time",
+                params: &["group"],
+                returns: "a non-negative int (seconds)",
+                doc: "Estimated time to update one host of a group. Default: 15 minutes.",
                 check: check_count,
             },
         ],
@@ -140,6 +217,7 @@ pub static KINDS: &[KindSpec] = &[
             doc: "The verdict on a stage.",
             check: check_verdict,
         }],
+        optional: &[],
     },
     KindSpec {
         name: "drift",
@@ -152,6 +230,7 @@ pub static KINDS: &[KindSpec] = &[
             doc: "The decision for one divergence.",
             check: check_drift,
         }],
+        optional: &[],
     },
     KindSpec {
         name: "cache",
@@ -163,6 +242,7 @@ pub static KINDS: &[KindSpec] = &[
             doc: "The cache command catalogue.",
             check: check_map,
         }],
+        optional: &[],
     },
 ];
 

@@ -6,6 +6,7 @@ use super::kinds::{kind_of_file, KindSpec};
 use super::resolver::SetResolver;
 use super::typed::{from_dynamic, IntoArgs};
 use crate::config::{Limits, Settings, CONFIG_FILE};
+use crate::inventory::FieldMap;
 use crate::error::{line_col, Diagnostic, DiagnosticKind, PolicyError};
 use crate::source::SourceTree;
 use rhai::{CallFnOptions, Dynamic, Engine, FnAccess, Module, Scope, AST};
@@ -74,6 +75,7 @@ pub struct Traced<T> {
 pub struct PolicySet {
     tree: SourceTree,
     limits: Limits,
+    field_map: FieldMap,
     engine: Engine,
     shims: AST,
     shim_names: HashSet<String>,
@@ -149,20 +151,24 @@ impl PolicySet {
     /// functions, evaluate the policy and test files once, then check the results of the
     /// zero-argument functions. Every problem found is reported, not just the first.
     pub fn compile(tree: SourceTree, opts: &LoadOptions) -> Result<PolicySet, PolicyError> {
-        let mut limits = match tree.config() {
-            None => Limits::default(),
-            Some(text) => {
-                Settings::parse(text)
-                    .map_err(|(msg, line, col)| {
-                        PolicyError::Invalid(vec![Diagnostic::new(
-                            DiagnosticKind::Config,
-                            format!("invalid `{CONFIG_FILE}`: {msg}"),
-                        )
-                        .at(CONFIG_FILE, line, col, Some(text.clone()))])
-                    })?
-                    .limits
-            }
+        let settings = match tree.config() {
+            None => Settings::default(),
+            Some(text) => Settings::parse(text).map_err(|(msg, line, col)| {
+                PolicyError::Invalid(vec![Diagnostic::new(
+                    DiagnosticKind::Config,
+                    format!("invalid `{CONFIG_FILE}`: {msg}"),
+                )
+                .at(CONFIG_FILE, line, col, Some(text.clone()))])
+            })?,
         };
+        let field_map = FieldMap::from_spec(&settings.inventory).map_err(|m| {
+            PolicyError::Invalid(vec![Diagnostic::new(
+                DiagnosticKind::Config,
+                format!("invalid `{CONFIG_FILE}`: {m}"),
+            )
+            .at(CONFIG_FILE, 1, 1, tree.config().cloned())])
+        })?;
+        let mut limits = settings.limits;
         for o in &opts.limit_overrides {
             limits.set(o).map_err(|m| {
                 PolicyError::Invalid(vec![Diagnostic::new(DiagnosticKind::Config, m)])
@@ -204,10 +210,14 @@ impl PolicySet {
             let fns = fns_of.get(rel).cloned().unwrap_or_default();
             if let Some(spec) = kind_of_file(rel) {
                 let text = tree.text(rel);
-                for req in spec.required {
+                for req in spec.functions() {
                     let same_name: Vec<&FnSig> =
                         fns.iter().filter(|f| f.name == req.name).collect();
                     if same_name.iter().any(|f| f.params.len() == req.params.len()) {
+                        continue;
+                    }
+                    let optional = spec.optional.iter().any(|o| o.name == req.name);
+                    if optional && same_name.is_empty() {
                         continue;
                     }
                     let want = format!("fn {}({})", req.name, req.params.join(", "));
@@ -304,6 +314,7 @@ impl PolicySet {
         let set = PolicySet {
             tree,
             limits,
+            field_map,
             engine,
             shims,
             shim_names,
@@ -316,7 +327,11 @@ impl PolicySet {
         //    shape (`waves()` rising to 100, and so on).
         let mut problems = Vec::new();
         for p in set.policies.values() {
-            for req in p.spec.required.iter().filter(|r| r.params.is_empty()) {
+            for req in p
+                .spec
+                .functions()
+                .filter(|r| r.params.is_empty() && set.defines(p.kind, r.name, 0))
+            {
                 let r = set
                     .call_dynamic(p.kind, req.name, Vec::new())
                     .and_then(|d| {
@@ -352,8 +367,20 @@ impl PolicySet {
         &self.limits
     }
 
+    /// How this set's inventories map variables to host fields (`[inventory]` in
+    /// `fleetward.toml`).
+    pub fn field_map(&self) -> &FieldMap {
+        &self.field_map
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Whether `kind`'s policy defines `func` with `arity` parameters.
+    pub fn defines(&self, kind: &str, func: &str, arity: usize) -> bool {
+        self.shim_names
+            .contains(&shim_name(&policy_module(kind), func, arity))
     }
 
     /// The policy file of a kind, if the set has one.

@@ -1,0 +1,362 @@
+//! Deterministic example fleets for `policy-examples/`, tests and benchmarks, and writers
+//! for every inventory format fleetward reads. The same seed gives the same fleet on every
+//! machine.
+
+use crate::model::Host;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+pub const HARDWARE: [&str; 6] = ["r640", "r750", "c6420", "hpe-dl380", "sm-x11", "sm-x12"];
+pub const WORKLOADS: [&str; 4] = ["web", "db", "cache", "batch"];
+pub const DATACENTERS: [&str; 3] = ["ams1", "iad2", "sjc3"];
+/// The kernel most of the fleet runs.
+pub const CURRENT_KERNEL: &str = "6.8.0-40-generic";
+/// The kernel the example rollout installs.
+pub const TARGET_KERNEL: &str = "6.8.0-45-generic";
+/// The group kept at exactly three hosts.
+pub const TINY_GROUP: (&str, &str) = ("sm-x12", "db");
+const RACK_SIZE: usize = 40;
+
+/// splitmix64: a tiny, well-known generator, so fleets do not depend on a crate's version.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    pub hosts: usize,
+    pub seed: u64,
+    pub no_reboot: usize,
+    pub legal_hold: usize,
+    pub on_target: usize,
+    pub newer: usize,
+}
+
+impl FleetSpec {
+    /// The example fleet: `hosts` hosts with a handful of excluded and already-updated ones.
+    pub fn example(hosts: usize, seed: u64) -> Self {
+        FleetSpec {
+            hosts,
+            seed,
+            no_reboot: 8,
+            legal_hold: 3,
+            on_target: 12,
+            newer: 2,
+        }
+    }
+}
+
+/// Generates a fleet: 6 hardware classes × 4 workloads × 3 datacenters, uneven group sizes
+/// (one group of exactly 3 hosts), racks of up to 40 hosts mixing groups.
+pub fn generate(spec: &FleetSpec) -> Vec<Host> {
+    let mut rng = Rng(spec.seed);
+    // Uneven group sizes from squared random weights; the tiny group is fixed at 3.
+    let mut groups: Vec<((&str, &str), f64)> = Vec::new();
+    for hw in HARDWARE {
+        for wl in WORKLOADS {
+            let w = 0.15 + rng.unit() * 1.5;
+            groups.push(((hw, wl), w * w));
+        }
+    }
+    let tiny = if spec.hosts >= 200 { 3 } else { 0 };
+    let others: f64 = groups.iter().filter(|(g, _)| *g != TINY_GROUP).map(|(_, w)| w).sum();
+    let budget = spec.hosts.saturating_sub(tiny);
+    let mut sizes: Vec<((&str, &str), usize)> = groups
+        .iter()
+        .map(|(g, w)| {
+            let n = if *g == TINY_GROUP && tiny > 0 {
+                tiny
+            } else {
+                ((w / others) * budget as f64).floor() as usize
+            };
+            (*g, n)
+        })
+        .collect();
+    // Hand out the rounding remainder one host at a time.
+    let mut have: usize = sizes.iter().map(|s| s.1).sum();
+    let mut i = 0;
+    while have < spec.hosts {
+        let k = i % sizes.len();
+        if sizes.get(k).is_some_and(|s| s.0 != TINY_GROUP || tiny == 0) {
+            if let Some(s) = sizes.get_mut(k) {
+                s.1 += 1;
+                have += 1;
+            }
+        }
+        i += 1;
+    }
+    // Place hosts in datacenters (40/35/25), shuffle each datacenter, fill racks.
+    let mut per_dc: Vec<Vec<(&str, &str)>> = vec![Vec::new(); DATACENTERS.len()];
+    for ((hw, wl), n) in &sizes {
+        for _ in 0..*n {
+            let r = rng.unit();
+            let dc = if r < 0.40 { 0 } else if r < 0.75 { 1 } else { 2 };
+            if let Some(v) = per_dc.get_mut(dc) {
+                v.push((hw, wl));
+            }
+        }
+    }
+    let mut hosts = Vec::with_capacity(spec.hosts);
+    let mut counters: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+    for (dci, members) in per_dc.iter_mut().enumerate() {
+        for k in (1..members.len()).rev() {
+            let j = rng.below(k + 1);
+            members.swap(k, j);
+        }
+        let dc = DATACENTERS.get(dci).copied().unwrap_or("dc");
+        for (slot, (hw, wl)) in members.iter().enumerate() {
+            let rack = slot / RACK_SIZE + 1;
+            let n = counters.entry((dci, wl)).or_default();
+            *n += 1;
+            let cores = match *hw {
+                "r640" => 32,
+                "r750" | "hpe-dl380" => 64,
+                "c6420" => 48,
+                _ => 96,
+            };
+            let mut facts = BTreeMap::new();
+            facts.insert("cores".to_string(), Value::from(cores));
+            facts.insert("mem_gb".to_string(), Value::from(cores * 8));
+            facts.insert("serial".to_string(), Value::from(format!("SN{:08X}", rng.next() as u32)));
+            hosts.push(Host {
+                name: format!("{wl}{n:04}.{dc}"),
+                address: format!("10.{}.{}.{}", dci + 1, slot / 250, slot % 250 + 1),
+                port: None,
+                user: None,
+                hardware: hw.to_string(),
+                workload: wl.to_string(),
+                datacenter: dc.to_string(),
+                rack: format!("r{rack:03}"),
+                kernel: CURRENT_KERNEL.to_string(),
+                tags: Vec::new(),
+                facts,
+            });
+        }
+    }
+    // Mark a few hosts, never in the tiny group, never twice.
+    let mut free: Vec<usize> = (0..hosts.len())
+        .filter(|i| hosts.get(*i).is_some_and(|h| (h.hardware.as_str(), h.workload.as_str()) != TINY_GROUP))
+        .collect();
+    let mut take = |n: usize, rng: &mut Rng| -> Vec<usize> {
+        (0..n.min(free.len()))
+            .map(|_| free.swap_remove(rng.below(free.len())))
+            .collect()
+    };
+    for i in take(spec.no_reboot, &mut rng) {
+        if let Some(h) = hosts.get_mut(i) {
+            h.tags.push("no-reboot".into());
+        }
+    }
+    for i in take(spec.legal_hold, &mut rng) {
+        if let Some(h) = hosts.get_mut(i) {
+            h.tags.push("legal-hold".into());
+        }
+    }
+    for i in take(spec.on_target, &mut rng) {
+        if let Some(h) = hosts.get_mut(i) {
+            h.kernel = TARGET_KERNEL.into();
+        }
+    }
+    for i in take(spec.newer, &mut rng) {
+        if let Some(h) = hosts.get_mut(i) {
+            h.kernel = "6.11.0-9-generic".into();
+        }
+    }
+    hosts
+}
+
+fn fact_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A TOML basic string (JSON's escapes are valid TOML).
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// fleetward's own TOML: one inline table per host.
+pub fn to_toml(hosts: &[Host]) -> String {
+    let mut out = String::from("# fleetward inventory: one host per line.\nhosts = [\n");
+    for h in hosts {
+        let mut fields = vec![
+            format!("name = {}", toml_str(&h.name)),
+            format!("address = {}", toml_str(&h.address)),
+            format!("hardware = {}", toml_str(&h.hardware)),
+            format!("workload = {}", toml_str(&h.workload)),
+            format!("datacenter = {}", toml_str(&h.datacenter)),
+            format!("rack = {}", toml_str(&h.rack)),
+            format!("kernel = {}", toml_str(&h.kernel)),
+        ];
+        if !h.tags.is_empty() {
+            let t: Vec<String> = h.tags.iter().map(|t| toml_str(t)).collect();
+            fields.push(format!("tags = [{}]", t.join(", ")));
+        }
+        for (k, v) in &h.facts {
+            let tv = match v {
+                Value::Number(n) => n.to_string(),
+                other => toml_str(&fact_text(other)),
+            };
+            fields.push(format!("{k} = {tv}"));
+        }
+        let _ = writeln!(out, "  {{ {} }},", fields.join(", "));
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// CSV with a header row; tags separated by `;`.
+pub fn to_csv(hosts: &[Host]) -> String {
+    let fact_keys: Vec<String> = hosts
+        .first()
+        .map(|h| h.facts.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut out = format!(
+        "name,address,hardware,workload,datacenter,rack,kernel,tags{}\n",
+        fact_keys.iter().map(|k| format!(",{k}")).collect::<String>()
+    );
+    for h in hosts {
+        let _ = write!(
+            out,
+            "{},{},{},{},{},{},{},{}",
+            h.name,
+            h.address,
+            h.hardware,
+            h.workload,
+            h.datacenter,
+            h.rack,
+            h.kernel,
+            h.tags.join(";")
+        );
+        for k in &fact_keys {
+            let _ = write!(out, ",{}", h.facts.get(k).map(fact_text).unwrap_or_default());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Hosts by datacenter, in fleet order.
+fn by_dc(hosts: &[Host]) -> BTreeMap<&str, Vec<&Host>> {
+    let mut m: BTreeMap<&str, Vec<&Host>> = BTreeMap::new();
+    for h in hosts {
+        m.entry(h.datacenter.as_str()).or_default().push(h);
+    }
+    m
+}
+
+/// Ansible INI: one group per datacenter (with `datacenter` in its `:vars`), the site's own
+/// variable names `hw_class` and `role` (map them with `--field hardware=hw_class
+/// --field workload=role`).
+pub fn to_ansible_ini(hosts: &[Host]) -> String {
+    let mut out = String::from("# Ansible inventory. Hardware and workload are in `hw_class` and `role`.\n\n[all:vars]\nansible_user=fleetward\n");
+    let dcs = by_dc(hosts);
+    for (dc, members) in &dcs {
+        let _ = write!(out, "\n[{dc}]\n");
+        for h in members {
+            let _ = write!(
+                out,
+                "{} ansible_host={} hw_class={} role={} rack={} kernel={}",
+                h.name, h.address, h.hardware, h.workload, h.rack, h.kernel
+            );
+            if !h.tags.is_empty() {
+                let _ = write!(out, " tags={}", h.tags.join(","));
+            }
+            for (k, v) in &h.facts {
+                let _ = write!(out, " {k}={}", fact_text(v));
+            }
+            out.push('\n');
+        }
+        let _ = write!(out, "\n[{dc}:vars]\ndatacenter={dc}\n");
+    }
+    out.push_str("\n[datacenters:children]\n");
+    for dc in dcs.keys() {
+        let _ = writeln!(out, "{dc}");
+    }
+    out
+}
+
+/// Ansible YAML of the same shape as [`to_ansible_ini`].
+pub fn to_ansible_yaml(hosts: &[Host]) -> String {
+    let mut out = String::from("# Ansible inventory. Hardware and workload are in `hw_class` and `role`.\nall:\n  vars:\n    ansible_user: fleetward\n  children:\n    datacenters:\n      children:\n");
+    for (dc, members) in &by_dc(hosts) {
+        let _ = write!(out, "        {dc}:\n          vars:\n            datacenter: {dc}\n          hosts:\n");
+        for h in members {
+            let _ = write!(
+                out,
+                "            {}: {{ ansible_host: {}, hw_class: {}, role: {}, rack: {}, kernel: {}",
+                h.name, h.address, h.hardware, h.workload, h.rack, h.kernel
+            );
+            if !h.tags.is_empty() {
+                let _ = write!(out, ", tags: [{}]", h.tags.join(", "));
+            }
+            for (k, v) in &h.facts {
+                let _ = write!(out, ", {k}: {}", fact_text(v));
+            }
+            out.push_str(" }\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{parse, FieldMap};
+
+    #[test]
+    fn same_seed_same_fleet_and_every_format_reads_back() {
+        let spec = FleetSpec::example(600, 7);
+        let a = generate(&spec);
+        assert_eq!(a, generate(&spec));
+        assert_eq!(a.len(), 600);
+        let tiny = a
+            .iter()
+            .filter(|h| (h.hardware.as_str(), h.workload.as_str()) == TINY_GROUP)
+            .count();
+        assert_eq!(tiny, 3);
+        let mut ansible = FieldMap::default();
+        ansible.set("hardware=hw_class").unwrap();
+        ansible.set("workload=role").unwrap();
+        let strip = |mut hs: Vec<Host>| {
+            for h in &mut hs {
+                h.facts.remove("groups");
+                h.user = None;
+            }
+            hs
+        };
+        for (ext, text, map) in [
+            ("toml", to_toml(&a), FieldMap::default()),
+            ("csv", to_csv(&a), FieldMap::default()),
+            ("ini", to_ansible_ini(&a), ansible.clone()),
+            ("yaml", to_ansible_yaml(&a), ansible.clone()),
+        ] {
+            let inv = parse(&format!("f.{ext}"), ext, &text, None, &map).unwrap();
+            let mut got = strip(inv.hosts);
+            let mut want = a.clone();
+            got.sort_by(|x, y| x.name.cmp(&y.name));
+            want.sort_by(|x, y| x.name.cmp(&y.name));
+            assert_eq!(got, want, "{ext}");
+        }
+    }
+}

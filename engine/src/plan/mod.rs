@@ -1,0 +1,642 @@
+//! The wave planner: from an inventory and the rollout rules to a deterministic plan (canary
+//! cohort, waves, batches, timeline). Pure: the rules come in through [`RolloutRules`], the
+//! start time and seed through [`PlanRequest`]; nothing here reads a clock or a file.
+//!
+//! Rounding rule (documented in ARCHITECTURE.md): after wave `i` with cumulative share `p_i`
+//! of `E` eligible hosts, `C_i = max(ceil(p_i·E/100), C_{i-1} + 1)` hosts are done, capped at
+//! `E`; the last wave is always `E`. The canaries count towards `C_i`. Each group's cumulative
+//! count is apportioned from `C_i` by largest remainder (exact integer arithmetic), never below
+//! what the group already did; ties go to the smaller group, so small groups show up early.
+
+mod apportion;
+mod pack;
+pub mod policy;
+pub mod spec;
+mod window;
+
+pub use apportion::apportion;
+pub use spec::{Amount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window};
+
+use crate::error::PolicyError;
+use crate::model::Host;
+use fleetward_stdlib::KernelVersion;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+/// Seconds a host takes (install, reboot, checks) when the policy does not say.
+pub const DEFAULT_HOST_SECS: u64 = 15 * 60;
+
+/// The decisions the planner asks of the rollout policy.
+pub trait RolloutRules {
+    /// One decision per host, in order.
+    fn eligible(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError>;
+    fn canary(&self, group: &GroupInfo) -> Result<i64, PlanError>;
+    /// Cumulative percentages, rising, ending at 100.
+    fn waves(&self) -> Result<Vec<f64>, PlanError>;
+    /// Seconds to watch a stage before its gate.
+    fn bake(&self, stage: &StageInfo) -> Result<u64, PlanError>;
+    /// Hosts updating at once in a stage; `None` for no limit.
+    fn max_in_flight(&self, stage: &StageInfo) -> Result<Option<u64>, PlanError>;
+    fn blast_radius(&self) -> Result<Vec<ScopeLimit>, PlanError>;
+    /// Maintenance windows; empty for "any time".
+    fn windows(&self) -> Result<Vec<Window>, PlanError>;
+    /// Seconds one host of the group takes.
+    fn host_time(&self, group: &GroupInfo) -> Result<u64, PlanError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    pub hosts: &'a [Host],
+    pub target_kernel: &'a str,
+    pub seed: u64,
+    pub start: Timestamp,
+}
+
+/// Why a host is not in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExclusionKind {
+    /// Already runs the target kernel.
+    OnTarget,
+    /// Runs a newer kernel than the target: fleetward never downgrades.
+    Newer,
+    /// `eligible(host)` said no.
+    Ineligible,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exclusion {
+    pub host: String,
+    pub group: String,
+    pub kind: ExclusionKind,
+    pub reason: String,
+}
+
+/// A group that needs the kernel but cannot be validated, so the kernel cannot be approved for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uncovered {
+    pub group: String,
+    pub hosts: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPlan {
+    pub name: String,
+    pub hardware: String,
+    pub workload: String,
+    /// Hosts in the inventory.
+    pub hosts: usize,
+    pub eligible: usize,
+    pub canaries: usize,
+    pub excluded: usize,
+    /// Seconds per host, from `host_time(group)`.
+    pub host_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Batch {
+    pub index: usize,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    #[serde(flatten)]
+    pub info: StageInfo,
+    /// Hosts done when this stage ends, and their share of the eligible fleet.
+    pub cumulative: usize,
+    pub cumulative_percent: f64,
+    /// Hosts per group in this stage.
+    pub groups: BTreeMap<String, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u64>,
+    pub bake_secs: u64,
+    pub start: Timestamp,
+    /// When the stage's hosts are done.
+    pub done: Timestamp,
+    /// When its bake ends and its gate runs.
+    pub gate: Timestamp,
+    /// Why the wave was split into parts, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    pub batches: Vec<Batch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub hosts: usize,
+    pub eligible: usize,
+    pub canaries: usize,
+    pub on_target: usize,
+    pub newer: usize,
+    pub ineligible: usize,
+}
+
+/// A complete plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub target_kernel: String,
+    pub seed: u64,
+    pub start: Timestamp,
+    /// When the last gate runs.
+    pub finish: Timestamp,
+    pub counts: Counts,
+    pub groups: Vec<GroupPlan>,
+    pub stages: Vec<Stage>,
+    pub excluded: Vec<Exclusion>,
+    pub uncovered: Vec<Uncovered>,
+    pub blast_radius: Vec<ScopeLimit>,
+    pub windows: Vec<Window>,
+    pub notes: Vec<String>,
+}
+
+/// A stable 64-bit hash of `seed` and `text` (FNV-1a, then the splitmix64 finaliser), so the
+/// order is the same on every machine and Rust version.
+pub fn keyed_hash(seed: u64, text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.to_le_bytes().iter().chain(text.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Round-robin over lists: one from each in turn until all are empty.
+fn interleave(lists: Vec<Vec<usize>>) -> Vec<usize> {
+    let total = lists.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut iters: Vec<std::vec::IntoIter<usize>> = lists.into_iter().map(Vec::into_iter).collect();
+    while out.len() < total {
+        for it in iters.iter_mut() {
+            if let Some(x) = it.next() {
+                out.push(x);
+            }
+        }
+    }
+    out
+}
+
+/// A group's hosts in rollout order: seeded-random, spread across datacenters and, within
+/// each, across racks, so early stages touch many failure domains a little.
+fn spread_order(members: &[usize], hosts: &[Host], seed: u64) -> Vec<usize> {
+    let mut by_dc: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
+    for &i in members {
+        let h = &hosts[i];
+        by_dc
+            .entry(h.datacenter.as_str())
+            .or_default()
+            .entry(h.rack.as_str())
+            .or_default()
+            .push(i);
+    }
+    let key = |i: &usize| (keyed_hash(seed, &hosts[*i].name), *i);
+    let mut dcs: Vec<(u64, Vec<usize>)> = by_dc
+        .into_iter()
+        .map(|(dc, racks)| {
+            let mut racks: Vec<(u64, Vec<usize>)> = racks
+                .into_iter()
+                .map(|(rack, mut v)| {
+                    v.sort_by_key(key);
+                    (keyed_hash(seed, &format!("{dc}/{rack}")), v)
+                })
+                .collect();
+            racks.sort_by_key(|r| r.0);
+            (keyed_hash(seed, dc), interleave(racks.into_iter().map(|r| r.1).collect()))
+        })
+        .collect();
+    dcs.sort_by_key(|d| d.0);
+    interleave(dcs.into_iter().map(|d| d.1).collect())
+}
+
+/// Orders a stage's hosts so that every group is spread evenly through it: the `j`-th of a
+/// group's `m` hosts sits at `(2j+1)/2m` of the way through.
+fn blend(slices: &[(usize, &[usize])]) -> Vec<usize> {
+    let mut keyed: Vec<(u64, u64, usize, usize)> = Vec::new();
+    for (g, s) in slices {
+        let m = s.len() as u64;
+        for (j, &h) in s.iter().enumerate() {
+            keyed.push((2 * j as u64 + 1, 2 * m, *g, h));
+        }
+    }
+    keyed.sort_by(|a, b| {
+        (u128::from(a.0) * u128::from(b.1))
+            .cmp(&(u128::from(b.0) * u128::from(a.1)))
+            .then(a.2.cmp(&b.2))
+    });
+    keyed.into_iter().map(|k| k.3).collect()
+}
+
+/// Cumulative host counts after each wave, by the documented rounding rule.
+pub fn cumulative_targets(waves: &[f64], eligible: usize, canaries: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(waves.len());
+    let mut prev = canaries.min(eligible);
+    for (i, p) in waves.iter().enumerate() {
+        let c = if i + 1 == waves.len() {
+            eligible
+        } else {
+            let want = ((p / 100.0) * eligible as f64 - 1e-9).ceil().max(0.0) as usize;
+            want.max(prev + 1).min(eligible)
+        };
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
+/// Interned values of one scope: the value id of every host, and the inventory total of each.
+struct ScopeValues {
+    ids: Vec<u32>,
+    totals: Vec<usize>,
+}
+
+fn scope_values(scope: &Scope, hosts: &[Host]) -> ScopeValues {
+    let mut ix: HashMap<String, u32> = HashMap::new();
+    let mut totals = Vec::new();
+    let mut ids = Vec::with_capacity(hosts.len());
+    for h in hosts {
+        let v = scope.value_of(h);
+        let id = match ix.get(&v) {
+            Some(id) => *id,
+            None => {
+                let id = totals.len() as u32;
+                ix.insert(v, id);
+                totals.push(0);
+                id
+            }
+        };
+        if let Some(t) = totals.get_mut(id as usize) {
+            *t += 1;
+        }
+        ids.push(id);
+    }
+    ScopeValues { ids, totals }
+}
+
+fn check_count(what: &str, v: i64) -> Result<usize, PlanError> {
+    usize::try_from(v).map_err(|_| PlanError::Invalid(format!("{what} is `{v}`, which is negative")))
+}
+
+/// Plans a rollout.
+pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, PlanError> {
+    let hosts = req.hosts;
+    let target = KernelVersion::parse(req.target_kernel)
+        .map_err(|e| PlanError::Invalid(format!("target kernel: {e}")))?;
+    let group_of = |h: &Host| format!("{}/{}", h.hardware, h.workload);
+    let mut notes = Vec::new();
+
+    // 1. Kernel, then eligibility.
+    let mut excluded = Vec::new();
+    let mut candidates = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        match KernelVersion::parse(&h.kernel).map(|k| k.cmp(&target)) {
+            Ok(Ordering::Equal) => excluded.push(Exclusion {
+                host: h.name.clone(),
+                group: group_of(h),
+                kind: ExclusionKind::OnTarget,
+                reason: format!("already on `{}`", h.kernel),
+            }),
+            Ok(Ordering::Greater) => excluded.push(Exclusion {
+                host: h.name.clone(),
+                group: group_of(h),
+                kind: ExclusionKind::Newer,
+                reason: format!("runs `{}`, newer than the target; fleetward never downgrades", h.kernel),
+            }),
+            _ => candidates.push(i),
+        }
+    }
+    let refs: Vec<&Host> = candidates.iter().map(|&i| &hosts[i]).collect();
+    let decisions = rules.eligible(&refs)?;
+    if decisions.len() != refs.len() {
+        return Err(PlanError::Invalid(format!(
+            "eligibility: {} decisions for {} hosts",
+            decisions.len(),
+            refs.len()
+        )));
+    }
+    let mut eligible = Vec::with_capacity(candidates.len());
+    for (&i, d) in candidates.iter().zip(decisions) {
+        match d {
+            Eligibility::Eligible => eligible.push(i),
+            Eligibility::Excluded(reason) => excluded.push(Exclusion {
+                host: hosts[i].name.clone(),
+                group: group_of(&hosts[i]),
+                kind: ExclusionKind::Ineligible,
+                reason,
+            }),
+        }
+    }
+
+    // 2. Groups.
+    struct Acc {
+        hardware: String,
+        workload: String,
+        total: usize,
+        members: Vec<usize>,
+    }
+    let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+    for h in hosts {
+        accs.entry(group_of(h))
+            .or_insert_with(|| Acc {
+                hardware: h.hardware.clone(),
+                workload: h.workload.clone(),
+                total: 0,
+                members: Vec::new(),
+            })
+            .total += 1;
+    }
+    for &i in &eligible {
+        if let Some(a) = accs.get_mut(&group_of(&hosts[i])) {
+            a.members.push(i);
+        }
+    }
+    let mut excluded_by_group: BTreeMap<&str, BTreeMap<ExclusionKind, usize>> = BTreeMap::new();
+    for e in &excluded {
+        *excluded_by_group
+            .entry(e.group.as_str())
+            .or_default()
+            .entry(e.kind)
+            .or_default() += 1;
+    }
+    let mut groups = Vec::new();
+    let mut orders: Vec<Vec<usize>> = Vec::new();
+    let mut uncovered = Vec::new();
+    for (name, a) in &accs {
+        let info = GroupInfo {
+            name: name.clone(),
+            hardware: a.hardware.clone(),
+            workload: a.workload.clone(),
+            size: a.members.len(),
+            total: a.total,
+        };
+        let ex = excluded_by_group.get(name.as_str());
+        let count = |k: ExclusionKind| ex.and_then(|m| m.get(&k)).copied().unwrap_or(0);
+        let mut canaries = 0;
+        if a.members.is_empty() {
+            let pending = a.total - count(ExclusionKind::OnTarget) - count(ExclusionKind::Newer);
+            if pending > 0 {
+                uncovered.push(Uncovered {
+                    group: name.clone(),
+                    hosts: pending,
+                    reason: format!(
+                        "{pending} host(s) need the kernel but none is eligible, so no canary can validate this group"
+                    ),
+                });
+            }
+        } else {
+            let want = rules.canary(&info)?;
+            let want = check_count(&format!("canary(`{name}`)"), want)?;
+            if want == 0 {
+                notes.push(format!("`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"));
+            }
+            if want > a.members.len() {
+                notes.push(format!(
+                    "`{name}` has {} eligible host(s) for {want} canaries; all of them are canaries",
+                    a.members.len()
+                ));
+            }
+            canaries = want.clamp(1, a.members.len());
+        }
+        let host_secs = if a.members.is_empty() { 0 } else { rules.host_time(&info)? };
+        groups.push(GroupPlan {
+            name: name.clone(),
+            hardware: a.hardware.clone(),
+            workload: a.workload.clone(),
+            hosts: a.total,
+            eligible: a.members.len(),
+            canaries,
+            excluded: ex.map(|m| m.values().sum()).unwrap_or(0),
+            host_secs,
+        });
+        orders.push(spread_order(&a.members, hosts, req.seed));
+    }
+
+    // 3. Cumulative targets, per wave then per group.
+    let waves = rules.waves()?;
+    let e_total = eligible.len();
+    let sizes: Vec<usize> = groups.iter().map(|g| g.eligible).collect();
+    let canary_counts: Vec<usize> = groups.iter().map(|g| g.canaries).collect();
+    let canary_total: usize = canary_counts.iter().sum();
+    let targets = cumulative_targets(&waves, e_total, canary_total);
+    let mut per_group_cum: Vec<Vec<usize>> = vec![canary_counts.clone()];
+    for &c in &targets {
+        let lower = per_group_cum.last().cloned().unwrap_or_default();
+        per_group_cum.push(apportion(c, &sizes, &lower));
+    }
+
+    // 4. Stage host lists.
+    let blast = rules.blast_radius()?;
+    let windows = rules.windows()?;
+    let scopes: Vec<ScopeValues> = blast.iter().map(|l| scope_values(&l.scope, hosts)).collect();
+    let caps_for = |pick: fn(&ScopeLimit) -> Option<Amount>| -> Vec<(usize, Vec<usize>)> {
+        blast
+            .iter()
+            .enumerate()
+            .filter_map(|(si, l)| {
+                let a = pick(l)?;
+                let sv = scopes.get(si)?;
+                Some((si, sv.totals.iter().map(|t| a.of(*t)).collect()))
+            })
+            .collect()
+    };
+    let wave_caps = caps_for(|l| l.per_wave);
+    let flight_caps = caps_for(|l| l.in_flight);
+    let group_ix: HashMap<String, usize> = groups.iter().enumerate().map(|(i, g)| (g.name.clone(), i)).collect();
+    let host_group: HashMap<usize, usize> = eligible
+        .iter()
+        .filter_map(|&i| group_ix.get(&group_of(&hosts[i])).map(|g| (i, *g)))
+        .collect();
+
+    let mut stages = Vec::new();
+    let mut t = req.start;
+    let mut done = 0usize;
+    let mut prev = vec![0usize; groups.len()];
+    let longest = window::longest(&windows);
+    for (w, cum) in per_group_cum.iter().enumerate() {
+        let slices: Vec<(usize, &[usize])> = orders
+            .iter()
+            .enumerate()
+            .filter_map(|(g, order)| {
+                let (a, b) = (prev.get(g).copied()?, cum.get(g).copied()?);
+                order.get(a..b).map(|s| (g, s))
+            })
+            .collect();
+        prev = cum.clone();
+        let wave_hosts = blend(&slices);
+        if wave_hosts.is_empty() {
+            if w > 0 {
+                notes.push(format!("wave {w} has no hosts left and is dropped"));
+            }
+            continue;
+        }
+        let caps: Vec<(&[u32], &[usize])> = wave_caps
+            .iter()
+            .filter_map(|(si, c)| Some((scopes.get(*si)?.ids.as_slice(), c.as_slice())))
+            .collect();
+        let parts = pack::pack(&wave_hosts, &caps, usize::MAX);
+        let split = (parts.len() > 1).then(|| {
+            let why: Vec<String> = wave_caps
+                .iter()
+                .filter_map(|(si, _)| blast.get(*si))
+                .filter_map(|l| Some(format!("{} per wave ≤ {}", l.scope, l.per_wave?)))
+                .collect();
+            format!("split into {} parts by {}", parts.len(), why.join(", "))
+        });
+        let nparts = parts.len();
+        for (pi, part) in parts.into_iter().enumerate() {
+            done += part.len();
+            let (kind, name, pct) = if w == 0 {
+                (StageKind::Canary, "canary".to_string(), 100.0 * canary_total as f64 / e_total.max(1) as f64)
+            } else {
+                let p = waves.get(w - 1).copied().unwrap_or(100.0);
+                let name = if nparts > 1 {
+                    format!("wave {w} ({}/{nparts})", pi + 1)
+                } else {
+                    format!("wave {w}")
+                };
+                (StageKind::Wave, name, p)
+            };
+            let info = StageInfo {
+                index: stages.len(),
+                name,
+                kind,
+                wave: w,
+                part: pi + 1,
+                parts: nparts,
+                percent: pct,
+                size: part.len(),
+            };
+            let max_in_flight = rules.max_in_flight(&info)?;
+            if max_in_flight == Some(0) {
+                return Err(PlanError::Invalid(format!(
+                    "`max_in_flight` is 0 for `{}`, which would stop every host",
+                    info.name
+                )));
+            }
+            let bake = rules.bake(&info)?;
+            let fcaps: Vec<(&[u32], &[usize])> = flight_caps
+                .iter()
+                .filter_map(|(si, c)| Some((scopes.get(*si)?.ids.as_slice(), c.as_slice())))
+                .collect();
+            let limit = max_in_flight.map(|m| usize::try_from(m).unwrap_or(usize::MAX)).unwrap_or(usize::MAX);
+            let bins = pack::pack(&part, &fcaps, limit);
+            let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
+            for h in &part {
+                *per_group.entry(group_of(&hosts[*h])).or_default() += 1;
+            }
+            let stage_start = t;
+            let mut batches = Vec::with_capacity(bins.len());
+            for (bi, bin) in bins.into_iter().enumerate() {
+                let secs = bin
+                    .iter()
+                    .filter_map(|h| host_group.get(h).and_then(|g| groups.get(*g)))
+                    .map(|g| g.host_secs)
+                    .max()
+                    .unwrap_or(DEFAULT_HOST_SECS);
+                let d = SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+                let at = window::next_fit(&windows, t, d).ok_or_else(|| {
+                    PlanError::Invalid(match longest {
+                        Some(l) if l < d => format!(
+                            "a batch of `{}` takes {}, longer than the longest maintenance window ({})",
+                            info.name,
+                            human_secs(secs),
+                            human_secs(l.as_secs().unsigned_abs())
+                        ),
+                        _ => format!("no maintenance window fits a batch of `{}`", info.name),
+                    })
+                })?;
+                let end = at
+                    .checked_add(d)
+                    .map_err(|e| PlanError::Invalid(format!("the timeline overflows: {e}")))?;
+                batches.push(Batch {
+                    index: bi + 1,
+                    start: at,
+                    end,
+                    hosts: bin.iter().map(|h| hosts[*h].name.clone()).collect(),
+                });
+                t = end;
+            }
+            let stage_done = t;
+            let gate = t
+                .checked_add(SignedDuration::from_secs(i64::try_from(bake).unwrap_or(i64::MAX)))
+                .map_err(|e| PlanError::Invalid(format!("the timeline overflows: {e}")))?;
+            t = gate;
+            stages.push(Stage {
+                info,
+                cumulative: done,
+                cumulative_percent: 100.0 * done as f64 / e_total.max(1) as f64,
+                groups: per_group,
+                max_in_flight,
+                bake_secs: bake,
+                start: batches.first().map(|b| b.start).unwrap_or(stage_start),
+                done: stage_done,
+                gate,
+                split: if pi == 0 { split.clone() } else { None },
+                batches,
+            });
+        }
+    }
+    if e_total == 0 {
+        notes.push("no host is eligible: there is nothing to roll out".into());
+    }
+    excluded.sort_by(|a, b| (a.kind, &a.group, &a.host).cmp(&(b.kind, &b.group, &b.host)));
+    let count = |k: ExclusionKind| excluded.iter().filter(|e| e.kind == k).count();
+    Ok(Plan {
+        target_kernel: req.target_kernel.to_string(),
+        seed: req.seed,
+        start: req.start,
+        finish: t,
+        counts: Counts {
+            hosts: hosts.len(),
+            eligible: e_total,
+            canaries: canary_total,
+            on_target: count(ExclusionKind::OnTarget),
+            newer: count(ExclusionKind::Newer),
+            ineligible: count(ExclusionKind::Ineligible),
+        },
+        groups,
+        stages,
+        excluded,
+        uncovered,
+        blast_radius: blast,
+        windows,
+        notes,
+    })
+}
+
+/// `90061` → `1d 1h 1m`.
+pub fn human_secs(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! Planner tests: a readable plan for a small fleet, and properties over random fleets and
+//! wave specs (partition, cumulative sizes, proportionality, limits, determinism).
+
+use super::*;
+use crate::plan::spec::{parse_windows, Amount, Scope};
+use expect_test::expect;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Rules as plain data: the test double for `rollout.rhai`.
+#[derive(Debug, Clone)]
+struct FixedRules {
+    exclude_tag: String,
+    canary: i64,
+    waves: Vec<f64>,
+    bake: u64,
+    max_in_flight: Option<u64>,
+    blast: Vec<ScopeLimit>,
+    windows: Vec<Window>,
+    host_secs: u64,
+}
+
+impl Default for FixedRules {
+    fn default() -> Self {
+        FixedRules {
+            exclude_tag: "no-reboot".into(),
+            canary: 2,
+            waves: vec![1.0, 5.0, 25.0, 100.0],
+            bake: 3600,
+            max_in_flight: None,
+            blast: Vec::new(),
+            windows: Vec::new(),
+            host_secs: 600,
+        }
+    }
+}
+
+impl RolloutRules for FixedRules {
+    fn eligible(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
+        Ok(hosts
+            .iter()
+            .map(|h| {
+                if h.tags.contains(&self.exclude_tag) {
+                    Eligibility::Excluded(format!("tagged `{}`", self.exclude_tag))
+                } else {
+                    Eligibility::Eligible
+                }
+            })
+            .collect())
+    }
+    fn canary(&self, _: &GroupInfo) -> Result<i64, PlanError> {
+        Ok(self.canary)
+    }
+    fn waves(&self) -> Result<Vec<f64>, PlanError> {
+        Ok(self.waves.clone())
+    }
+    fn bake(&self, _: &StageInfo) -> Result<u64, PlanError> {
+        Ok(self.bake)
+    }
+    fn max_in_flight(&self, _: &StageInfo) -> Result<Option<u64>, PlanError> {
+        Ok(self.max_in_flight)
+    }
+    fn blast_radius(&self) -> Result<Vec<ScopeLimit>, PlanError> {
+        Ok(self.blast.clone())
+    }
+    fn windows(&self) -> Result<Vec<Window>, PlanError> {
+        Ok(self.windows.clone())
+    }
+    fn host_time(&self, _: &GroupInfo) -> Result<u64, PlanError> {
+        Ok(self.host_secs)
+    }
+}
+
+const TARGET: &str = "6.8.0-45-generic";
+
+fn host(name: &str, hw: &str, wl: &str, dc: &str, rack: &str) -> Host {
+    Host {
+        name: name.into(),
+        address: name.into(),
+        hardware: hw.into(),
+        workload: wl.into(),
+        datacenter: dc.into(),
+        rack: rack.into(),
+        kernel: "6.8.0-40-generic".into(),
+        ..Host::default()
+    }
+}
+
+fn start() -> Timestamp {
+    "2026-12-01T00:00:00Z".parse().unwrap_or_default()
+}
+
+fn run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Plan {
+    plan(
+        &PlanRequest {
+            hosts,
+            target_kernel: TARGET,
+            seed,
+            start: start(),
+        },
+        rules,
+    )
+    .unwrap()
+}
+
+fn render(p: &Plan) -> String {
+    let mut out = String::new();
+    for s in &p.stages {
+        out.push_str(&format!(
+            "{} {}h cum={} {:?}\n",
+            s.info.name, s.info.size, s.cumulative, s.groups
+        ));
+        for b in &s.batches {
+            out.push_str(&format!("  {} {}\n", b.start, b.hosts.join(" ")));
+        }
+    }
+    for e in &p.excluded {
+        out.push_str(&format!("excluded {} ({:?}): {}\n", e.host, e.kind, e.reason));
+    }
+    for u in &p.uncovered {
+        out.push_str(&format!("uncovered {}: {}\n", u.group, u.reason));
+    }
+    for n in &p.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out
+}
+
+#[test]
+fn small_fleet_plan() {
+    let mut hosts = Vec::new();
+    for i in 0..12 {
+        hosts.push(host(&format!("web{i:02}"), "r640", "web", if i % 2 == 0 { "ams1" } else { "iad2" }, &format!("r{}", i % 3)));
+    }
+    for i in 0..3 {
+        hosts.push(host(&format!("db{i}"), "r750", "db", "ams1", "r9"));
+    }
+    hosts[3].tags.push("no-reboot".into());
+    hosts[4].kernel = TARGET.into();
+    hosts.push(host("lonely", "c6420", "batch", "iad2", "r1"));
+    hosts[15].tags.push("no-reboot".into());
+    let rules = FixedRules {
+        max_in_flight: Some(3),
+        blast: vec![ScopeLimit { scope: Scope::Rack, in_flight: Some(Amount::Count(1)), per_wave: None }],
+        waves: vec![10.0, 50.0, 100.0],
+        ..FixedRules::default()
+    };
+    expect![[r#"
+        canary 4h cum=4 {"r640/web": 2, "r750/db": 2}
+          2026-12-01T00:00:00Z web01 web00 db0
+          2026-12-01T00:10:00Z db2
+        wave 1 1h cum=5 {"r640/web": 1}
+          2026-12-01T01:20:00Z web11
+        wave 2 2h cum=7 {"r640/web": 2}
+          2026-12-01T02:30:00Z web10 web09
+        wave 3 6h cum=13 {"r640/web": 5, "r750/db": 1}
+          2026-12-01T03:40:00Z web08 web06 web05
+          2026-12-01T03:50:00Z web07 db1 web02
+        excluded web04 (OnTarget): already on `6.8.0-45-generic`
+        excluded lonely (Ineligible): tagged `no-reboot`
+        excluded web03 (Ineligible): tagged `no-reboot`
+        uncovered c6420/batch: 1 host(s) need the kernel but none is eligible, so no canary can validate this group
+    "#]]
+    .assert_eq(&render(&run(&hosts, &rules, 1)));
+}
+
+#[test]
+fn per_wave_limits_split_a_wave_and_windows_shape_the_timeline() {
+    let hosts: Vec<Host> = (0..40)
+        .map(|i| host(&format!("h{i:02}"), "r640", "web", ["a", "b"][i % 2], &format!("r{}", i % 5)))
+        .collect();
+    let rules = FixedRules {
+        canary: 1,
+        waves: vec![50.0, 100.0],
+        blast: vec![ScopeLimit { scope: Scope::Datacenter, in_flight: None, per_wave: Some(Amount::Percent { percent: 25.0 }) }],
+        windows: parse_windows(&serde_json::json!([{"days": ["tue"], "start": "00:00", "end": "02:00"}])).unwrap(),
+        host_secs: 1800,
+        bake: 0,
+        max_in_flight: Some(10),
+        ..FixedRules::default()
+    };
+    let p = run(&hosts, &rules, 3);
+    let names: Vec<&str> = p.stages.iter().map(|s| s.info.name.as_str()).collect();
+    assert_eq!(names, ["canary", "wave 1 (1/2)", "wave 1 (2/2)", "wave 2 (1/2)", "wave 2 (2/2)"]);
+    assert!(p.stages[1].split.as_deref().unwrap_or("").contains("datacenter per wave ≤ 25%"));
+    // Four 30-minute batches fit in each Tuesday 00:00-02:00 UTC window; the fifth waits a week.
+    let starts: Vec<String> = p.stages.iter().flat_map(|s| s.batches.iter().map(|b| b.start.to_string())).collect();
+    assert_eq!(starts, [
+        "2026-12-01T00:00:00Z", "2026-12-01T00:30:00Z", "2026-12-01T01:00:00Z",
+        "2026-12-01T01:30:00Z", "2026-12-08T00:00:00Z",
+    ]);
+    assert_eq!(p.finish.to_string(), "2026-12-08T00:30:00Z");
+}
+
+#[test]
+fn bad_rules_are_errors_not_panics() {
+    let hosts = vec![host("a", "h", "w", "d", "r")];
+    let bad = |rules: FixedRules| {
+        plan(&PlanRequest { hosts: &hosts, target_kernel: TARGET, seed: 0, start: start() }, &rules)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(bad(FixedRules { canary: -1, ..FixedRules::default() }).contains("negative"));
+    assert!(bad(FixedRules { max_in_flight: Some(0), ..FixedRules::default() }).contains("would stop every host"));
+    let tight = parse_windows(&serde_json::json!([{"start": "01:00", "end": "01:05"}])).unwrap();
+    assert!(bad(FixedRules { windows: tight, ..FixedRules::default() }).contains("longer than the longest maintenance window"));
+    let e = plan(&PlanRequest { hosts: &hosts, target_kernel: "banana", seed: 0, start: start() }, &FixedRules::default());
+    assert!(e.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+#[derive(Debug, Clone)]
+struct Case {
+    hosts: Vec<Host>,
+    rules: FixedRules,
+    seed: u64,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let host_spec = (0..4usize, 0..3usize, 0..3usize, 0..6usize, 0..20u8);
+    (
+        proptest::collection::vec(host_spec, 1..300),
+        proptest::collection::btree_set(1u32..100, 0..4),
+        0i64..4,
+        proptest::option::of(1u64..20),
+        proptest::option::of(1usize..3),
+        proptest::option::of(prop_oneof![(5u32..60).prop_map(|p| Amount::Percent { percent: f64::from(p) }), (1u64..30).prop_map(Amount::Count)]),
+        any::<u64>(),
+    )
+        .prop_map(|(specs, waves, canary, mif, rack_cap, dc_wave, seed)| {
+            let hosts = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (hw, wl, dc, rack, flag))| {
+                    let mut h = host(&format!("h{i}"), &format!("hw{hw}"), &format!("wl{wl}"), &format!("dc{dc}"), &format!("r{rack}"));
+                    match flag {
+                        0 => h.tags.push("no-reboot".into()),
+                        1 => h.kernel = TARGET.into(),
+                        _ => {}
+                    }
+                    h
+                })
+                .collect();
+            let mut w: Vec<f64> = waves.into_iter().map(f64::from).collect();
+            w.push(100.0);
+            let mut blast = Vec::new();
+            if let Some(c) = rack_cap {
+                blast.push(ScopeLimit { scope: Scope::Rack, in_flight: Some(Amount::Count(c as u64)), per_wave: None });
+            }
+            if let Some(a) = dc_wave {
+                blast.push(ScopeLimit { scope: Scope::Datacenter, in_flight: None, per_wave: Some(a) });
+            }
+            Case {
+                hosts,
+                rules: FixedRules { canary, waves: w, max_in_flight: mif, blast, ..FixedRules::default() },
+                seed,
+            }
+        })
+}
+
+fn check_case(c: &Case) -> Result<(), TestCaseError> {
+    let p = plan(&PlanRequest { hosts: &c.hosts, target_kernel: TARGET, seed: c.seed, start: start() }, &c.rules)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let by_name: HashMap<&str, &Host> = c.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let group = |n: &str| by_name.get(n).map(|h| format!("{}/{}", h.hardware, h.workload)).unwrap_or_default();
+
+    // Partition: every eligible host exactly once; excluded and planned are disjoint and
+    // together the whole fleet.
+    let planned: Vec<&str> = p.stages.iter().flat_map(|s| s.batches.iter().flat_map(|b| b.hosts.iter().map(String::as_str))).collect();
+    let set: BTreeSet<&str> = planned.iter().copied().collect();
+    prop_assert_eq!(set.len(), planned.len(), "a host is planned twice");
+    let eligible: BTreeSet<&str> = c
+        .hosts
+        .iter()
+        .filter(|h| !h.tags.iter().any(|t| t == "no-reboot") && h.kernel != TARGET)
+        .map(|h| h.name.as_str())
+        .collect();
+    prop_assert_eq!(&set, &eligible);
+    prop_assert_eq!(p.excluded.len() + planned.len(), c.hosts.len());
+
+    // Stages: never empty; canaries first and covering every group with eligible hosts.
+    let e = eligible.len();
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &eligible {
+        *sizes.entry(group(n)).or_default() += 1;
+    }
+    for s in &p.stages {
+        prop_assert!(s.info.size > 0 && s.batches.iter().all(|b| !b.hosts.is_empty()));
+        prop_assert_eq!(s.batches.iter().map(|b| b.hosts.len()).sum::<usize>(), s.info.size);
+    }
+    if e > 0 {
+        prop_assert_eq!(p.stages[0].info.kind, StageKind::Canary);
+        let mut canaries: BTreeMap<&String, usize> = BTreeMap::new();
+        for s in p.stages.iter().take_while(|s| s.info.kind == StageKind::Canary) {
+            for (g, n) in &s.groups {
+                *canaries.entry(g).or_default() += n;
+            }
+        }
+        for g in sizes.keys() {
+            prop_assert!(canaries.get(g).copied().unwrap_or(0) >= 1, "group {} has no canary", g);
+        }
+    }
+
+    // Cumulative sizes at the end of each wave, and proportionality per group.
+    let canaries = p.counts.canaries;
+    let targets = cumulative_targets(&c.rules.waves, e, canaries);
+    let mut cum_group: BTreeMap<String, usize> = BTreeMap::new();
+    for s in p.stages.iter().filter(|s| s.info.kind == StageKind::Canary) {
+        for (g, n) in &s.groups {
+            *cum_group.entry(g.clone()).or_default() += n;
+        }
+    }
+    let mut prev_total = canaries;
+    for (wi, &want) in targets.iter().enumerate() {
+        let pct = c.rules.waves[wi];
+        let stages: Vec<&Stage> = p.stages.iter().filter(|s| s.info.wave == wi + 1).collect();
+        let prev_group = cum_group.clone();
+        for s in &stages {
+            for (g, n) in &s.groups {
+                *cum_group.entry(g.clone()).or_default() += n;
+            }
+        }
+        let done = stages.last().map(|s| s.cumulative).unwrap_or(prev_total);
+        prop_assert_eq!(done, want, "wave {} cumulative", wi + 1);
+        if wi + 1 == targets.len() {
+            prop_assert_eq!(want, e);
+        } else if prev_total < e {
+            let rule = ((pct / 100.0) * e as f64 - 1e-9).ceil() as usize;
+            prop_assert!(want >= rule.min(e) && want > prev_total, "wave {} has {} after {}", wi + 1, want, prev_total);
+        }
+        // Seats held by floors beyond their share bound how far any group may fall short.
+        let quota = |g: &str| want as f64 * sizes.get(g).copied().unwrap_or(0) as f64 / e.max(1) as f64;
+        let slack: f64 = sizes.keys().map(|g| (prev_group.get(g).copied().unwrap_or(0) as f64 - quota(g)).max(0.0)).sum();
+        for g in sizes.keys() {
+            let t = cum_group.get(g).copied().unwrap_or(0);
+            let before = prev_group.get(g).copied().unwrap_or(0);
+            let q = quota(g);
+            prop_assert!(t >= before);
+            prop_assert!(t <= before.max((q - 1e-9).ceil() as usize), "group {} has {} > ceil({})", g, t, q);
+            prop_assert!(t as f64 >= (q + 1e-9).floor() - slack.ceil(), "group {} has {} < floor({}) - {}", g, t, q, slack);
+        }
+        prev_total = want;
+    }
+
+    // Limits: batch size, racks per batch, datacenter share per stage.
+    let total_in = |scope: &Scope, v: &str| c.hosts.iter().filter(|h| scope.value_of(h) == v).count();
+    for s in &p.stages {
+        for l in &c.rules.blast {
+            if let Some(a) = l.per_wave {
+                let mut n: HashMap<String, usize> = HashMap::new();
+                for h in s.batches.iter().flat_map(|b| &b.hosts) {
+                    *n.entry(l.scope.value_of(by_name[h.as_str()])).or_default() += 1;
+                }
+                for (v, k) in n {
+                    prop_assert!(k <= a.of(total_in(&l.scope, &v)), "{}: {} of {} in one stage", s.info.name, k, v);
+                }
+            }
+        }
+        for b in &s.batches {
+            if let Some(m) = c.rules.max_in_flight {
+                prop_assert!(b.hosts.len() as u64 <= m);
+            }
+            for l in &c.rules.blast {
+                if let Some(a) = l.in_flight {
+                    let mut n: HashMap<String, usize> = HashMap::new();
+                    for h in &b.hosts {
+                        *n.entry(l.scope.value_of(by_name[h.as_str()])).or_default() += 1;
+                    }
+                    for (v, k) in n {
+                        prop_assert!(k <= a.of(total_in(&l.scope, &v)), "{} of {} in one batch", k, v);
+                    }
+                }
+            }
+        }
+    }
+
+    // Determinism.
+    let again = plan(&PlanRequest { hosts: &c.hosts, target_kernel: TARGET, seed: c.seed, start: start() }, &c.rules)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(serde_json::to_string(&p).ok(), serde_json::to_string(&again).ok());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_hold_their_invariants(c in case()) {
+        check_case(&c)?;
+    }
+
+    #[test]
+    fn apportion_is_exact_and_bounded(
+        sizes in proptest::collection::vec(0usize..50, 1..8),
+        frac in 0.0f64..=1.0,
+        lower_frac in 0.0f64..=1.0,
+    ) {
+        let lower: Vec<usize> = sizes.iter().map(|s| (*s as f64 * lower_frac * 0.3) as usize).collect();
+        let cap: usize = sizes.iter().sum();
+        let floor: usize = lower.iter().sum();
+        let total = floor + ((cap - floor) as f64 * frac) as usize;
+        let out = apportion(total, &sizes, &lower);
+        prop_assert_eq!(out.iter().sum::<usize>(), total);
+        for g in 0..sizes.len() {
+            prop_assert!(out[g] >= lower[g] && out[g] <= sizes[g]);
+        }
+    }
+}
