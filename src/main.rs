@@ -1,5 +1,8 @@
 //! `fleetward`: parses the command line and dispatches to one file per subcommand.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd;
 mod output;
 
@@ -48,6 +51,12 @@ enum Command {
     /// Write Rhai definition files (`.d.rhai`) for editor autocompletion.
     #[command(after_help = EXIT_CODES)]
     Defs(cmd::defs::Args),
+    /// Plan a rollout: canaries, waves, batches and timeline for an inventory (a dry run).
+    #[command(after_help = EXIT_CODES)]
+    Plan(cmd::plan::Args),
+    /// Generate example data (`generate fleet`).
+    #[command(after_help = EXIT_CODES)]
+    Generate(cmd::generate::Args),
     /// Measure hot-reload latency and the cost of a typed policy call.
     #[command(after_help = EXIT_CODES)]
     Bench(cmd::bench::Args),
@@ -72,6 +81,8 @@ fn main() -> ExitCode {
         Command::Watch(a) => cmd::watch::run(&ctx, a),
         Command::Test(a) => cmd::test::run(&ctx, a),
         Command::Defs(a) => cmd::defs::run(&ctx, a),
+        Command::Plan(a) => cmd::plan::run(&ctx, a),
+        Command::Generate(a) => cmd::generate::run(&ctx, a),
         Command::Bench(a) => cmd::bench::run(&ctx, a),
     };
     match result {

@@ -1,5 +1,6 @@
 //! Output conventions shared by every subcommand: formats, exit codes, error reports.
 
+use fleetward_engine::inventory::InventoryError;
 use fleetward_engine::PolicyError;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,14 +40,24 @@ pub fn json_line(v: &serde_json::Value) {
 /// stdout.
 pub fn report_error(format: Format, e: &anyhow::Error) {
     let policy = e.downcast_ref::<PolicyError>();
+    let inventory = e.downcast_ref::<InventoryError>();
     match format {
         Format::Json => {
             let diagnostics = policy.map(|p| p.diagnostics()).unwrap_or_default();
-            json_line(&serde_json::json!({
+            let mut v = serde_json::json!({
                 "ok": false,
                 "error": format!("{e:#}"),
                 "diagnostics": diagnostics,
-            }));
+            });
+            if let Some(i) = inventory {
+                v["inventory"] = serde_json::json!(i);
+            }
+            json_line(&v);
+        }
+        Format::Human if inventory.is_some() => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
         }
         Format::Human => match policy {
             Some(p @ (PolicyError::Invalid(_) | PolicyError::Eval(_))) => {

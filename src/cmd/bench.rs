@@ -1,8 +1,9 @@
-//! `fleetward bench`: measured figures for hot reload and the typed call path.
+//! `fleetward bench`: measured figures for hot reload, the typed call path and planning.
 //!
 //! `reload` copies the policy directory to a temporary one (your files are never touched),
 //! edits a policy file N times and times each write until the new set is live. `call` times
-//! `rollout::eligible(host)` through the typed path.
+//! `rollout::eligible(host)` through the typed path. `plan` generates a fleet, writes it as an
+//! inventory file and times load + plan.
 
 use super::Ctx;
 use crate::output::{json_line, Exit, Format};
@@ -33,6 +34,18 @@ pub enum What {
         /// The file to edit, relative to the policy directory.
         #[arg(long, default_value = "gates.rhai")]
         file: String,
+    },
+    /// Planning a generated fleet, inventory load included.
+    Plan {
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        hosts: usize,
+        /// Inventory format to load: csv, toml, ini or yaml.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Cost of one typed call of `rollout::eligible(host)`.
     Call {
@@ -200,8 +213,70 @@ fn call(ctx: &Ctx, policy_dir: &Path, iterations: usize) -> anyhow::Result<Exit>
     Ok(Exit::Ok)
 }
 
+fn plan(ctx: &Ctx, policy_dir: &Path, hosts: usize, format: &str, runs: usize) -> anyhow::Result<Exit> {
+    use fleetward_engine::fleetgen::{self, FleetSpec};
+    use fleetward_engine::plan::{self as planner, policy::PolicyRules, PlanRequest, RolloutRules};
+    anyhow::ensure!(runs >= 1, "`--runs` must be at least 1");
+    let set = PolicySet::load(policy_dir, &ctx.load_options())?;
+    let fleet = fleetgen::generate(&FleetSpec::example(hosts, 1));
+    let (text, ext) = match format {
+        "csv" => (fleetgen::to_csv(&fleet), "csv"),
+        "toml" => (fleetgen::to_toml(&fleet), "toml"),
+        "ini" => (fleetgen::to_ansible_ini(&fleet), "ini"),
+        "yaml" => (fleetgen::to_ansible_yaml(&fleet), "yaml"),
+        other => anyhow::bail!("unknown format `{other}`; formats are csv, toml, ini, yaml"),
+    };
+    let mut map = set.field_map().clone();
+    if matches!(ext, "ini" | "yaml") {
+        map.set("hardware=hw_class").map_err(anyhow::Error::msg)?;
+        map.set("workload=role").map_err(anyhow::Error::msg)?;
+    }
+    let file = std::env::temp_dir().join(format!("fleetward-bench-{}.{ext}", std::process::id()));
+    std::fs::write(&file, &text)?;
+    let start: jiff::Timestamp = "2026-12-07T14:00:00Z".parse()?;
+    let rules = PolicyRules::new(&set);
+    let target = rules.target_kernel()?.unwrap_or_else(|| fleetgen::TARGET_KERNEL.to_string());
+    let (mut total, mut load, mut eligible) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stages = 0;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let inv = fleetward_engine::inventory::load(&file, None, &map)?;
+        let t1 = Instant::now();
+        let p = planner::plan(
+            &PlanRequest { hosts: &inv.hosts, target_kernel: &target, seed: 1, start },
+            &rules,
+        )?;
+        total.push(t0.elapsed().as_secs_f64() * 1000.0);
+        load.push((t1 - t0).as_secs_f64() * 1000.0);
+        stages = p.stages.len();
+        let refs: Vec<&Host> = inv.hosts.iter().collect();
+        let t2 = Instant::now();
+        std::hint::black_box(rules.eligible(&refs)?);
+        eligible.push(t2.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = std::fs::remove_file(&file);
+    let (total, load, eligible) = (stats(total), stats(load), stats(eligible));
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "bench": "plan", "unit": "ms", "hosts": hosts, "format": format, "stages": stages,
+            "load_and_plan": total, "inventory_load": load, "eligible_calls": eligible,
+        })),
+        Format::Human => println!(
+            "plan: {hosts} hosts from {format}, inventory load included, {} runs ({stages} stages)\n  median {:.0} ms   min {:.0} ms   max {:.0} ms\n  of which: inventory load median {:.0} ms, eligible(host) for every host median {:.0} ms",
+            total.n, total.median, total.min, total.max, load.median, eligible.median
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match a.what {
+        What::Plan {
+            policy_dir,
+            hosts,
+            format,
+            runs,
+        } => plan(ctx, &policy_dir, hosts, &format, runs),
         What::Reload {
             policy_dir,
             edits,

@@ -4,6 +4,8 @@ pub mod bench;
 pub mod check;
 pub mod defs;
 pub mod eval;
+pub mod generate;
+pub mod plan;
 pub mod test;
 pub mod watch;
 

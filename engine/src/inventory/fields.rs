@@ -217,13 +217,14 @@ impl FieldMap {
         Ok(())
     }
 
-    /// The raw value of `field` for `host`, and which source it came from.
-    fn lookup<'a>(&'a self, field: Field, host: &'a RawHost) -> Result<Option<(&'a FieldSource, Value)>, String> {
+    /// Where `field`'s value is for `host`: the variable holding it, or the value taken from a
+    /// group name; and which source matched.
+    fn lookup<'a>(&'a self, field: Field, host: &RawHost) -> Result<Option<(&'a FieldSource, Found)>, String> {
         for src in self.sources.get(&field).map(Vec::as_slice).unwrap_or_default() {
             match src {
                 FieldSource::Var(v) => {
-                    if let Some(val) = host.vars.get(v).filter(|x| !is_blank(x)) {
-                        return Ok(Some((src, val.clone())));
+                    if host.vars.get(v).is_some_and(|x| !is_blank(x)) {
+                        return Ok(Some((src, Found::Var(v.clone()))));
                     }
                 }
                 FieldSource::GroupPrefix(p) => {
@@ -234,7 +235,7 @@ impl FieldMap {
                         .collect();
                     match hits.as_slice() {
                         [] => {}
-                        [one] => return Ok(Some((src, Value::String(one[p.len()..].to_string())))),
+                        [one] => return Ok(Some((src, Found::Group(one[p.len()..].to_string())))),
                         many => {
                             return Err(format!(
                                 "`{}` is ambiguous: the host is in groups {}",
@@ -265,32 +266,35 @@ impl FieldMap {
         }
     }
 
-    /// Builds the typed host. Every problem with the host is returned, each at its line.
-    pub fn apply(&self, raw: &RawHost) -> Result<Host, Vec<Problem>> {
+    /// Builds the typed host, moving variables out of `raw`: mapped ones become fields, the
+    /// rest facts. Every problem with the host is returned, each at its line. `kernels`
+    /// caches kernel-version checks across hosts (fleets run few distinct kernels).
+    pub fn apply(&self, mut raw: RawHost, kernels: &mut KernelCheck) -> Result<Host, Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut consumed: Vec<&str> = Vec::new();
+        let (name, line) = (raw.name.clone(), raw.line);
+        let at = |m: String| Problem::at(line, format!("host `{name}`: {m}"));
         let mut host = Host {
             name: raw.name.clone(),
             ..Host::default()
         };
-        let at = |m: String| Problem::at(raw.line, format!("host `{}`: {m}", raw.name));
         for field in Field::ALL {
-            let found = match self.lookup(field, raw) {
+            let found = match self.lookup(field, &raw) {
                 Ok(f) => f,
                 Err(e) => {
                     problems.push(at(e));
                     continue;
                 }
             };
-            let Some((src, value)) = found else {
+            let Some((src, found)) = found else {
                 if self.required.contains(&field) {
                     problems.push(at(format!("missing `{}` ({})", field.name(), self.describe(field))));
                 }
                 continue;
             };
-            if let FieldSource::Var(v) = src {
-                consumed.push(v.as_str());
-            }
+            let value = match found {
+                Found::Var(v) => raw.vars.remove(&v).unwrap_or(Value::Null),
+                Found::Group(g) => Value::String(g),
+            };
             let bad = |want: &str| {
                 at(format!(
                     "`{}` (from `{src}`) is `{}`, which is not {want}",
@@ -308,7 +312,7 @@ impl FieldMap {
                     None => problems.push(bad("a list of tags or a comma-separated string")),
                 },
                 _ => {
-                    let Some(s) = text(&value) else {
+                    let Some(s) = text(value.clone()) else {
                         problems.push(bad("a string"));
                         continue;
                     };
@@ -319,8 +323,8 @@ impl FieldMap {
                         Field::Workload => host.workload = s,
                         Field::Datacenter => host.datacenter = s,
                         Field::Rack => host.rack = s,
-                        Field::Kernel => match KernelVersion::parse(&s) {
-                            Ok(_) => host.kernel = s,
+                        Field::Kernel => match kernels.check(&s) {
+                            Ok(()) => host.kernel = s,
                             Err(e) => problems.push(at(format!("kernel `{s}` (from `{src}`): {e}"))),
                         },
                         Field::Port | Field::Tags => {}
@@ -334,13 +338,12 @@ impl FieldMap {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut facts: BTreeMap<String, Value> = raw
-            .vars
-            .iter()
-            .filter(|(k, _)| !consumed.contains(&k.as_str()) && !self.name.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(Value::Object(extra)) = facts.remove("facts") {
+        for k in &self.name {
+            raw.vars.remove(k);
+        }
+        let extra = raw.vars.remove("facts");
+        let mut facts: BTreeMap<String, Value> = raw.vars.into_iter().collect();
+        if let Some(Value::Object(extra)) = extra {
             for (k, v) in extra {
                 facts.entry(k).or_insert(v);
             }
@@ -348,11 +351,34 @@ impl FieldMap {
         if !raw.groups.is_empty() {
             facts.insert(
                 "groups".into(),
-                Value::Array(raw.groups.iter().cloned().map(Value::String).collect()),
+                Value::Array(raw.groups.into_iter().map(Value::String).collect()),
             );
         }
         host.facts = facts;
         Ok(host)
+    }
+}
+
+/// Where a field's value was found.
+enum Found {
+    Var(String),
+    Group(String),
+}
+
+/// Kernel versions already checked while reading one inventory.
+#[derive(Debug, Default)]
+pub struct KernelCheck {
+    seen: std::collections::HashMap<String, Result<(), String>>,
+}
+
+impl KernelCheck {
+    fn check(&mut self, k: &str) -> Result<(), String> {
+        if let Some(r) = self.seen.get(k) {
+            return r.clone();
+        }
+        let r = KernelVersion::parse(k).map(|_| ()).map_err(|e| e.to_string());
+        self.seen.insert(k.to_string(), r.clone());
+        r
     }
 }
 
@@ -364,8 +390,9 @@ fn is_blank(v: &Value) -> bool {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
+fn text(v: Value) -> Option<String> {
     match v {
+        Value::String(s) if s.trim().len() == s.len() => Some(s),
         Value::String(s) => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -385,7 +412,7 @@ fn tags(v: &Value) -> Option<Vec<String>> {
     let mut out: Vec<String> = match v {
         Value::Array(items) => items
             .iter()
-            .map(|i| text(i).filter(|s| !s.is_empty()))
+            .map(|i| text(i.clone()).filter(|s| !s.is_empty()))
             .collect::<Option<Vec<_>>>()?,
         Value::String(s) => s
             .split([',', ';'])

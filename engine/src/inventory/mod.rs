@@ -11,7 +11,7 @@ mod fields;
 mod native;
 mod tree;
 
-pub use fields::{Field, FieldMap, FieldMapSpec, FieldSource};
+pub use fields::{Field, FieldMap, FieldMapSpec, FieldSource, KernelCheck};
 
 use crate::model::Host;
 use serde::Serialize;
@@ -92,6 +92,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name used in output: `native`, `csv`, `ansible-ini`, `ansible-yaml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Csv => "csv",
+            Format::AnsibleIni => "ansible-ini",
+            Format::AnsibleYaml => "ansible-yaml",
+        }
+    }
+
     /// Parses a `--inventory-format` value.
     pub fn from_name(name: &str) -> Option<Format> {
         match name {
@@ -218,40 +228,60 @@ fn finish(
     };
     let raw = raw.map_err(fail)?;
     let mut problems = Vec::new();
-    let mut hosts = Vec::with_capacity(raw.len());
-    let mut lines = Vec::with_capacity(raw.len());
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(raw.len());
-    let mut endpoints: HashMap<(String, u16), (String, usize)> = HashMap::with_capacity(raw.len());
-    for r in raw {
-        if let Some(first) = seen.get(&r.name) {
+    // Duplicate names, with the line each was first declared on.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
+    let mut dup = vec![false; raw.len()];
+    for (i, r) in raw.iter().enumerate() {
+        if let Some(line) = first.get(r.name.as_str()) {
             problems.push(Problem::at(
                 r.line,
-                format!("host `{}` is declared again (first on line {first})", r.name),
+                format!("host `{}` is declared again (first on line {line})", r.name),
             ));
+            dup[i] = true;
+        } else {
+            first.insert(r.name.as_str(), r.line);
+        }
+    }
+    drop(first);
+    let mut hosts = Vec::with_capacity(raw.len());
+    let mut lines = Vec::with_capacity(raw.len());
+    let mut kernels = KernelCheck::default();
+    for (r, dup) in raw.into_iter().zip(dup) {
+        if dup {
             continue;
         }
-        seen.insert(r.name.clone(), r.line);
-        match map.apply(&r) {
+        let line = r.line;
+        match map.apply(r, &mut kernels) {
             Ok(h) => {
-                let key = (h.address.clone(), h.port.unwrap_or(22));
-                if let Some((other, line)) = endpoints.get(&key) {
-                    problems.push(Problem::at(
-                        r.line,
-                        format!(
-                            "hosts `{}` and `{other}` (line {line}) share the address `{}:{}`; \
-                             one machine would be updated twice",
-                            h.name, key.0, key.1
-                        ),
-                    ));
-                } else {
-                    endpoints.insert(key, (h.name.clone(), r.line));
-                }
                 hosts.push(h);
-                lines.push(r.line);
+                lines.push(line);
             }
             Err(mut p) => problems.append(&mut p),
         }
     }
+    // Two names for one machine would update it twice.
+    let mut endpoints: HashMap<(&str, u16), usize> = HashMap::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        let key = (h.address.as_str(), h.port.unwrap_or(22));
+        match endpoints.get(&key) {
+            Some(j) => problems.push(Problem::at(
+                lines.get(i).copied().unwrap_or(0),
+                format!(
+                    "hosts `{}` and `{}` (line {}) share the address `{}:{}`; one machine would be updated twice",
+                    h.name,
+                    hosts.get(*j).map(|o| o.name.as_str()).unwrap_or("?"),
+                    lines.get(*j).copied().unwrap_or(0),
+                    key.0,
+                    key.1
+                ),
+            )),
+            None => {
+                endpoints.insert(key, i);
+            }
+        }
+    }
+    drop(endpoints);
+    problems.sort_by_key(|p| p.line);
     if hosts.is_empty() && problems.is_empty() {
         problems.push(Problem {
             line: None,

@@ -193,8 +193,9 @@ fn interleave(lists: Vec<Vec<usize>>) -> Vec<usize> {
 }
 
 /// A group's hosts in rollout order: seeded-random, spread across datacenters and, within
-/// each, across racks, so early stages touch many failure domains a little.
-fn spread_order(members: &[usize], hosts: &[Host], seed: u64) -> Vec<usize> {
+/// each, across racks, so early stages touch many failure domains a little. Datacenter and
+/// rack order are keyed by the group too, so different groups start in different racks.
+fn spread_order(group: &str, members: &[usize], hosts: &[Host], seed: u64) -> Vec<usize> {
     let mut by_dc: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
     for &i in members {
         let h = &hosts[i];
@@ -212,12 +213,12 @@ fn spread_order(members: &[usize], hosts: &[Host], seed: u64) -> Vec<usize> {
             let mut racks: Vec<(u64, Vec<usize>)> = racks
                 .into_iter()
                 .map(|(rack, mut v)| {
-                    v.sort_by_key(key);
-                    (keyed_hash(seed, &format!("{dc}/{rack}")), v)
+                    v.sort_by_cached_key(key);
+                    (keyed_hash(seed, &format!("{group}|{dc}/{rack}")), v)
                 })
                 .collect();
             racks.sort_by_key(|r| r.0);
-            (keyed_hash(seed, dc), interleave(racks.into_iter().map(|r| r.1).collect()))
+            (keyed_hash(seed, &format!("{group}|{dc}")), interleave(racks.into_iter().map(|r| r.1).collect()))
         })
         .collect();
     dcs.sort_by_key(|d| d.0);
@@ -265,21 +266,30 @@ struct ScopeValues {
     totals: Vec<usize>,
 }
 
+/// A host's value of a scope, borrowed where it can be.
+fn scope_key<'h>(scope: &Scope, h: &'h Host) -> (std::borrow::Cow<'h, str>, &'h str) {
+    use std::borrow::Cow;
+    match scope {
+            Scope::Hardware => (Cow::Borrowed(h.hardware.as_str()), ""),
+            Scope::Workload => (Cow::Borrowed(h.workload.as_str()), ""),
+            Scope::Datacenter => (Cow::Borrowed(h.datacenter.as_str()), ""),
+            Scope::Rack => (Cow::Borrowed(h.datacenter.as_str()), h.rack.as_str()),
+            Scope::Group => (Cow::Borrowed(h.hardware.as_str()), h.workload.as_str()),
+            Scope::Fact(_) => (Cow::Owned(scope.value_of(h)), ""),
+    }
+}
+
 fn scope_values(scope: &Scope, hosts: &[Host]) -> ScopeValues {
-    let mut ix: HashMap<String, u32> = HashMap::new();
-    let mut totals = Vec::new();
+    use std::borrow::Cow;
+    let mut ix: HashMap<(Cow<'_, str>, &str), u32> = HashMap::new();
+    let mut totals: Vec<usize> = Vec::new();
     let mut ids = Vec::with_capacity(hosts.len());
     for h in hosts {
-        let v = scope.value_of(h);
-        let id = match ix.get(&v) {
-            Some(id) => *id,
-            None => {
-                let id = totals.len() as u32;
-                ix.insert(v, id);
-                totals.push(0);
-                id
-            }
-        };
+        let n = totals.len() as u32;
+        let id = *ix.entry(scope_key(scope, h)).or_insert(n);
+        if id == n {
+            totals.push(0);
+        }
         if let Some(t) = totals.get_mut(id as usize) {
             *t += 1;
         }
@@ -303,8 +313,13 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
     // 1. Kernel, then eligibility.
     let mut excluded = Vec::new();
     let mut candidates = Vec::with_capacity(hosts.len());
+    // Fleets run few distinct kernels: compare each once.
+    let mut kernel_cmp: HashMap<&str, Option<Ordering>> = HashMap::new();
     for (i, h) in hosts.iter().enumerate() {
-        match KernelVersion::parse(&h.kernel).map(|k| k.cmp(&target)) {
+        let ord = *kernel_cmp
+            .entry(h.kernel.as_str())
+            .or_insert_with(|| KernelVersion::parse(&h.kernel).ok().map(|k| k.cmp(&target)));
+        match ord.ok_or(()) {
             Ok(Ordering::Equal) => excluded.push(Exclusion {
                 host: h.name.clone(),
                 group: group_of(h),
@@ -330,9 +345,15 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         )));
     }
     let mut eligible = Vec::with_capacity(candidates.len());
+    let mut is_eligible = vec![false; hosts.len()];
     for (&i, d) in candidates.iter().zip(decisions) {
         match d {
-            Eligibility::Eligible => eligible.push(i),
+            Eligibility::Eligible => {
+                eligible.push(i);
+                if let Some(x) = is_eligible.get_mut(i) {
+                    *x = true;
+                }
+            }
             Eligibility::Excluded(reason) => excluded.push(Exclusion {
                 host: hosts[i].name.clone(),
                 group: group_of(&hosts[i]),
@@ -349,20 +370,51 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         total: usize,
         members: Vec<usize>,
     }
-    let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+    // Group of every host, by index into the sorted group list.
+    let mut keys: HashMap<(&str, &str), usize> = HashMap::new();
     for h in hosts {
-        accs.entry(group_of(h))
-            .or_insert_with(|| Acc {
-                hardware: h.hardware.clone(),
-                workload: h.workload.clone(),
-                total: 0,
-                members: Vec::new(),
-            })
-            .total += 1;
+        let n = keys.len();
+        keys.entry((h.hardware.as_str(), h.workload.as_str())).or_insert(n);
     }
-    for &i in &eligible {
-        if let Some(a) = accs.get_mut(&group_of(&hosts[i])) {
-            a.members.push(i);
+    let mut sorted: Vec<((&str, &str), usize)> = keys.iter().map(|(k, v)| (*k, *v)).collect();
+    sorted.sort_by(|a, b| format!("{}/{}", a.0 .0, a.0 .1).cmp(&format!("{}/{}", b.0 .0, b.0 .1)));
+    let mut rank = vec![0usize; sorted.len()];
+    for (r, (_, first)) in sorted.iter().enumerate() {
+        if let Some(x) = rank.get_mut(*first) {
+            *x = r;
+        }
+    }
+    let host_group: Vec<usize> = hosts
+        .iter()
+        .map(|h| {
+            keys.get(&(h.hardware.as_str(), h.workload.as_str()))
+                .and_then(|k| rank.get(*k).copied())
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut accs: BTreeMap<String, Acc> = sorted
+        .iter()
+        .map(|((hw, wl), _)| {
+            (
+                format!("{hw}/{wl}"),
+                Acc {
+                    hardware: hw.to_string(),
+                    workload: wl.to_string(),
+                    total: 0,
+                    members: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    {
+        let mut by_rank: Vec<&mut Acc> = accs.values_mut().collect();
+        for (i, g) in host_group.iter().enumerate() {
+            if let Some(a) = by_rank.get_mut(*g) {
+                a.total += 1;
+                if is_eligible.get(i).copied().unwrap_or(false) {
+                    a.members.push(i);
+                }
+            }
         }
     }
     let mut excluded_by_group: BTreeMap<&str, BTreeMap<ExclusionKind, usize>> = BTreeMap::new();
@@ -423,7 +475,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             excluded: ex.map(|m| m.values().sum()).unwrap_or(0),
             host_secs,
         });
-        orders.push(spread_order(&a.members, hosts, req.seed));
+        orders.push(spread_order(name, &a.members, hosts, req.seed));
     }
 
     // 3. Cumulative targets, per wave then per group.
@@ -456,11 +508,6 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
     };
     let wave_caps = caps_for(|l| l.per_wave);
     let flight_caps = caps_for(|l| l.in_flight);
-    let group_ix: HashMap<String, usize> = groups.iter().enumerate().map(|(i, g)| (g.name.clone(), i)).collect();
-    let host_group: HashMap<usize, usize> = eligible
-        .iter()
-        .filter_map(|&i| group_ix.get(&group_of(&hosts[i])).map(|g| (i, *g)))
-        .collect();
 
     let mut stages = Vec::new();
     let mut t = req.start;
@@ -478,6 +525,17 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             .collect();
         prev = cum.clone();
         let wave_hosts = blend(&slices);
+        if w > 0 && !wave_hosts.is_empty() {
+            let p = waves.get(w - 1).copied().unwrap_or(100.0);
+            let before = if w >= 2 { waves.get(w - 2).copied().unwrap_or(0.0) } else { 0.0 };
+            let nominal = (p - before) / 100.0 * e_total as f64;
+            if (wave_hosts.len() as f64) < nominal / 2.0 {
+                notes.push(format!(
+                    "wave {w} has {} host(s), not ~{nominal:.0}: the canaries already cover most of the first {p}%",
+                    wave_hosts.len()
+                ));
+            }
+        }
         if wave_hosts.is_empty() {
             if w > 0 {
                 notes.push(format!("wave {w} has no hosts left and is dropped"));
@@ -535,16 +593,24 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                 .collect();
             let limit = max_in_flight.map(|m| usize::try_from(m).unwrap_or(usize::MAX)).unwrap_or(usize::MAX);
             let bins = pack::pack(&part, &fcaps, limit);
-            let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
+            let mut counts = vec![0usize; groups.len()];
             for h in &part {
-                *per_group.entry(group_of(&hosts[*h])).or_default() += 1;
+                if let Some(c) = host_group.get(*h).and_then(|g| counts.get_mut(*g)) {
+                    *c += 1;
+                }
             }
+            let per_group: BTreeMap<String, usize> = groups
+                .iter()
+                .zip(&counts)
+                .filter(|(_, n)| **n > 0)
+                .map(|(g, n)| (g.name.clone(), *n))
+                .collect();
             let stage_start = t;
             let mut batches = Vec::with_capacity(bins.len());
             for (bi, bin) in bins.into_iter().enumerate() {
                 let secs = bin
                     .iter()
-                    .filter_map(|h| host_group.get(h).and_then(|g| groups.get(*g)))
+                    .filter_map(|h| host_group.get(*h).and_then(|g| groups.get(*g)))
                     .map(|g| g.host_secs)
                     .max()
                     .unwrap_or(DEFAULT_HOST_SECS);

@@ -4,7 +4,7 @@
 use super::spec::{parse_blast_radius, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window};
 use super::{PlanError, RolloutRules, DEFAULT_HOST_SECS};
 use crate::model::Host;
-use crate::runtime::typed::to_dynamic;
+use crate::runtime::typed::{host_to_dynamic, host_to_dynamic_with, to_dynamic, Interner};
 use crate::runtime::PolicySet;
 use crate::PolicyError;
 use serde_json::Value;
@@ -50,9 +50,22 @@ impl<'a> PolicyRules<'a> {
             .ok_or_else(|| PlanError::Invalid(format!("`{func}` returned `{v}`, not a count")))
     }
 
-    fn eligible_one(&self, h: &Host) -> Result<Eligibility, PlanError> {
-        let v = self.json("eligible", Self::arg("eligible", h)?)?;
+    fn eligible_one(&self, h: &Host, interner: &mut Interner) -> Result<Eligibility, PlanError> {
+        // Fast path: most hosts get a plain `true`.
+        let d = self
+            .set
+            .call_dynamic(KIND, "eligible", vec![host_to_dynamic_with(h, interner)])?;
+        if d.as_bool() == Ok(true) {
+            return Ok(Eligibility::Eligible);
+        }
+        // Anything else goes through the checked path, which names a wrong result type.
+        let v = self.json("eligible", vec![host_to_dynamic(h)])?;
         Eligibility::from_json(&v).map_err(PlanError::Invalid)
+    }
+
+    fn eligible_some(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
+        let mut interner = Interner::default();
+        hosts.iter().map(|h| self.eligible_one(h, &mut interner)).collect()
     }
 }
 
@@ -64,22 +77,20 @@ impl RolloutRules for PolicyRules<'_> {
             .clamp(1, 8)
             .min(hosts.len() / PARALLEL_MIN + 1);
         if threads <= 1 {
-            return hosts.iter().map(|h| self.eligible_one(h)).collect();
+            return self.eligible_some(hosts);
         }
         let chunk = hosts.len().div_ceil(threads);
         std::thread::scope(|s| {
             let handles: Vec<_> = hosts
                 .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|h| self.eligible_one(h)).collect::<Vec<_>>()))
+                .map(|part| s.spawn(move || self.eligible_some(part)))
                 .collect();
             let mut out = Vec::with_capacity(hosts.len());
             for h in handles {
                 let part = h
                     .join()
                     .map_err(|_| PlanError::Invalid("an eligibility worker stopped unexpectedly".into()))?;
-                for r in part {
-                    out.push(r?);
-                }
+                out.extend(part?);
             }
             Ok(out)
         })

@@ -1,0 +1,271 @@
+//! `fleetward plan`: the rollout plan for an inventory, as `rollout.rhai` decides it. A dry
+//! run: it reads files and touches no host.
+
+use super::Ctx;
+use crate::output::{json_line, Exit, Format};
+use anyhow::{anyhow, Context};
+use fleetward_engine::inventory::{self, Format as InvFormat};
+use fleetward_engine::plan::policy::PolicyRules;
+use fleetward_engine::plan::{self, human_secs, ExclusionKind, Plan, PlanError, PlanRequest};
+use jiff::Timestamp;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The policy directory.
+    #[arg(long, default_value = "policies")]
+    pub policy_dir: PathBuf,
+    /// The inventory: `.toml`/`.json`/`.yaml` (fleetward's own or Ansible), `.csv`, or an
+    /// Ansible INI file (any other name).
+    #[arg(long)]
+    pub inventory: PathBuf,
+    /// Read the inventory as this format instead of guessing from its name:
+    /// native, csv, ini, yaml.
+    #[arg(long, value_name = "FORMAT")]
+    pub inventory_format: Option<String>,
+    /// Map a host field to inventory variables for this run (`hardware=hw_class`,
+    /// `workload=group:role_`); repeatable. Overrides `[inventory]` in `fleetward.toml`.
+    #[arg(long = "field", value_name = "FIELD=SOURCE")]
+    pub fields: Vec<String>,
+    /// Seed for the host order. Default: derived from the inventory's hash, so the same
+    /// inventory always gives the same plan.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The kernel to plan for. Default: `target_kernel()` in `rollout.rhai`.
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// When the rollout starts (RFC 3339, e.g. `2026-12-07T14:00:00Z`). Default: now.
+    #[arg(long)]
+    pub start: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
+    let set = ctx.load(&a.policy_dir)?;
+    let mut map = set.field_map().clone();
+    for f in &a.fields {
+        map.set(f).map_err(|e| anyhow!("--field: {e}"))?;
+    }
+    let format = match &a.inventory_format {
+        None => None,
+        Some(f) => Some(InvFormat::from_name(f).ok_or_else(|| {
+            anyhow!("unknown inventory format `{f}`; formats are native, csv, ini, yaml")
+        })?),
+    };
+    let inv = inventory::load(&a.inventory, format, &map)?;
+    let rules = PolicyRules::new(&set);
+    let target = match a.kernel.clone() {
+        Some(k) => k,
+        None => rules.target_kernel().map_err(plan_error)?.ok_or_else(|| {
+            anyhow!("no target kernel: define `fn target_kernel()` in rollout.rhai or pass `--kernel`")
+        })?,
+    };
+    let start = match &a.start {
+        Some(s) => s
+            .parse::<Timestamp>()
+            .with_context(|| format!("--start `{s}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`"))?,
+        None => {
+            let now = Timestamp::now().as_second();
+            Timestamp::from_second(now - now.rem_euclid(60))?
+        }
+    };
+    let seed = a.seed.unwrap_or_else(|| inv.hash_seed());
+    let p = plan::plan(
+        &PlanRequest {
+            hosts: &inv.hosts,
+            target_kernel: &target,
+            seed,
+            start,
+        },
+        &rules,
+    )
+    .map_err(plan_error)?;
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "ok": true,
+            "policy": { "dir": a.policy_dir.display().to_string(), "hash": set.hash() },
+            "inventory": { "file": inv.file, "format": inv.format, "hash": inv.hash, "hosts": inv.hosts.len() },
+            "seed_source": if a.seed.is_some() { "flag" } else { "inventory-hash" },
+            "plan": p,
+        })),
+        Format::Human => print!(
+            "{}",
+            render(&p, &Header {
+                policy: set.short_hash(),
+                inventory: &format!("{} ({}, {})", inv.file, inv.format.name(), &inv.hash[..12.min(inv.hash.len())]),
+                seed_flag: a.seed.is_some(),
+            })
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
+/// Keeps policy diagnostics typed so they render with their source snippet.
+fn plan_error(e: PlanError) -> anyhow::Error {
+    match e {
+        PlanError::Policy(p) => p.into(),
+        PlanError::Invalid(m) => anyhow!("the plan is invalid: {m}"),
+    }
+}
+
+struct Header<'a> {
+    policy: &'a str,
+    inventory: &'a str,
+    seed_flag: bool,
+}
+
+fn when(t: Timestamp) -> String {
+    t.strftime("%a %Y-%m-%d %H:%M").to_string()
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The human rendering: stages, hosts per group and stage, exclusions, gaps and notes.
+fn render(p: &Plan, h: &Header<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let c = &p.counts;
+    let _ = writeln!(
+        o,
+        "plan  kernel {}  ·  {} hosts, {} eligible, {} canaries",
+        p.target_kernel,
+        thousands(c.hosts),
+        thousands(c.eligible),
+        c.canaries
+    );
+    let _ = writeln!(o, "      inventory {}  ·  policy {}", h.inventory, h.policy);
+    let _ = writeln!(
+        o,
+        "      seed {} ({})  ·  start {} UTC  ·  last gate {} UTC ({})",
+        p.seed,
+        if h.seed_flag { "--seed" } else { "from the inventory hash" },
+        when(p.start),
+        when(p.finish),
+        human_secs(p.finish.duration_since(p.start).as_secs().unsigned_abs())
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<14} {:>6} {:>7} {:>8} {:>10} {:>7}  {:<20}  {:<20}",
+        "stage", "hosts", "cum%", "batches", "in flight", "bake", "start (UTC)", "gate (UTC)"
+    );
+    for s in &p.stages {
+        let _ = writeln!(
+            o,
+            "{:<14} {:>6} {:>6.1}% {:>8} {:>10} {:>7}  {:<20}  {:<20}",
+            s.info.name,
+            thousands(s.info.size),
+            s.cumulative_percent,
+            s.batches.len(),
+            s.max_in_flight.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            human_secs(s.bake_secs),
+            when(s.start),
+            when(s.gate)
+        );
+        if let Some(split) = &s.split {
+            let _ = writeln!(o, "{:<14} {split}", "");
+        }
+    }
+
+    // Hosts per group and stage.
+    let _ = writeln!(o);
+    let labels: Vec<String> = p
+        .stages
+        .iter()
+        .map(|s| match (s.info.wave, s.info.parts) {
+            (0, 1) => "C".to_string(),
+            (0, _) => format!("C.{}", s.info.part),
+            (w, 1) => format!("{w}"),
+            (w, _) => format!("{w}.{}", s.info.part),
+        })
+        .collect();
+    let width = labels.iter().map(String::len).max().unwrap_or(1).max(3);
+    let _ = write!(o, "{:<20} {:>6} {:>6}", "group", "hosts", "elig");
+    for l in &labels {
+        let _ = write!(o, " {l:>width$}");
+    }
+    let _ = writeln!(o);
+    for g in &p.groups {
+        let _ = write!(o, "{:<20} {:>6} {:>6}", g.name, g.hosts, g.eligible);
+        for s in &p.stages {
+            let n = s.groups.get(&g.name).copied().unwrap_or(0);
+            let cell = if n == 0 { ".".to_string() } else { n.to_string() };
+            let _ = write!(o, " {cell:>width$}");
+        }
+        let _ = writeln!(o);
+    }
+
+    // Limits.
+    let _ = writeln!(o);
+    if p.blast_radius.is_empty() {
+        let _ = writeln!(o, "blast radius: none");
+    } else {
+        let parts: Vec<String> = p
+            .blast_radius
+            .iter()
+            .map(|l| {
+                let mut v = Vec::new();
+                if let Some(a) = l.in_flight {
+                    v.push(format!("{a} in flight"));
+                }
+                if let Some(a) = l.per_wave {
+                    v.push(format!("{a} per wave"));
+                }
+                format!("{}: {}", l.scope, v.join(", "))
+            })
+            .collect();
+        let _ = writeln!(o, "blast radius: {}", parts.join("; "));
+    }
+    if p.windows.is_empty() {
+        let _ = writeln!(o, "windows: any time");
+    } else {
+        let w: Vec<String> = p
+            .windows
+            .iter()
+            .map(|w| format!("{} {}-{} {}", w.days.join(","), w.start, w.end, w.tz))
+            .collect();
+        let _ = writeln!(o, "windows: {}", w.join("; "));
+    }
+
+    // Exclusions, one per host.
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "excluded: {} ({} ineligible, {} already on target, {} newer)",
+        p.excluded.len(),
+        c.ineligible,
+        c.on_target,
+        c.newer
+    );
+    for e in &p.excluded {
+        let kind = match e.kind {
+            ExclusionKind::Ineligible => "ineligible",
+            ExclusionKind::OnTarget => "on target",
+            ExclusionKind::Newer => "newer",
+        };
+        let _ = writeln!(o, "  {:<24} {:<20} {:<11} {}", e.host, e.group, kind, e.reason);
+    }
+    let _ = writeln!(o);
+    if p.uncovered.is_empty() {
+        let _ = writeln!(o, "uncovered groups: none (every group with hosts to update has a canary)");
+    } else {
+        let _ = writeln!(o, "uncovered groups: {}", p.uncovered.len());
+        for u in &p.uncovered {
+            let _ = writeln!(o, "  {:<20} {}", u.group, u.reason);
+        }
+    }
+    for n in &p.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
+}
