@@ -531,8 +531,9 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             let nominal = (p - before) / 100.0 * e_total as f64;
             if (wave_hosts.len() as f64) < nominal / 2.0 {
                 notes.push(format!(
-                    "wave {w} has {} host(s), not ~{nominal:.0}: the canaries already cover most of the first {p}%",
-                    wave_hosts.len()
+                    "wave {w} has {} host(s), not ~{nominal:.0}: the stages before it (canaries count) already did {:.1}% of the eligible fleet",
+                    wave_hosts.len(),
+                    100.0 * done as f64 / e_total.max(1) as f64
                 ));
             }
         }

@@ -14,6 +14,19 @@ const KIND: &str = "rollout";
 /// Hosts per thread below which `eligible` runs on one thread.
 const PARALLEL_MIN: usize = 2_000;
 
+/// Adds what a call was about (`host `db1``) to an evaluation error, so a failure in a plan
+/// over thousands of hosts names the one that failed.
+fn about(e: PlanError, what: &str) -> PlanError {
+    match e {
+        PlanError::Policy(PolicyError::Eval(mut d)) => {
+            d.message = format!("{} (for {what})", d.message);
+            PlanError::Policy(PolicyError::Eval(d))
+        }
+        PlanError::Invalid(m) => PlanError::Invalid(format!("{m} (for {what})")),
+        other => other,
+    }
+}
+
 /// [`RolloutRules`] backed by a loaded policy set.
 pub struct PolicyRules<'a> {
     set: &'a PolicySet,
@@ -51,16 +64,20 @@ impl<'a> PolicyRules<'a> {
     }
 
     fn eligible_one(&self, h: &Host, interner: &mut Interner) -> Result<Eligibility, PlanError> {
+        let what = || format!("host `{}`", h.name);
         // Fast path: most hosts get a plain `true`.
         let d = self
             .set
-            .call_dynamic(KIND, "eligible", vec![host_to_dynamic_with(h, interner)])?;
+            .call_dynamic(KIND, "eligible", vec![host_to_dynamic_with(h, interner)])
+            .map_err(|e| about(e.into(), &what()))?;
         if d.as_bool() == Ok(true) {
             return Ok(Eligibility::Eligible);
         }
         // Anything else goes through the checked path, which names a wrong result type.
-        let v = self.json("eligible", vec![host_to_dynamic(h)])?;
-        Eligibility::from_json(&v).map_err(PlanError::Invalid)
+        let v = self
+            .json("eligible", vec![host_to_dynamic(h)])
+            .map_err(|e| about(e, &what()))?;
+        Eligibility::from_json(&v).map_err(|m| about(PlanError::Invalid(m), &what()))
     }
 
     fn eligible_some(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
@@ -97,7 +114,9 @@ impl RolloutRules for PolicyRules<'_> {
     }
 
     fn canary(&self, group: &GroupInfo) -> Result<i64, PlanError> {
-        Ok(self.set.call::<i64>(KIND, "canary", (group,))?)
+        self.set
+            .call::<i64>(KIND, "canary", (group,))
+            .map_err(|e| about(e.into(), &format!("group `{}`", group.name)))
     }
 
     fn waves(&self) -> Result<Vec<f64>, PlanError> {
@@ -106,13 +125,16 @@ impl RolloutRules for PolicyRules<'_> {
 
     fn bake(&self, stage: &StageInfo) -> Result<u64, PlanError> {
         self.count("bake", Self::arg("bake", stage)?)
+            .map_err(|e| about(e, &format!("`{}`", stage.name)))
     }
 
     fn max_in_flight(&self, stage: &StageInfo) -> Result<Option<u64>, PlanError> {
         if !self.set.defines(KIND, "max_in_flight", 1) {
             return Ok(None);
         }
-        self.count("max_in_flight", Self::arg("max_in_flight", stage)?).map(Some)
+        self.count("max_in_flight", Self::arg("max_in_flight", stage)?)
+            .map(Some)
+            .map_err(|e| about(e, &format!("`{}`", stage.name)))
     }
 
     fn blast_radius(&self) -> Result<Vec<ScopeLimit>, PlanError> {
@@ -134,5 +156,6 @@ impl RolloutRules for PolicyRules<'_> {
             return Ok(DEFAULT_HOST_SECS);
         }
         self.count("host_time", Self::arg("host_time", group)?)
+            .map_err(|e| about(e, &format!("group `{}`", group.name)))
     }
 }

@@ -34,7 +34,7 @@ impl Eligibility {
     /// Reads `eligible(host)`'s result as JSON.
     pub fn from_json(v: &serde_json::Value) -> Result<Eligibility, String> {
         let r: EligibilityRepr = serde_json::from_value(v.clone()).map_err(|_| {
-            format!("got `{v}`; return `true`, `false` or `exclude(reason)`")
+            format!("got `{v}`")
         })?;
         Ok(match r {
             EligibilityRepr::Bool(true) | EligibilityRepr::Map(EligibilityMap { eligible: true, .. }) => {

@@ -194,7 +194,7 @@ fn wrong_return_type_found_at_call() {
     let e = set
         .call::<bool>("rollout", "eligible", (&host,))
         .unwrap_err();
-    expect![[r#"ReturnType rollout.rhai:1:1: `fn eligible` in `rollout.rhai` returned the wrong type: expected a bool, got `string`: invalid type: string "no", expected a boolean"#]]
+    expect![[r#"ReturnType rollout.rhai:1:1: `fn eligible` in `rollout.rhai` returned the wrong type: expected `true`, `false` or `exclude(reason)`, got `string`: invalid type: string "no", expected a boolean"#]]
         .assert_eq(&show(&e));
     assert!(set
         .call::<bool>("rollout", "eligible", (&crate::model::Host::default(),))
