@@ -265,6 +265,19 @@ fn by_dc(hosts: &[Host]) -> BTreeMap<&str, Vec<&Host>> {
     m
 }
 
+/// A host's Ansible variables, with the site's own names for hardware and workload.
+fn ansible_vars(h: &Host) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("ansible_host".to_string(), h.address.clone()),
+        ("hw_class".to_string(), h.hardware.clone()),
+        ("role".to_string(), h.workload.clone()),
+        ("rack".to_string(), h.rack.clone()),
+        ("kernel".to_string(), h.kernel.clone()),
+    ];
+    v.extend(h.facts.iter().map(|(k, x)| (k.clone(), fact_text(x))));
+    v
+}
+
 /// Ansible INI: one group per datacenter (with `datacenter` in its `:vars`), the site's own
 /// variable names `hw_class` and `role` (map them with `--field hardware=hw_class
 /// --field workload=role`).
@@ -274,16 +287,12 @@ pub fn to_ansible_ini(hosts: &[Host]) -> String {
     for (dc, members) in &dcs {
         let _ = write!(out, "\n[{dc}]\n");
         for h in members {
-            let _ = write!(
-                out,
-                "{} ansible_host={} hw_class={} role={} rack={} kernel={}",
-                h.name, h.address, h.hardware, h.workload, h.rack, h.kernel
-            );
+            out.push_str(&h.name);
+            for (k, v) in ansible_vars(h) {
+                let _ = write!(out, " {k}={v}");
+            }
             if !h.tags.is_empty() {
                 let _ = write!(out, " tags={}", h.tags.join(","));
-            }
-            for (k, v) in &h.facts {
-                let _ = write!(out, " {k}={}", fact_text(v));
             }
             out.push('\n');
         }
@@ -302,18 +311,11 @@ pub fn to_ansible_yaml(hosts: &[Host]) -> String {
     for (dc, members) in &by_dc(hosts) {
         let _ = write!(out, "        {dc}:\n          vars:\n            datacenter: {dc}\n          hosts:\n");
         for h in members {
-            let _ = write!(
-                out,
-                "            {}: {{ ansible_host: {}, hw_class: {}, role: {}, rack: {}, kernel: {}",
-                h.name, h.address, h.hardware, h.workload, h.rack, h.kernel
-            );
+            let mut vars: Vec<String> = ansible_vars(h).into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
             if !h.tags.is_empty() {
-                let _ = write!(out, ", tags: [{}]", h.tags.join(", "));
+                vars.push(format!("tags: [{}]", h.tags.join(", ")));
             }
-            for (k, v) in &h.facts {
-                let _ = write!(out, ", {k}: {}", fact_text(v));
-            }
-            out.push_str(" }\n");
+            let _ = writeln!(out, "            {}: {{ {} }}", h.name, vars.join(", "));
         }
     }
     out

@@ -538,19 +538,8 @@ pub fn read_ini(text: &str) -> Result<Vec<RawHost>, Vec<Problem>> {
                         }
                     }
                 }
-                if !ok {
-                    continue;
-                }
-                match hosts_of(pattern) {
-                    Ok((names, port)) => {
-                        if let Some(p) = port {
-                            vars.entry("ansible_port").or_insert(Value::Number(p.into()));
-                        }
-                        for name in names {
-                            b.add_host(g, name, line, vars.clone());
-                        }
-                    }
-                    Err(e) => b.problems.push(Problem::at(line, e)),
+                if ok {
+                    add_pattern(&mut b, g, pattern, line, vars);
                 }
             }
         }

@@ -142,15 +142,9 @@ impl Default for FieldMap {
         sources.insert(Field::Address, var(&["ansible_host", "address"]));
         sources.insert(Field::Port, var(&["ansible_port", "port"]));
         sources.insert(Field::User, var(&["ansible_user", "user"]));
-        for f in [
-            Field::Hardware,
-            Field::Workload,
-            Field::Datacenter,
-            Field::Rack,
-            Field::Kernel,
-            Field::Tags,
-        ] {
-            sources.insert(f, var(&[f.name()]));
+        // The rest are read from variables of their own name.
+        for f in Field::ALL {
+            sources.entry(f).or_insert_with(|| var(&[f.name()]));
         }
         FieldMap {
             name: vec!["name".into(), "hostname".into(), "host".into()],
