@@ -54,7 +54,10 @@ enum Command {
     /// Plan a rollout: canaries, waves, batches and timeline for an inventory (a dry run).
     #[command(after_help = EXIT_CODES)]
     Plan(cmd::plan::Args),
-    /// Generate example data (`generate fleet`).
+    /// The verdict of `gates.rhai` on a stage's recorded samples against baselines (a dry run).
+    #[command(after_help = EXIT_CODES)]
+    Gate(cmd::gate::Args),
+    /// Generate example data (`generate fleet`, `generate samples`).
     #[command(after_help = EXIT_CODES)]
     Generate(cmd::generate::Args),
     /// Measure hot-reload latency and the cost of a typed policy call.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(&ctx, a),
         Command::Defs(a) => cmd::defs::run(&ctx, a),
         Command::Plan(a) => cmd::plan::run(&ctx, a),
+        Command::Gate(a) => cmd::gate::run(&ctx, a),
         Command::Generate(a) => cmd::generate::run(&ctx, a),
         Command::Bench(a) => cmd::bench::run(&ctx, a),
     };

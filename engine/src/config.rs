@@ -81,12 +81,14 @@ impl Limits {
 }
 
 /// The parsed `fleetward.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub limits: Limits,
     /// Which inventory variables hold which host fields.
     pub inventory: crate::inventory::FieldMapSpec,
+    /// Sample-size floors, significance and correction for gates.
+    pub gates: crate::gate::GateSettings,
 }
 
 impl Settings {

@@ -8,11 +8,13 @@ pub mod config;
 pub mod defs;
 pub mod error;
 pub mod fleetgen;
+pub mod gate;
 pub mod inventory;
 pub mod model;
 pub mod plan;
 pub mod reload;
 pub mod runtime;
+pub mod samplegen;
 pub mod source;
 pub mod watch;
 

@@ -47,6 +47,19 @@ pub enum What {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// A gate over generated samples (default 10M: 5 metrics, 24 groups), run as a child
+    /// process so its time and peak memory are its own.
+    Gate {
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        #[arg(long, default_value = "policy-examples/fleet/fleet.toml")]
+        inventory: PathBuf,
+        /// Samples per host and metric (385 gives about 10M samples for the example fleet).
+        #[arg(long, default_value_t = 385)]
+        timestamps: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Cost of one typed call of `rollout::eligible(host)`.
     Call {
         #[arg(long, default_value = "policies")]
@@ -269,8 +282,83 @@ fn plan(ctx: &Ctx, policy_dir: &Path, hosts: usize, format: &str, runs: usize) -
     Ok(Exit::Ok)
 }
 
+/// Peak resident memory of a running child, sampled from `/proc` every 5 ms, in MiB.
+fn watch_child(mut child: std::process::Child) -> anyhow::Result<(std::process::ExitStatus, f64)> {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("VmHWM:").or_else(|| line.strip_prefix("VmRSS:")) {
+                    let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    peak_kib = peak_kib.max(kib);
+                }
+            }
+        }
+        if let Some(st) = child.try_wait()? {
+            return Ok((st, peak_kib as f64 / 1024.0));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn gate(ctx: &Ctx, policy_dir: &Path, inventory: &Path, timestamps: usize, runs: usize) -> anyhow::Result<Exit> {
+    use fleetward_engine::samplegen::{self, Scenario};
+    anyhow::ensure!(runs >= 1, "`--runs` must be at least 1");
+    let inv = fleetward_engine::inventory::load(inventory, None, &Default::default())?;
+    let (updated, baseline) = samplegen::cohorts(&inv.hosts);
+    let dir = std::env::temp_dir().join(format!("fleetward-bench-gate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (up, base) = (dir.join("samples.parquet"), dir.join("baseline.parquet"));
+    let mut total = 0;
+    for (hosts, scenario, path) in [(&updated, Scenario::IoRegression, &up), (&baseline, Scenario::Baseline, &base)] {
+        let s = samplegen::generate_metrics(hosts, scenario, timestamps, 1_796_738_400, 5);
+        total += s.len();
+        fleetward_engine::gate::frames::write(&s, path)?;
+    }
+    let exe = std::env::current_exe()?;
+    let (mut secs, mut mem) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .args(["gate", "--output", "json", "--policy-dir"])
+            .arg(policy_dir)
+            .arg("--inventory")
+            .arg(inventory)
+            .arg("--baseline")
+            .arg(&base)
+            .arg("--samples")
+            .arg(&up)
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let (status, peak) = watch_child(child)?;
+        anyhow::ensure!(matches!(status.code(), Some(0..=3)) && status.code() != Some(1), "the gate failed: {status}");
+        secs.push(t0.elapsed().as_secs_f64());
+        mem.push(peak);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (s, m) = (stats(secs), stats(mem));
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "bench": "gate", "samples": total, "metrics": 5, "groups": 24,
+            "seconds": s, "peak_rss_mib": m,
+        })),
+        Format::Human => println!(
+            "gate: {total} samples (5 metrics, 24 groups, Parquet), whole `fleetward gate` process, {} runs\n  median {:.2} s   min {:.2} s   max {:.2} s   peak RSS median {:.0} MiB (max {:.0} MiB)",
+            s.n, s.median, s.min, s.max, m.median, m.max
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match a.what {
+        What::Gate {
+            policy_dir,
+            inventory,
+            timestamps,
+            runs,
+        } => gate(ctx, &policy_dir, &inventory, timestamps, runs),
         What::Plan {
             policy_dir,
             hosts,

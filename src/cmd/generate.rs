@@ -19,6 +19,27 @@ pub enum What {
     /// (one of exactly 3 hosts), racks of 40, a few `no-reboot`/`legal-hold` hosts and a few
     /// already on the target kernel.
     Fleet(FleetArgs),
+    /// Metric samples for an inventory's example wave: `baseline` (production hosts) or a
+    /// wave scenario: `clean`, `io-regression` (+8% I/O p99 on r750), `reboots` (3 in
+    /// c6420/db), `sparse-group` (r640/web with one host reporting).
+    Samples(SamplesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SamplesArgs {
+    #[arg(long, default_value = "policy-examples/fleet/fleet.toml")]
+    pub inventory: PathBuf,
+    #[arg(long)]
+    pub scenario: String,
+    /// Samples per host and metric, 5 minutes apart.
+    #[arg(long, default_value_t = 12)]
+    pub timestamps: usize,
+    /// For `baseline`: at most this many hosts per group (0 for all).
+    #[arg(long, default_value_t = 0)]
+    pub hosts_per_group: usize,
+    /// Write here; `.parquet` or `.csv`.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -37,8 +58,11 @@ pub struct FleetArgs {
     pub out: Option<PathBuf>,
 }
 
-pub fn run(_ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
-    let What::Fleet(f) = a.what;
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
+    let f = match a.what {
+        What::Fleet(f) => f,
+        What::Samples(s) => return samples(ctx, s),
+    };
     let hosts = fleetgen::generate(&FleetSpec::example(f.hosts, f.seed));
     let text = match f.format.as_str() {
         "toml" => fleetgen::to_toml(&hosts),
@@ -51,5 +75,36 @@ pub fn run(_ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing `{}`", p.display()))?,
         None => print!("{text}"),
     }
+    Ok(Exit::Ok)
+}
+
+fn samples(_ctx: &Ctx, a: SamplesArgs) -> anyhow::Result<Exit> {
+    use fleetward_engine::samplegen::{self, Scenario};
+    let scenario = Scenario::from_name(&a.scenario).ok_or_else(|| {
+        anyhow::anyhow!("unknown scenario `{}`; scenarios are baseline, clean, io-regression, reboots, sparse-group", a.scenario)
+    })?;
+    let inv = fleetward_engine::inventory::load(&a.inventory, None, &Default::default())?;
+    let (updated, baseline) = samplegen::cohorts(&inv.hosts);
+    let hosts = if scenario == Scenario::Baseline {
+        if a.hosts_per_group == 0 {
+            baseline
+        } else {
+            let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
+            baseline
+                .into_iter()
+                .filter(|h| {
+                    let n = seen.entry((h.hardware.clone(), h.workload.clone())).or_default();
+                    *n += 1;
+                    *n <= a.hosts_per_group
+                })
+                .collect()
+        }
+    } else {
+        updated
+    };
+    // 2026-12-07T14:00:00Z
+    let s = samplegen::generate(&hosts, scenario, a.timestamps, 1_796_738_400);
+    fleetward_engine::gate::frames::write(&s, &a.out)?;
+    eprintln!("wrote {} samples from {} hosts to `{}`", s.len(), hosts.len(), a.out.display());
     Ok(Exit::Ok)
 }

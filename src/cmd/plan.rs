@@ -1,10 +1,9 @@
 //! `fleetward plan`: the rollout plan for an inventory, as `rollout.rhai` decides it. A dry
 //! run: it reads files and touches no host.
 
-use super::Ctx;
+use super::{Ctx, InventoryArgs};
 use crate::output::{json_line, Exit, Format};
 use anyhow::{anyhow, Context};
-use fleetward_engine::inventory::{self, Format as InvFormat};
 use fleetward_engine::plan::policy::PolicyRules;
 use fleetward_engine::plan::{self, human_secs, ExclusionKind, Plan, PlanError, PlanRequest};
 use jiff::Timestamp;
@@ -15,18 +14,8 @@ pub struct Args {
     /// The policy directory.
     #[arg(long, default_value = "policies")]
     pub policy_dir: PathBuf,
-    /// The inventory: `.toml`/`.json`/`.yaml` (fleetward's own or Ansible), `.csv`, or an
-    /// Ansible INI file (any other name).
-    #[arg(long)]
-    pub inventory: PathBuf,
-    /// Read the inventory as this format instead of guessing from its name:
-    /// native, csv, ini, yaml.
-    #[arg(long, value_name = "FORMAT")]
-    pub inventory_format: Option<String>,
-    /// Map a host field to inventory variables for this run (`hardware=hw_class`,
-    /// `workload=group:role_`); repeatable. Overrides `[inventory]` in `fleetward.toml`.
-    #[arg(long = "field", value_name = "FIELD=SOURCE")]
-    pub fields: Vec<String>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// Seed for the host order. Default: derived from the inventory's hash, so the same
     /// inventory always gives the same plan.
     #[arg(long)]
@@ -41,17 +30,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let set = ctx.load(&a.policy_dir)?;
-    let mut map = set.field_map().clone();
-    for f in &a.fields {
-        map.set(f).map_err(|e| anyhow!("--field: {e}"))?;
-    }
-    let format = match &a.inventory_format {
-        None => None,
-        Some(f) => Some(InvFormat::from_name(f).ok_or_else(|| {
-            anyhow!("unknown inventory format `{f}`; formats are native, csv, ini, yaml")
-        })?),
-    };
-    let inv = inventory::load(&a.inventory, format, &map)?;
+    let inv = a.inventory.load(&set)?;
     let rules = PolicyRules::new(&set);
     let target = match a.kernel.clone() {
         Some(k) => k,

@@ -8,6 +8,7 @@
 
 pub mod docs;
 mod duration;
+mod gate;
 mod kernel;
 mod percent;
 mod select;
@@ -43,7 +44,7 @@ pub fn language_packages(engine: &mut Engine) {
 }
 
 /// The fleetward native functions as one module (durations, percentages, statistics, kernel
-/// versions, selectors, verdicts, test assertions).
+/// versions, selectors, verdicts, gate comparisons, test assertions).
 pub fn native_module() -> Shared<Module> {
     let mut m = Module::new();
     combine_with_exported_module!(&mut m, "duration", duration::duration_fns);
@@ -53,6 +54,7 @@ pub fn native_module() -> Shared<Module> {
     combine_with_exported_module!(&mut m, "select", select::select_fns);
     combine_with_exported_module!(&mut m, "verdict", verdict::verdict_fns);
     combine_with_exported_module!(&mut m, "testing", testing::testing_fns);
+    combine_with_exported_module!(&mut m, "gate", gate::gate_fns);
     m.build_index();
     m.into()
 }

@@ -6,6 +6,7 @@ use super::kinds::{kind_of_file, KindSpec};
 use super::resolver::SetResolver;
 use super::typed::{from_dynamic, IntoArgs};
 use crate::config::{Limits, Settings, CONFIG_FILE};
+use crate::gate::GateSettings;
 use crate::inventory::FieldMap;
 use crate::error::{line_col, Diagnostic, DiagnosticKind, PolicyError};
 use crate::source::SourceTree;
@@ -76,6 +77,7 @@ pub struct PolicySet {
     tree: SourceTree,
     limits: Limits,
     field_map: FieldMap,
+    gate_settings: GateSettings,
     engine: Engine,
     shims: AST,
     shim_names: HashSet<String>,
@@ -169,6 +171,7 @@ impl PolicySet {
             .at(CONFIG_FILE, 1, 1, tree.config().cloned())])
         })?;
         let mut limits = settings.limits;
+        let gate_settings = settings.gates.clone();
         for o in &opts.limit_overrides {
             limits.set(o).map_err(|m| {
                 PolicyError::Invalid(vec![Diagnostic::new(DiagnosticKind::Config, m)])
@@ -315,6 +318,7 @@ impl PolicySet {
             tree,
             limits,
             field_map,
+            gate_settings,
             engine,
             shims,
             shim_names,
@@ -365,6 +369,11 @@ impl PolicySet {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// `[gates]` in `fleetward.toml`: sample floors, significance, correction.
+    pub fn gate_settings(&self) -> &GateSettings {
+        &self.gate_settings
     }
 
     /// How this set's inventories map variables to host fields (`[inventory]` in

@@ -1,0 +1,302 @@
+//! Metric samples with Polars: scanning CSV or Parquet in long form (`host, timestamp, metric,
+//! value`), joining with the inventory's groups, and aggregating a cohort per group × metric.
+//! The only file reading of the gate path.
+
+use super::{Cell, Cohort, EVENTS};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The columns a sample file must have.
+pub const COLUMNS: [&str; 4] = ["host", "timestamp", "metric", "value"];
+
+/// Seconds a host counts as observed when it reported only once.
+const MIN_SPAN_SECS: f64 = 60.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read samples `{file}`: {message}")]
+    Read { file: String, message: String },
+    #[error("samples `{file}` have no column `{column}`; sample files have columns host, timestamp, metric, value")]
+    Column { file: String, column: String },
+    #[error("samples `{file}`: {message}")]
+    Invalid { file: String, message: String },
+}
+
+fn read_err(file: &str) -> impl Fn(PolarsError) -> DataError + '_ {
+    move |e| DataError::Read {
+        file: file.to_string(),
+        message: e.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+/// Scans a sample file (`.csv` or `.parquet`), checking its columns and casting them. Values
+/// that do not parse as numbers become null and are counted, never guessed.
+pub fn scan(path: &Path) -> Result<LazyFrame, DataError> {
+    let file = path.display().to_string();
+    if !path.is_file() {
+        return Err(DataError::Read {
+            file,
+            message: "no such file".into(),
+        });
+    }
+    let p = PlRefPath::new(file.as_str());
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut lf = match ext.as_str() {
+        "parquet" | "pq" => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
+        "csv" => LazyCsvReader::new(p)
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish(),
+        other => {
+            return Err(DataError::Invalid {
+                file,
+                message: format!("unknown sample format `.{other}`; use .csv or .parquet"),
+            })
+        }
+    }
+    .map_err(read_err(&file))?;
+    let schema = lf.collect_schema().map_err(read_err(&file))?;
+    for c in COLUMNS {
+        if schema.get(c).is_none() {
+            return Err(DataError::Column {
+                file,
+                column: c.to_string(),
+            });
+        }
+    }
+    Ok(lf.select([
+        col("host").cast(DataType::String),
+        col("timestamp").cast(DataType::Float64),
+        col("metric").cast(DataType::String),
+        col("value").cast(DataType::Float64),
+    ]))
+}
+
+/// The inventory's hosts and groups as a frame, for joining with samples.
+pub fn host_groups(hosts: &[(String, String)]) -> Result<DataFrame, DataError> {
+    let names: Vec<&str> = hosts.iter().map(|h| h.0.as_str()).collect();
+    let groups: Vec<&str> = hosts.iter().map(|h| h.1.as_str()).collect();
+    df!("host" => names, "group" => groups).map_err(|e| DataError::Invalid {
+        file: "inventory".into(),
+        message: e.to_string(),
+    })
+}
+
+fn strs(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<String>>, DataError> {
+    let c = df.column(name).map_err(read_err(file))?;
+    let s = c.str().map_err(read_err(file))?;
+    Ok(s.iter().map(|x| x.map(str::to_string)).collect())
+}
+
+fn floats(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<f64>>, DataError> {
+    let c = df
+        .column(name)
+        .map_err(read_err(file))?
+        .cast(&DataType::Float64)
+        .map_err(read_err(file))?;
+    let f = c.f64().map_err(read_err(file))?;
+    Ok(f.iter().collect())
+}
+
+/// Aggregates one cohort: samples joined with `groups` (host → group); samples of hosts not in
+/// `groups` are counted and left out.
+pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Cohort, DataError> {
+    let err = read_err(file);
+    let joined = samples
+        .join(
+            groups.clone().lazy(),
+            [col("host")],
+            [col("host")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()
+        .map_err(&err)?;
+    let mut out = Cohort {
+        samples: joined.height(),
+        ..Cohort::default()
+    };
+
+    // Samples from hosts the cohort does not know.
+    let unknown = joined
+        .clone()
+        .lazy()
+        .filter(col("group").is_null())
+        .group_by([col("host")])
+        .agg([col("value").count().alias("n")])
+        .sort_by_exprs([col("host")], SortMultipleOptions::default())
+        .collect()
+        .map_err(&err)?;
+    let unknown_n = floats(&unknown, "n", file)?;
+    out.unknown_samples = unknown_n.iter().flatten().sum::<f64>() as usize;
+    out.unknown_hosts = strs(&unknown, "host", file)?
+        .into_iter()
+        .flatten()
+        .take(5)
+        .collect();
+    out.samples -= out.unknown_samples;
+
+    let known = joined.lazy().filter(col("group").is_not_null());
+    let is_event = EVENTS
+        .iter()
+        .map(|e| col("metric").eq(lit(*e)))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+
+    // Hosts reporting and host-hours observed, per group.
+    let spans = known
+        .clone()
+        .group_by([col("group"), col("host")])
+        .agg([(col("timestamp").max() - col("timestamp").min()).alias("span")])
+        .group_by([col("group")])
+        .agg([
+            col("host").count().alias("hosts"),
+            when(col("span").lt(lit(MIN_SPAN_SECS)))
+                .then(lit(MIN_SPAN_SECS))
+                .otherwise(col("span"))
+                .sum()
+                .alias("seconds"),
+        ])
+        .collect()
+        .map_err(&err)?;
+    for ((g, h), s) in strs(&spans, "group", file)?
+        .into_iter()
+        .zip(floats(&spans, "hosts", file)?)
+        .zip(floats(&spans, "seconds", file)?)
+    {
+        if let Some(g) = g {
+            out.hosts.insert(g.clone(), h.unwrap_or(0.0) as usize);
+            out.host_hours.insert(g, s.unwrap_or(0.0) / 3600.0);
+        }
+    }
+
+    // Event totals.
+    let events = known
+        .clone()
+        .filter(is_event.clone())
+        .group_by([col("group"), col("metric")])
+        .agg([col("value").sum().alias("count")])
+        .collect()
+        .map_err(&err)?;
+    for ((g, m), c) in strs(&events, "group", file)?
+        .into_iter()
+        .zip(strs(&events, "metric", file)?)
+        .zip(floats(&events, "count", file)?)
+    {
+        if let (Some(g), Some(m)) = (g, m) {
+            out.events.insert((g, m), c.unwrap_or(0.0));
+        }
+    }
+
+    // Metrics: NaN and unparsable values are counted and dropped.
+    let metrics = known.filter(is_event.not());
+    let bad = metrics
+        .clone()
+        .filter(col("value").is_null().or(col("value").is_nan()))
+        .select([len().alias("n")])
+        .collect()
+        .map_err(&err)?;
+    out.nan_samples = floats(&bad, "n", file)?.first().copied().flatten().unwrap_or(0.0) as usize;
+    let good = metrics.filter(col("value").is_not_null().and(col("value").is_not_nan()));
+    let agg = good
+        .clone()
+        .group_by([col("group"), col("metric")])
+        .agg([
+            col("value").count().alias("n"),
+            col("host").n_unique().alias("hosts"),
+            col("value").mean().alias("mean"),
+            col("value").quantile(lit(0.5), QuantileMethod::Linear).alias("p50"),
+            col("value").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
+            col("value").quantile(lit(0.99), QuantileMethod::Linear).alias("p99"),
+        ])
+        .collect()
+        .map_err(&err)?;
+    let (gs, ms) = (strs(&agg, "group", file)?, strs(&agg, "metric", file)?);
+    let cols: Vec<Vec<Option<f64>>> = ["n", "hosts", "mean", "p50", "p90", "p99"]
+        .iter()
+        .map(|c| floats(&agg, c, file))
+        .collect::<Result<_, _>>()?;
+    for i in 0..agg.height() {
+        let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else { continue };
+        let v = |c: usize| cols.get(c).and_then(|x| x.get(i)).copied().flatten().unwrap_or(f64::NAN);
+        out.cells.insert(
+            (g.clone(), m.clone()),
+            Cell {
+                n: v(0) as usize,
+                hosts: v(1) as usize,
+                mean: v(2),
+                p50: v(3),
+                p90: v(4),
+                p99: v(5),
+                values: Vec::new(),
+            },
+        );
+    }
+
+    // Every value, sorted within its group × metric, for the rank tests.
+    let sorted = good
+        .sort_by_exprs(
+            [col("group"), col("metric"), col("value")],
+            SortMultipleOptions::default(),
+        )
+        .select([col("group"), col("metric"), col("value")])
+        .collect()
+        .map_err(&err)?;
+    let (gs, ms) = (
+        sorted.column("group").map_err(&err)?.str().map_err(&err)?.clone(),
+        sorted.column("metric").map_err(&err)?.str().map_err(&err)?.clone(),
+    );
+    let vs = sorted.column("value").map_err(&err)?.f64().map_err(&err)?.clone();
+    let mut current: Option<(String, String)> = None;
+    let mut buf: Vec<f64> = Vec::new();
+    let flush = |key: Option<(String, String)>, buf: &mut Vec<f64>, cells: &mut BTreeMap<(String, String), Cell>| {
+        if let Some(k) = key {
+            if let Some(c) = cells.get_mut(&k) {
+                c.values = std::mem::take(buf);
+            }
+        }
+        buf.clear();
+    };
+    for ((g, m), v) in gs.iter().zip(ms.iter()).zip(vs.iter()) {
+        let (Some(g), Some(m), Some(v)) = (g, m, v) else { continue };
+        let same = current.as_ref().is_some_and(|(cg, cm)| cg == g && cm == m);
+        if !same {
+            flush(current.take(), &mut buf, &mut out.cells);
+            current = Some((g.to_string(), m.to_string()));
+        }
+        buf.push(v);
+    }
+    flush(current, &mut buf, &mut out.cells);
+    Ok(out)
+}
+
+/// Writes samples as Parquet or CSV, by the file's extension.
+pub fn write(s: &crate::samplegen::Samples, path: &Path) -> Result<(), DataError> {
+    let file = path.display().to_string();
+    let err = read_err(&file);
+    let invalid = |message: &str| DataError::Invalid {
+        file: file.clone(),
+        message: message.to_string(),
+    };
+    let metric: Vec<&str> = s.metric.to_vec();
+    let mut df = df!(
+        "host" => s.host.as_slice(),
+        "timestamp" => s.timestamp.as_slice(),
+        "metric" => metric,
+        "value" => s.value.as_slice(),
+    )
+    .map_err(&err)?;
+    let out = std::fs::File::create(path).map_err(|e| DataError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => ParquetWriter::new(out).finish(&mut df).map(|_| ()).map_err(&err),
+        Some("csv") => CsvWriter::new(out).finish(&mut df).map_err(&err),
+        _ => Err(invalid("write samples as `.parquet` or `.csv`")),
+    }
+}

@@ -1,0 +1,198 @@
+//! Deterministic metric samples for the example fleet: a baseline and four wave scenarios,
+//! in the long form gates read (`host, timestamp, metric, value`).
+
+use crate::gate::STANDARD_METRICS;
+use crate::model::Host;
+use crate::plan::keyed_hash;
+use std::collections::BTreeMap;
+
+/// The wave scenarios of `policy-examples/gates/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Production hosts not being updated.
+    Baseline,
+    /// An updated wave that behaves like production.
+    Clean,
+    /// +8% `io_latency_p99_ms` on hardware `r750` only.
+    IoRegression,
+    /// Three unexpected reboots in `c6420/db`.
+    Reboots,
+    /// `r640/web` with only one of its updated hosts reporting.
+    SparseGroup,
+}
+
+impl Scenario {
+    pub fn from_name(s: &str) -> Option<Scenario> {
+        Some(match s {
+            "baseline" => Scenario::Baseline,
+            "clean" => Scenario::Clean,
+            "io-regression" => Scenario::IoRegression,
+            "reboots" => Scenario::Reboots,
+            "sparse-group" => Scenario::SparseGroup,
+            _ => return None,
+        })
+    }
+}
+
+/// The hardware whose I/O regresses in [`Scenario::IoRegression`].
+pub const REGRESSED_HARDWARE: &str = "r750";
+/// The group that reboots in [`Scenario::Reboots`].
+pub const REBOOT_GROUP: &str = "c6420/db";
+/// The group that stops reporting in [`Scenario::SparseGroup`].
+pub const SPARSE_GROUP: &str = "r640/web";
+
+/// Long-form samples, column by column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    pub host: Vec<String>,
+    pub timestamp: Vec<i64>,
+    pub metric: Vec<&'static str>,
+    pub value: Vec<f64>,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    fn push(&mut self, host: &str, ts: i64, metric: &'static str, value: f64) {
+        self.host.push(host.to_string());
+        self.timestamp.push(ts);
+        self.metric.push(metric);
+        self.value.push(value);
+    }
+}
+
+/// The updated cohort of the example wave and the production hosts around it: per
+/// hardware × workload group with at least 6 hosts, `max(3, ceil(5%))` hosts are updated.
+pub fn cohorts(hosts: &[Host]) -> (Vec<&Host>, Vec<&Host>) {
+    let mut groups: BTreeMap<(String, String), Vec<&Host>> = BTreeMap::new();
+    for h in hosts {
+        groups.entry((h.hardware.clone(), h.workload.clone())).or_default().push(h);
+    }
+    let (mut updated, mut baseline) = (Vec::new(), Vec::new());
+    for (_, mut members) in groups {
+        members.sort_by_key(|h| (keyed_hash(0x5eed, &h.name), h.name.clone()));
+        let n = members.len();
+        let take = if n >= 6 { 3usize.max(n.div_ceil(20)) } else { 0 };
+        for (i, h) in members.into_iter().enumerate() {
+            if i < take {
+                updated.push(h);
+            } else {
+                baseline.push(h);
+            }
+        }
+    }
+    (updated, baseline)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A standard normal draw keyed by `key` (Box-Muller over two splitmix64 outputs), so values
+/// do not depend on a crate's generator.
+fn normal(key: u64) -> f64 {
+    let u1 = ((mix(key) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let u2 = (mix(key ^ 0x5555_5555_5555_5555) >> 11) as f64 / (1u64 << 53) as f64;
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// The typical level of a metric for a hardware × workload group.
+fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
+    let f = 0.75 + 0.5 * ((keyed_hash(7, &format!("{hardware}/{workload}/{metric}")) % 1000) as f64 / 1000.0);
+    let base = match metric {
+        "cpu_util_pct" => 40.0,
+        "mem_used_pct" => 60.0,
+        "io_latency_p50_ms" => 1.2,
+        "io_latency_p99_ms" => 12.0,
+        "net_throughput_mbps" => 900.0,
+        "app_error_rate" => 0.004,
+        _ => 1.0,
+    };
+    base * f
+}
+
+/// Generates `timestamps` samples per host and standard metric (every 5 minutes from
+/// `start`), with 8% multiplicative noise, plus the scenario's changes.
+pub fn generate(hosts: &[&Host], scenario: Scenario, timestamps: usize, start: i64) -> Samples {
+    generate_metrics(hosts, scenario, timestamps, start, STANDARD_METRICS.len())
+}
+
+/// [`generate`] with only the first `metrics` standard metrics.
+pub fn generate_metrics(
+    hosts: &[&Host],
+    scenario: Scenario,
+    timestamps: usize,
+    start: i64,
+    metrics: usize,
+) -> Samples {
+    let mut s = Samples::default();
+    let cap = hosts.len() * timestamps * metrics;
+    s.host.reserve(cap);
+    s.timestamp.reserve(cap);
+    s.metric.reserve(cap);
+    s.value.reserve(cap);
+    let mut reboots = 0;
+    let mut sparse_seen = 0;
+    for h in hosts {
+        let group = format!("{}/{}", h.hardware, h.workload);
+        if scenario == Scenario::SparseGroup && group == SPARSE_GROUP {
+            sparse_seen += 1;
+            if sparse_seen > 1 {
+                continue;
+            }
+        }
+        let levels: Vec<(&'static str, f64, u64)> = STANDARD_METRICS
+            .iter()
+            .take(metrics)
+            .map(|(m, _)| (*m, level(m, &h.hardware, &h.workload), keyed_hash(11, &format!("{}/{m}", h.name))))
+            .collect();
+        for t in 0..timestamps {
+            let ts = start + 300 * t as i64;
+            for &(metric, base, key) in &levels {
+                let mut v = base * (1.0 + 0.08 * normal(key ^ mix(t as u64)));
+                if scenario == Scenario::IoRegression
+                    && metric == "io_latency_p99_ms"
+                    && h.hardware == REGRESSED_HARDWARE
+                {
+                    v *= 1.08;
+                }
+                s.push(&h.name, ts, metric, (v.max(0.0) * 1e4).round() / 1e4);
+            }
+        }
+        if scenario == Scenario::Reboots && group == REBOOT_GROUP && reboots < 3 {
+            reboots += 1;
+            s.push(&h.name, start + 600 * reboots, "unexpected_reboots", 1.0);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleetgen::{generate as fleet, FleetSpec};
+
+    #[test]
+    fn cohorts_cover_groups_and_samples_are_deterministic() {
+        let hosts = fleet(&FleetSpec::example(600, 1));
+        let (u, b) = cohorts(&hosts);
+        assert_eq!(u.len() + b.len(), 600);
+        assert!(u.len() >= 3 * 20, "{}", u.len());
+        let a = generate(&u, Scenario::Clean, 4, 0);
+        assert_eq!(a, generate(&u, Scenario::Clean, 4, 0));
+        assert_eq!(a.len(), u.len() * 4 * 6);
+        let r = generate(&u, Scenario::Reboots, 4, 0);
+        assert_eq!(r.metric.iter().filter(|m| **m == "unexpected_reboots").count(), 3);
+        let sp = generate(&u, Scenario::SparseGroup, 4, 0);
+        assert!(sp.len() < a.len());
+    }
+}
