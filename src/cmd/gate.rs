@@ -15,10 +15,15 @@ pub struct Args {
     pub policy_dir: PathBuf,
     #[command(flatten)]
     pub inventory: InventoryArgs,
-    /// Samples from production hosts that were not updated (`.csv` or `.parquet`, columns
-    /// host, timestamp, metric, value).
+    /// The baseline: samples from production hosts that were not updated (`.csv` or
+    /// `.parquet`, columns host, timestamp, metric, value), or a precomputed frame written by
+    /// `--save-baseline` (columns group, metric, n, hosts, mean, p50, p90, p99, host_hours).
     #[arg(long)]
     pub baseline: PathBuf,
+    /// Also write the baseline's aggregates here as a precomputed frame, to reuse for later
+    /// gates (`.parquet` or `.csv`).
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
     /// Samples from the stage's updated hosts, in the same form.
     #[arg(long)]
     pub samples: PathBuf,
@@ -42,7 +47,13 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let samples_file = a.samples.display().to_string();
     let baseline_file = a.baseline.display().to_string();
     let updated = frames::cohort(frames::scan(&a.samples)?, &groups_df, &samples_file)?;
-    let baseline = frames::cohort(frames::scan(&a.baseline)?, &groups_df, &baseline_file)?;
+    let baseline = match frames::scan_baseline(&a.baseline)? {
+        frames::Baseline::Samples(lf) => frames::cohort(lf, &groups_df, &baseline_file)?,
+        frames::Baseline::Summary(lf) => frames::summary_cohort(lf, &baseline_file)?,
+    };
+    if let Some(out) = &a.save_baseline {
+        frames::write_summary(&baseline, out)?;
+    }
     let mut by_group: BTreeMap<String, (String, String)> = BTreeMap::new();
     for h in &inv.hosts {
         by_group

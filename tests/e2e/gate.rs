@@ -115,3 +115,31 @@ fn bad_sample_files_are_clear_errors() {
     assert!(w.iter().any(|x| x.contains("2 sample(s)") && x.contains("no numeric value")), "{w:?}");
     assert_eq!(v["verdict"]["verdict"], "pause");
 }
+
+#[test]
+fn a_precomputed_baseline_frame_gives_the_same_verdicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frame = dir.path().join("baseline-frame.parquet");
+    let frame_s = frame.to_string_lossy().into_owned();
+    // Save the baseline's aggregates while gating the clean wave...
+    let o = run(&gate_args("policy-examples/gates/wave-clean.parquet", BASELINE, &["--save-baseline", &frame_s]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // ...then gate every example set against the frame alone: sign tests against the
+    // baseline medians instead of rank tests, with the same verdicts.
+    for (set, want) in [("clean", 0), ("io-regression", 2), ("reboots", 2), ("sparse-group", 2)] {
+        let samples = format!("policy-examples/gates/wave-{set}.parquet");
+        let o = run(&gate_args(&samples, &frame_s, &["--output", "json"]));
+        assert_eq!(code(&o), want, "{set}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        if set == "io-regression" {
+            let r = reasons(&v);
+            assert!(r.iter().all(|x| x.starts_with("r750/") && x.contains("io_latency_p99_ms")), "{r:?}");
+        }
+    }
+    // A frame with a broken row is a clear error.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "group,metric,n,hosts,mean,p50,p90,p99,host_hours\nr750/db,cpu_util_pct,-3,2,1,1,1,1,1\n").expect("write");
+    let o = run(&gate_args("policy-examples/gates/wave-clean.parquet", &bad.to_string_lossy(), &[]));
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("must be counts"), "{}", stderr(&o));
+}

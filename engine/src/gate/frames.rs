@@ -30,9 +30,121 @@ fn read_err(file: &str) -> impl Fn(PolarsError) -> DataError + '_ {
     }
 }
 
-/// Scans a sample file (`.csv` or `.parquet`), checking its columns and casting them. Values
-/// that do not parse as numbers become null and are counted, never guessed.
-pub fn scan(path: &Path) -> Result<LazyFrame, DataError> {
+/// The columns of a precomputed baseline frame (see [`write_summary`]).
+pub const SUMMARY_COLUMNS: [&str; 9] =
+    ["group", "metric", "n", "hosts", "mean", "p50", "p90", "p99", "host_hours"];
+
+/// A baseline: raw samples, or a precomputed summary per group × metric.
+pub enum Baseline {
+    Samples(LazyFrame),
+    Summary(LazyFrame),
+}
+
+/// Opens a baseline file, telling samples from a precomputed summary by its columns.
+pub fn scan_baseline(path: &Path) -> Result<Baseline, DataError> {
+    let (mut lf, file) = open(path)?;
+    let schema = lf.collect_schema().map_err(read_err(&file))?;
+    if SUMMARY_COLUMNS.iter().all(|c| schema.get(c).is_some()) {
+        let casts: Vec<Expr> = SUMMARY_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "group" | "metric" => col(*c).cast(DataType::String),
+                _ => col(*c).cast(DataType::Float64),
+            })
+            .collect();
+        return Ok(Baseline::Summary(lf.select(casts)));
+    }
+    scan(path).map(Baseline::Samples)
+}
+
+/// Reads a precomputed baseline frame into a cohort: aggregates without values, so the
+/// comparison uses sign tests against the baseline median instead of rank tests.
+pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
+    let df = lf.collect().map_err(read_err(file))?;
+    let (gs, ms) = (strs(&df, "group", file)?, strs(&df, "metric", file)?);
+    let cols: Vec<Vec<Option<f64>>> = SUMMARY_COLUMNS[2..]
+        .iter()
+        .map(|c| floats(&df, c, file))
+        .collect::<Result<_, _>>()?;
+    let mut out = Cohort::default();
+    for i in 0..df.height() {
+        let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else {
+            return Err(DataError::Invalid {
+                file: file.to_string(),
+                message: format!("row {} has no group or metric", i + 1),
+            });
+        };
+        let v = |c: usize| cols.get(c).and_then(|x| x.get(i)).copied().flatten().unwrap_or(f64::NAN);
+        let (n, hosts, hours) = (v(0), v(1), v(6));
+        let count = |x: f64| x.is_finite() && x >= 0.0;
+        if !count(n) || !count(hosts) {
+            return Err(DataError::Invalid {
+                file: file.to_string(),
+                message: format!("row {} (`{g}` `{m}`): `n` and `hosts` must be counts", i + 1),
+            });
+        }
+        if hours > 0.0 {
+            let h = out.host_hours.entry(g.clone()).or_default();
+            *h = h.max(hours);
+        }
+        let e = out.hosts.entry(g.clone()).or_default();
+        *e = (*e).max(hosts as usize);
+        if EVENTS.contains(&m.as_str()) {
+            out.events.insert((g.clone(), m.clone()), n);
+            continue;
+        }
+        out.samples += n as usize;
+        out.cells.insert(
+            (g.clone(), m.clone()),
+            Cell {
+                n: n as usize,
+                hosts: hosts as usize,
+                mean: v(2),
+                p50: v(3),
+                p90: v(4),
+                p99: v(5),
+                values: Vec::new(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// group, metric, n, hosts, mean, p50, p90, p99, host_hours.
+type SummaryRow = (String, String, f64, f64, f64, f64, f64, f64, f64);
+
+/// Writes a cohort's aggregates as a precomputed baseline frame (Parquet or CSV): one row per
+/// group × metric, and one per group × event with the count in `n`.
+pub fn write_summary(c: &Cohort, path: &Path) -> Result<(), DataError> {
+    let file = path.display().to_string();
+    let err = read_err(&file);
+    let mut rows: Vec<SummaryRow> = Vec::new();
+    for ((g, m), cell) in &c.cells {
+        let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
+        rows.push((g.clone(), m.clone(), cell.n as f64, cell.hosts as f64, cell.mean, cell.p50, cell.p90, cell.p99, hours));
+    }
+    for ((g, e), n) in &c.events {
+        let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
+        let hosts = c.hosts.get(g).copied().unwrap_or(0) as f64;
+        rows.push((g.clone(), e.clone(), *n, hosts, f64::NAN, f64::NAN, f64::NAN, f64::NAN, hours));
+    }
+    let col_f = |f: fn(&SummaryRow) -> f64| -> Vec<f64> { rows.iter().map(f).collect() };
+    let mut df = df!(
+        "group" => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        "metric" => rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        "n" => col_f(|r| r.2),
+        "hosts" => col_f(|r| r.3),
+        "mean" => col_f(|r| r.4),
+        "p50" => col_f(|r| r.5),
+        "p90" => col_f(|r| r.6),
+        "p99" => col_f(|r| r.7),
+        "host_hours" => col_f(|r| r.8),
+    )
+    .map_err(&err)?;
+    write_df(&mut df, path)
+}
+
+fn open(path: &Path) -> Result<(LazyFrame, String), DataError> {
     let file = path.display().to_string();
     if !path.is_file() {
         return Err(DataError::Read {
@@ -46,7 +158,7 @@ pub fn scan(path: &Path) -> Result<LazyFrame, DataError> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let mut lf = match ext.as_str() {
+    let lf = match ext.as_str() {
         "parquet" | "pq" => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
         "csv" => LazyCsvReader::new(p)
             .with_has_header(true)
@@ -60,6 +172,13 @@ pub fn scan(path: &Path) -> Result<LazyFrame, DataError> {
         }
     }
     .map_err(read_err(&file))?;
+    Ok((lf, file))
+}
+
+/// Scans a sample file (`.csv` or `.parquet`), checking its columns and casting them. Values
+/// that do not parse as numbers become null and are counted, never guessed.
+pub fn scan(path: &Path) -> Result<LazyFrame, DataError> {
+    let (mut lf, file) = open(path)?;
     let schema = lf.collect_schema().map_err(read_err(&file))?;
     for c in COLUMNS {
         if schema.get(c).is_none() {
@@ -278,10 +397,6 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
 pub fn write(s: &crate::samplegen::Samples, path: &Path) -> Result<(), DataError> {
     let file = path.display().to_string();
     let err = read_err(&file);
-    let invalid = |message: &str| DataError::Invalid {
-        file: file.clone(),
-        message: message.to_string(),
-    };
     let metric: Vec<&str> = s.metric.to_vec();
     let mut df = df!(
         "host" => s.host.as_slice(),
@@ -290,13 +405,24 @@ pub fn write(s: &crate::samplegen::Samples, path: &Path) -> Result<(), DataError
         "value" => s.value.as_slice(),
     )
     .map_err(&err)?;
-    let out = std::fs::File::create(path).map_err(|e| DataError::Read {
-        file: file.clone(),
-        message: e.to_string(),
-    })?;
+    write_df(&mut df, path)
+}
+
+fn write_df(df: &mut DataFrame, path: &Path) -> Result<(), DataError> {
+    let file = path.display().to_string();
+    let err = read_err(&file);
+    let create = || {
+        std::fs::File::create(path).map_err(|e| DataError::Read {
+            file: file.clone(),
+            message: e.to_string(),
+        })
+    };
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => ParquetWriter::new(out).finish(&mut df).map(|_| ()).map_err(&err),
-        Some("csv") => CsvWriter::new(out).finish(&mut df).map_err(&err),
-        _ => Err(invalid("write samples as `.parquet` or `.csv`")),
+        Some("parquet") => ParquetWriter::new(create()?).finish(df).map(|_| ()).map_err(&err),
+        Some("csv") => CsvWriter::new(create()?).finish(df).map_err(&err),
+        _ => Err(DataError::Invalid {
+            file: file.clone(),
+            message: "write `.parquet` or `.csv`".into(),
+        }),
     }
 }

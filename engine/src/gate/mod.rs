@@ -341,7 +341,21 @@ pub fn compare(
                 insufficient: !reasons.is_empty(),
                 reason: reasons.join("; "),
             };
-            if !c.insufficient {
+            if !c.insufficient && b.values.is_empty() {
+                // A precomputed baseline has no values: a sign test against its median, and
+                // the shift of the updated median with the median's order-statistic interval.
+                if let Some(t) = stats::sign_test(&u.values, b.p50) {
+                    c.p_value = t.p_value;
+                    c.shift = t.shift;
+                    c.shift_low = t.low;
+                    c.shift_high = t.high;
+                    c.worse = match direction {
+                        Direction::HigherIsWorse => t.low > 0.0,
+                        Direction::LowerIsWorse => t.high < 0.0,
+                    };
+                }
+                pvals.push((out_groups.len(), ms.len(), c.p_value));
+            } else if !c.insufficient {
                 if let Some(t) = stats::mann_whitney(&u.values, &b.values, Alternative::TwoSided) {
                     c.p_value = t.p_value;
                 }

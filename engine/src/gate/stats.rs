@@ -209,6 +209,45 @@ pub fn poisson_rate_greater(k1: u64, t1: f64, k0: u64, t0: f64) -> Option<f64> {
     Some(b.sf(k1 - 1).clamp(0.0, 1.0))
 }
 
+/// A sign test of a sorted, NaN-free sample against a reference median `m`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignTest {
+    /// Exact two-sided binomial p-value of the count above `m` (values equal to `m` dropped).
+    pub p_value: f64,
+    /// The sample median minus `m`, and the distribution-free 95% interval of that difference
+    /// from the order statistics `j` and `n + 1 - j`.
+    pub shift: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+pub fn sign_test(x: &[f64], m: f64) -> Option<SignTest> {
+    if x.is_empty() || m.is_nan() {
+        return None;
+    }
+    let above = x.iter().filter(|v| **v > m).count() as u64;
+    let below = x.iter().filter(|v| **v < m).count() as u64;
+    let n = above + below;
+    let p_value = if n == 0 {
+        1.0
+    } else {
+        let b = Binomial::new(0.5, n).ok()?;
+        let k = above.min(below);
+        (2.0 * b.cdf(k)).min(1.0)
+    };
+    let len = x.len() as f64;
+    let z = std_normal()?.inverse_cdf(0.975);
+    let j = ((len / 2.0 - z * len.sqrt() / 2.0).floor().max(1.0)) as usize;
+    let low = *x.get(j - 1)?;
+    let high = *x.get(x.len().saturating_sub(j))?;
+    Some(SignTest {
+        p_value,
+        shift: quantile(x, 0.5)? - m,
+        low: low - m,
+        high: high - m,
+    })
+}
+
 /// Benjamini-Hochberg adjusted p-values (false discovery rate), in input order. NaN stays NaN.
 pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..p.len()).filter(|i| !p[*i].is_nan()).collect();
@@ -343,6 +382,20 @@ mod tests {
         assert_eq!(quantile(&[], 0.5), None);
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
         assert_eq!(quantile(&[7.0], 0.99), Some(7.0));
+    }
+
+    #[test]
+    fn sign_test_matches_scipy_binomtest() {
+        // 20 values, 15 above the median 10: scipy.stats.binomtest(5, 20, 0.5).pvalue
+        let mut x: Vec<f64> = (0..20).map(|i| if i < 5 { 9.0 - i as f64 * 0.1 } else { 10.5 + i as f64 * 0.1 }).collect();
+        clean_sorted(&mut x);
+        let t = sign_test(&x, 10.0).unwrap();
+        assert!(close(t.p_value, 0.04138946533203125), "{t:?}");
+        assert!(t.shift > 0.0 && t.low < t.shift && t.shift < t.high, "{t:?}");
+        // Everything on the median: no information.
+        assert_eq!(sign_test(&[10.0, 10.0], 10.0).unwrap().p_value, 1.0);
+        assert_eq!(sign_test(&[], 10.0), None);
+        assert_eq!(sign_test(&[1.0], f64::NAN), None);
     }
 
     #[test]
