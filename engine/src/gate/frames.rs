@@ -4,7 +4,6 @@
 
 use super::{Cell, Cohort, EVENTS};
 use polars::prelude::*;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The columns a sample file must have.
@@ -356,40 +355,22 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
         );
     }
 
-    // Every value, sorted within its group × metric, for the rank tests.
-    let sorted = good
-        .sort_by_exprs(
-            [col("group"), col("metric"), col("value")],
-            SortMultipleOptions::default(),
-        )
-        .select([col("group"), col("metric"), col("value")])
+    // Every value, sorted within its group × metric, for the rank tests: one sort per cell,
+    // in parallel, rather than one sort of every sample by string keys.
+    let lists = good
+        .group_by([col("group"), col("metric")])
+        .agg([col("value").sort(SortOptions::default()).alias("values")])
         .collect()
         .map_err(&err)?;
-    let (gs, ms) = (
-        sorted.column("group").map_err(&err)?.str().map_err(&err)?.clone(),
-        sorted.column("metric").map_err(&err)?.str().map_err(&err)?.clone(),
-    );
-    let vs = sorted.column("value").map_err(&err)?.f64().map_err(&err)?.clone();
-    let mut current: Option<(String, String)> = None;
-    let mut buf: Vec<f64> = Vec::new();
-    let flush = |key: Option<(String, String)>, buf: &mut Vec<f64>, cells: &mut BTreeMap<(String, String), Cell>| {
-        if let Some(k) = key {
-            if let Some(c) = cells.get_mut(&k) {
-                c.values = std::mem::take(buf);
-            }
+    let (gs, ms) = (strs(&lists, "group", file)?, strs(&lists, "metric", file)?);
+    let values = lists.column("values").map_err(&err)?.list().map_err(&err)?.clone();
+    for (i, (g, m)) in gs.into_iter().zip(ms).enumerate() {
+        let (Some(g), Some(m), Some(list)) = (g, m, values.get_as_series(i)) else { continue };
+        let v: Vec<f64> = list.f64().map_err(&err)?.iter().flatten().collect();
+        if let Some(c) = out.cells.get_mut(&(g, m)) {
+            c.values = v;
         }
-        buf.clear();
-    };
-    for ((g, m), v) in gs.iter().zip(ms.iter()).zip(vs.iter()) {
-        let (Some(g), Some(m), Some(v)) = (g, m, v) else { continue };
-        let same = current.as_ref().is_some_and(|(cg, cm)| cg == g && cm == m);
-        if !same {
-            flush(current.take(), &mut buf, &mut out.cells);
-            current = Some((g.to_string(), m.to_string()));
-        }
-        buf.push(v);
     }
-    flush(current, &mut buf, &mut out.cells);
     Ok(out)
 }
 
