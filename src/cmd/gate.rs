@@ -1,7 +1,7 @@
 //! `fleetward gate`: the verdict of `gates.rhai` on recorded metric samples of a stage,
 //! compared with production baselines. A dry run over files.
 
-use super::{Ctx, InventoryArgs};
+use super::{Ctx, FleetArgs};
 use crate::output::{json_line, Exit, Format};
 use fleetward_engine::gate::{self, frames, Comparison, GroupSpec};
 use fleetward_engine::model::{Verdict, VerdictKind};
@@ -10,11 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The policy directory.
-    #[arg(long, default_value = "policies")]
-    pub policy_dir: PathBuf,
     #[command(flatten)]
-    pub inventory: InventoryArgs,
+    pub fleet: FleetArgs,
     /// The baseline: samples from production hosts that were not updated (`.csv` or
     /// `.parquet`, columns host, timestamp, metric, value), or a precomputed frame written by
     /// `--save-baseline` (columns group, metric, n, hosts, mean, p50, p90, p99, host_hours).
@@ -36,8 +33,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
-    let set = ctx.load(&a.policy_dir)?;
-    let inv = a.inventory.load(&set)?;
+    let set = ctx.load(&a.fleet.policy_dir)?;
+    let inv = a.fleet.inventory.load(&set)?;
     let pairs: Vec<(String, String)> = inv
         .hosts
         .iter()
@@ -100,7 +97,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": true,
-            "policy": { "dir": a.policy_dir.display().to_string(), "hash": set.hash() },
+            "policy": { "dir": a.fleet.policy_dir.display().to_string(), "hash": set.hash() },
             "verdict": verdict,
             "warnings": warnings,
             "comparison": cmp,

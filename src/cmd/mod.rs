@@ -34,7 +34,17 @@ impl Ctx {
     }
 }
 
-/// The inventory flags `plan` and `gate` share.
+/// The policy directory and inventory flags `plan` and `gate` share.
+#[derive(clap::Args, Debug)]
+pub struct FleetArgs {
+    /// The policy directory.
+    #[arg(long, default_value = "policies")]
+    pub policy_dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+}
+
+/// The inventory flags.
 #[derive(clap::Args, Debug)]
 pub struct InventoryArgs {
     /// The inventory: `.toml`/`.json`/`.yaml` (fleetward's own or Ansible), `.csv`, or an

@@ -1,21 +1,17 @@
 //! `fleetward plan`: the rollout plan for an inventory, as `rollout.rhai` decides it. A dry
 //! run: it reads files and touches no host.
 
-use super::{Ctx, InventoryArgs};
+use super::{Ctx, FleetArgs};
 use crate::output::{json_line, Exit, Format};
 use anyhow::{anyhow, Context};
 use fleetward_engine::plan::policy::PolicyRules;
 use fleetward_engine::plan::{self, human_secs, ExclusionKind, Plan, PlanError, PlanRequest};
 use jiff::Timestamp;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The policy directory.
-    #[arg(long, default_value = "policies")]
-    pub policy_dir: PathBuf,
     #[command(flatten)]
-    pub inventory: InventoryArgs,
+    pub fleet: FleetArgs,
     /// Seed for the host order. Default: derived from the inventory's hash, so the same
     /// inventory always gives the same plan.
     #[arg(long)]
@@ -29,8 +25,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
-    let set = ctx.load(&a.policy_dir)?;
-    let inv = a.inventory.load(&set)?;
+    let set = ctx.load(&a.fleet.policy_dir)?;
+    let inv = a.fleet.inventory.load(&set)?;
     let rules = PolicyRules::new(&set);
     let target = match a.kernel.clone() {
         Some(k) => k,
@@ -61,7 +57,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": true,
-            "policy": { "dir": a.policy_dir.display().to_string(), "hash": set.hash() },
+            "policy": { "dir": a.fleet.policy_dir.display().to_string(), "hash": set.hash() },
             "inventory": { "file": inv.file, "format": inv.format, "hash": inv.hash, "hosts": inv.hosts.len() },
             "seed_source": if a.seed.is_some() { "flag" } else { "inventory-hash" },
             "plan": p,

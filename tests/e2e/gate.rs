@@ -143,3 +143,18 @@ fn a_precomputed_baseline_frame_gives_the_same_verdicts() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("must be counts"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_full_size_baseline_gives_the_same_verdicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = dir.path().join("baseline-full.parquet");
+    let full_s = full.to_string_lossy().into_owned();
+    let o = run(&["generate", "samples", "--scenario", "baseline", "--timestamps", "36", "--out", &full_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("wrote 1063800 samples"), "{}", stderr(&o));
+    for (set, want) in [("clean", 0), ("io-regression", 2), ("reboots", 2), ("sparse-group", 2)] {
+        let samples = format!("policy-examples/gates/wave-{set}.parquet");
+        let o = run(&gate_args(&samples, &full_s, &[]));
+        assert_eq!(code(&o), want, "{set}: {}{}", stdout(&o), stderr(&o));
+    }
+}
