@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod model;
 pub mod plan;
 pub mod reload;
+pub mod rollout;
 pub mod runtime;
 pub mod samplegen;
 pub mod source;

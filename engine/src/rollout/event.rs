@@ -1,0 +1,89 @@
+//! What the rollout journal records: one event per decision or observation, each with its
+//! sequence number, time and the hash of the policy set that made it.
+
+use crate::model::VerdictKind;
+use serde::{Deserialize, Serialize};
+
+/// The steps of updating one host, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    PreCheck,
+    Drain,
+    Install,
+    SetBoot,
+    Reboot,
+    WaitUp,
+    Verify,
+    PostCheck,
+    Undrain,
+}
+
+impl Step {
+    pub const ALL: [Step; 9] = [
+        Step::PreCheck,
+        Step::Drain,
+        Step::Install,
+        Step::SetBoot,
+        Step::Reboot,
+        Step::WaitUp,
+        Step::Verify,
+        Step::PostCheck,
+        Step::Undrain,
+    ];
+
+    /// The step after this one, if any.
+    pub fn next(self) -> Option<Step> {
+        let i = Step::ALL.iter().position(|s| *s == self)?;
+        Step::ALL.get(i + 1).copied()
+    }
+}
+
+/// A stage of the plan as the journal keeps it: enough to resume without re-planning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagePlan {
+    pub index: usize,
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The rollout and its plan, frozen at start.
+    Started {
+        target_kernel: String,
+        stages: Vec<StagePlan>,
+    },
+    StageStarted { stage: usize },
+    /// Recorded before the step's command runs.
+    StepStarted { host: String, step: Step },
+    StepSucceeded { host: String, step: Step, output: String },
+    /// Recorded before the reboot command runs, with the boot id it must change from.
+    RebootIssued { host: String, boot_id: String },
+    /// A host checked after an interruption: what it runs now.
+    HostChecked { host: String, kernel: String, boot_id: String },
+    HostDone { host: String },
+    HostFailed { host: String, step: Step, output: String },
+    GateEvaluated {
+        stage: usize,
+        verdict: VerdictKind,
+        reasons: Vec<String>,
+    },
+    Paused { reason: String },
+    Resumed,
+    Aborted { reason: String },
+    Completed,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub seq: u64,
+    /// When it was recorded, RFC 3339.
+    pub at: String,
+    /// The hash of the policy set that made the decision.
+    pub policy: String,
+    pub event: Event,
+}

@@ -1,0 +1,269 @@
+//! The rollout journal: an append-only, event-sourced log in a state directory. Every record is
+//! written and flushed to disk (`fsync`) before `append` returns, so the action it allows
+//! happens only once the record is durable. One controller at a time holds the directory's
+//! exclusive lock.
+//!
+//! Format: `journal.jsonl`, one JSON record per line. A crash can leave a torn last line; it
+//! is dropped on open (and reported). A damaged line anywhere else is an error naming its line:
+//! a journal is never silently skipped over.
+
+use super::event::{Event, Record};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub const LOCK_FILE: &str = "controller.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot use state directory `{}`: {source}", dir.display())]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rollout state `{}` is held by another controller ({holder}); stop it first, or wait for it to finish", dir.display())]
+    Locked { dir: PathBuf, holder: String },
+    #[error("journal `{}` line {line} is damaged: {message}", file.display())]
+    Damaged {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// What opening a journal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of a torn last record that were dropped.
+    pub torn_bytes: u64,
+}
+
+/// An open journal, holding the state directory's lock until dropped.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    _lock: File,
+    records: Vec<Record>,
+    recovery: Recovery,
+}
+
+fn io(dir: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, taking the exclusive lock and reading
+    /// every record.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(dir))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                return Err(JournalError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: if holder.trim().is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.trim().to_string()
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(dir)(e)),
+        }
+        lock.set_len(0).map_err(io(dir))?;
+        write!(lock, "pid {}", std::process::id()).map_err(io(dir))?;
+        lock.sync_data().map_err(io(dir))?;
+
+        let path = dir.join(JOURNAL_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(dir))?;
+        let (records, good_len, total_len) = read_records(&mut file, &path)?;
+        let torn = total_len - good_len;
+        if torn > 0 {
+            file.set_len(good_len).map_err(io(dir))?;
+            file.sync_data().map_err(io(dir))?;
+        }
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            file,
+            _lock: lock,
+            records,
+            recovery: Recovery { torn_bytes: torn },
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Appends an event decided under policy set `policy_hash` at `at` (RFC 3339), and returns
+    /// its sequence number once it is on disk.
+    pub fn append(&mut self, event: Event, policy_hash: &str, at: &str) -> Result<u64, JournalError> {
+        let seq = self.records.last().map(|r| r.seq + 1).unwrap_or(1);
+        let record = Record {
+            seq,
+            at: at.to_string(),
+            policy: policy_hash.to_string(),
+            event,
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| JournalError::Io {
+            dir: self.dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io(&self.dir))?;
+        self.file.sync_data().map_err(io(&self.dir))?;
+        self.records.push(record);
+        Ok(seq)
+    }
+
+    /// Reads a journal without taking the lock: for `rollout status` while a controller runs.
+    /// A torn last line is ignored, not repaired.
+    pub fn read_only(dir: &Path) -> Result<Vec<Record>, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut file = File::open(&path).map_err(io(dir))?;
+        Ok(read_records(&mut file, &path)?.0)
+    }
+}
+
+/// Reads every complete record. Returns them, the length of the intact prefix, and the file's
+/// length.
+fn read_records(file: &mut File, path: &Path) -> Result<(Vec<Record>, u64, u64), JournalError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let total = file.seek(SeekFrom::End(0)).map_err(io(dir))?;
+    file.seek(SeekFrom::Start(0)).map_err(io(dir))?;
+    let mut reader = BufReader::new(&*file);
+    let mut records: Vec<Record> = Vec::new();
+    let mut good = 0u64;
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io(dir))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let parsed = serde_json::from_slice::<Record>(&buf);
+        match (parsed, complete) {
+            (Ok(r), true) => {
+                let want = records.last().map(|p| p.seq + 1).unwrap_or(1);
+                if r.seq != want {
+                    return Err(JournalError::Damaged {
+                        file: path.to_path_buf(),
+                        line: line_no,
+                        message: format!("sequence number {} where {want} was expected", r.seq),
+                    });
+                }
+                records.push(r);
+                good += n as u64;
+            }
+            // The last line, cut short by a crash: drop it.
+            (_, false) => break,
+            (Err(e), true) => {
+                // A complete but unreadable last line is also a torn write (the newline made
+                // it out, part of the record did not); anywhere else it is damage.
+                let at_end = good + n as u64 == total;
+                if at_end {
+                    break;
+                }
+                return Err(JournalError::Damaged {
+                    file: path.to_path_buf(),
+                    line: line_no,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok((records, good, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::event::Event;
+
+    fn started() -> Event {
+        Event::Paused {
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn appends_survive_reopen_and_the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            assert_eq!(j.append(started(), "abc", "2026-12-07T14:00:00Z").unwrap(), 1);
+            assert_eq!(j.append(Event::Resumed, "abc", "2026-12-07T14:01:00Z").unwrap(), 2);
+            let e = Journal::open(dir.path()).unwrap_err();
+            assert!(matches!(e, JournalError::Locked { .. }), "{e}");
+            assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+            // Status reads while the controller holds the lock.
+            assert_eq!(Journal::read_only(dir.path()).unwrap().len(), 2);
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.records().len(), 2);
+        assert_eq!(j.records()[1].event, Event::Resumed);
+        assert_eq!(j.records()[0].policy, "abc");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_damage_elsewhere_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.append(started(), "h", "t").unwrap();
+            j.append(Event::Resumed, "h", "t").unwrap();
+        }
+        let path = dir.path().join(JOURNAL_FILE);
+        let good = std::fs::read(&path).unwrap();
+        // Crash mid-write: half a record, no newline.
+        let mut torn = good.clone();
+        torn.extend_from_slice(br#"{"seq":3,"at":"t","pol"#);
+        std::fs::write(&path, &torn).unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            assert_eq!(j.records().len(), 2);
+            assert_eq!(j.recovery().torn_bytes, (torn.len() - good.len()) as u64);
+            // The next append starts on a clean line.
+            assert_eq!(j.append(Event::Resumed, "h", "t").unwrap(), 3);
+        }
+        assert_eq!(Journal::open(dir.path()).unwrap().records().len(), 3);
+        // Damage in the middle is never skipped.
+        let mut bad = b"{\"seq\":1,\"at\":\"t\",\"policy\":\"h\",\"event\":{\"bogus\":1}}\n".to_vec();
+        bad.extend_from_slice(&good);
+        std::fs::write(&path, &bad).unwrap();
+        let e = Journal::open(dir.path()).unwrap_err();
+        assert!(matches!(e, JournalError::Damaged { line: 1, .. }), "{e}");
+    }
+}
