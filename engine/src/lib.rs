@@ -7,6 +7,7 @@
 pub mod config;
 pub mod defs;
 pub mod error;
+pub mod exec;
 pub mod fleetgen;
 pub mod gate;
 pub mod inventory;

@@ -1,0 +1,99 @@
+//! Running commands on hosts, behind the [`Executor`] trait: SSH in production, a simulator for
+//! dry runs, a local process for tests. Commands are argument vectors; an executor that must go
+//! through a remote shell sends [`RemoteCommand::shell_line`], where every argument is quoted, so
+//! a host fact holding shell metacharacters stays one literal argument.
+
+pub mod local;
+
+use crate::model::Host;
+use std::time::Duration;
+
+/// A command as an argument vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCommand {
+    pub argv: Vec<String>,
+}
+
+impl RemoteCommand {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RemoteCommand {
+            argv: argv.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The command as one POSIX shell line, every argument single-quoted.
+    pub fn shell_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Quotes one argument for a POSIX shell: `'…'`, with each `'` written as `'\''`.
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        return arg.to_string();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("host `{host}` is unreachable: {message}")]
+    Unreachable { host: String, message: String },
+    #[error("`{command}` on host `{host}` did not finish within {} s", .after.as_secs_f64())]
+    Timeout {
+        host: String,
+        command: String,
+        after: Duration,
+    },
+    #[error("cannot run `{command}` for host `{host}`: {message}")]
+    Spawn {
+        host: String,
+        command: String,
+        message: String,
+    },
+}
+
+/// Runs commands on hosts. Implementations bound every command by `timeout`.
+pub trait Executor: Send + Sync {
+    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration) -> Result<Output, ExecError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_metacharacters_literal() {
+        let c = RemoteCommand::new(["install-kernel", "6.8.0-45-generic", "a; rm -rf / #", "it's", "$(id)", ""]);
+        assert_eq!(
+            c.shell_line(),
+            r#"install-kernel 6.8.0-45-generic 'a; rm -rf / #' 'it'\''s' '$(id)' ''"#
+        );
+    }
+}
