@@ -7,5 +7,7 @@
 mod cli;
 mod gate;
 mod plan;
+mod ssh;
+mod sshd;
 mod support;
 mod watch;

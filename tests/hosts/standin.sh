@@ -35,7 +35,11 @@ fi
 echo "$now $*" >> "$STATE/commands.log"
 
 name=${1:-}
-[ -e "$STATE/fault-hang-$name" ] && exec sleep 3600
+if [ -e "$STATE/fault-hang-$name" ]; then
+    # Hang until the fault is lifted or the test's state is gone.
+    while [ -e "$STATE/fault-hang-$name" ]; do sleep 0.2; done
+    exit 1
+fi
 
 case "$name" in
     uname)
@@ -55,7 +59,7 @@ case "$name" in
         [ -e "$STATE/default" ] && cp "$STATE/default" "$STATE/kernel"
         echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
         echo "$now" >> "$STATE/reboots"
-        echo $((now + ${STANDIN_REBOOT_SECS:-1})) > "$STATE/down-until"
+        echo $((now + ${STANDIN_REBOOT_SECS:-2})) > "$STATE/down-until"
         echo "rebooting" ;;
     metrics)
         echo "cpu_util_pct 41.5"

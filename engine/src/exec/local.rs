@@ -108,7 +108,7 @@ mod tests {
         assert!(run(&["reboot"]).unwrap().success());
         // Down for a moment after the reboot.
         assert!(matches!(run(&["uname", "-r"]), Err(ExecError::Unreachable { .. })));
-        std::thread::sleep(Duration::from_millis(2100));
+        std::thread::sleep(Duration::from_millis(3100));
         assert_eq!(run(&["uname", "-r"]).unwrap().stdout.trim(), "6.8.0-45-generic");
         assert_ne!(run(&["boot-id"]).unwrap().stdout, boot);
     }

@@ -1,0 +1,187 @@
+//! The SSH executor, through the `openssh` crate: one multiplexed master connection per host,
+//! the user's `~/.ssh/config` and `known_hosts` honoured, host-key checking strict by default,
+//! a timeout on every command. Arguments are escaped for the remote shell by `openssh`.
+
+use super::{ExecError, Executor, Output, RemoteCommand};
+use crate::model::Host;
+use openssh::{KnownHosts, Session, SessionBuilder};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How to reach hosts.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// An identity file; default: whatever ssh would use.
+    pub keyfile: Option<PathBuf>,
+    /// A `known_hosts` file instead of the user's.
+    pub known_hosts_file: Option<PathBuf>,
+    /// An ssh config file instead of `~/.ssh/config`.
+    pub config_file: Option<PathBuf>,
+    /// Host-key checking: strict unless explicitly relaxed.
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    /// Where master-connection sockets live.
+    pub control_dir: Option<PathBuf>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            keyfile: None,
+            known_hosts_file: None,
+            config_file: None,
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            control_dir: None,
+        }
+    }
+}
+
+/// Runs commands over SSH. Cheap to share across threads: each host's master connection is
+/// opened once and reused until it breaks (a reboot breaks it; the next command reconnects).
+pub struct SshExecutor {
+    rt: tokio::runtime::Runtime,
+    opts: SshOptions,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl std::fmt::Debug for SshExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshExecutor").field("opts", &self.opts).finish()
+    }
+}
+
+impl SshExecutor {
+    pub fn new(opts: SshOptions) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(SshExecutor {
+            rt,
+            opts,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn builder(&self, host: &Host) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(if self.opts.accept_new_host_keys {
+            KnownHosts::Add
+        } else {
+            KnownHosts::Strict
+        })
+        .connect_timeout(self.opts.connect_timeout)
+        .server_alive_interval(Duration::from_secs(5));
+        if let Some(k) = &self.opts.keyfile {
+            b.keyfile(k);
+        }
+        if let Some(k) = &self.opts.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        if let Some(c) = &self.opts.config_file {
+            b.config_file(c);
+        }
+        if let Some(d) = &self.opts.control_dir {
+            b.control_directory(d);
+        }
+        if let Some(p) = host.port {
+            b.port(p);
+        }
+        if let Some(u) = &host.user {
+            b.user(u.clone());
+        }
+        b
+    }
+
+    fn cached(&self, host: &Host) -> Option<Arc<Session>> {
+        self.sessions.lock().ok()?.get(&host.name).cloned()
+    }
+
+    fn forget(&self, host: &Host) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(&host.name);
+        }
+    }
+
+    async fn session(&self, host: &Host) -> Result<Arc<Session>, ExecError> {
+        if let Some(s) = self.cached(host) {
+            if s.check().await.is_ok() {
+                return Ok(s);
+            }
+            self.forget(host);
+        }
+        let s = self
+            .builder(host)
+            .connect(&host.address)
+            .await
+            .map_err(|e| ExecError::Unreachable {
+                host: host.name.clone(),
+                message: e.to_string(),
+            })?;
+        let s = Arc::new(s);
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(host.name.clone(), s.clone());
+        }
+        Ok(s)
+    }
+
+    async fn run_async(&self, host: &Host, cmd: &RemoteCommand) -> Result<Output, ExecError> {
+        let session = self.session(host).await?;
+        let Some((program, args)) = cmd.argv.split_first() else {
+            return Ok(Output {
+                status: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            });
+        };
+        let out = session
+            .command(program.as_str())
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| {
+                self.forget(host);
+                ExecError::Unreachable {
+                    host: host.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let status = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if status == 255 {
+            self.forget(host);
+            return Err(ExecError::Unreachable {
+                host: host.name.clone(),
+                message: stderr.trim().to_string(),
+            });
+        }
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        })
+    }
+}
+
+impl Executor for SshExecutor {
+    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration) -> Result<Output, ExecError> {
+        let r = self.rt.block_on(async {
+            tokio::time::timeout(timeout, self.run_async(host, cmd)).await
+        });
+        match r {
+            Ok(out) => out,
+            Err(_) => {
+                // The session may be wedged by the command; start over next time.
+                self.forget(host);
+                Err(ExecError::Timeout {
+                    host: host.name.clone(),
+                    command: cmd.shell_line(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+}
