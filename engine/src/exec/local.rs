@@ -80,6 +80,13 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hosts/standin.sh")
     }
 
+    fn executor(root: &std::path::Path) -> LocalExecutor {
+        LocalExecutor {
+            program: standin(),
+            root: root.to_path_buf(),
+        }
+    }
+
     fn host(name: &str) -> Host {
         Host {
             name: name.into(),
@@ -90,10 +97,7 @@ mod tests {
     #[test]
     fn runs_steps_on_a_stand_in_host() {
         let root = tempfile::tempdir().unwrap();
-        let x = LocalExecutor {
-            program: standin(),
-            root: root.path().to_path_buf(),
-        };
+        let x = executor(root.path());
         let h = host("web01");
         let t = Duration::from_secs(10);
         let run = |argv: &[&str]| x.run(&h, &RemoteCommand::new(argv.iter().copied()), t);
@@ -116,10 +120,7 @@ mod tests {
     #[test]
     fn arguments_with_shell_metacharacters_cannot_inject() {
         let root = tempfile::tempdir().unwrap();
-        let x = LocalExecutor {
-            program: standin(),
-            root: root.path().to_path_buf(),
-        };
+        let x = executor(root.path());
         let canary = root.path().join("pwned");
         let evil = format!("x; touch {} #", canary.display());
         let evil2 = format!("$(touch {})", canary.display());
@@ -133,10 +134,7 @@ mod tests {
     #[test]
     fn timeouts_and_unreachable_hosts_are_errors() {
         let root = tempfile::tempdir().unwrap();
-        let x = LocalExecutor {
-            program: standin(),
-            root: root.path().to_path_buf(),
-        };
+        let x = executor(root.path());
         std::fs::create_dir_all(root.path().join("slow")).unwrap();
         std::fs::write(root.path().join("slow/fault-hang-install-kernel"), "").unwrap();
         let e = x
