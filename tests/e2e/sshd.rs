@@ -50,6 +50,31 @@ fn ensure_user() {
     sh(Command::new("usermod").args(["-p", "*", USER]));
 }
 
+/// Installs openssh-server on a fresh machine (once per test run), so the README's test
+/// command works there too; `.ci/run` does the same before running it.
+fn ensure_sshd() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if Path::new("/usr/sbin/sshd").exists() {
+            return;
+        }
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "openssh-server", "openssh-client"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !install() {
+            let _ = Command::new("apt-get").arg("update").stdout(Stdio::null()).status();
+            install();
+        }
+    });
+    assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is not installed and could not be installed (apt-get install openssh-server)");
+}
+
 fn keygen(path: &Path) {
     sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path));
 }
@@ -64,7 +89,7 @@ fn free_port() -> u16 {
 impl SshFleet {
     /// Starts `n` sshd processes, each on its own loopback port, fronting its own stand-in.
     pub fn start(n: usize) -> SshFleet {
-        assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is not installed; `.ci/run` installs openssh-server");
+        ensure_sshd();
         ensure_user();
         // sshd's privilege-separation directory; a fresh machine may not have it yet.
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
