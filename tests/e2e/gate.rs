@@ -92,6 +92,12 @@ fn bad_sample_files_are_clear_errors() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("no column `value`"), "{}", stderr(&o));
 
+    // No samples at all is never a pass.
+    let empty = write("empty.csv", "host,timestamp,metric,value\n");
+    let o = run(&gate_args(&empty, BASELINE, &[]));
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    assert!(stdout(&o).contains("no samples from updated hosts"), "{}", stdout(&o));
+
     let txt = write("samples.txt", "x");
     let o = run(&gate_args(&txt, BASELINE, &[]));
     assert_eq!(code(&o), 1);
