@@ -27,7 +27,11 @@ pub fn definitions() -> Vec<(String, String)> {
             k.doc
         ));
         for f in k.functions() {
-            let optional = if k.optional.iter().any(|o| o.name == f.name) { "Optional. " } else { "" };
+            let optional = if k.optional.iter().any(|o| o.name == f.name) {
+                "Optional. "
+            } else {
+                ""
+            };
             api.push_str(&format!(
                 "\n/// {optional}{}\n/// Returns {}.\nfn {}({});\n",
                 f.doc,

@@ -77,7 +77,11 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
         }
     }
     let tiny = if spec.hosts >= 200 { 3 } else { 0 };
-    let others: f64 = groups.iter().filter(|(g, _)| *g != TINY_GROUP).map(|(_, w)| w).sum();
+    let others: f64 = groups
+        .iter()
+        .filter(|(g, _)| *g != TINY_GROUP)
+        .map(|(_, w)| w)
+        .sum();
     let budget = spec.hosts.saturating_sub(tiny);
     let mut sizes: Vec<((&str, &str), usize)> = groups
         .iter()
@@ -108,7 +112,13 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
     for ((hw, wl), n) in &sizes {
         for _ in 0..*n {
             let r = rng.unit();
-            let dc = if r < 0.40 { 0 } else if r < 0.75 { 1 } else { 2 };
+            let dc = if r < 0.40 {
+                0
+            } else if r < 0.75 {
+                1
+            } else {
+                2
+            };
             if let Some(v) = per_dc.get_mut(dc) {
                 v.push((hw, wl));
             }
@@ -135,7 +145,10 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
             let mut facts = BTreeMap::new();
             facts.insert("cores".to_string(), Value::from(cores));
             facts.insert("mem_gb".to_string(), Value::from(cores * 8));
-            facts.insert("serial".to_string(), Value::from(format!("SN{:08X}", rng.next() as u32)));
+            facts.insert(
+                "serial".to_string(),
+                Value::from(format!("SN{:08X}", rng.next() as u32)),
+            );
             hosts.push(Host {
                 name: format!("{wl}{n:04}.{dc}"),
                 address: format!("10.{}.{}.{}", dci + 1, slot / 250, slot % 250 + 1),
@@ -153,7 +166,11 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
     }
     // Mark a few hosts, never in the tiny group, never twice.
     let mut free: Vec<usize> = (0..hosts.len())
-        .filter(|i| hosts.get(*i).is_some_and(|h| (h.hardware.as_str(), h.workload.as_str()) != TINY_GROUP))
+        .filter(|i| {
+            hosts
+                .get(*i)
+                .is_some_and(|h| (h.hardware.as_str(), h.workload.as_str()) != TINY_GROUP)
+        })
         .collect();
     let mut take = |n: usize, rng: &mut Rng| -> Vec<usize> {
         (0..n.min(free.len()))
@@ -233,7 +250,10 @@ pub fn to_csv(hosts: &[Host]) -> String {
         .unwrap_or_default();
     let mut out = format!(
         "name,address,hardware,workload,datacenter,rack,kernel,tags{}\n",
-        fact_keys.iter().map(|k| format!(",{k}")).collect::<String>()
+        fact_keys
+            .iter()
+            .map(|k| format!(",{k}"))
+            .collect::<String>()
     );
     for h in hosts {
         let _ = write!(
@@ -249,7 +269,11 @@ pub fn to_csv(hosts: &[Host]) -> String {
             h.tags.join(";")
         );
         for k in &fact_keys {
-            let _ = write!(out, ",{}", h.facts.get(k).map(fact_text).unwrap_or_default());
+            let _ = write!(
+                out,
+                ",{}",
+                h.facts.get(k).map(fact_text).unwrap_or_default()
+            );
         }
         out.push('\n');
     }
@@ -309,9 +333,15 @@ pub fn to_ansible_ini(hosts: &[Host]) -> String {
 pub fn to_ansible_yaml(hosts: &[Host]) -> String {
     let mut out = String::from("# Ansible inventory. Hardware and workload are in `hw_class` and `role`.\nall:\n  vars:\n    ansible_user: fleetward\n  children:\n    datacenters:\n      children:\n");
     for (dc, members) in &by_dc(hosts) {
-        let _ = write!(out, "        {dc}:\n          vars:\n            datacenter: {dc}\n          hosts:\n");
+        let _ = write!(
+            out,
+            "        {dc}:\n          vars:\n            datacenter: {dc}\n          hosts:\n"
+        );
         for h in members {
-            let mut vars: Vec<String> = ansible_vars(h).into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let mut vars: Vec<String> = ansible_vars(h)
+                .into_iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             if !h.tags.is_empty() {
                 vars.push(format!("tags: [{}]", h.tags.join(", ")));
             }

@@ -72,13 +72,20 @@ impl Samples {
 pub fn cohorts(hosts: &[Host]) -> (Vec<&Host>, Vec<&Host>) {
     let mut groups: BTreeMap<(String, String), Vec<&Host>> = BTreeMap::new();
     for h in hosts {
-        groups.entry((h.hardware.clone(), h.workload.clone())).or_default().push(h);
+        groups
+            .entry((h.hardware.clone(), h.workload.clone()))
+            .or_default()
+            .push(h);
     }
     let (mut updated, mut baseline) = (Vec::new(), Vec::new());
     for (_, mut members) in groups {
         members.sort_by_key(|h| (keyed_hash(0x5eed, &h.name), h.name.clone()));
         let n = members.len();
-        let take = if n >= 6 { 3usize.max(n.div_ceil(20)) } else { 0 };
+        let take = if n >= 6 {
+            3usize.max(n.div_ceil(20))
+        } else {
+            0
+        };
         for (i, h) in members.into_iter().enumerate() {
             if i < take {
                 updated.push(h);
@@ -107,7 +114,9 @@ fn normal(key: u64) -> f64 {
 
 /// The typical level of a metric for a hardware × workload group.
 fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
-    let f = 0.75 + 0.5 * ((keyed_hash(7, &format!("{hardware}/{workload}/{metric}")) % 1000) as f64 / 1000.0);
+    let f = 0.75
+        + 0.5
+            * ((keyed_hash(7, &format!("{hardware}/{workload}/{metric}")) % 1000) as f64 / 1000.0);
     let base = match metric {
         "cpu_util_pct" => 40.0,
         "mem_used_pct" => 60.0,
@@ -153,7 +162,13 @@ pub fn generate_metrics(
         let levels: Vec<(&'static str, f64, u64)> = STANDARD_METRICS
             .iter()
             .take(metrics)
-            .map(|(m, _)| (*m, level(m, &h.hardware, &h.workload), keyed_hash(11, &format!("{}/{m}", h.name))))
+            .map(|(m, _)| {
+                (
+                    *m,
+                    level(m, &h.hardware, &h.workload),
+                    keyed_hash(11, &format!("{}/{m}", h.name)),
+                )
+            })
             .collect();
         for t in 0..timestamps {
             let ts = start + 300 * t as i64;
@@ -191,7 +206,13 @@ mod tests {
         assert_eq!(a, generate(&u, Scenario::Clean, 4, 0));
         assert_eq!(a.len(), u.len() * 4 * 6);
         let r = generate(&u, Scenario::Reboots, 4, 0);
-        assert_eq!(r.metric.iter().filter(|m| **m == "unexpected_reboots").count(), 3);
+        assert_eq!(
+            r.metric
+                .iter()
+                .filter(|m| **m == "unexpected_reboots")
+                .count(),
+            3
+        );
         let sp = generate(&u, Scenario::SparseGroup, 4, 0);
         assert!(sp.len() < a.len());
     }

@@ -226,7 +226,13 @@ fn call(ctx: &Ctx, policy_dir: &Path, iterations: usize) -> anyhow::Result<Exit>
     Ok(Exit::Ok)
 }
 
-fn plan(ctx: &Ctx, policy_dir: &Path, hosts: usize, format: &str, runs: usize) -> anyhow::Result<Exit> {
+fn plan(
+    ctx: &Ctx,
+    policy_dir: &Path,
+    hosts: usize,
+    format: &str,
+    runs: usize,
+) -> anyhow::Result<Exit> {
     use fleetward_engine::fleetgen::{self, FleetSpec};
     use fleetward_engine::plan::{self as planner, policy::PolicyRules, PlanRequest, RolloutRules};
     anyhow::ensure!(runs >= 1, "`--runs` must be at least 1");
@@ -248,7 +254,9 @@ fn plan(ctx: &Ctx, policy_dir: &Path, hosts: usize, format: &str, runs: usize) -
     std::fs::write(&file, &text)?;
     let start: jiff::Timestamp = "2026-12-07T14:00:00Z".parse()?;
     let rules = PolicyRules::new(&set);
-    let target = rules.target_kernel()?.unwrap_or_else(|| fleetgen::TARGET_KERNEL.to_string());
+    let target = rules
+        .target_kernel()?
+        .unwrap_or_else(|| fleetgen::TARGET_KERNEL.to_string());
     let (mut total, mut load, mut eligible) = (Vec::new(), Vec::new(), Vec::new());
     let mut stages = 0;
     for _ in 0..runs {
@@ -256,7 +264,12 @@ fn plan(ctx: &Ctx, policy_dir: &Path, hosts: usize, format: &str, runs: usize) -
         let inv = fleetward_engine::inventory::load(&file, None, &map)?;
         let t1 = Instant::now();
         let p = planner::plan(
-            &PlanRequest { hosts: &inv.hosts, target_kernel: &target, seed: 1, start },
+            &PlanRequest {
+                hosts: &inv.hosts,
+                target_kernel: &target,
+                seed: 1,
+                start,
+            },
             &rules,
         )?;
         total.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -289,7 +302,10 @@ fn watch_child(mut child: std::process::Child) -> anyhow::Result<(std::process::
     loop {
         if let Ok(text) = std::fs::read_to_string(&status_file) {
             for line in text.lines() {
-                if let Some(v) = line.strip_prefix("VmHWM:").or_else(|| line.strip_prefix("VmRSS:")) {
+                if let Some(v) = line
+                    .strip_prefix("VmHWM:")
+                    .or_else(|| line.strip_prefix("VmRSS:"))
+                {
                     let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
                     peak_kib = peak_kib.max(kib);
                 }
@@ -302,7 +318,13 @@ fn watch_child(mut child: std::process::Child) -> anyhow::Result<(std::process::
     }
 }
 
-fn gate(ctx: &Ctx, policy_dir: &Path, inventory: &Path, timestamps: usize, runs: usize) -> anyhow::Result<Exit> {
+fn gate(
+    ctx: &Ctx,
+    policy_dir: &Path,
+    inventory: &Path,
+    timestamps: usize,
+    runs: usize,
+) -> anyhow::Result<Exit> {
     use fleetward_engine::samplegen::{self, Scenario};
     anyhow::ensure!(runs >= 1, "`--runs` must be at least 1");
     let inv = fleetward_engine::inventory::load(inventory, None, &Default::default())?;
@@ -311,7 +333,10 @@ fn gate(ctx: &Ctx, policy_dir: &Path, inventory: &Path, timestamps: usize, runs:
     std::fs::create_dir_all(&dir)?;
     let (up, base) = (dir.join("samples.parquet"), dir.join("baseline.parquet"));
     let mut total = 0;
-    for (hosts, scenario, path) in [(&updated, Scenario::IoRegression, &up), (&baseline, Scenario::Baseline, &base)] {
+    for (hosts, scenario, path) in [
+        (&updated, Scenario::IoRegression, &up),
+        (&baseline, Scenario::Baseline, &base),
+    ] {
         let s = samplegen::generate_metrics(hosts, scenario, timestamps, 1_796_738_400, 5);
         total += s.len();
         fleetward_engine::gate::frames::write(&s, path)?;
@@ -332,7 +357,10 @@ fn gate(ctx: &Ctx, policy_dir: &Path, inventory: &Path, timestamps: usize, runs:
             .stdout(std::process::Stdio::null())
             .spawn()?;
         let (status, peak) = watch_child(child)?;
-        anyhow::ensure!(matches!(status.code(), Some(0..=3)) && status.code() != Some(1), "the gate failed: {status}");
+        anyhow::ensure!(
+            matches!(status.code(), Some(0..=3)) && status.code() != Some(1),
+            "the gate failed: {status}"
+        );
         secs.push(t0.elapsed().as_secs_f64());
         mem.push(peak);
     }

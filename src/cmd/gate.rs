@@ -76,7 +76,14 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             format!("wave {}", a.wave)
         }
     });
-    let cmp = gate::compare(a.wave, &name, &specs, &updated, &baseline, set.gate_settings());
+    let cmp = gate::compare(
+        a.wave,
+        &name,
+        &specs,
+        &updated,
+        &baseline,
+        set.gate_settings(),
+    );
     let verdict: Verdict = set.call("gates", "gate", (&cmp,))?;
     let mut warnings = Vec::new();
     for (file, c) in [(&samples_file, &updated), (&baseline_file, &baseline)] {
@@ -160,7 +167,12 @@ fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
             let shift = if m.insufficient {
                 "-".to_string()
             } else {
-                format!("{} [{}, {}]", num(m.shift), num(m.shift_low), num(m.shift_high))
+                format!(
+                    "{} [{}, {}]",
+                    num(m.shift),
+                    num(m.shift_low),
+                    num(m.shift_high)
+                )
             };
             let _ = writeln!(
                 o,
@@ -170,8 +182,16 @@ fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
                 m.n,
                 num(m.mean),
                 num(m.baseline_mean),
-                if m.pct_change.is_nan() { "-".into() } else { format!("{:+.2}", m.pct_change) },
-                if m.insufficient { "-".into() } else { num(m.p_adjusted) },
+                if m.pct_change.is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:+.2}", m.pct_change)
+                },
+                if m.insufficient {
+                    "-".into()
+                } else {
+                    num(m.p_adjusted)
+                },
                 shift
             );
         }

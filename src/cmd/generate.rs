@@ -93,7 +93,9 @@ fn samples(_ctx: &Ctx, a: SamplesArgs) -> anyhow::Result<Exit> {
             baseline
                 .into_iter()
                 .filter(|h| {
-                    let n = seen.entry((h.hardware.clone(), h.workload.clone())).or_default();
+                    let n = seen
+                        .entry((h.hardware.clone(), h.workload.clone()))
+                        .or_default();
                     *n += 1;
                     *n <= a.hosts_per_group
                 })
@@ -105,6 +107,11 @@ fn samples(_ctx: &Ctx, a: SamplesArgs) -> anyhow::Result<Exit> {
     // 2026-12-07T14:00:00Z
     let s = samplegen::generate(&hosts, scenario, a.timestamps, 1_796_738_400);
     fleetward_engine::gate::frames::write(&s, &a.out)?;
-    eprintln!("wrote {} samples from {} hosts to `{}`", s.len(), hosts.len(), a.out.display());
+    eprintln!(
+        "wrote {} samples from {} hosts to `{}`",
+        s.len(),
+        hosts.len(),
+        a.out.display()
+    );
     Ok(Exit::Ok)
 }

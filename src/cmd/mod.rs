@@ -71,7 +71,9 @@ impl InventoryArgs {
         let format = match &self.inventory_format {
             None => None,
             Some(f) => Some(InvFormat::from_name(f).ok_or_else(|| {
-                anyhow::anyhow!("unknown inventory format `{f}`; formats are native, csv, ini, yaml")
+                anyhow::anyhow!(
+                    "unknown inventory format `{f}`; formats are native, csv, ini, yaml"
+                )
             })?),
         };
         Ok(inventory::load(&self.inventory, format, &map)?)

@@ -31,13 +31,15 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let target = match a.kernel.clone() {
         Some(k) => k,
         None => rules.target_kernel().map_err(plan_error)?.ok_or_else(|| {
-            anyhow!("no target kernel: define `fn target_kernel()` in rollout.rhai or pass `--kernel`")
+            anyhow!(
+                "no target kernel: define `fn target_kernel()` in rollout.rhai or pass `--kernel`"
+            )
         })?,
     };
     let start = match &a.start {
-        Some(s) => s
-            .parse::<Timestamp>()
-            .with_context(|| format!("--start `{s}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`"))?,
+        Some(s) => s.parse::<Timestamp>().with_context(|| {
+            format!("--start `{s}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`")
+        })?,
         None => {
             let now = Timestamp::now().as_second();
             Timestamp::from_second(now - now.rem_euclid(60))?
@@ -64,11 +66,19 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         })),
         Format::Human => print!(
             "{}",
-            render(&p, &Header {
-                policy: set.short_hash(),
-                inventory: &format!("{} ({}, {})", inv.file, inv.format.name(), &inv.hash[..12.min(inv.hash.len())]),
-                seed_flag: a.seed.is_some(),
-            })
+            render(
+                &p,
+                &Header {
+                    policy: set.short_hash(),
+                    inventory: &format!(
+                        "{} ({}, {})",
+                        inv.file,
+                        inv.format.name(),
+                        &inv.hash[..12.min(inv.hash.len())]
+                    ),
+                    seed_flag: a.seed.is_some(),
+                }
+            )
         ),
     }
     Ok(Exit::Ok)
@@ -123,7 +133,11 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
         o,
         "      seed {} ({})  ·  start {} UTC  ·  last gate {} UTC ({})",
         p.seed,
-        if h.seed_flag { "--seed" } else { "from the inventory hash" },
+        if h.seed_flag {
+            "--seed"
+        } else {
+            "from the inventory hash"
+        },
         when(p.start),
         when(p.finish),
         human_secs(p.finish.duration_since(p.start).as_secs().unsigned_abs())
@@ -142,7 +156,9 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
             thousands(s.info.size),
             s.cumulative_percent,
             s.batches.len(),
-            s.max_in_flight.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            s.max_in_flight
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
             human_secs(s.bake_secs),
             when(s.start),
             when(s.gate)
@@ -174,7 +190,11 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
         let _ = write!(o, "{:<20} {:>6} {:>6}", g.name, g.hosts, g.eligible);
         for s in &p.stages {
             let n = s.groups.get(&g.name).copied().unwrap_or(0);
-            let cell = if n == 0 { ".".to_string() } else { n.to_string() };
+            let cell = if n == 0 {
+                ".".to_string()
+            } else {
+                n.to_string()
+            };
             let _ = write!(o, " {cell:>width$}");
         }
         let _ = writeln!(o);
@@ -228,11 +248,18 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
             ExclusionKind::OnTarget => "on target",
             ExclusionKind::Newer => "newer",
         };
-        let _ = writeln!(o, "  {:<24} {:<20} {:<11} {}", e.host, e.group, kind, e.reason);
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<20} {:<11} {}",
+            e.host, e.group, kind, e.reason
+        );
     }
     let _ = writeln!(o);
     if p.uncovered.is_empty() {
-        let _ = writeln!(o, "uncovered groups: none (every group with hosts to update has a canary)");
+        let _ = writeln!(
+            o,
+            "uncovered groups: none (every group with hosts to update has a canary)"
+        );
     } else {
         let _ = writeln!(o, "uncovered groups: {}", p.uncovered.len());
         for u in &p.uncovered {

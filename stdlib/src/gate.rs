@@ -100,7 +100,10 @@ mod helpers {
             .and_then(|m| m.read_lock::<Array>().map(|a| a.clone()))
             .unwrap_or_default()
             .iter()
-            .filter_map(|m| m.read_lock::<Map>().and_then(|m| m.get("name").map(|n| format!("`{n}`"))))
+            .filter_map(|m| {
+                m.read_lock::<Map>()
+                    .and_then(|m| m.get("name").map(|n| format!("`{n}`")))
+            })
             .collect()
     }
 

@@ -6,8 +6,17 @@ use expect_test::expect_file;
 
 fn gate_args<'a>(samples: &'a str, baseline: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
-        "gate", "--policy-dir", "policies", "--inventory", "policy-examples/fleet/fleet.toml",
-        "--baseline", baseline, "--samples", samples, "--wave", "2",
+        "gate",
+        "--policy-dir",
+        "policies",
+        "--inventory",
+        "policy-examples/fleet/fleet.toml",
+        "--baseline",
+        baseline,
+        "--samples",
+        samples,
+        "--wave",
+        "2",
     ];
     v.extend_from_slice(extra);
     v
@@ -20,7 +29,8 @@ fn example(set: &str, want_code: i32) -> serde_json::Value {
     let samples = format!("policy-examples/gates/wave-{set}.parquet");
     let o = run(&gate_args(&samples, BASELINE, &[]));
     assert_eq!(code(&o), want_code, "{set}: {}{}", stdout(&o), stderr(&o));
-    expect_file![root().join(format!("policy-examples/gates/verdict-{set}.txt"))].assert_eq(&stdout(&o));
+    expect_file![root().join(format!("policy-examples/gates/verdict-{set}.txt"))]
+        .assert_eq(&stdout(&o));
     let o = run(&gate_args(&samples, BASELINE, &["--output", "json"]));
     assert_eq!(code(&o), want_code);
     serde_json::from_slice(&o.stdout).expect("gate json")
@@ -40,7 +50,12 @@ fn clean_wave_passes() {
     let v = example("clean", 0);
     assert_eq!(v["verdict"]["verdict"], "pass");
     assert_eq!(v["comparison"]["totals"]["insufficient"], 0);
-    assert!(v["comparison"]["totals"]["comparisons"].as_u64().unwrap_or(0) >= 100);
+    assert!(
+        v["comparison"]["totals"]["comparisons"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 100
+    );
 }
 
 #[test]
@@ -55,7 +70,10 @@ fn io_regression_pauses_naming_the_hardware_and_metric() {
     }
     // Every r750 group is named, and no other hardware.
     for wl in ["batch", "cache", "db", "web"] {
-        assert!(r.iter().any(|x| x.starts_with(&format!("r750/{wl}:"))), "r750/{wl} missing: {r:?}");
+        assert!(
+            r.iter().any(|x| x.starts_with(&format!("r750/{wl}:"))),
+            "r750/{wl} missing: {r:?}"
+        );
     }
 }
 
@@ -65,7 +83,10 @@ fn reboots_pause_naming_the_reboots() {
     assert_eq!(v["verdict"]["verdict"], "pause");
     let r = reasons(&v);
     assert_eq!(r.len(), 1, "{r:?}");
-    assert!(r[0].contains("3 unexpected reboot(s)") && r[0].contains("c6420/db: 3"), "{r:?}");
+    assert!(
+        r[0].contains("3 unexpected reboot(s)") && r[0].contains("c6420/db: 3"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -75,7 +96,10 @@ fn sparse_group_pauses_for_insufficient_data() {
     let r = reasons(&v);
     assert!(!r.is_empty());
     for reason in &r {
-        assert!(reason.starts_with("r640/web: insufficient data"), "{reason}");
+        assert!(
+            reason.starts_with("r640/web: insufficient data"),
+            "{reason}"
+        );
     }
 }
 
@@ -87,7 +111,10 @@ fn bad_sample_files_are_clear_errors() {
         std::fs::write(&p, body).expect("write");
         p.to_string_lossy().into_owned()
     };
-    let no_value = write("no-value.csv", "host,timestamp,metric\nweb0001.ams1,1,cpu_util_pct\n");
+    let no_value = write(
+        "no-value.csv",
+        "host,timestamp,metric\nweb0001.ams1,1,cpu_util_pct\n",
+    );
     let o = run(&gate_args(&no_value, BASELINE, &[]));
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("no column `value`"), "{}", stderr(&o));
@@ -96,12 +123,20 @@ fn bad_sample_files_are_clear_errors() {
     let empty = write("empty.csv", "host,timestamp,metric,value\n");
     let o = run(&gate_args(&empty, BASELINE, &[]));
     assert_eq!(code(&o), 2, "{}", stdout(&o));
-    assert!(stdout(&o).contains("no samples from updated hosts"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no samples from updated hosts"),
+        "{}",
+        stdout(&o)
+    );
 
     let txt = write("samples.txt", "x");
     let o = run(&gate_args(&txt, BASELINE, &[]));
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("unknown sample format"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown sample format"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = run(&gate_args("no/such/file.parquet", BASELINE, &[]));
     assert_eq!(code(&o), 1);
@@ -116,9 +151,22 @@ fn bad_sample_files_are_clear_errors() {
     let o = run(&gate_args(&odd, BASELINE, &["--output", "json"]));
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let w: Vec<&str> = v["warnings"].as_array().expect("warnings").iter().filter_map(|x| x.as_str()).collect();
-    assert!(w.iter().any(|x| x.contains("1 sample(s)") && x.contains("`ghost.nowhere`")), "{w:?}");
-    assert!(w.iter().any(|x| x.contains("2 sample(s)") && x.contains("no numeric value")), "{w:?}");
+    let w: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    assert!(
+        w.iter()
+            .any(|x| x.contains("1 sample(s)") && x.contains("`ghost.nowhere`")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|x| x.contains("2 sample(s)") && x.contains("no numeric value")),
+        "{w:?}"
+    );
     assert_eq!(v["verdict"]["verdict"], "pause");
 }
 
@@ -128,24 +176,45 @@ fn a_precomputed_baseline_frame_gives_the_same_verdicts() {
     let frame = dir.path().join("baseline-frame.parquet");
     let frame_s = frame.to_string_lossy().into_owned();
     // Save the baseline's aggregates while gating the clean wave...
-    let o = run(&gate_args("policy-examples/gates/wave-clean.parquet", BASELINE, &["--save-baseline", &frame_s]));
+    let o = run(&gate_args(
+        "policy-examples/gates/wave-clean.parquet",
+        BASELINE,
+        &["--save-baseline", &frame_s],
+    ));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // ...then gate every example set against the frame alone: sign tests against the
     // baseline medians instead of rank tests, with the same verdicts.
-    for (set, want) in [("clean", 0), ("io-regression", 2), ("reboots", 2), ("sparse-group", 2)] {
+    for (set, want) in [
+        ("clean", 0),
+        ("io-regression", 2),
+        ("reboots", 2),
+        ("sparse-group", 2),
+    ] {
         let samples = format!("policy-examples/gates/wave-{set}.parquet");
         let o = run(&gate_args(&samples, &frame_s, &["--output", "json"]));
         assert_eq!(code(&o), want, "{set}: {}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         if set == "io-regression" {
             let r = reasons(&v);
-            assert!(r.iter().all(|x| x.starts_with("r750/") && x.contains("io_latency_p99_ms")), "{r:?}");
+            assert!(
+                r.iter()
+                    .all(|x| x.starts_with("r750/") && x.contains("io_latency_p99_ms")),
+                "{r:?}"
+            );
         }
     }
     // A frame with a broken row is a clear error.
     let bad = dir.path().join("bad.csv");
-    std::fs::write(&bad, "group,metric,n,hosts,mean,p50,p90,p99,host_hours\nr750/db,cpu_util_pct,-3,2,1,1,1,1,1\n").expect("write");
-    let o = run(&gate_args("policy-examples/gates/wave-clean.parquet", &bad.to_string_lossy(), &[]));
+    std::fs::write(
+        &bad,
+        "group,metric,n,hosts,mean,p50,p90,p99,host_hours\nr750/db,cpu_util_pct,-3,2,1,1,1,1,1\n",
+    )
+    .expect("write");
+    let o = run(&gate_args(
+        "policy-examples/gates/wave-clean.parquet",
+        &bad.to_string_lossy(),
+        &[],
+    ));
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("must be counts"), "{}", stderr(&o));
 }
@@ -155,10 +224,28 @@ fn the_full_size_baseline_gives_the_same_verdicts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = dir.path().join("baseline-full.parquet");
     let full_s = full.to_string_lossy().into_owned();
-    let o = run(&["generate", "samples", "--scenario", "baseline", "--timestamps", "36", "--out", &full_s]);
+    let o = run(&[
+        "generate",
+        "samples",
+        "--scenario",
+        "baseline",
+        "--timestamps",
+        "36",
+        "--out",
+        &full_s,
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("wrote 1063800 samples"), "{}", stderr(&o));
-    for (set, want) in [("clean", 0), ("io-regression", 2), ("reboots", 2), ("sparse-group", 2)] {
+    assert!(
+        stderr(&o).contains("wrote 1063800 samples"),
+        "{}",
+        stderr(&o)
+    );
+    for (set, want) in [
+        ("clean", 0),
+        ("io-regression", 2),
+        ("reboots", 2),
+        ("sparse-group", 2),
+    ] {
         let samples = format!("policy-examples/gates/wave-{set}.parquet");
         let o = run(&gate_args(&samples, &full_s, &[]));
         assert_eq!(code(&o), want, "{set}: {}{}", stdout(&o), stderr(&o));

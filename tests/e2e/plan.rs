@@ -9,7 +9,15 @@ const START: &str = "2026-12-07T14:00:00Z";
 const ANSIBLE_FIELDS: [&str; 4] = ["--field", "hardware=hw_class", "--field", "workload=role"];
 
 fn plan_args<'a>(inventory: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["plan", "--policy-dir", "policies", "--inventory", inventory, "--start", START];
+    let mut v = vec![
+        "plan",
+        "--policy-dir",
+        "policies",
+        "--inventory",
+        inventory,
+        "--start",
+        START,
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -25,7 +33,10 @@ fn example_fleet_golden_plans() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     expect_file![root().join("policy-examples/fleet/plan.txt")].assert_eq(&stdout(&o));
 
-    let v = json_plan(&run(&plan_args("policy-examples/fleet/fleet.toml", &["--output", "json"])));
+    let v = json_plan(&run(&plan_args(
+        "policy-examples/fleet/fleet.toml",
+        &["--output", "json"],
+    )));
     let pretty = serde_json::to_string_pretty(&v).expect("pretty") + "\n";
     expect_file![root().join("policy-examples/fleet/plan.json")].assert_eq(&pretty);
 
@@ -58,8 +69,14 @@ fn every_inventory_format_gives_the_same_plan() {
         v["plan"].clone()
     };
     let native = plan_of("policy-examples/fleet/fleet.toml", &[]);
-    assert_eq!(native, plan_of("policy-examples/fleet/fleet.ini", &ANSIBLE_FIELDS));
-    assert_eq!(native, plan_of("policy-examples/fleet/fleet.yaml", &ANSIBLE_FIELDS));
+    assert_eq!(
+        native,
+        plan_of("policy-examples/fleet/fleet.ini", &ANSIBLE_FIELDS)
+    );
+    assert_eq!(
+        native,
+        plan_of("policy-examples/fleet/fleet.yaml", &ANSIBLE_FIELDS)
+    );
     // The same seed always gives the same plan; another seed another one.
     assert_eq!(native, plan_of("policy-examples/fleet/fleet.toml", &[]));
     let other = json_plan(&run(&plan_args(
@@ -79,13 +96,19 @@ fn bad_inventory(name: &str, body: &str, want: &[&str]) {
     assert_eq!(code(&o), 1, "{name}: {}", stdout(&o));
     let err = stderr(&o);
     for w in want {
-        assert!(err.contains(&format!("{path}:{w}")), "{name}: `{w}` missing in:\n{err}");
+        assert!(
+            err.contains(&format!("{path}:{w}")),
+            "{name}: `{w}` missing in:\n{err}"
+        );
     }
     let o = run(&plan_args(&path, &["--output", "json"]));
     assert_eq!(code(&o), 1);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json error");
     assert_eq!(v["ok"], false);
-    assert!(!v["inventory"]["problems"].as_array().expect("problems").is_empty());
+    assert!(!v["inventory"]["problems"]
+        .as_array()
+        .expect("problems")
+        .is_empty());
 }
 
 #[test]
@@ -105,12 +128,20 @@ fn bad_inventories_are_clear_errors() {
         "[web]\nweb[01:03] hardware=h workload=w datacenter=d rack=r kernel=6.8.0-40-generic ansible_port=http\n",
         &["2: host `web01`: `port` (from `ansible_port`) is `http`"],
     );
-    bad_inventory("broken.yaml", "all:\n  hosts:\n    a: [\n", &["4: not valid YAML"]);
+    bad_inventory(
+        "broken.yaml",
+        "all:\n  hosts:\n    a: [\n",
+        &["4: not valid YAML"],
+    );
     bad_inventory("empty.json", "{\"hosts\": []}", &[" holds no hosts"]);
     // A missing file is an error too, not a panic.
     let o = run(&plan_args("no/such/inventory.toml", &[]));
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("cannot read inventory"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read inventory"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -136,9 +167,21 @@ fn bad_rollout_policies_are_clear_errors() {
         };
         let dir = policy_dir(&[("rollout.rhai", rollout.as_bytes())]);
         let pol = dir.path().to_string_lossy().into_owned();
-        let o = run(&["plan", "--policy-dir", &pol, "--inventory", inv, "--start", START]);
+        let o = run(&[
+            "plan",
+            "--policy-dir",
+            &pol,
+            "--inventory",
+            inv,
+            "--start",
+            START,
+        ]);
         assert_eq!(code(&o), 1, "{want}: {}", stdout(&o));
-        assert!(stderr(&o).contains(want), "`{want}` missing in:\n{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "`{want}` missing in:\n{}",
+            stderr(&o)
+        );
     }
     // A policy that throws names its file and line.
     let dir = policy_dir(&[(
@@ -146,7 +189,15 @@ fn bad_rollout_policies_are_clear_errors() {
         format!("{ROLLOUT_OK}fn target_kernel() {{ \"6.8.0-45-generic\" }}\nfn host_time(g) {{\n    throw \"no estimate for \" + g.name;\n}}\n").as_bytes(),
     )]);
     let pol = dir.path().to_string_lossy().into_owned();
-    let o = run(&["plan", "--policy-dir", &pol, "--inventory", inv, "--start", START]);
+    let o = run(&[
+        "plan",
+        "--policy-dir",
+        &pol,
+        "--inventory",
+        inv,
+        "--start",
+        START,
+    ]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("rollout.rhai:7"), "{}", stderr(&o));
     // Bad flags.

@@ -29,7 +29,9 @@ fn ssh_executor_drives_twenty_real_sshd_hosts() {
             let x = &x;
             s.spawn(move || {
                 for h in chunk {
-                    let o = x.run(h, &RemoteCommand::new(["uname", "-r"]), t).expect("uname");
+                    let o = x
+                        .run(h, &RemoteCommand::new(["uname", "-r"]), t)
+                        .expect("uname");
                     assert_eq!(o.stdout.trim(), "6.8.0-40-generic", "{}", h.name);
                 }
             });
@@ -39,12 +41,22 @@ fn ssh_executor_drives_twenty_real_sshd_hosts() {
     let h = &fleet.hosts[3];
     let run = |argv: &[&str]| x.run(h, &RemoteCommand::new(argv.iter().copied()), t);
     let boot = run(&["boot-id"]).expect("boot id").stdout;
-    assert!(run(&["install-kernel", "6.8.0-45-generic"]).expect("install").success());
-    assert!(run(&["set-default-boot", "6.8.0-45-generic"]).expect("default").success());
+    assert!(run(&["install-kernel", "6.8.0-45-generic"])
+        .expect("install")
+        .success());
+    assert!(run(&["set-default-boot", "6.8.0-45-generic"])
+        .expect("default")
+        .success());
     assert!(run(&["reboot"]).expect("reboot").success());
-    assert!(matches!(run(&["uname", "-r"]), Err(ExecError::Unreachable { .. })));
+    assert!(matches!(
+        run(&["uname", "-r"]),
+        Err(ExecError::Unreachable { .. })
+    ));
     std::thread::sleep(Duration::from_millis(3100));
-    assert_eq!(run(&["uname", "-r"]).expect("back").stdout.trim(), "6.8.0-45-generic");
+    assert_eq!(
+        run(&["uname", "-r"]).expect("back").stdout.trim(),
+        "6.8.0-45-generic"
+    );
     assert_ne!(run(&["boot-id"]).expect("boot id").stdout, boot);
     // Facts with shell metacharacters stay literal arguments on the far side.
     let canary = fleet.dir.path().join("state/pwned");
@@ -54,7 +66,13 @@ fn ssh_executor_drives_twenty_real_sshd_hosts() {
     assert!(!canary.exists());
     // A hung command times out; the host stays usable.
     std::fs::write(fleet.state(h).join("fault-hang-install-kernel"), "").expect("fault");
-    let e = x.run(h, &RemoteCommand::new(["install-kernel", "x"]), Duration::from_millis(500)).unwrap_err();
+    let e = x
+        .run(
+            h,
+            &RemoteCommand::new(["install-kernel", "x"]),
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
     assert!(matches!(e, ExecError::Timeout { .. }), "{e}");
     assert!(run(&["uname", "-r"]).is_ok());
 }
@@ -76,7 +94,11 @@ fn unknown_host_keys_are_refused() {
     })
     .expect("executor");
     let e = x
-        .run(&fleet.hosts[0], &RemoteCommand::new(["uname", "-r"]), Duration::from_secs(10))
+        .run(
+            &fleet.hosts[0],
+            &RemoteCommand::new(["uname", "-r"]),
+            Duration::from_secs(10),
+        )
         .unwrap_err();
     assert!(matches!(e, ExecError::Unreachable { .. }), "{e}");
 }

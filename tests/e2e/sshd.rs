@@ -36,14 +36,31 @@ impl Drop for SshFleet {
 
 fn sh(cmd: &mut Command) {
     let o = cmd.output().expect("command runs");
-    assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Creates the throwaway login user when it is missing (tests run as root, as CI does).
 fn ensure_user() {
-    let exists = Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    let exists = Command::new("id")
+        .arg(USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !exists {
-        sh(Command::new("useradd").args(["--system", "--shell", "/bin/sh", "--home-dir", "/tmp", USER]));
+        sh(Command::new("useradd").args([
+            "--system",
+            "--shell",
+            "/bin/sh",
+            "--home-dir",
+            "/tmp",
+            USER,
+        ]));
     }
     // Without PAM, sshd refuses accounts whose password is locked (`!`); `*` means "no
     // password" without locking key logins out.
@@ -60,7 +77,13 @@ fn ensure_sshd() {
         }
         let install = || {
             Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "openssh-server", "openssh-client"])
+                .args([
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "openssh-server",
+                    "openssh-client",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .stdout(Stdio::null())
                 .status()
@@ -68,15 +91,23 @@ fn ensure_sshd() {
                 .unwrap_or(false)
         };
         if !install() {
-            let _ = Command::new("apt-get").arg("update").stdout(Stdio::null()).status();
+            let _ = Command::new("apt-get")
+                .arg("update")
+                .stdout(Stdio::null())
+                .status();
             install();
         }
     });
-    assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is not installed and could not be installed (apt-get install openssh-server)");
+    assert!(
+        Path::new("/usr/sbin/sshd").exists(),
+        "sshd is not installed and could not be installed (apt-get install openssh-server)"
+    );
 }
 
 fn keygen(path: &Path) {
-    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path));
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path));
 }
 
 fn free_port() -> u16 {
@@ -96,18 +127,28 @@ impl SshFleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path();
         // The login user must reach the stand-in and its state.
-        std::fs::set_permissions(base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(base, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
         let standin = base.join("standin.sh");
         std::fs::copy(root().join("tests/hosts/standin.sh"), &standin).expect("copy stand-in");
-        std::fs::set_permissions(&standin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(
+            &standin,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
         let state = base.join("state");
         std::fs::create_dir(&state).expect("state dir");
-        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod");
         let client_key = base.join("client_key");
         keygen(&client_key);
         let authorized = base.join("authorized_keys");
         std::fs::copy(base.join("client_key.pub"), &authorized).expect("authorized_keys");
-        std::fs::set_permissions(&authorized, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(
+            &authorized,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .expect("chmod");
         let host_key = base.join("host_key");
         keygen(&host_key);
         let host_pub = std::fs::read_to_string(base.join("host_key.pub")).expect("host pub");
@@ -142,7 +183,10 @@ impl SshFleet {
                 .spawn()
                 .expect("sshd starts");
             children.push(child);
-            known.push_str(&format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]));
+            known.push_str(&format!(
+                "[127.0.0.1]:{port} {} {}\n",
+                host_pub[0], host_pub[1]
+            ));
             hosts.push(Host {
                 name,
                 address: "127.0.0.1".into(),

@@ -17,7 +17,12 @@ pub struct LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
-    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration) -> Result<Output, ExecError> {
+    fn run(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
         let line = cmd.shell_line();
         let spawn_err = |message: String| ExecError::Spawn {
             host: host.name.clone(),
@@ -101,19 +106,32 @@ mod tests {
         let h = host("web01");
         let t = Duration::from_secs(10);
         let run = |argv: &[&str]| x.run(&h, &RemoteCommand::new(argv.iter().copied()), t);
-        assert_eq!(run(&["uname", "-r"]).unwrap().stdout.trim(), "6.8.0-40-generic");
+        assert_eq!(
+            run(&["uname", "-r"]).unwrap().stdout.trim(),
+            "6.8.0-40-generic"
+        );
         let boot = run(&["boot-id"]).unwrap().stdout;
-        assert!(run(&["install-kernel", "6.8.0-45-generic"]).unwrap().success());
-        assert!(run(&["set-default-boot", "6.8.0-45-generic"]).unwrap().success());
+        assert!(run(&["install-kernel", "6.8.0-45-generic"])
+            .unwrap()
+            .success());
+        assert!(run(&["set-default-boot", "6.8.0-45-generic"])
+            .unwrap()
+            .success());
         // A kernel that is not installed cannot become the default.
         let o = run(&["set-default-boot", "9.9.9"]).unwrap();
         assert_eq!(o.status, 1);
         assert!(o.stderr.contains("not installed"));
         assert!(run(&["reboot"]).unwrap().success());
         // Down for a moment after the reboot.
-        assert!(matches!(run(&["uname", "-r"]), Err(ExecError::Unreachable { .. })));
+        assert!(matches!(
+            run(&["uname", "-r"]),
+            Err(ExecError::Unreachable { .. })
+        ));
         std::thread::sleep(Duration::from_millis(3100));
-        assert_eq!(run(&["uname", "-r"]).unwrap().stdout.trim(), "6.8.0-45-generic");
+        assert_eq!(
+            run(&["uname", "-r"]).unwrap().stdout.trim(),
+            "6.8.0-45-generic"
+        );
         assert_ne!(run(&["boot-id"]).unwrap().stdout, boot);
     }
 
@@ -125,7 +143,11 @@ mod tests {
         let evil = format!("x; touch {} #", canary.display());
         let evil2 = format!("$(touch {})", canary.display());
         let o = x
-            .run(&host("h"), &RemoteCommand::new(["echo", evil.as_str(), evil2.as_str()]), Duration::from_secs(5))
+            .run(
+                &host("h"),
+                &RemoteCommand::new(["echo", evil.as_str(), evil2.as_str()]),
+                Duration::from_secs(5),
+            )
             .unwrap();
         assert_eq!(o.stdout, format!("{evil}\n{evil2}\n"));
         assert!(!canary.exists(), "a fact was run as shell code");
@@ -138,13 +160,21 @@ mod tests {
         std::fs::create_dir_all(root.path().join("slow")).unwrap();
         std::fs::write(root.path().join("slow/fault-hang-install-kernel"), "").unwrap();
         let e = x
-            .run(&host("slow"), &RemoteCommand::new(["install-kernel", "k"]), Duration::from_millis(300))
+            .run(
+                &host("slow"),
+                &RemoteCommand::new(["install-kernel", "k"]),
+                Duration::from_millis(300),
+            )
             .unwrap_err();
         assert!(matches!(e, ExecError::Timeout { .. }), "{e}");
         std::fs::create_dir_all(root.path().join("gone")).unwrap();
         std::fs::write(root.path().join("gone/fault-unreachable"), "").unwrap();
         let e = x
-            .run(&host("gone"), &RemoteCommand::new(["uname", "-r"]), Duration::from_secs(5))
+            .run(
+                &host("gone"),
+                &RemoteCommand::new(["uname", "-r"]),
+                Duration::from_secs(5),
+            )
             .unwrap_err();
         assert!(e.to_string().contains("unreachable"), "{e}");
     }

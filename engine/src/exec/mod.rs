@@ -82,7 +82,8 @@ pub enum ExecError {
 
 /// Runs commands on hosts. Implementations bound every command by `timeout`.
 pub trait Executor: Send + Sync {
-    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration) -> Result<Output, ExecError>;
+    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration)
+        -> Result<Output, ExecError>;
 }
 
 #[cfg(test)]
@@ -91,7 +92,14 @@ mod tests {
 
     #[test]
     fn quoting_keeps_metacharacters_literal() {
-        let c = RemoteCommand::new(["install-kernel", "6.8.0-45-generic", "a; rm -rf / #", "it's", "$(id)", ""]);
+        let c = RemoteCommand::new([
+            "install-kernel",
+            "6.8.0-45-generic",
+            "a; rm -rf / #",
+            "it's",
+            "$(id)",
+            "",
+        ]);
         assert_eq!(
             c.shell_line(),
             r#"install-kernel 6.8.0-45-generic 'a; rm -rf / #' 'it'\''s' '$(id)' ''"#

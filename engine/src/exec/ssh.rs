@@ -49,7 +49,9 @@ pub struct SshExecutor {
 
 impl std::fmt::Debug for SshExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshExecutor").field("opts", &self.opts).finish()
+        f.debug_struct("SshExecutor")
+            .field("opts", &self.opts)
+            .finish()
     }
 }
 
@@ -167,10 +169,15 @@ impl SshExecutor {
 }
 
 impl Executor for SshExecutor {
-    fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration) -> Result<Output, ExecError> {
-        let r = self.rt.block_on(async {
-            tokio::time::timeout(timeout, self.run_async(host, cmd)).await
-        });
+    fn run(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, self.run_async(host, cmd)).await });
         match r {
             Ok(out) => out,
             Err(_) => {

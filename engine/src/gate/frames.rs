@@ -30,8 +30,17 @@ fn read_err(file: &str) -> impl Fn(PolarsError) -> DataError + '_ {
 }
 
 /// The columns of a precomputed baseline frame (see [`write_summary`]).
-pub const SUMMARY_COLUMNS: [&str; 9] =
-    ["group", "metric", "n", "hosts", "mean", "p50", "p90", "p99", "host_hours"];
+pub const SUMMARY_COLUMNS: [&str; 9] = [
+    "group",
+    "metric",
+    "n",
+    "hosts",
+    "mean",
+    "p50",
+    "p90",
+    "p99",
+    "host_hours",
+];
 
 /// A baseline: raw samples, or a precomputed summary per group × metric.
 pub enum Baseline {
@@ -73,13 +82,22 @@ pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
                 message: format!("row {} has no group or metric", i + 1),
             });
         };
-        let v = |c: usize| cols.get(c).and_then(|x| x.get(i)).copied().flatten().unwrap_or(f64::NAN);
+        let v = |c: usize| {
+            cols.get(c)
+                .and_then(|x| x.get(i))
+                .copied()
+                .flatten()
+                .unwrap_or(f64::NAN)
+        };
         let (n, hosts, hours) = (v(0), v(1), v(6));
         let count = |x: f64| x.is_finite() && x >= 0.0;
         if !count(n) || !count(hosts) {
             return Err(DataError::Invalid {
                 file: file.to_string(),
-                message: format!("row {} (`{g}` `{m}`): `n` and `hosts` must be counts", i + 1),
+                message: format!(
+                    "row {} (`{g}` `{m}`): `n` and `hosts` must be counts",
+                    i + 1
+                ),
             });
         }
         if hours > 0.0 {
@@ -120,12 +138,32 @@ pub fn write_summary(c: &Cohort, path: &Path) -> Result<(), DataError> {
     let mut rows: Vec<SummaryRow> = Vec::new();
     for ((g, m), cell) in &c.cells {
         let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
-        rows.push((g.clone(), m.clone(), cell.n as f64, cell.hosts as f64, cell.mean, cell.p50, cell.p90, cell.p99, hours));
+        rows.push((
+            g.clone(),
+            m.clone(),
+            cell.n as f64,
+            cell.hosts as f64,
+            cell.mean,
+            cell.p50,
+            cell.p90,
+            cell.p99,
+            hours,
+        ));
     }
     for ((g, e), n) in &c.events {
         let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
         let hosts = c.hosts.get(g).copied().unwrap_or(0) as f64;
-        rows.push((g.clone(), e.clone(), *n, hosts, f64::NAN, f64::NAN, f64::NAN, f64::NAN, hours));
+        rows.push((
+            g.clone(),
+            e.clone(),
+            *n,
+            hosts,
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+            hours,
+        ));
     }
     let col_f = |f: fn(&SummaryRow) -> f64| -> Vec<f64> { rows.iter().map(f).collect() };
     let mut df = df!(
@@ -318,7 +356,11 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
         .select([len().alias("n")])
         .collect()
         .map_err(&err)?;
-    out.nan_samples = floats(&bad, "n", file)?.first().copied().flatten().unwrap_or(0.0) as usize;
+    out.nan_samples = floats(&bad, "n", file)?
+        .first()
+        .copied()
+        .flatten()
+        .unwrap_or(0.0) as usize;
     let good = metrics.filter(col("value").is_not_null().and(col("value").is_not_nan()));
     let agg = good
         .clone()
@@ -327,9 +369,15 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
             col("value").count().alias("n"),
             col("host").n_unique().alias("hosts"),
             col("value").mean().alias("mean"),
-            col("value").quantile(lit(0.5), QuantileMethod::Linear).alias("p50"),
-            col("value").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
-            col("value").quantile(lit(0.99), QuantileMethod::Linear).alias("p99"),
+            col("value")
+                .quantile(lit(0.5), QuantileMethod::Linear)
+                .alias("p50"),
+            col("value")
+                .quantile(lit(0.9), QuantileMethod::Linear)
+                .alias("p90"),
+            col("value")
+                .quantile(lit(0.99), QuantileMethod::Linear)
+                .alias("p99"),
         ])
         .collect()
         .map_err(&err)?;
@@ -339,8 +387,16 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
         .map(|c| floats(&agg, c, file))
         .collect::<Result<_, _>>()?;
     for i in 0..agg.height() {
-        let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else { continue };
-        let v = |c: usize| cols.get(c).and_then(|x| x.get(i)).copied().flatten().unwrap_or(f64::NAN);
+        let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else {
+            continue;
+        };
+        let v = |c: usize| {
+            cols.get(c)
+                .and_then(|x| x.get(i))
+                .copied()
+                .flatten()
+                .unwrap_or(f64::NAN)
+        };
         out.cells.insert(
             (g.clone(), m.clone()),
             Cell {
@@ -363,9 +419,16 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
         .collect()
         .map_err(&err)?;
     let (gs, ms) = (strs(&lists, "group", file)?, strs(&lists, "metric", file)?);
-    let values = lists.column("values").map_err(&err)?.list().map_err(&err)?.clone();
+    let values = lists
+        .column("values")
+        .map_err(&err)?
+        .list()
+        .map_err(&err)?
+        .clone();
     for (i, (g, m)) in gs.into_iter().zip(ms).enumerate() {
-        let (Some(g), Some(m), Some(list)) = (g, m, values.get_as_series(i)) else { continue };
+        let (Some(g), Some(m), Some(list)) = (g, m, values.get_as_series(i)) else {
+            continue;
+        };
         let v: Vec<f64> = list.f64().map_err(&err)?.iter().flatten().collect();
         if let Some(c) = out.cells.get_mut(&(g, m)) {
             c.values = v;
@@ -399,7 +462,10 @@ fn write_df(df: &mut DataFrame, path: &Path) -> Result<(), DataError> {
         })
     };
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => ParquetWriter::new(create()?).finish(df).map(|_| ()).map_err(&err),
+        Some("parquet") => ParquetWriter::new(create()?)
+            .finish(df)
+            .map(|_| ())
+            .map_err(&err),
         Some("csv") => CsvWriter::new(create()?).finish(df).map_err(&err),
         _ => Err(DataError::Invalid {
             file: file.clone(),

@@ -300,7 +300,10 @@ pub fn compare(
             if spec.expected_hosts.is_some()
                 && (u.hosts < settings.min_hosts.min(expected) || u.hosts < reporting_floor)
             {
-                reasons.push(format!("{} of {} updated hosts reporting", u.hosts, expected));
+                reasons.push(format!(
+                    "{} of {} updated hosts reporting",
+                    u.hosts, expected
+                ));
             } else if spec.expected_hosts.is_none() && u.hosts < settings.min_hosts {
                 reasons.push(format!(
                     "{} updated host(s) reporting (need {})",
@@ -308,13 +311,23 @@ pub fn compare(
                 ));
             }
             if u.n < settings.min_samples {
-                reasons.push(format!("{} updated samples (need {})", u.n, settings.min_samples));
+                reasons.push(format!(
+                    "{} updated samples (need {})",
+                    u.n, settings.min_samples
+                ));
             }
             if b.n < settings.min_samples {
-                reasons.push(format!("{} baseline samples (need {})", b.n, settings.min_samples));
+                reasons.push(format!(
+                    "{} baseline samples (need {})",
+                    b.n, settings.min_samples
+                ));
             }
             let direction = settings.direction(m);
-            let ratio = if b.mean != 0.0 && b.n > 0 && u.n > 0 { u.mean / b.mean } else { f64::NAN };
+            let ratio = if b.mean != 0.0 && b.n > 0 && u.n > 0 {
+                u.mean / b.mean
+            } else {
+                f64::NAN
+            };
             let mut c = MetricComparison {
                 name: m.to_string(),
                 direction,
@@ -360,7 +373,12 @@ pub fn compare(
                     c.p_value = t.p_value;
                 }
                 let (tu, tb) = (thin(&u.values, SHIFT_SAMPLE), thin(&b.values, SHIFT_SAMPLE));
-                if let Some(Shift { estimate, low, high }) = stats::hodges_lehmann(&tu, &tb, settings.alpha) {
+                if let Some(Shift {
+                    estimate,
+                    low,
+                    high,
+                }) = stats::hodges_lehmann(&tu, &tb, settings.alpha)
+                {
                     c.shift = estimate;
                     c.shift_low = low;
                     c.shift_high = high;
@@ -423,7 +441,12 @@ pub fn compare(
         .map(|e| {
             (
                 e.to_string(),
-                event_comparison(total(updated, e), hours(updated), total(baseline, e), hours(baseline)),
+                event_comparison(
+                    total(updated, e),
+                    hours(updated),
+                    total(baseline, e),
+                    hours(baseline),
+                ),
             )
         })
         .collect();

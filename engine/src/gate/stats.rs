@@ -77,7 +77,10 @@ pub fn mann_whitney(x: &[f64], y: &[f64], alt: Alternative) -> Option<MannWhitne
     let mu = n1 * n2 / 2.0;
     let var = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
     if var.is_nan() || var <= 0.0 {
-        return Some(MannWhitney { u: u1, p_value: 1.0 });
+        return Some(MannWhitney {
+            u: u1,
+            p_value: 1.0,
+        });
     }
     let sd = var.sqrt();
     let norm = std_normal()?;
@@ -309,41 +312,64 @@ mod tests {
     fn refs() -> Vec<(&'static str, Ref)> {
         let f = |v: &[f64]| v.to_vec();
         vec![
-            ("distinct", Ref {
-                x: f(&[1.1, 2.2, 3.3, 4.4, 5.5, 6.6, 7.7, 8.8]),
-                y: f(&[3.0, 4.5, 6.1, 7.2, 9.0, 10.5, 11.2, 12.9, 13.3, 14.0]),
-                u: 15.0,
-                p: [0.02948936338440756, 0.9882661767619544, 0.01474468169220378],
-                hl: (-4.55, -7.9, -0.5999999999999996),
-            }),
-            ("ties", Ref {
-                x: f(&[1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 4.0, 5.0]),
-                y: f(&[2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 6.0, 6.0, 7.0]),
-                u: 16.5,
-                p: [0.062484795672341206, 0.9750537275484503, 0.031242397836170603],
-                hl: (-1.5, -3.0, 0.0),
-            }),
-            ("shifted", Ref {
-                x: (0..40).map(|i| 10.0 + ((i * 7) % 13) as f64).collect(),
-                y: (0..50).map(|j| 8.0 + ((j * 5) % 11) as f64).collect(),
-                u: 1404.5,
-                p: [0.001001129979238238, 0.000500564989619119, 0.9995137311810618],
-                hl: (3.0, 1.0, 4.0),
-            }),
-            ("large", Ref {
-                x: (0..200).map(|i| ((i * 37) % 101 + 3) as f64).collect(),
-                y: (0..300).map(|j| ((j * 53) % 97) as f64).collect(),
-                u: 33115.0,
-                p: [0.04907832265461272, 0.02453916132730636, 0.9754971729901144],
-                hl: (5.0, 0.0, 11.0),
-            }),
-            ("all_equal", Ref {
-                x: f(&[5.0, 5.0, 5.0]),
-                y: f(&[5.0, 5.0, 5.0, 5.0]),
-                u: 6.0,
-                p: [1.0, 1.0, 1.0],
-                hl: (0.0, 0.0, 0.0),
-            }),
+            (
+                "distinct",
+                Ref {
+                    x: f(&[1.1, 2.2, 3.3, 4.4, 5.5, 6.6, 7.7, 8.8]),
+                    y: f(&[3.0, 4.5, 6.1, 7.2, 9.0, 10.5, 11.2, 12.9, 13.3, 14.0]),
+                    u: 15.0,
+                    p: [0.02948936338440756, 0.9882661767619544, 0.01474468169220378],
+                    hl: (-4.55, -7.9, -0.5999999999999996),
+                },
+            ),
+            (
+                "ties",
+                Ref {
+                    x: f(&[1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 4.0, 5.0]),
+                    y: f(&[2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 6.0, 6.0, 7.0]),
+                    u: 16.5,
+                    p: [
+                        0.062484795672341206,
+                        0.9750537275484503,
+                        0.031242397836170603,
+                    ],
+                    hl: (-1.5, -3.0, 0.0),
+                },
+            ),
+            (
+                "shifted",
+                Ref {
+                    x: (0..40).map(|i| 10.0 + ((i * 7) % 13) as f64).collect(),
+                    y: (0..50).map(|j| 8.0 + ((j * 5) % 11) as f64).collect(),
+                    u: 1404.5,
+                    p: [
+                        0.001001129979238238,
+                        0.000500564989619119,
+                        0.9995137311810618,
+                    ],
+                    hl: (3.0, 1.0, 4.0),
+                },
+            ),
+            (
+                "large",
+                Ref {
+                    x: (0..200).map(|i| ((i * 37) % 101 + 3) as f64).collect(),
+                    y: (0..300).map(|j| ((j * 53) % 97) as f64).collect(),
+                    u: 33115.0,
+                    p: [0.04907832265461272, 0.02453916132730636, 0.9754971729901144],
+                    hl: (5.0, 0.0, 11.0),
+                },
+            ),
+            (
+                "all_equal",
+                Ref {
+                    x: f(&[5.0, 5.0, 5.0]),
+                    y: f(&[5.0, 5.0, 5.0, 5.0]),
+                    u: 6.0,
+                    p: [1.0, 1.0, 1.0],
+                    hl: (0.0, 0.0, 0.0),
+                },
+            ),
         ]
     }
 
@@ -357,15 +383,36 @@ mod tests {
             let (mut x, mut y) = (r.x.clone(), r.y.clone());
             clean_sorted(&mut x);
             clean_sorted(&mut y);
-            for (alt, want) in [Alternative::TwoSided, Alternative::Greater, Alternative::Less].iter().zip(r.p) {
+            for (alt, want) in [
+                Alternative::TwoSided,
+                Alternative::Greater,
+                Alternative::Less,
+            ]
+            .iter()
+            .zip(r.p)
+            {
                 let got = mann_whitney(&x, &y, *alt).unwrap();
                 assert!(close(got.u, r.u), "{name} U {} != {}", got.u, r.u);
-                assert!(close(got.p_value, want), "{name} {alt:?}: p {} != {want}", got.p_value);
+                assert!(
+                    close(got.p_value, want),
+                    "{name} {alt:?}: p {} != {want}",
+                    got.p_value
+                );
             }
             let s = hodges_lehmann(&x, &y, 0.05).unwrap();
-            assert!(close(s.estimate, r.hl.0), "{name} HL {} != {}", s.estimate, r.hl.0);
+            assert!(
+                close(s.estimate, r.hl.0),
+                "{name} HL {} != {}",
+                s.estimate,
+                r.hl.0
+            );
             assert!(close(s.low, r.hl.1), "{name} low {} != {}", s.low, r.hl.1);
-            assert!(close(s.high, r.hl.2), "{name} high {} != {}", s.high, r.hl.2);
+            assert!(
+                close(s.high, r.hl.2),
+                "{name} high {} != {}",
+                s.high,
+                r.hl.2
+            );
         }
     }
 
@@ -387,11 +434,22 @@ mod tests {
     #[test]
     fn sign_test_matches_scipy_binomtest() {
         // 20 values, 15 above the median 10: scipy.stats.binomtest(5, 20, 0.5).pvalue
-        let mut x: Vec<f64> = (0..20).map(|i| if i < 5 { 9.0 - i as f64 * 0.1 } else { 10.5 + i as f64 * 0.1 }).collect();
+        let mut x: Vec<f64> = (0..20)
+            .map(|i| {
+                if i < 5 {
+                    9.0 - i as f64 * 0.1
+                } else {
+                    10.5 + i as f64 * 0.1
+                }
+            })
+            .collect();
         clean_sorted(&mut x);
         let t = sign_test(&x, 10.0).unwrap();
         assert!(close(t.p_value, 0.04138946533203125), "{t:?}");
-        assert!(t.shift > 0.0 && t.low < t.shift && t.shift < t.high, "{t:?}");
+        assert!(
+            t.shift > 0.0 && t.low < t.shift && t.shift < t.high,
+            "{t:?}"
+        );
         // Everything on the median: no information.
         assert_eq!(sign_test(&[10.0, 10.0], 10.0).unwrap().p_value, 1.0);
         assert_eq!(sign_test(&[], 10.0), None);
@@ -417,8 +475,14 @@ mod tests {
     #[test]
     fn poisson_rates_match_scipy_binomtest() {
         // scipy.stats.binomtest(k1, k1 + k0, t1 / (t1 + t0), alternative="greater").pvalue
-        assert!(close(poisson_rate_greater(3, 100.0, 2, 1000.0).unwrap(), 0.00652588310535172));
-        assert!(close(poisson_rate_greater(3, 50.0, 0, 1000.0).unwrap(), 0.00010797969981643449));
+        assert!(close(
+            poisson_rate_greater(3, 100.0, 2, 1000.0).unwrap(),
+            0.00652588310535172
+        ));
+        assert!(close(
+            poisson_rate_greater(3, 50.0, 0, 1000.0).unwrap(),
+            0.00010797969981643449
+        ));
         assert_eq!(poisson_rate_greater(0, 100.0, 2, 1000.0), Some(1.0));
         assert_eq!(poisson_rate_greater(1, 0.0, 2, 1000.0), None);
     }

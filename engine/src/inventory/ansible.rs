@@ -46,7 +46,8 @@ impl Builder {
             name: name.to_string(),
             ..Group::default()
         });
-        self.group_ix.insert(name.to_string(), self.groups.len() - 1);
+        self.group_ix
+            .insert(name.to_string(), self.groups.len() - 1);
         self.groups.len() - 1
     }
 
@@ -68,7 +69,9 @@ impl Builder {
                 self.hosts.len() - 1
             }
         };
-        let Some(h) = self.hosts.get_mut(ix) else { return };
+        let Some(h) = self.hosts.get_mut(ix) else {
+            return;
+        };
         for (k, v) in vars {
             match h.vars.get(&k) {
                 Some(old) if *old != v => {
@@ -198,7 +201,9 @@ impl Builder {
         let mut host_groups: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); self.hosts.len()];
         for (gi, g) in self.groups.iter().enumerate() {
             for &h in &g.hosts {
-                let Some(set) = host_groups.get_mut(h) else { continue };
+                let Some(set) = host_groups.get_mut(h) else {
+                    continue;
+                };
                 let mut todo = vec![gi];
                 while let Some(x) = todo.pop() {
                     if set.insert(x) {
@@ -227,7 +232,9 @@ impl Builder {
             let mut vars = Map::new();
             let mut names = Vec::new();
             for g in ordered {
-                let Some(group) = self.groups.get(g) else { continue };
+                let Some(group) = self.groups.get(g) else {
+                    continue;
+                };
                 for (k, v) in &group.vars {
                     vars.insert(k.clone(), v.clone());
                 }
@@ -298,7 +305,11 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
         .find(']')
         .map(|i| open + i)
         .ok_or_else(|| format!("`{pattern}` has a `[` without a `]`"))?;
-    let (head, inner, tail) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    let (head, inner, tail) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
     let parts: Vec<&str> = inner.split(':').collect();
     let (beg, end, step) = match parts.as_slice() {
         [b, e] => (*b, *e, 1usize),
@@ -310,7 +321,11 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
                 .filter(|s| *s > 0)
                 .ok_or_else(|| format!("`{pattern}`: range step `{s}` is not a positive number"))?,
         ),
-        _ => return Err(format!("`{pattern}`: a range looks like `[01:20]` or `[a:f]`")),
+        _ => {
+            return Err(format!(
+                "`{pattern}`: a range looks like `[01:20]` or `[a:f]`"
+            ))
+        }
     };
     let mut items = Vec::new();
     if let (Ok(b), Ok(e)) = (beg.parse::<u64>(), end.parse::<u64>()) {
@@ -325,10 +340,14 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
             0
         };
         if b > e {
-            return Err(format!("`{pattern}`: range start `{beg}` is after its end `{end}`"));
+            return Err(format!(
+                "`{pattern}`: range start `{beg}` is after its end `{end}`"
+            ));
         }
         if (e - b) / step as u64 >= MAX_RANGE_HOSTS as u64 {
-            return Err(format!("`{pattern}` expands to more than {MAX_RANGE_HOSTS} hosts"));
+            return Err(format!(
+                "`{pattern}` expands to more than {MAX_RANGE_HOSTS} hosts"
+            ));
         }
         let mut i = b;
         while i <= e {
@@ -338,9 +357,13 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
     } else {
         let (mut bc, mut ec) = (beg.chars(), end.chars());
         match (bc.next(), bc.next(), ec.next(), ec.next()) {
-            (Some(b), None, Some(e), None) if b.is_ascii_alphabetic() && e.is_ascii_alphabetic() => {
+            (Some(b), None, Some(e), None)
+                if b.is_ascii_alphabetic() && e.is_ascii_alphabetic() =>
+            {
                 if b > e {
-                    return Err(format!("`{pattern}`: range start `{b}` is after its end `{e}`"));
+                    return Err(format!(
+                        "`{pattern}`: range start `{b}` is after its end `{e}`"
+                    ));
                 }
                 items.extend((b..=e).step_by(step).map(String::from));
             }
@@ -353,7 +376,9 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
     }
     let tails = expand_range(tail)?;
     if items.len().saturating_mul(tails.len()) > MAX_RANGE_HOSTS {
-        return Err(format!("`{pattern}` expands to more than {MAX_RANGE_HOSTS} hosts"));
+        return Err(format!(
+            "`{pattern}` expands to more than {MAX_RANGE_HOSTS} hosts"
+        ));
     }
     let mut out = Vec::with_capacity(items.len() * tails.len());
     for i in &items {
@@ -452,20 +477,29 @@ pub fn read_ini(text: &str) -> Result<Vec<RawHost>, Vec<Problem>> {
         }
         if s.starts_with('[') {
             let Some(inner) = s.strip_prefix('[').and_then(|x| x.split_once(']')) else {
-                b.problems.push(Problem::at(line, format!("section header `{s}` has no `]`")));
+                b.problems.push(Problem::at(
+                    line,
+                    format!("section header `{s}` has no `]`"),
+                ));
                 continue;
             };
             let (inner, rest) = inner;
             let rest = rest.trim();
             if !rest.is_empty() && !rest.starts_with('#') && !rest.starts_with(';') {
-                b.problems.push(Problem::at(line, format!("unexpected `{rest}` after `[{inner}]`")));
+                b.problems.push(Problem::at(
+                    line,
+                    format!("unexpected `{rest}` after `[{inner}]`"),
+                ));
             }
             let (name, kind) = match inner.trim().rsplit_once(':') {
                 Some((g, k)) => (g.trim(), Some(k.trim())),
                 None => (inner.trim(), None),
             };
             if name.is_empty() || name.contains(char::is_whitespace) {
-                b.problems.push(Problem::at(line, format!("`[{inner}]` is not a valid group name")));
+                b.problems.push(Problem::at(
+                    line,
+                    format!("`[{inner}]` is not a valid group name"),
+                ));
                 continue;
             }
             let g = b.group(name);
@@ -486,7 +520,10 @@ pub fn read_ini(text: &str) -> Result<Vec<RawHost>, Vec<Problem>> {
         match section {
             Section::Vars(g) => {
                 let Some((k, v)) = s.split_once('=') else {
-                    b.problems.push(Problem::at(line, format!("expected `key=value`, found `{s}`")));
+                    b.problems.push(Problem::at(
+                        line,
+                        format!("expected `key=value`, found `{s}`"),
+                    ));
                     continue;
                 };
                 let ws = match words(v) {
@@ -497,8 +534,12 @@ pub fn read_ini(text: &str) -> Result<Vec<RawHost>, Vec<Problem>> {
                     }
                 };
                 // As in Ansible, `:vars` values are strings.
-                let value =
-                    Value::String(ws.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(" "));
+                let value = Value::String(
+                    ws.iter()
+                        .map(|(w, _)| w.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
                 if let Some(group) = b.groups.get_mut(g) {
                     group.vars.insert(k.trim().to_string(), value);
                 }
@@ -521,7 +562,9 @@ pub fn read_ini(text: &str) -> Result<Vec<RawHost>, Vec<Problem>> {
                         continue;
                     }
                 };
-                let Some(((pattern, _), rest)) = ws.split_first() else { continue };
+                let Some(((pattern, _), rest)) = ws.split_first() else {
+                    continue;
+                };
                 let mut vars = Map::new();
                 let mut ok = true;
                 for (w, q) in rest {
@@ -570,12 +613,17 @@ pub fn read_yaml(node: &Node) -> Result<Vec<RawHost>, Vec<Problem>> {
                             Value::Null => {}
                             _ => b.problems.push(Problem::at(
                                 vars.line,
-                                format!("hostvars of `{h}` must be a map, found {}", vars.type_name()),
+                                format!(
+                                    "hostvars of `{h}` must be a map, found {}",
+                                    vars.type_name()
+                                ),
                             )),
                         }
                     }
                 }
-                Some((_, line)) => b.problems.push(Problem::at(line, "`_meta.hostvars` must be a map")),
+                Some((_, line)) => b
+                    .problems
+                    .push(Problem::at(line, "`_meta.hostvars` must be a map")),
                 None => {}
             }
             continue;
@@ -626,7 +674,10 @@ fn walk_group(b: &mut Builder, gi: usize, node: &Node) {
                             _ => {
                                 b.problems.push(Problem::at(
                                     line,
-                                    format!("variables of `{pattern}` must be a map, found {}", vnode.type_name()),
+                                    format!(
+                                        "variables of `{pattern}` must be a map, found {}",
+                                        vnode.type_name()
+                                    ),
                                 ));
                                 continue;
                             }
@@ -646,7 +697,9 @@ fn walk_group(b: &mut Builder, gi: usize, node: &Node) {
                     }
                 }
                 NodeKind::Scalar(Value::Null) => {}
-                _ => b.problems.push(Problem::at(v.line, "`hosts` must be a map or a list")),
+                _ => b
+                    .problems
+                    .push(Problem::at(v.line, "`hosts` must be a map or a list")),
             },
             "vars" => match v.to_json() {
                 Value::Object(m) => {
@@ -655,7 +708,10 @@ fn walk_group(b: &mut Builder, gi: usize, node: &Node) {
                     }
                 }
                 Value::Null => {}
-                _ => b.problems.push(Problem::at(v.line, format!("`vars` must be a map, found {}", v.type_name()))),
+                _ => b.problems.push(Problem::at(
+                    v.line,
+                    format!("`vars` must be a map, found {}", v.type_name()),
+                )),
             },
             "children" => match &v.kind {
                 NodeKind::Map(children) => {
@@ -669,12 +725,16 @@ fn walk_group(b: &mut Builder, gi: usize, node: &Node) {
                     for item in items {
                         match item.to_json() {
                             Value::String(c) => b.add_child(gi, &c, item.line),
-                            _ => b.problems.push(Problem::at(item.line, "a child group must be a name")),
+                            _ => b
+                                .problems
+                                .push(Problem::at(item.line, "a child group must be a name")),
                         }
                     }
                 }
                 NodeKind::Scalar(Value::Null) => {}
-                _ => b.problems.push(Problem::at(v.line, "`children` must be a map or a list")),
+                _ => b
+                    .problems
+                    .push(Problem::at(v.line, "`children` must be a map or a list")),
             },
             other => b.problems.push(Problem::at(
                 v.line,
@@ -684,11 +744,18 @@ fn walk_group(b: &mut Builder, gi: usize, node: &Node) {
     }
 }
 
-fn add_pattern(b: &mut Builder, gi: usize, pattern: &str, line: usize, mut vars: Map<String, Value>) {
+fn add_pattern(
+    b: &mut Builder,
+    gi: usize,
+    pattern: &str,
+    line: usize,
+    mut vars: Map<String, Value>,
+) {
     match hosts_of(pattern) {
         Ok((names, port)) => {
             if let Some(p) = port {
-                vars.entry("ansible_port").or_insert(Value::Number(p.into()));
+                vars.entry("ansible_port")
+                    .or_insert(Value::Number(p.into()));
             }
             for n in names {
                 b.add_host(gi, n, line, vars.clone());
@@ -711,7 +778,15 @@ mod tests {
         check("s[0:20:10]", &["s0", "s10", "s20"]);
         check("r[1:2]h[a:b]", &["r1ha", "r1hb", "r2ha", "r2hb"]);
         check("plain", &["plain"]);
-        for bad in ["w[1:", "w[3:1]", "w[01:100]", "w[1:x]", "w[1:2:0]", "w]", "w[0:99999999]"] {
+        for bad in [
+            "w[1:",
+            "w[3:1]",
+            "w[01:100]",
+            "w[1:x]",
+            "w[1:2:0]",
+            "w]",
+            "w[0:99999999]",
+        ] {
             assert!(expand_range(bad).is_err(), "{bad}");
         }
     }

@@ -33,7 +33,11 @@ pub fn read(text: &str, name_keys: &[String]) -> Result<Vec<RawHost>, Vec<Proble
             1,
             format!(
                 "no host name column (looked for {})",
-                name_keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                name_keys
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
         return Err(problems);
@@ -60,7 +64,11 @@ pub fn read(text: &str, name_keys: &[String]) -> Result<Vec<RawHost>, Vec<Proble
         if rec.len() != headers.len() {
             problems.push(Problem::at(
                 line,
-                format!("the row has {} fields; the header has {}", rec.len(), headers.len()),
+                format!(
+                    "the row has {} fields; the header has {}",
+                    rec.len(),
+                    headers.len()
+                ),
             ));
             continue;
         }

@@ -137,7 +137,12 @@ pub struct FieldMap {
 
 impl Default for FieldMap {
     fn default() -> Self {
-        let var = |names: &[&str]| names.iter().map(|n| FieldSource::Var(n.to_string())).collect();
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| FieldSource::Var(n.to_string()))
+                .collect()
+        };
         let mut sources = BTreeMap::new();
         sources.insert(Field::Address, var(&["ansible_host", "address"]));
         sources.insert(Field::Port, var(&["ansible_port", "port"]));
@@ -213,8 +218,17 @@ impl FieldMap {
 
     /// Where `field`'s value is for `host`: the variable holding it, or the value taken from a
     /// group name; and which source matched.
-    fn lookup<'a>(&'a self, field: Field, host: &RawHost) -> Result<Option<(&'a FieldSource, Found)>, String> {
-        for src in self.sources.get(&field).map(Vec::as_slice).unwrap_or_default() {
+    fn lookup<'a>(
+        &'a self,
+        field: Field,
+        host: &RawHost,
+    ) -> Result<Option<(&'a FieldSource, Found)>, String> {
+        for src in self
+            .sources
+            .get(&field)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             match src {
                 FieldSource::Var(v) => {
                     if host.vars.get(v).is_some_and(|x| !is_blank(x)) {
@@ -234,7 +248,10 @@ impl FieldMap {
                             return Err(format!(
                                 "`{}` is ambiguous: the host is in groups {}",
                                 src,
-                                many.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+                                many.iter()
+                                    .map(|g| format!("`{g}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         }
                     }
@@ -281,7 +298,11 @@ impl FieldMap {
             };
             let Some((src, found)) = found else {
                 if self.required.contains(&field) {
-                    problems.push(at(format!("missing `{}` ({})", field.name(), self.describe(field))));
+                    problems.push(at(format!(
+                        "missing `{}` ({})",
+                        field.name(),
+                        self.describe(field)
+                    )));
                 }
                 continue;
             };
@@ -319,7 +340,9 @@ impl FieldMap {
                         Field::Rack => host.rack = s,
                         Field::Kernel => match kernels.check(&s) {
                             Ok(()) => host.kernel = s,
-                            Err(e) => problems.push(at(format!("kernel `{s}` (from `{src}`): {e}"))),
+                            Err(e) => {
+                                problems.push(at(format!("kernel `{s}` (from `{src}`): {e}")))
+                            }
                         },
                         Field::Port | Field::Tags => {}
                     }
@@ -370,7 +393,9 @@ impl KernelCheck {
         if let Some(r) = self.seen.get(k) {
             return r.clone();
         }
-        let r = KernelVersion::parse(k).map(|_| ()).map_err(|e| e.to_string());
+        let r = KernelVersion::parse(k)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         self.seen.insert(k.to_string(), r.clone());
         r
     }

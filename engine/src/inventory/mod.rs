@@ -149,7 +149,11 @@ impl Inventory {
 /// Reads an inventory file. The format comes from `format`, or else from the file name
 /// (`.toml`, `.json`, `.yaml`/`.yml`, `.csv`; anything else is read as Ansible INI, like
 /// Ansible's own `hosts` files).
-pub fn load(path: &Path, format: Option<Format>, map: &FieldMap) -> Result<Inventory, InventoryError> {
+pub fn load(
+    path: &Path,
+    format: Option<Format>,
+    map: &FieldMap,
+) -> Result<Inventory, InventoryError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         InventoryError::one(
@@ -313,7 +317,10 @@ pub(crate) fn infer_scalar(s: &str) -> Value {
             return Value::Number(i.into());
         }
     }
-    if t.contains('.') && t.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') {
+    if t.contains('.')
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+    {
         if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
             return Value::Number(n);
         }
@@ -331,7 +338,10 @@ pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
         return Err("a host name is empty".into());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("host name `{}` contains whitespace or control characters", name.escape_debug()));
+        return Err(format!(
+            "host name `{}` contains whitespace or control characters",
+            name.escape_debug()
+        ));
     }
     Ok(())
 }

@@ -14,7 +14,10 @@ pub fn read(node: &Node, name_keys: &[String]) -> Result<Vec<RawHost>, Vec<Probl
     let NodeKind::Map(top) = &node.kind else {
         return Err(vec![Problem::at(
             node.line,
-            format!("expected a map with a `hosts` list, found {}", node.type_name()),
+            format!(
+                "expected a map with a `hosts` list, found {}",
+                node.type_name()
+            ),
         )]);
     };
     let mut problems = Vec::new();
@@ -68,7 +71,11 @@ pub fn read(node: &Node, name_keys: &[String]) -> Result<Vec<RawHost>, Vec<Probl
                     format!(
                         "host #{} has no name (looked for {})",
                         i + 1,
-                        name_keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        name_keys
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
                 continue;

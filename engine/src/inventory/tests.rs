@@ -14,7 +14,10 @@ fn render(r: Result<Inventory, InventoryError>) -> String {
                     h.name,
                     h.address,
                     h.port.map(|p| format!(":{p}")).unwrap_or_default(),
-                    h.user.as_ref().map(|u| format!(" user={u}")).unwrap_or_default(),
+                    h.user
+                        .as_ref()
+                        .map(|u| format!(" user={u}"))
+                        .unwrap_or_default(),
                     h.hardware,
                     h.workload,
                     h.datacenter,
@@ -285,10 +288,14 @@ fn errors_name_file_and_line() {
             inv.yaml:5: not valid YAML: while parsing a flow sequence, expected ',' or ']'
         "#]],
     );
-    check("json", "{\"hosts\": []}", expect![[r#"
+    check(
+        "json",
+        "{\"hosts\": []}",
+        expect![[r#"
         error:
         inv.json: holds no hosts
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -306,7 +313,8 @@ fn shared_address_is_an_error() {
 #[test]
 fn field_map_from_settings_and_flags() {
     let spec: fields::FieldMapSpec =
-        toml::from_str("hardware = [\"hw_class\", \"group:hw_\"]\nrequired = [\"hardware\"]\n").unwrap();
+        toml::from_str("hardware = [\"hw_class\", \"group:hw_\"]\nrequired = [\"hardware\"]\n")
+            .unwrap();
     let mut map = FieldMap::from_spec(&spec).unwrap();
     assert_eq!(map.required, vec![Field::Hardware]);
     check_with(
@@ -318,7 +326,10 @@ fn field_map_from_settings_and_flags() {
             2: x @x big/ /  [] {}
         "#]],
     );
-    assert!(map.set("nonsense=x").unwrap_err().contains("unknown host field"));
+    assert!(map
+        .set("nonsense=x")
+        .unwrap_err()
+        .contains("unknown host field"));
     assert!(map.set("rack").is_err());
     assert!(map.set("rack=group:").is_err());
     assert!(toml::from_str::<fields::FieldMapSpec>("hw = \"x\"").is_err());

@@ -67,13 +67,10 @@ pub fn parse_yaml(text: &str) -> Result<Node, Problem> {
             line: 1,
             kind: NodeKind::Scalar(Value::Null),
         }),
-        1 => docs
-            .first()
-            .map(from_yaml)
-            .unwrap_or(Ok(Node {
-                line: 1,
-                kind: NodeKind::Scalar(Value::Null),
-            })),
+        1 => docs.first().map(from_yaml).unwrap_or(Ok(Node {
+            line: 1,
+            kind: NodeKind::Scalar(Value::Null),
+        })),
         n => Err(Problem {
             line: docs.get(1).map(|d| d.span.start.line()),
             message: format!("holds {n} YAML documents; an inventory is one document"),
@@ -133,9 +130,7 @@ fn scalar(s: &Scalar<'_>) -> Value {
 /// Parses TOML. Tables and array elements carry the line they start on.
 pub fn parse_toml(text: &str) -> Result<Node, Problem> {
     let doc = toml::de::DeTable::parse(text).map_err(|e| Problem {
-        line: e
-            .span()
-            .map(|s| crate::error::line_col(text, s.start).0),
+        line: e.span().map(|s| crate::error::line_col(text, s.start).0),
         message: format!("not valid TOML: {}", e.message().trim_end()),
     })?;
     let lines = LineIndex::new(text);
@@ -178,7 +173,9 @@ fn toml_value(v: &toml::Spanned<toml::de::DeValue<'_>>, lines: &LineIndex) -> No
         ),
         DeValue::Boolean(b) => NodeKind::Scalar(Value::Bool(*b)),
         DeValue::Datetime(d) => NodeKind::Scalar(Value::String(d.to_string())),
-        DeValue::Array(items) => NodeKind::Seq(items.iter().map(|i| toml_value(i, lines)).collect()),
+        DeValue::Array(items) => {
+            NodeKind::Seq(items.iter().map(|i| toml_value(i, lines)).collect())
+        }
         DeValue::Table(t) => toml_table(t, lines),
     };
     Node { line, kind }
@@ -215,15 +212,26 @@ mod tests {
         assert_eq!(hosts.get("a").unwrap().line, 3);
         assert_eq!(hosts.get("b").unwrap().line, 5);
         assert_eq!(hosts.get("b").unwrap().to_json(), Value::Null);
-        assert_eq!(hosts.get("a").unwrap().to_json(), serde_json::json!({"x": 1}));
+        assert_eq!(
+            hosts.get("a").unwrap().to_json(),
+            serde_json::json!({"x": 1})
+        );
     }
 
     #[test]
     fn json_is_yaml() {
-        let n = parse_yaml("{\n \"hosts\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\", \"p\": 2.5}\n ]\n}").unwrap();
-        let NodeKind::Seq(hosts) = &n.get("hosts").unwrap().kind else { panic!() };
+        let n = parse_yaml(
+            "{\n \"hosts\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\", \"p\": 2.5}\n ]\n}",
+        )
+        .unwrap();
+        let NodeKind::Seq(hosts) = &n.get("hosts").unwrap().kind else {
+            panic!()
+        };
         assert_eq!(hosts[1].line, 4);
-        assert_eq!(hosts[1].to_json(), serde_json::json!({"name": "b", "p": 2.5}));
+        assert_eq!(
+            hosts[1].to_json(),
+            serde_json::json!({"name": "b", "p": 2.5})
+        );
     }
 
     #[test]
@@ -237,9 +245,14 @@ mod tests {
     #[test]
     fn toml_lines() {
         let n = parse_toml("[defaults]\nuser = \"x\"\n\n[[hosts]]\nname = \"a\"\nport = 0x16\n\n[[hosts]]\nname = \"b\"\n").unwrap();
-        let NodeKind::Seq(hosts) = &n.get("hosts").unwrap().kind else { panic!() };
+        let NodeKind::Seq(hosts) = &n.get("hosts").unwrap().kind else {
+            panic!()
+        };
         assert_eq!(hosts.iter().map(|h| h.line).collect::<Vec<_>>(), vec![4, 8]);
-        assert_eq!(hosts[0].get("port").unwrap().to_json(), serde_json::json!(22));
+        assert_eq!(
+            hosts[0].get("port").unwrap().to_json(),
+            serde_json::json!(22)
+        );
         let e = parse_toml("a = \n").unwrap_err();
         assert_eq!(e.line, Some(1));
     }

@@ -17,7 +17,11 @@ pub fn apportion(total: usize, sizes: &[usize], lower: &[usize]) -> Vec<usize> {
     let total = total.clamp(floor_sum, cap);
     let mut fixed = vec![false; n];
     loop {
-        let seats: usize = total - (0..n).filter(|g| fixed[*g]).map(|g| lower[g]).sum::<usize>();
+        let seats: usize = total
+            - (0..n)
+                .filter(|g| fixed[*g])
+                .map(|g| lower[g])
+                .sum::<usize>();
         let den: usize = (0..n).filter(|g| !fixed[*g]).map(|g| sizes[g]).sum();
         if den == 0 {
             return lower;
@@ -25,7 +29,9 @@ pub fn apportion(total: usize, sizes: &[usize], lower: &[usize]) -> Vec<usize> {
         // Fix every free group whose exact quota is at or below its floor.
         let mut changed = false;
         for g in 0..n {
-            if !fixed[g] && (seats as u128) * (sizes[g] as u128) <= (lower[g] as u128) * (den as u128) {
+            if !fixed[g]
+                && (seats as u128) * (sizes[g] as u128) <= (lower[g] as u128) * (den as u128)
+            {
                 fixed[g] = true;
                 changed = true;
             }

@@ -218,7 +218,10 @@ fn spread_order(group: &str, members: &[usize], hosts: &[Host], seed: u64) -> Ve
                 })
                 .collect();
             racks.sort_by_key(|r| r.0);
-            (keyed_hash(seed, &format!("{group}|{dc}")), interleave(racks.into_iter().map(|r| r.1).collect()))
+            (
+                keyed_hash(seed, &format!("{group}|{dc}")),
+                interleave(racks.into_iter().map(|r| r.1).collect()),
+            )
         })
         .collect();
     dcs.sort_by_key(|d| d.0);
@@ -270,12 +273,12 @@ struct ScopeValues {
 fn scope_key<'h>(scope: &Scope, h: &'h Host) -> (std::borrow::Cow<'h, str>, &'h str) {
     use std::borrow::Cow;
     match scope {
-            Scope::Hardware => (Cow::Borrowed(h.hardware.as_str()), ""),
-            Scope::Workload => (Cow::Borrowed(h.workload.as_str()), ""),
-            Scope::Datacenter => (Cow::Borrowed(h.datacenter.as_str()), ""),
-            Scope::Rack => (Cow::Borrowed(h.datacenter.as_str()), h.rack.as_str()),
-            Scope::Group => (Cow::Borrowed(h.hardware.as_str()), h.workload.as_str()),
-            Scope::Fact(_) => (Cow::Owned(scope.value_of(h)), ""),
+        Scope::Hardware => (Cow::Borrowed(h.hardware.as_str()), ""),
+        Scope::Workload => (Cow::Borrowed(h.workload.as_str()), ""),
+        Scope::Datacenter => (Cow::Borrowed(h.datacenter.as_str()), ""),
+        Scope::Rack => (Cow::Borrowed(h.datacenter.as_str()), h.rack.as_str()),
+        Scope::Group => (Cow::Borrowed(h.hardware.as_str()), h.workload.as_str()),
+        Scope::Fact(_) => (Cow::Owned(scope.value_of(h)), ""),
     }
 }
 
@@ -299,7 +302,8 @@ fn scope_values(scope: &Scope, hosts: &[Host]) -> ScopeValues {
 }
 
 fn check_count(what: &str, v: i64) -> Result<usize, PlanError> {
-    usize::try_from(v).map_err(|_| PlanError::Invalid(format!("{what} is `{v}`, which is negative")))
+    usize::try_from(v)
+        .map_err(|_| PlanError::Invalid(format!("{what} is `{v}`, which is negative")))
 }
 
 /// Plans a rollout.
@@ -330,7 +334,10 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                 host: h.name.clone(),
                 group: group_of(h),
                 kind: ExclusionKind::Newer,
-                reason: format!("runs `{}`, newer than the target; fleetward never downgrades", h.kernel),
+                reason: format!(
+                    "runs `{}`, newer than the target; fleetward never downgrades",
+                    h.kernel
+                ),
             }),
             _ => candidates.push(i),
         }
@@ -374,7 +381,8 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
     let mut keys: HashMap<(&str, &str), usize> = HashMap::new();
     for h in hosts {
         let n = keys.len();
-        keys.entry((h.hardware.as_str(), h.workload.as_str())).or_insert(n);
+        keys.entry((h.hardware.as_str(), h.workload.as_str()))
+            .or_insert(n);
     }
     let mut sorted: Vec<((&str, &str), usize)> = keys.iter().map(|(k, v)| (*k, *v)).collect();
     sorted.sort_by(|a, b| format!("{}/{}", a.0 .0, a.0 .1).cmp(&format!("{}/{}", b.0 .0, b.0 .1)));
@@ -454,7 +462,9 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             let want = rules.canary(&info)?;
             let want = check_count(&format!("canary(`{name}`)"), want)?;
             if want == 0 {
-                notes.push(format!("`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"));
+                notes.push(format!(
+                    "`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"
+                ));
             }
             if want > a.members.len() {
                 notes.push(format!(
@@ -464,7 +474,11 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             }
             canaries = want.clamp(1, a.members.len());
         }
-        let host_secs = if a.members.is_empty() { 0 } else { rules.host_time(&info)? };
+        let host_secs = if a.members.is_empty() {
+            0
+        } else {
+            rules.host_time(&info)?
+        };
         groups.push(GroupPlan {
             name: name.clone(),
             hardware: a.hardware.clone(),
@@ -494,7 +508,10 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
     // 4. Stage host lists.
     let blast = rules.blast_radius()?;
     let windows = rules.windows()?;
-    let scopes: Vec<ScopeValues> = blast.iter().map(|l| scope_values(&l.scope, hosts)).collect();
+    let scopes: Vec<ScopeValues> = blast
+        .iter()
+        .map(|l| scope_values(&l.scope, hosts))
+        .collect();
     let caps_for = |pick: fn(&ScopeLimit) -> Option<Amount>| -> Vec<(usize, Vec<usize>)> {
         blast
             .iter()
@@ -527,7 +544,11 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         let wave_hosts = blend(&slices);
         if w > 0 && !wave_hosts.is_empty() {
             let p = waves.get(w - 1).copied().unwrap_or(100.0);
-            let before = if w >= 2 { waves.get(w - 2).copied().unwrap_or(0.0) } else { 0.0 };
+            let before = if w >= 2 {
+                waves.get(w - 2).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            };
             let nominal = (p - before) / 100.0 * e_total as f64;
             if (wave_hosts.len() as f64) < nominal / 2.0 {
                 notes.push(format!(
@@ -560,7 +581,11 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         for (pi, part) in parts.into_iter().enumerate() {
             done += part.len();
             let (kind, name, pct) = if w == 0 {
-                (StageKind::Canary, "canary".to_string(), 100.0 * canary_total as f64 / e_total.max(1) as f64)
+                (
+                    StageKind::Canary,
+                    "canary".to_string(),
+                    100.0 * canary_total as f64 / e_total.max(1) as f64,
+                )
             } else {
                 let p = waves.get(w - 1).copied().unwrap_or(100.0);
                 let name = if nparts > 1 {
@@ -592,7 +617,9 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                 .iter()
                 .filter_map(|(si, c)| Some((scopes.get(*si)?.ids.as_slice(), c.as_slice())))
                 .collect();
-            let limit = max_in_flight.map(|m| usize::try_from(m).unwrap_or(usize::MAX)).unwrap_or(usize::MAX);
+            let limit = max_in_flight
+                .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+                .unwrap_or(usize::MAX);
             let bins = pack::pack(&part, &fcaps, limit);
             let mut counts = vec![0usize; groups.len()];
             for h in &part {
@@ -640,7 +667,9 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             }
             let stage_done = t;
             let gate = t
-                .checked_add(SignedDuration::from_secs(i64::try_from(bake).unwrap_or(i64::MAX)))
+                .checked_add(SignedDuration::from_secs(
+                    i64::try_from(bake).unwrap_or(i64::MAX),
+                ))
                 .map_err(|e| PlanError::Invalid(format!("the timeline overflows: {e}")))?;
             t = gate;
             stages.push(Stage {

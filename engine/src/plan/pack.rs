@@ -26,14 +26,15 @@ pub fn pack(order: &[usize], scopes: &[(&[u32], &[usize])], max_total: usize) ->
     }
     let mut bins: Vec<Vec<usize>> = vec![Vec::new(); bins_needed];
     let mut used: Vec<HashMap<(u32, usize), usize>> = vec![HashMap::new(); scopes.len()];
-    let fits = |bins: &Vec<Vec<usize>>, used: &Vec<HashMap<(u32, usize), usize>>, h: usize, b: usize| {
-        bins.get(b).is_some_and(|x| x.len() < max_total)
-            && scopes.iter().zip(used).all(|((ids, caps), u)| {
-                let id = ids.get(h).copied().unwrap_or(0);
-                let cap = caps.get(id as usize).copied().unwrap_or(usize::MAX).max(1);
-                u.get(&(id, b)).copied().unwrap_or(0) < cap
-            })
-    };
+    let fits =
+        |bins: &Vec<Vec<usize>>, used: &Vec<HashMap<(u32, usize), usize>>, h: usize, b: usize| {
+            bins.get(b).is_some_and(|x| x.len() < max_total)
+                && scopes.iter().zip(used).all(|((ids, caps), u)| {
+                    let id = ids.get(h).copied().unwrap_or(0);
+                    let cap = caps.get(id as usize).copied().unwrap_or(usize::MAX).max(1);
+                    u.get(&(id, b)).copied().unwrap_or(0) < cap
+                })
+        };
     let mut cursor = 0usize;
     for &h in order {
         let len = bins.len();

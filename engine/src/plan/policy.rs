@@ -1,7 +1,9 @@
 //! The rollout rules as `rollout.rhai` decides them: the adapter from a [`PolicySet`] to
 //! [`RolloutRules`]. Functions the policy leaves out take the documented defaults.
 
-use super::spec::{parse_blast_radius, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window};
+use super::spec::{
+    parse_blast_radius, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window,
+};
 use super::{PlanError, RolloutRules, DEFAULT_HOST_SECS};
 use crate::model::Host;
 use crate::runtime::typed::{host_to_dynamic, host_to_dynamic_with, to_dynamic, Interner};
@@ -82,7 +84,10 @@ impl<'a> PolicyRules<'a> {
 
     fn eligible_some(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
         let mut interner = Interner::default();
-        hosts.iter().map(|h| self.eligible_one(h, &mut interner)).collect()
+        hosts
+            .iter()
+            .map(|h| self.eligible_one(h, &mut interner))
+            .collect()
     }
 }
 
@@ -104,9 +109,9 @@ impl RolloutRules for PolicyRules<'_> {
                 .collect();
             let mut out = Vec::with_capacity(hosts.len());
             for h in handles {
-                let part = h
-                    .join()
-                    .map_err(|_| PlanError::Invalid("an eligibility worker stopped unexpectedly".into()))?;
+                let part = h.join().map_err(|_| {
+                    PlanError::Invalid("an eligibility worker stopped unexpectedly".into())
+                })?;
                 out.extend(part?);
             }
             Ok(out)

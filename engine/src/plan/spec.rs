@@ -33,14 +33,14 @@ struct EligibilityMap {
 impl Eligibility {
     /// Reads `eligible(host)`'s result as JSON.
     pub fn from_json(v: &serde_json::Value) -> Result<Eligibility, String> {
-        let r: EligibilityRepr = serde_json::from_value(v.clone()).map_err(|_| {
-            format!("got `{v}`")
-        })?;
+        let r: EligibilityRepr =
+            serde_json::from_value(v.clone()).map_err(|_| format!("got `{v}`"))?;
         Ok(match r {
-            EligibilityRepr::Bool(true) | EligibilityRepr::Map(EligibilityMap { eligible: true, .. }) => {
-                Eligibility::Eligible
+            EligibilityRepr::Bool(true)
+            | EligibilityRepr::Map(EligibilityMap { eligible: true, .. }) => Eligibility::Eligible,
+            EligibilityRepr::Bool(false) => {
+                Eligibility::Excluded("`eligible(host)` is false".into())
             }
-            EligibilityRepr::Bool(false) => Eligibility::Excluded("`eligible(host)` is false".into()),
             EligibilityRepr::Map(EligibilityMap { reason, .. }) if reason.trim().is_empty() => {
                 Eligibility::Excluded("`eligible(host)` is false".into())
             }
@@ -72,9 +72,9 @@ impl Amount {
     fn check(&self, what: &str) -> Result<(), String> {
         match *self {
             Amount::Count(0) => Err(format!("{what} is 0, which would stop every host")),
-            Amount::Percent { percent } if !(percent > 0.0 && percent <= 100.0) => {
-                Err(format!("{what} is `{percent}%`; a share must be in (0, 100]"))
-            }
+            Amount::Percent { percent } if !(percent > 0.0 && percent <= 100.0) => Err(format!(
+                "{what} is `{percent}%`; a share must be in (0, 100]"
+            )),
             _ => Ok(()),
         }
     }
@@ -240,7 +240,13 @@ const WEEK: [(&str, Weekday); 7] = [
 
 fn weekday(s: &str) -> Result<usize, String> {
     const FULL: [&str; 7] = [
-        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
     ];
     let l = s.trim().to_ascii_lowercase();
     FULL.iter()
@@ -297,9 +303,7 @@ pub fn parse_windows(v: &serde_json::Value) -> Result<Vec<Window>, String> {
         let ctx = |e: String| format!("window {i}: {e}");
         let tz = r.tz.unwrap_or_else(|| "UTC".to_string());
         let zone = TimeZone::get(&tz).map_err(|_| ctx(format!("unknown time zone `{tz}`")))?;
-        let day_names = r
-            .days
-            .unwrap_or_else(|| vec!["mon-sun".to_string()]);
+        let day_names = r.days.unwrap_or_else(|| vec!["mon-sun".to_string()]);
         let weekdays = days(&day_names).map_err(ctx)?;
         if weekdays.is_empty() {
             return Err(ctx("`days` is empty".into()));
@@ -367,12 +371,18 @@ mod tests {
 
     #[test]
     fn eligibility_shapes() {
-        assert_eq!(Eligibility::from_json(&json!(true)).unwrap(), Eligibility::Eligible);
+        assert_eq!(
+            Eligibility::from_json(&json!(true)).unwrap(),
+            Eligibility::Eligible
+        );
         assert_eq!(
             Eligibility::from_json(&json!({"eligible": false, "reason": "tagged `x`"})).unwrap(),
             Eligibility::Excluded("tagged `x`".into())
         );
-        assert!(matches!(Eligibility::from_json(&json!(false)).unwrap(), Eligibility::Excluded(_)));
+        assert!(matches!(
+            Eligibility::from_json(&json!(false)).unwrap(),
+            Eligibility::Excluded(_)
+        ));
         assert!(Eligibility::from_json(&json!(3)).is_err());
         assert!(Eligibility::from_json(&json!({"eligible": false, "why": 1})).is_err());
     }
@@ -387,7 +397,10 @@ mod tests {
 
     #[test]
     fn blast_radius() {
-        let l = parse_blast_radius(&json!({"rack": {"in_flight": 1}, "datacenter": {"per_wave": {"percent": 10.0}}})).unwrap();
+        let l = parse_blast_radius(
+            &json!({"rack": {"in_flight": 1}, "datacenter": {"per_wave": {"percent": 10.0}}}),
+        )
+        .unwrap();
         assert_eq!(l.len(), 2);
         for bad in [
             json!({"shelf": {"in_flight": 1}}),
@@ -404,8 +417,17 @@ mod tests {
     #[test]
     fn windows() {
         let w = parse_windows(&json!([{"days": ["mon-wed", "sat"], "start": "22:00", "end": "04:00", "tz": "Europe/Amsterdam"}])).unwrap();
-        assert_eq!(w[0].weekdays, vec![Weekday::Monday, Weekday::Tuesday, Weekday::Wednesday, Weekday::Saturday]);
-        let w = parse_windows(&json!([{"days": ["fri-mon"], "start": "00:00", "end": "24:00"}])).unwrap();
+        assert_eq!(
+            w[0].weekdays,
+            vec![
+                Weekday::Monday,
+                Weekday::Tuesday,
+                Weekday::Wednesday,
+                Weekday::Saturday
+            ]
+        );
+        let w = parse_windows(&json!([{"days": ["fri-mon"], "start": "00:00", "end": "24:00"}]))
+            .unwrap();
         assert_eq!(w[0].weekdays.len(), 4);
         for bad in [
             json!([{"days": ["funday"], "start": "01:00", "end": "02:00"}]),

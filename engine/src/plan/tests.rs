@@ -115,7 +115,10 @@ fn render(p: &Plan) -> String {
         }
     }
     for e in &p.excluded {
-        out.push_str(&format!("excluded {} ({:?}): {}\n", e.host, e.kind, e.reason));
+        out.push_str(&format!(
+            "excluded {} ({:?}): {}\n",
+            e.host, e.kind, e.reason
+        ));
     }
     for u in &p.uncovered {
         out.push_str(&format!("uncovered {}: {}\n", u.group, u.reason));
@@ -130,7 +133,13 @@ fn render(p: &Plan) -> String {
 fn small_fleet_plan() {
     let mut hosts = Vec::new();
     for i in 0..12 {
-        hosts.push(host(&format!("web{i:02}"), "r640", "web", if i % 2 == 0 { "ams1" } else { "iad2" }, &format!("r{}", i % 3)));
+        hosts.push(host(
+            &format!("web{i:02}"),
+            "r640",
+            "web",
+            if i % 2 == 0 { "ams1" } else { "iad2" },
+            &format!("r{}", i % 3),
+        ));
     }
     for i in 0..3 {
         hosts.push(host(&format!("db{i}"), "r750", "db", "ams1", "r9"));
@@ -141,7 +150,11 @@ fn small_fleet_plan() {
     hosts[15].tags.push("no-reboot".into());
     let rules = FixedRules {
         max_in_flight: Some(3),
-        blast: vec![ScopeLimit { scope: Scope::Rack, in_flight: Some(Amount::Count(1)), per_wave: None }],
+        blast: vec![ScopeLimit {
+            scope: Scope::Rack,
+            in_flight: Some(Amount::Count(1)),
+            per_wave: None,
+        }],
         waves: vec![10.0, 50.0, 100.0],
         ..FixedRules::default()
     };
@@ -168,13 +181,28 @@ fn small_fleet_plan() {
 #[test]
 fn per_wave_limits_split_a_wave_and_windows_shape_the_timeline() {
     let hosts: Vec<Host> = (0..40)
-        .map(|i| host(&format!("h{i:02}"), "r640", "web", ["a", "b"][i % 2], &format!("r{}", i % 5)))
+        .map(|i| {
+            host(
+                &format!("h{i:02}"),
+                "r640",
+                "web",
+                ["a", "b"][i % 2],
+                &format!("r{}", i % 5),
+            )
+        })
         .collect();
     let rules = FixedRules {
         canary: 1,
         waves: vec![50.0, 100.0],
-        blast: vec![ScopeLimit { scope: Scope::Datacenter, in_flight: None, per_wave: Some(Amount::Percent { percent: 25.0 }) }],
-        windows: parse_windows(&serde_json::json!([{"days": ["tue"], "start": "00:00", "end": "02:00"}])).unwrap(),
+        blast: vec![ScopeLimit {
+            scope: Scope::Datacenter,
+            in_flight: None,
+            per_wave: Some(Amount::Percent { percent: 25.0 }),
+        }],
+        windows: parse_windows(
+            &serde_json::json!([{"days": ["tue"], "start": "00:00", "end": "02:00"}]),
+        )
+        .unwrap(),
         host_secs: 1800,
         bake: 0,
         max_in_flight: Some(10),
@@ -182,14 +210,37 @@ fn per_wave_limits_split_a_wave_and_windows_shape_the_timeline() {
     };
     let p = run(&hosts, &rules, 3);
     let names: Vec<&str> = p.stages.iter().map(|s| s.info.name.as_str()).collect();
-    assert_eq!(names, ["canary", "wave 1 (1/2)", "wave 1 (2/2)", "wave 2 (1/2)", "wave 2 (2/2)"]);
-    assert!(p.stages[1].split.as_deref().unwrap_or("").contains("datacenter per wave ≤ 25%"));
+    assert_eq!(
+        names,
+        [
+            "canary",
+            "wave 1 (1/2)",
+            "wave 1 (2/2)",
+            "wave 2 (1/2)",
+            "wave 2 (2/2)"
+        ]
+    );
+    assert!(p.stages[1]
+        .split
+        .as_deref()
+        .unwrap_or("")
+        .contains("datacenter per wave ≤ 25%"));
     // Four 30-minute batches fit in each Tuesday 00:00-02:00 UTC window; the fifth waits a week.
-    let starts: Vec<String> = p.stages.iter().flat_map(|s| s.batches.iter().map(|b| b.start.to_string())).collect();
-    assert_eq!(starts, [
-        "2026-12-01T00:00:00Z", "2026-12-01T00:30:00Z", "2026-12-01T01:00:00Z",
-        "2026-12-01T01:30:00Z", "2026-12-08T00:00:00Z",
-    ]);
+    let starts: Vec<String> = p
+        .stages
+        .iter()
+        .flat_map(|s| s.batches.iter().map(|b| b.start.to_string()))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2026-12-01T00:00:00Z",
+            "2026-12-01T00:30:00Z",
+            "2026-12-01T01:00:00Z",
+            "2026-12-01T01:30:00Z",
+            "2026-12-08T00:00:00Z",
+        ]
+    );
     assert_eq!(p.finish.to_string(), "2026-12-08T00:30:00Z");
 }
 
@@ -197,16 +248,44 @@ fn per_wave_limits_split_a_wave_and_windows_shape_the_timeline() {
 fn bad_rules_are_errors_not_panics() {
     let hosts = vec![host("a", "h", "w", "d", "r")];
     let bad = |rules: FixedRules| {
-        plan(&PlanRequest { hosts: &hosts, target_kernel: TARGET, seed: 0, start: start() }, &rules)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
+        plan(
+            &PlanRequest {
+                hosts: &hosts,
+                target_kernel: TARGET,
+                seed: 0,
+                start: start(),
+            },
+            &rules,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
     };
-    assert!(bad(FixedRules { canary: -1, ..FixedRules::default() }).contains("negative"));
-    assert!(bad(FixedRules { max_in_flight: Some(0), ..FixedRules::default() }).contains("would stop every host"));
+    assert!(bad(FixedRules {
+        canary: -1,
+        ..FixedRules::default()
+    })
+    .contains("negative"));
+    assert!(bad(FixedRules {
+        max_in_flight: Some(0),
+        ..FixedRules::default()
+    })
+    .contains("would stop every host"));
     let tight = parse_windows(&serde_json::json!([{"start": "01:00", "end": "01:05"}])).unwrap();
-    assert!(bad(FixedRules { windows: tight, ..FixedRules::default() }).contains("longer than the longest maintenance window"));
-    let e = plan(&PlanRequest { hosts: &hosts, target_kernel: "banana", seed: 0, start: start() }, &FixedRules::default());
+    assert!(bad(FixedRules {
+        windows: tight,
+        ..FixedRules::default()
+    })
+    .contains("longer than the longest maintenance window"));
+    let e = plan(
+        &PlanRequest {
+            hosts: &hosts,
+            target_kernel: "banana",
+            seed: 0,
+            start: start(),
+        },
+        &FixedRules::default(),
+    );
     assert!(e.is_err());
 }
 
@@ -228,7 +307,12 @@ fn case() -> impl Strategy<Value = Case> {
         0i64..4,
         proptest::option::of(1u64..20),
         proptest::option::of(1usize..3),
-        proptest::option::of(prop_oneof![(5u32..60).prop_map(|p| Amount::Percent { percent: f64::from(p) }), (1u64..30).prop_map(Amount::Count)]),
+        proptest::option::of(prop_oneof![
+            (5u32..60).prop_map(|p| Amount::Percent {
+                percent: f64::from(p)
+            }),
+            (1u64..30).prop_map(Amount::Count)
+        ]),
         any::<u64>(),
     )
         .prop_map(|(specs, waves, canary, mif, rack_cap, dc_wave, seed)| {
@@ -236,7 +320,13 @@ fn case() -> impl Strategy<Value = Case> {
                 .iter()
                 .enumerate()
                 .map(|(i, (hw, wl, dc, rack, flag))| {
-                    let mut h = host(&format!("h{i}"), &format!("hw{hw}"), &format!("wl{wl}"), &format!("dc{dc}"), &format!("r{rack}"));
+                    let mut h = host(
+                        &format!("h{i}"),
+                        &format!("hw{hw}"),
+                        &format!("wl{wl}"),
+                        &format!("dc{dc}"),
+                        &format!("r{rack}"),
+                    );
                     match flag {
                         0 => h.tags.push("no-reboot".into()),
                         1 => h.kernel = TARGET.into(),
@@ -249,28 +339,63 @@ fn case() -> impl Strategy<Value = Case> {
             w.push(100.0);
             let mut blast = Vec::new();
             if let Some(c) = rack_cap {
-                blast.push(ScopeLimit { scope: Scope::Rack, in_flight: Some(Amount::Count(c as u64)), per_wave: None });
+                blast.push(ScopeLimit {
+                    scope: Scope::Rack,
+                    in_flight: Some(Amount::Count(c as u64)),
+                    per_wave: None,
+                });
             }
             if let Some(a) = dc_wave {
-                blast.push(ScopeLimit { scope: Scope::Datacenter, in_flight: None, per_wave: Some(a) });
+                blast.push(ScopeLimit {
+                    scope: Scope::Datacenter,
+                    in_flight: None,
+                    per_wave: Some(a),
+                });
             }
             Case {
                 hosts,
-                rules: FixedRules { canary, waves: w, max_in_flight: mif, blast, ..FixedRules::default() },
+                rules: FixedRules {
+                    canary,
+                    waves: w,
+                    max_in_flight: mif,
+                    blast,
+                    ..FixedRules::default()
+                },
                 seed,
             }
         })
 }
 
 fn check_case(c: &Case) -> Result<(), TestCaseError> {
-    let p = plan(&PlanRequest { hosts: &c.hosts, target_kernel: TARGET, seed: c.seed, start: start() }, &c.rules)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let p = plan(
+        &PlanRequest {
+            hosts: &c.hosts,
+            target_kernel: TARGET,
+            seed: c.seed,
+            start: start(),
+        },
+        &c.rules,
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let by_name: HashMap<&str, &Host> = c.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
-    let group = |n: &str| by_name.get(n).map(|h| format!("{}/{}", h.hardware, h.workload)).unwrap_or_default();
+    let group = |n: &str| {
+        by_name
+            .get(n)
+            .map(|h| format!("{}/{}", h.hardware, h.workload))
+            .unwrap_or_default()
+    };
 
     // Partition: every eligible host exactly once; excluded and planned are disjoint and
     // together the whole fleet.
-    let planned: Vec<&str> = p.stages.iter().flat_map(|s| s.batches.iter().flat_map(|b| b.hosts.iter().map(String::as_str))).collect();
+    let planned: Vec<&str> = p
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.batches
+                .iter()
+                .flat_map(|b| b.hosts.iter().map(String::as_str))
+        })
+        .collect();
     let set: BTreeSet<&str> = planned.iter().copied().collect();
     prop_assert_eq!(set.len(), planned.len(), "a host is planned twice");
     let eligible: BTreeSet<&str> = c
@@ -290,18 +415,29 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     }
     for s in &p.stages {
         prop_assert!(s.info.size > 0 && s.batches.iter().all(|b| !b.hosts.is_empty()));
-        prop_assert_eq!(s.batches.iter().map(|b| b.hosts.len()).sum::<usize>(), s.info.size);
+        prop_assert_eq!(
+            s.batches.iter().map(|b| b.hosts.len()).sum::<usize>(),
+            s.info.size
+        );
     }
     if e > 0 {
         prop_assert_eq!(p.stages[0].info.kind, StageKind::Canary);
         let mut canaries: BTreeMap<&String, usize> = BTreeMap::new();
-        for s in p.stages.iter().take_while(|s| s.info.kind == StageKind::Canary) {
+        for s in p
+            .stages
+            .iter()
+            .take_while(|s| s.info.kind == StageKind::Canary)
+        {
             for (g, n) in &s.groups {
                 *canaries.entry(g).or_default() += n;
             }
         }
         for g in sizes.keys() {
-            prop_assert!(canaries.get(g).copied().unwrap_or(0) >= 1, "group {} has no canary", g);
+            prop_assert!(
+                canaries.get(g).copied().unwrap_or(0) >= 1,
+                "group {} has no canary",
+                g
+            );
         }
     }
 
@@ -330,24 +466,48 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
             prop_assert_eq!(want, e);
         } else if prev_total < e {
             let rule = ((pct / 100.0) * e as f64 - 1e-9).ceil() as usize;
-            prop_assert!(want >= rule.min(e) && want > prev_total, "wave {} has {} after {}", wi + 1, want, prev_total);
+            prop_assert!(
+                want >= rule.min(e) && want > prev_total,
+                "wave {} has {} after {}",
+                wi + 1,
+                want,
+                prev_total
+            );
         }
         // Seats held by floors beyond their share bound how far any group may fall short.
-        let quota = |g: &str| want as f64 * sizes.get(g).copied().unwrap_or(0) as f64 / e.max(1) as f64;
-        let slack: f64 = sizes.keys().map(|g| (prev_group.get(g).copied().unwrap_or(0) as f64 - quota(g)).max(0.0)).sum();
+        let quota =
+            |g: &str| want as f64 * sizes.get(g).copied().unwrap_or(0) as f64 / e.max(1) as f64;
+        let slack: f64 = sizes
+            .keys()
+            .map(|g| (prev_group.get(g).copied().unwrap_or(0) as f64 - quota(g)).max(0.0))
+            .sum();
         for g in sizes.keys() {
             let t = cum_group.get(g).copied().unwrap_or(0);
             let before = prev_group.get(g).copied().unwrap_or(0);
             let q = quota(g);
             prop_assert!(t >= before);
-            prop_assert!(t <= before.max((q - 1e-9).ceil() as usize), "group {} has {} > ceil({})", g, t, q);
-            prop_assert!(t as f64 >= (q + 1e-9).floor() - slack.ceil(), "group {} has {} < floor({}) - {}", g, t, q, slack);
+            prop_assert!(
+                t <= before.max((q - 1e-9).ceil() as usize),
+                "group {} has {} > ceil({})",
+                g,
+                t,
+                q
+            );
+            prop_assert!(
+                t as f64 >= (q + 1e-9).floor() - slack.ceil(),
+                "group {} has {} < floor({}) - {}",
+                g,
+                t,
+                q,
+                slack
+            );
         }
         prev_total = want;
     }
 
     // Limits: batch size, racks per batch, datacenter share per stage.
-    let total_in = |scope: &Scope, v: &str| c.hosts.iter().filter(|h| scope.value_of(h) == v).count();
+    let total_in =
+        |scope: &Scope, v: &str| c.hosts.iter().filter(|h| scope.value_of(h) == v).count();
     for s in &p.stages {
         for l in &c.rules.blast {
             if let Some(a) = l.per_wave {
@@ -356,7 +516,13 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
                     *n.entry(l.scope.value_of(by_name[h.as_str()])).or_default() += 1;
                 }
                 for (v, k) in n {
-                    prop_assert!(k <= a.of(total_in(&l.scope, &v)), "{}: {} of {} in one stage", s.info.name, k, v);
+                    prop_assert!(
+                        k <= a.of(total_in(&l.scope, &v)),
+                        "{}: {} of {} in one stage",
+                        s.info.name,
+                        k,
+                        v
+                    );
                 }
             }
         }
@@ -371,7 +537,12 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
                         *n.entry(l.scope.value_of(by_name[h.as_str()])).or_default() += 1;
                     }
                     for (v, k) in n {
-                        prop_assert!(k <= a.of(total_in(&l.scope, &v)), "{} of {} in one batch", k, v);
+                        prop_assert!(
+                            k <= a.of(total_in(&l.scope, &v)),
+                            "{} of {} in one batch",
+                            k,
+                            v
+                        );
                     }
                 }
             }
@@ -379,9 +550,20 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     }
 
     // Determinism.
-    let again = plan(&PlanRequest { hosts: &c.hosts, target_kernel: TARGET, seed: c.seed, start: start() }, &c.rules)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert_eq!(serde_json::to_string(&p).ok(), serde_json::to_string(&again).ok());
+    let again = plan(
+        &PlanRequest {
+            hosts: &c.hosts,
+            target_kernel: TARGET,
+            seed: c.seed,
+            start: start(),
+        },
+        &c.rules,
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(
+        serde_json::to_string(&p).ok(),
+        serde_json::to_string(&again).ok()
+    );
     Ok(())
 }
 

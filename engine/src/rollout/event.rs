@@ -55,24 +55,50 @@ pub enum Event {
         target_kernel: String,
         stages: Vec<StagePlan>,
     },
-    StageStarted { stage: usize },
+    StageStarted {
+        stage: usize,
+    },
     /// Recorded before the step's command runs.
-    StepStarted { host: String, step: Step },
-    StepSucceeded { host: String, step: Step, output: String },
+    StepStarted {
+        host: String,
+        step: Step,
+    },
+    StepSucceeded {
+        host: String,
+        step: Step,
+        output: String,
+    },
     /// Recorded before the reboot command runs, with the boot id it must change from.
-    RebootIssued { host: String, boot_id: String },
+    RebootIssued {
+        host: String,
+        boot_id: String,
+    },
     /// A host checked after an interruption: what it runs now.
-    HostChecked { host: String, kernel: String, boot_id: String },
-    HostDone { host: String },
-    HostFailed { host: String, step: Step, output: String },
+    HostChecked {
+        host: String,
+        kernel: String,
+        boot_id: String,
+    },
+    HostDone {
+        host: String,
+    },
+    HostFailed {
+        host: String,
+        step: Step,
+        output: String,
+    },
     GateEvaluated {
         stage: usize,
         verdict: VerdictKind,
         reasons: Vec<String>,
     },
-    Paused { reason: String },
+    Paused {
+        reason: String,
+    },
     Resumed,
-    Aborted { reason: String },
+    Aborted {
+        reason: String,
+    },
     Completed,
 }
 

@@ -126,7 +126,12 @@ impl Journal {
 
     /// Appends an event decided under policy set `policy_hash` at `at` (RFC 3339), and returns
     /// its sequence number once it is on disk.
-    pub fn append(&mut self, event: Event, policy_hash: &str, at: &str) -> Result<u64, JournalError> {
+    pub fn append(
+        &mut self,
+        event: Event,
+        policy_hash: &str,
+        at: &str,
+    ) -> Result<u64, JournalError> {
         let seq = self.records.last().map(|r| r.seq + 1).unwrap_or(1);
         let record = Record {
             seq,
@@ -223,11 +228,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut j = Journal::open(dir.path()).unwrap();
-            assert_eq!(j.append(started(), "abc", "2026-12-07T14:00:00Z").unwrap(), 1);
-            assert_eq!(j.append(Event::Resumed, "abc", "2026-12-07T14:01:00Z").unwrap(), 2);
+            assert_eq!(
+                j.append(started(), "abc", "2026-12-07T14:00:00Z").unwrap(),
+                1
+            );
+            assert_eq!(
+                j.append(Event::Resumed, "abc", "2026-12-07T14:01:00Z")
+                    .unwrap(),
+                2
+            );
             let e = Journal::open(dir.path()).unwrap_err();
             assert!(matches!(e, JournalError::Locked { .. }), "{e}");
-            assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("pid {}", std::process::id())),
+                "{e}"
+            );
             // Status reads while the controller holds the lock.
             assert_eq!(Journal::read_only(dir.path()).unwrap().len(), 2);
         }
@@ -260,7 +276,8 @@ mod tests {
         }
         assert_eq!(Journal::open(dir.path()).unwrap().records().len(), 3);
         // Damage in the middle is never skipped.
-        let mut bad = b"{\"seq\":1,\"at\":\"t\",\"policy\":\"h\",\"event\":{\"bogus\":1}}\n".to_vec();
+        let mut bad =
+            b"{\"seq\":1,\"at\":\"t\",\"policy\":\"h\",\"event\":{\"bogus\":1}}\n".to_vec();
         bad.extend_from_slice(&good);
         std::fs::write(&path, &bad).unwrap();
         let e = Journal::open(dir.path()).unwrap_err();

@@ -83,7 +83,10 @@ impl RolloutState {
 
     pub fn apply(&mut self, e: &Event) {
         match e {
-            Event::Started { target_kernel, stages } => {
+            Event::Started {
+                target_kernel,
+                stages,
+            } => {
                 self.phase = Phase::Running;
                 self.target_kernel = target_kernel.clone();
                 self.stages = stages.clone();
@@ -105,7 +108,11 @@ impl RolloutState {
                 h.reboots += 1;
                 h.boot_id_before = Some(boot_id.clone());
             }
-            Event::HostChecked { host, kernel, boot_id } => {
+            Event::HostChecked {
+                host,
+                kernel,
+                boot_id,
+            } => {
                 let h = self.host(host);
                 h.kernel = Some(kernel.clone());
                 h.boot_id = Some(boot_id.clone());
@@ -120,7 +127,11 @@ impl RolloutState {
                 h.in_step = None;
                 h.failed = Some((*step, output.clone()));
             }
-            Event::GateEvaluated { stage, verdict, reasons } => {
+            Event::GateEvaluated {
+                stage,
+                verdict,
+                reasons,
+            } => {
                 self.gates.insert(*stage, (*verdict, reasons.clone()));
             }
             Event::Paused { reason } => {
@@ -175,14 +186,40 @@ mod tests {
     #[test]
     fn folds_a_journal_and_answers_the_invariants() {
         let stages = vec![
-            StagePlan { index: 0, name: "canary".into(), hosts: vec!["a".into()] },
-            StagePlan { index: 1, name: "wave 1".into(), hosts: vec!["b".into(), "c".into()] },
+            StagePlan {
+                index: 0,
+                name: "canary".into(),
+                hosts: vec!["a".into()],
+            },
+            StagePlan {
+                index: 1,
+                name: "wave 1".into(),
+                hosts: vec!["b".into(), "c".into()],
+            },
         ];
         let records = vec![
-            rec(1, Event::Started { target_kernel: "6.8.0-45-generic".into(), stages }),
+            rec(
+                1,
+                Event::Started {
+                    target_kernel: "6.8.0-45-generic".into(),
+                    stages,
+                },
+            ),
             rec(2, Event::StageStarted { stage: 0 }),
-            rec(3, Event::StepStarted { host: "a".into(), step: Step::Reboot }),
-            rec(4, Event::RebootIssued { host: "a".into(), boot_id: "b1".into() }),
+            rec(
+                3,
+                Event::StepStarted {
+                    host: "a".into(),
+                    step: Step::Reboot,
+                },
+            ),
+            rec(
+                4,
+                Event::RebootIssued {
+                    host: "a".into(),
+                    boot_id: "b1".into(),
+                },
+            ),
         ];
         let s = RolloutState::fold(&records);
         assert_eq!(s.phase, Phase::Running);
@@ -195,15 +232,44 @@ mod tests {
         assert_eq!(s.hosts["c"].stage, 1);
 
         let mut more = records.clone();
-        more.push(rec(5, Event::HostChecked { host: "a".into(), kernel: "6.8.0-45-generic".into(), boot_id: "b2".into() }));
+        more.push(rec(
+            5,
+            Event::HostChecked {
+                host: "a".into(),
+                kernel: "6.8.0-45-generic".into(),
+                boot_id: "b2".into(),
+            },
+        ));
         more.push(rec(6, Event::HostDone { host: "a".into() }));
-        more.push(rec(7, Event::GateEvaluated { stage: 0, verdict: VerdictKind::Pause, reasons: vec!["slow".into()] }));
-        more.push(rec(8, Event::Paused { reason: "gate paused".into() }));
+        more.push(rec(
+            7,
+            Event::GateEvaluated {
+                stage: 0,
+                verdict: VerdictKind::Pause,
+                reasons: vec!["slow".into()],
+            },
+        ));
+        more.push(rec(
+            8,
+            Event::Paused {
+                reason: "gate paused".into(),
+            },
+        ));
         let s = RolloutState::fold(&more);
         assert_eq!(s.phase, Phase::Paused);
         assert!(s.interrupted().is_empty());
-        assert!(!s.stage_may_start(1), "a paused gate does not open the next stage");
-        more.push(rec(9, Event::GateEvaluated { stage: 0, verdict: VerdictKind::Pass, reasons: vec![] }));
+        assert!(
+            !s.stage_may_start(1),
+            "a paused gate does not open the next stage"
+        );
+        more.push(rec(
+            9,
+            Event::GateEvaluated {
+                stage: 0,
+                verdict: VerdictKind::Pass,
+                reasons: vec![],
+            },
+        ));
         more.push(rec(10, Event::Resumed));
         let s = RolloutState::fold(&more);
         assert!(s.stage_may_start(1));

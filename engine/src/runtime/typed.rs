@@ -147,7 +147,10 @@ mod tests {
             tags: vec!["a".into()],
             ..Default::default()
         };
-        h.facts.insert("n".into(), serde_json::json!({"x": [1, 2.5, null, true, "s"]}));
+        h.facts.insert(
+            "n".into(),
+            serde_json::json!({"x": [1, 2.5, null, true, "s"]}),
+        );
         let direct = serde_json::to_value(host_to_dynamic(&h)).unwrap();
         let via_serde = serde_json::to_value(to_dynamic(&h).unwrap()).unwrap();
         assert_eq!(direct, via_serde);
