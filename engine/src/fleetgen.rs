@@ -3,6 +3,7 @@
 //! machine.
 
 use crate::model::Host;
+use crate::plan::{splitmix64_finish, SPLITMIX64_GAMMA};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,11 +24,8 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(SPLITMIX64_GAMMA);
+        splitmix64_finish(self.0)
     }
 
     fn below(&mut self, n: usize) -> usize {

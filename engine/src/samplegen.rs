@@ -3,7 +3,7 @@
 
 use crate::gate::STANDARD_METRICS;
 use crate::model::Host;
-use crate::plan::keyed_hash;
+use crate::plan::{keyed_hash, splitmix64_finish, SPLITMIX64_GAMMA};
 use std::collections::BTreeMap;
 
 /// The wave scenarios of `policy-examples/gates/`.
@@ -97,11 +97,8 @@ pub fn cohorts(hosts: &[Host]) -> (Vec<&Host>, Vec<&Host>) {
     (updated, baseline)
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+fn mix(z: u64) -> u64 {
+    splitmix64_finish(z.wrapping_add(SPLITMIX64_GAMMA))
 }
 
 /// A standard normal draw keyed by `key` (Box-Muller over two splitmix64 outputs), so values

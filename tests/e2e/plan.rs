@@ -22,6 +22,19 @@ fn plan_args<'a>(inventory: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// `fleetward plan` with the policy directory `pol` on `inventory`.
+fn plan_with_policy(pol: &str, inventory: &str) -> std::process::Output {
+    run(&[
+        "plan",
+        "--policy-dir",
+        pol,
+        "--inventory",
+        inventory,
+        "--start",
+        START,
+    ])
+}
+
 fn json_plan(o: &std::process::Output) -> serde_json::Value {
     assert_eq!(code(o), 0, "{}", stderr(o));
     serde_json::from_slice(&o.stdout).expect("plan json")
@@ -167,15 +180,7 @@ fn bad_rollout_policies_are_clear_errors() {
         };
         let dir = policy_dir(&[("rollout.rhai", rollout.as_bytes())]);
         let pol = dir.path().to_string_lossy().into_owned();
-        let o = run(&[
-            "plan",
-            "--policy-dir",
-            &pol,
-            "--inventory",
-            inv,
-            "--start",
-            START,
-        ]);
+        let o = plan_with_policy(&pol, inv);
         assert_eq!(code(&o), 1, "{want}: {}", stdout(&o));
         assert!(
             stderr(&o).contains(want),
@@ -189,15 +194,7 @@ fn bad_rollout_policies_are_clear_errors() {
         format!("{ROLLOUT_OK}fn target_kernel() {{ \"6.8.0-45-generic\" }}\nfn host_time(g) {{\n    throw \"no estimate for \" + g.name;\n}}\n").as_bytes(),
     )]);
     let pol = dir.path().to_string_lossy().into_owned();
-    let o = run(&[
-        "plan",
-        "--policy-dir",
-        &pol,
-        "--inventory",
-        inv,
-        "--start",
-        START,
-    ]);
+    let o = plan_with_policy(&pol, inv);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("rollout.rhai:7"), "{}", stderr(&o));
     // Bad flags.

@@ -82,13 +82,7 @@ pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
                 message: format!("row {} has no group or metric", i + 1),
             });
         };
-        let v = |c: usize| {
-            cols.get(c)
-                .and_then(|x| x.get(i))
-                .copied()
-                .flatten()
-                .unwrap_or(f64::NAN)
-        };
+        let v = |c: usize| cell(&cols, c, i);
         let (n, hosts, hours) = (v(0), v(1), v(6));
         let count = |x: f64| x.is_finite() && x >= 0.0;
         if !count(n) || !count(hosts) {
@@ -243,6 +237,15 @@ pub fn host_groups(hosts: &[(String, String)]) -> Result<DataFrame, DataError> {
     })
 }
 
+/// Row `i` of float column `c`, NaN when absent.
+fn cell(cols: &[Vec<Option<f64>>], c: usize, i: usize) -> f64 {
+    cols.get(c)
+        .and_then(|x| x.get(i))
+        .copied()
+        .flatten()
+        .unwrap_or(f64::NAN)
+}
+
 fn strs(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<String>>, DataError> {
     let c = df.column(name).map_err(read_err(file))?;
     let s = c.str().map_err(read_err(file))?;
@@ -390,13 +393,7 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
         let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else {
             continue;
         };
-        let v = |c: usize| {
-            cols.get(c)
-                .and_then(|x| x.get(i))
-                .copied()
-                .flatten()
-                .unwrap_or(f64::NAN)
-        };
+        let v = |c: usize| cell(&cols, c, i);
         out.cells.insert(
             (g.clone(), m.clone()),
             Cell {

@@ -172,10 +172,18 @@ pub fn keyed_hash(seed: u64, text: &str) -> u64 {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    splitmix64_finish(h)
 }
+
+/// The splitmix64 output function, shared by every deterministic generator in the engine.
+pub(crate) fn splitmix64_finish(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The splitmix64 increment.
+pub(crate) const SPLITMIX64_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Round-robin over lists: one from each in turn until all are empty.
 fn interleave(lists: Vec<Vec<usize>>) -> Vec<usize> {
@@ -377,32 +385,28 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         total: usize,
         members: Vec<usize>,
     }
-    // Group of every host, by index into the sorted group list.
-    let mut keys: HashMap<(&str, &str), usize> = HashMap::new();
-    for h in hosts {
-        let n = keys.len();
-        keys.entry((h.hardware.as_str(), h.workload.as_str()))
-            .or_insert(n);
-    }
-    let mut sorted: Vec<((&str, &str), usize)> = keys.iter().map(|(k, v)| (*k, *v)).collect();
-    sorted.sort_by(|a, b| format!("{}/{}", a.0 .0, a.0 .1).cmp(&format!("{}/{}", b.0 .0, b.0 .1)));
-    let mut rank = vec![0usize; sorted.len()];
-    for (r, (_, first)) in sorted.iter().enumerate() {
-        if let Some(x) = rank.get_mut(*first) {
-            *x = r;
-        }
-    }
+    // Groups in name order, and the group of every host by index into them.
+    let mut ordered: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|h| (h.hardware.as_str(), h.workload.as_str()))
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    ordered.sort_by_cached_key(|(hw, wl)| format!("{hw}/{wl}"));
+    let position: HashMap<(&str, &str), usize> =
+        ordered.iter().enumerate().map(|(i, k)| (*k, i)).collect();
     let host_group: Vec<usize> = hosts
         .iter()
         .map(|h| {
-            keys.get(&(h.hardware.as_str(), h.workload.as_str()))
-                .and_then(|k| rank.get(*k).copied())
+            position
+                .get(&(h.hardware.as_str(), h.workload.as_str()))
+                .copied()
                 .unwrap_or(0)
         })
         .collect();
-    let mut accs: BTreeMap<String, Acc> = sorted
+    let mut accs: Vec<(String, Acc)> = ordered
         .iter()
-        .map(|((hw, wl), _)| {
+        .map(|(hw, wl)| {
             (
                 format!("{hw}/{wl}"),
                 Acc {
@@ -414,14 +418,11 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             )
         })
         .collect();
-    {
-        let mut by_rank: Vec<&mut Acc> = accs.values_mut().collect();
-        for (i, g) in host_group.iter().enumerate() {
-            if let Some(a) = by_rank.get_mut(*g) {
-                a.total += 1;
-                if is_eligible.get(i).copied().unwrap_or(false) {
-                    a.members.push(i);
-                }
+    for (i, g) in host_group.iter().enumerate() {
+        if let Some((_, a)) = accs.get_mut(*g) {
+            a.total += 1;
+            if is_eligible.get(i).copied().unwrap_or(false) {
+                a.members.push(i);
             }
         }
     }

@@ -90,7 +90,7 @@ fn start() -> Timestamp {
     "2026-12-01T00:00:00Z".parse().unwrap_or_default()
 }
 
-fn run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Plan {
+fn try_run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Result<Plan, PlanError> {
     plan(
         &PlanRequest {
             hosts,
@@ -100,7 +100,10 @@ fn run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Plan {
         },
         rules,
     )
-    .unwrap()
+}
+
+fn run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Plan {
+    try_run(hosts, rules, seed).unwrap()
 }
 
 fn render(p: &Plan) -> String {
@@ -248,18 +251,10 @@ fn per_wave_limits_split_a_wave_and_windows_shape_the_timeline() {
 fn bad_rules_are_errors_not_panics() {
     let hosts = vec![host("a", "h", "w", "d", "r")];
     let bad = |rules: FixedRules| {
-        plan(
-            &PlanRequest {
-                hosts: &hosts,
-                target_kernel: TARGET,
-                seed: 0,
-                start: start(),
-            },
-            &rules,
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default()
+        try_run(&hosts, &rules, 0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     };
     assert!(bad(FixedRules {
         canary: -1,
@@ -367,16 +362,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn check_case(c: &Case) -> Result<(), TestCaseError> {
-    let p = plan(
-        &PlanRequest {
-            hosts: &c.hosts,
-            target_kernel: TARGET,
-            seed: c.seed,
-            start: start(),
-        },
-        &c.rules,
-    )
-    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let p = try_run(&c.hosts, &c.rules, c.seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let by_name: HashMap<&str, &Host> = c.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let group = |n: &str| {
         by_name
@@ -550,16 +536,8 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     }
 
     // Determinism.
-    let again = plan(
-        &PlanRequest {
-            hosts: &c.hosts,
-            target_kernel: TARGET,
-            seed: c.seed,
-            start: start(),
-        },
-        &c.rules,
-    )
-    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let again =
+        try_run(&c.hosts, &c.rules, c.seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(
         serde_json::to_string(&p).ok(),
         serde_json::to_string(&again).ok()
