@@ -14,8 +14,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  ok / pass
   1  error: bad input, invalid policy, I/O failure
-  2  needs attention: gate paused, drift found, review items pending
-  3  failed: gate failed, rollout aborted, policy tests failed";
+  2  needs attention: gate paused, rollout paused, drift found, review items pending
+  3  failed: gate failed, rollout aborted, policy tests failed,
+     simulation outcome differs from the scenario's expectation";
 
 /// Policy engine for kernel rollouts, drift control and runtime cache control across
 /// bare-metal fleets. Policies are Rhai scripts in a directory (default `policies/`).
@@ -57,6 +58,12 @@ enum Command {
     /// The verdict of `gates.rhai` on a stage's recorded samples against baselines (a dry run).
     #[command(after_help = EXIT_CODES)]
     Gate(cmd::gate::Args),
+    /// Carry out a rollout over SSH: start, status, pause, resume, abort.
+    #[command(after_help = EXIT_CODES)]
+    Rollout(cmd::rollout::Args),
+    /// Run a rollout scenario on a simulated fleet in virtual time.
+    #[command(after_help = EXIT_CODES)]
+    Simulate(cmd::simulate::Args),
     /// Generate example data (`generate fleet`, `generate samples`).
     #[command(after_help = EXIT_CODES)]
     Generate(cmd::generate::Args),
@@ -86,6 +93,8 @@ fn main() -> ExitCode {
         Command::Defs(a) => cmd::defs::run(&ctx, a),
         Command::Plan(a) => cmd::plan::run(&ctx, a),
         Command::Gate(a) => cmd::gate::run(&ctx, a),
+        Command::Rollout(a) => cmd::rollout::run(&ctx, a),
+        Command::Simulate(a) => cmd::simulate::run(&ctx, a),
         Command::Generate(a) => cmd::generate::run(&ctx, a),
         Command::Bench(a) => cmd::bench::run(&ctx, a),
     };

@@ -4,6 +4,8 @@
 //! The core ([`runtime`], [`model`], [`config`], [`error`]) does no I/O of its own beyond
 //! [`source::SourceTree::read_dir`]; file watching lives in [`watch`] behind a trait.
 
+pub mod alert;
+pub mod clock;
 pub mod config;
 pub mod defs;
 pub mod error;

@@ -103,14 +103,14 @@ fn mix(z: u64) -> u64 {
 
 /// A standard normal draw keyed by `key` (Box-Muller over two splitmix64 outputs), so values
 /// do not depend on a crate's generator.
-fn normal(key: u64) -> f64 {
+pub fn normal(key: u64) -> f64 {
     let u1 = ((mix(key) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     let u2 = (mix(key ^ 0x5555_5555_5555_5555) >> 11) as f64 / (1u64 << 53) as f64;
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// The typical level of a metric for a hardware × workload group.
-fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
+pub fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
     let f = 0.75
         + 0.5
             * ((keyed_hash(7, &format!("{hardware}/{workload}/{metric}")) % 1000) as f64 / 1000.0);

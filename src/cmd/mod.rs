@@ -7,6 +7,8 @@ pub mod eval;
 pub mod gate;
 pub mod generate;
 pub mod plan;
+pub mod rollout;
+pub mod simulate;
 pub mod test;
 pub mod watch;
 

@@ -24,11 +24,17 @@ pub struct Args {
     pub start: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
-    let set = ctx.load(&a.fleet.policy_dir)?;
-    let inv = a.fleet.inventory.load(&set)?;
-    let rules = PolicyRules::new(&set);
-    let target = match a.kernel.clone() {
+/// Plans a rollout of `inv` under `set`: the one planning path `plan`, `rollout start` and
+/// `simulate` share.
+pub fn make_plan(
+    set: &fleetward_engine::PolicySet,
+    inv: &fleetward_engine::inventory::Inventory,
+    kernel: Option<String>,
+    seed: Option<u64>,
+    start: Option<Timestamp>,
+) -> anyhow::Result<Plan> {
+    let rules = PolicyRules::new(set);
+    let target = match kernel {
         Some(k) => k,
         None => rules.target_kernel().map_err(plan_error)?.ok_or_else(|| {
             anyhow!(
@@ -36,26 +42,37 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             )
         })?,
     };
-    let start = match &a.start {
-        Some(s) => s.parse::<Timestamp>().with_context(|| {
-            format!("--start `{s}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`")
-        })?,
+    let start = match start {
+        Some(t) => t,
         None => {
             let now = Timestamp::now().as_second();
             Timestamp::from_second(now - now.rem_euclid(60))?
         }
     };
-    let seed = a.seed.unwrap_or_else(|| inv.hash_seed());
-    let p = plan::plan(
+    plan::plan(
         &PlanRequest {
             hosts: &inv.hosts,
             target_kernel: &target,
-            seed,
+            seed: seed.unwrap_or_else(|| inv.hash_seed()),
             start,
         },
         &rules,
     )
-    .map_err(plan_error)?;
+    .map_err(plan_error)
+}
+
+/// Parses `--start`.
+pub fn parse_start(s: &str) -> anyhow::Result<Timestamp> {
+    s.parse::<Timestamp>().with_context(|| {
+        format!("--start `{s}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`")
+    })
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
+    let set = ctx.load(&a.fleet.policy_dir)?;
+    let inv = a.fleet.inventory.load(&set)?;
+    let start = a.start.as_deref().map(parse_start).transpose()?;
+    let p = make_plan(&set, &inv, a.kernel.clone(), a.seed, start)?;
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": true,

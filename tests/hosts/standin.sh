@@ -1,13 +1,21 @@
 #!/bin/sh
 # A stand-in for one bare-metal host, for fleetward's tests. It keeps the host's state in a
 # directory and answers the commands a rollout sends: `uname -r`, the boot id, kernel install,
-# default boot entry, reboot (a new boot id, unreachable for a moment) and metrics.
+# default boot entry, reboot (a new boot id, unreachable for a moment) and metrics. It speaks
+# the same commands as the shipped `rollout.rhai` and the simulator:
+#   uname -r | cat /proc/sys/kernel/random/boot_id | apt-get install -y linux-image-V
+#   grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux V' | systemctl reboot
+#   systemctl is-system-running | lbctl drain|undrain NAME | fleetward-validate SUITE
+#   fleetward-metrics --window SECS
+# and the short forms older tests use (uname, boot-id, install-kernel, set-default-boot, reboot).
 #
 # Usage: standin.sh --state DIR, with the command in SSH_ORIGINAL_COMMAND (as sshd's
 # ForceCommand passes it, shell-quoted) or as the remaining arguments.
 #
 # Faults, by files in the state directory: `fault-unreachable` (always down),
-# `fault-never-up` (down for good after a reboot), `fault-hang-NAME` (command NAME hangs).
+# `fault-never-up` (down for good after a reboot), `fault-hang-NAME` (command NAME hangs),
+# `fault-validate-SUITE` (that validation suite fails). A file `regress` with `metric factor`
+# lines scales those metrics once the host runs the kernel it was told to boot.
 # Exit 255 means "unreachable", as ssh reports a connection failure.
 
 set -u
@@ -41,29 +49,92 @@ if [ -e "$STATE/fault-hang-$name" ]; then
     exit 1
 fi
 
+install() {
+    echo "$1" >> "$STATE/installed"
+    echo "installed $1"
+}
+set_default() {
+    grep -qxF -- "$1" "$STATE/installed" 2>/dev/null || { echo "kernel $1 is not installed" >&2; exit 1; }
+    echo "$1" > "$STATE/default"
+    echo "default boot entry: $1"
+}
+reboot_now() {
+    [ -e "$STATE/default" ] && cp "$STATE/default" "$STATE/kernel"
+    echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
+    echo "$now" >> "$STATE/reboots"
+    echo $((now + ${STANDIN_REBOOT_SECS:-2})) > "$STATE/down-until"
+    echo "rebooting"
+}
+# Samples every 10 s over the window, each metric at its level with uniform +-8% noise.
+metrics() {
+    window=$1
+    scale=""
+    if [ -e "$STATE/regress" ] && [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel"; then
+        scale=$(cat "$STATE/regress")
+    fi
+    seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+    printf '%s\n' "$scale" | awk -v now="$now" -v window="$window" -v seed="$seed" '
+        NF == 2 { f[$1] = $2 }
+        END {
+            srand(seed)
+            split("cpu_util_pct:40 mem_used_pct:60 io_latency_p99_ms:12 net_throughput_mbps:900 app_error_rate:0.004", ms, " ")
+            n = int(window / 10); if (n < 1) n = 1
+            for (i in ms) {
+                split(ms[i], kv, ":"); m = kv[1]; level = kv[2]
+                k = (m in f) ? f[m] : 1
+                for (j = 0; j < n; j++)
+                    printf "%d %s %.6f\n", now - (n - 1 - j) * 10, m, level * k * (0.92 + 0.16 * rand())
+            }
+        }'
+}
+
 case "$name" in
     uname)
         cat "$STATE/kernel" ;;
+    cat)
+        [ "${2:-}" = /proc/sys/kernel/random/boot_id ] || { echo "cat: ${2:-}: No such file" >&2; exit 1; }
+        cat "$STATE/boot_id" ;;
     boot-id)
         cat "$STATE/boot_id" ;;
     install-kernel)
         [ $# -eq 2 ] || { echo "install-kernel VERSION" >&2; exit 2; }
-        echo "$2" >> "$STATE/installed"
-        echo "installed $2" ;;
+        install "$2" ;;
+    apt-get)
+        [ $# -eq 4 ] && [ "$2" = install ] && [ "$3" = -y ] || { echo "usage: apt-get install -y PACKAGE" >&2; exit 100; }
+        case "$4" in
+            linux-image-*) install "${4#linux-image-}" ;;
+            *) echo "E: Unable to locate package $4" >&2; exit 100 ;;
+        esac ;;
     set-default-boot)
         [ $# -eq 2 ] || { echo "set-default-boot VERSION" >&2; exit 2; }
-        grep -qxF -- "$2" "$STATE/installed" 2>/dev/null || { echo "kernel $2 is not installed" >&2; exit 1; }
-        echo "$2" > "$STATE/default"
-        echo "default boot entry: $2" ;;
+        set_default "$2" ;;
+    grub-set-default)
+        [ $# -eq 2 ] || { echo "usage: grub-set-default ENTRY" >&2; exit 2; }
+        prefix="Advanced options for Ubuntu>Ubuntu, with Linux "
+        case "$2" in
+            "$prefix"*) set_default "${2#"$prefix"}" ;;
+            *) echo "no boot entry \`$2'" >&2; exit 1 ;;
+        esac ;;
     reboot)
-        [ -e "$STATE/default" ] && cp "$STATE/default" "$STATE/kernel"
-        echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
-        echo "$now" >> "$STATE/reboots"
-        echo $((now + ${STANDIN_REBOOT_SECS:-2})) > "$STATE/down-until"
-        echo "rebooting" ;;
+        reboot_now ;;
+    systemctl)
+        case "${2:-}" in
+            reboot) reboot_now ;;
+            is-system-running) echo running ;;
+            *) echo "systemctl: unknown operation ${2:-}" >&2; exit 1 ;;
+        esac ;;
+    lbctl)
+        [ $# -eq 3 ] || { echo "usage: lbctl drain|undrain NAME" >&2; exit 2; }
+        echo "$now $2 $3" >> "$STATE/lb.log"
+        echo ok ;;
+    fleetward-validate)
+        if [ -e "$STATE/fault-validate-${2:-}" ]; then echo "${2:-}: FAILED"; exit 1; fi
+        echo "${2:-}: pass" ;;
+    fleetward-metrics)
+        [ "${2:-}" = --window ] || { echo "usage: fleetward-metrics --window SECS" >&2; exit 2; }
+        metrics "${3:-300}" ;;
     metrics)
-        echo "cpu_util_pct 41.5"
-        echo "io_latency_p99_ms 12.1" ;;
+        metrics 300 ;;
     echo)
         shift
         printf '%s\n' "$@" ;;

@@ -4,8 +4,10 @@
 //! a host fact holding shell metacharacters stays one literal argument.
 
 pub mod local;
+pub mod sim;
 pub mod ssh;
 
+use crate::clock::Clock;
 use crate::model::Host;
 use std::time::Duration;
 
@@ -84,6 +86,19 @@ pub enum ExecError {
 pub trait Executor: Send + Sync {
     fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration)
         -> Result<Output, ExecError>;
+
+    /// Runs a command on the timeline of `clock`. Real executors take real time and ignore
+    /// it; the simulator advances it by the command's simulated duration.
+    fn run_at(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
+        let _ = clock;
+        self.run(host, cmd, timeout)
+    }
 }
 
 #[cfg(test)]

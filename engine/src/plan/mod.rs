@@ -12,7 +12,7 @@ mod apportion;
 mod pack;
 pub mod policy;
 pub mod spec;
-mod window;
+pub mod window;
 
 pub use apportion::apportion;
 pub use spec::{Amount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window};

@@ -338,7 +338,7 @@ pub struct GroupInfo {
 }
 
 /// What a stage is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageKind {
     Canary,
@@ -347,7 +347,7 @@ pub enum StageKind {
 
 /// A stage (the canary cohort, or a wave or part of one), as `bake(wave)` and
 /// `max_in_flight(wave)` see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageInfo {
     /// 0 for the canaries, then 1, 2, ... for each stage after.
     pub index: usize,

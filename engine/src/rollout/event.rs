@@ -2,6 +2,7 @@
 //! sequence number, time and the hash of the policy set that made it.
 
 use crate::model::VerdictKind;
+use crate::plan::spec::StageInfo;
 use serde::{Deserialize, Serialize};
 
 /// The steps of updating one host, in order.
@@ -40,11 +41,20 @@ impl Step {
 }
 
 /// A stage of the plan as the journal keeps it: enough to resume without re-planning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StagePlan {
     pub index: usize,
     pub name: String,
     pub hosts: Vec<String>,
+    /// The stage as `bake(wave)` sees it.
+    pub info: StageInfo,
+    /// Hosts that may update at once, in order (from the plan's in-flight limits).
+    pub batches: Vec<Vec<String>>,
+    /// The planned bake; `bake(wave)` is asked again when the bake starts.
+    pub bake_secs: u64,
+    /// Planned seconds per batch, to fit each in a maintenance window.
+    #[serde(default)]
+    pub batch_secs: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +64,9 @@ pub enum Event {
     Started {
         target_kernel: String,
         stages: Vec<StagePlan>,
+        /// The inventory's content hash and the plan's seed, for the record.
+        inventory: String,
+        seed: u64,
     },
     StageStarted {
         stage: usize,
@@ -87,6 +100,16 @@ pub enum Event {
         step: Step,
         output: String,
     },
+    /// The bake of a stage began; it ends at `until` (RFC 3339), also after a restart.
+    BakeStarted {
+        stage: usize,
+        until: String,
+    },
+    /// An updated host's boot id changed while nothing was being done to it.
+    UnexpectedReboot {
+        host: String,
+        boot_id: String,
+    },
     GateEvaluated {
         stage: usize,
         verdict: VerdictKind,
@@ -95,7 +118,12 @@ pub enum Event {
     Paused {
         reason: String,
     },
-    Resumed,
+    /// An operator resumed; the failed hosts named are acknowledged and no longer count
+    /// against the failure budget.
+    Resumed {
+        #[serde(default)]
+        acknowledged: Vec<String>,
+    },
     Aborted {
         reason: String,
     },

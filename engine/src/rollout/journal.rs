@@ -48,6 +48,7 @@ pub struct Journal {
     _lock: File,
     records: Vec<Record>,
     recovery: Recovery,
+    durable: bool,
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -109,6 +110,7 @@ impl Journal {
             _lock: lock,
             records,
             recovery: Recovery { torn_bytes: torn },
+            durable: true,
         })
     }
 
@@ -122,6 +124,12 @@ impl Journal {
 
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
+    }
+
+    /// Whether `append` flushes each record to disk (on by default). Simulations, whose
+    /// "fleet" vanishes with the process, turn it off.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     /// Appends an event decided under policy set `policy_hash` at `at` (RFC 3339), and returns
@@ -145,9 +153,29 @@ impl Journal {
         })?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&self.dir))?;
-        self.file.sync_data().map_err(io(&self.dir))?;
+        if self.durable {
+            self.file.sync_data().map_err(io(&self.dir))?;
+        }
         self.records.push(record);
         Ok(seq)
+    }
+
+    /// Who holds the state directory's lock (a running controller), if anyone.
+    pub fn holder(dir: &Path) -> Option<String> {
+        let mut f = File::open(dir.join(LOCK_FILE)).ok()?;
+        match f.try_lock_shared() {
+            Ok(()) => None,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = f.read_to_string(&mut holder);
+                Some(if holder.trim().is_empty() {
+                    "unknown process".into()
+                } else {
+                    holder.trim().to_string()
+                })
+            }
+            Err(std::fs::TryLockError::Error(_)) => None,
+        }
     }
 
     /// Reads a journal without taking the lock: for `rollout status` while a controller runs.
@@ -233,7 +261,7 @@ mod tests {
                 1
             );
             assert_eq!(
-                j.append(Event::Resumed, "abc", "2026-12-07T14:01:00Z")
+                j.append(Event::Resumed { acknowledged: vec![] }, "abc", "2026-12-07T14:01:00Z")
                     .unwrap(),
                 2
             );
@@ -249,7 +277,7 @@ mod tests {
         }
         let j = Journal::open(dir.path()).unwrap();
         assert_eq!(j.records().len(), 2);
-        assert_eq!(j.records()[1].event, Event::Resumed);
+        assert_eq!(j.records()[1].event, Event::Resumed { acknowledged: vec![] });
         assert_eq!(j.records()[0].policy, "abc");
     }
 
@@ -259,7 +287,7 @@ mod tests {
         {
             let mut j = Journal::open(dir.path()).unwrap();
             j.append(started(), "h", "t").unwrap();
-            j.append(Event::Resumed, "h", "t").unwrap();
+            j.append(Event::Resumed { acknowledged: vec![] }, "h", "t").unwrap();
         }
         let path = dir.path().join(JOURNAL_FILE);
         let good = std::fs::read(&path).unwrap();
@@ -272,7 +300,7 @@ mod tests {
             assert_eq!(j.records().len(), 2);
             assert_eq!(j.recovery().torn_bytes, (torn.len() - good.len()) as u64);
             // The next append starts on a clean line.
-            assert_eq!(j.append(Event::Resumed, "h", "t").unwrap(), 3);
+            assert_eq!(j.append(Event::Resumed { acknowledged: vec![] }, "h", "t").unwrap(), 3);
         }
         assert_eq!(Journal::open(dir.path()).unwrap().records().len(), 3);
         // Damage in the middle is never skipped.

@@ -1,8 +1,10 @@
 //! The rollout's durable state: the event model, the append-only journal with its exclusive
 //! lock, and the state folded from it. The controller that drives hosts builds on these.
 
+pub mod controller;
 pub mod event;
 pub mod journal;
+pub mod spec;
 pub mod state;
 
 pub use event::{Event, Record, StagePlan, Step};

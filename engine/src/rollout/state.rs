@@ -24,6 +24,44 @@ pub struct HostState {
     pub boot_id: Option<String>,
     pub done: bool,
     pub failed: Option<(Step, String)>,
+    /// Acknowledged by an operator at a resume: no longer counted against the budget.
+    pub acknowledged: bool,
+    pub unexpected_reboots: u32,
+}
+
+impl HostState {
+    /// Finished one way or the other.
+    pub fn settled(&self) -> bool {
+        self.done || self.failed.is_some()
+    }
+
+    /// The step to carry on from. A host whose reboot was issued goes on waiting for it
+    /// (never a second reboot); a host interrupted mid-step repeats that step (steps other
+    /// than the reboot are idempotent); otherwise the step after the last one done.
+    pub fn resume_step(&self) -> Option<Step> {
+        if self.settled() {
+            return None;
+        }
+        if self.reboots > 0 && self.done_step < Some(Step::WaitUp) {
+            return Some(Step::WaitUp);
+        }
+        if let Some(s) = self.in_step {
+            return Some(s);
+        }
+        match self.done_step {
+            None => Some(Step::PreCheck),
+            Some(s) => s.next(),
+        }
+    }
+}
+
+/// What one host runs, as far as the journal knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostKernel {
+    pub host: String,
+    pub kernel: String,
+    /// `updated`, `failed at STEP`, `not started`, `in progress at STEP`.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,6 +86,9 @@ pub struct RolloutState {
     pub pause_reason: Option<String>,
     /// Policy hashes that made decisions, in order of first use.
     pub policies: Vec<String>,
+    /// When each stage's bake ends (RFC 3339).
+    pub bake_until: BTreeMap<usize, String>,
+    pub inventory: String,
 }
 
 impl Default for RolloutState {
@@ -61,6 +102,8 @@ impl Default for RolloutState {
             hosts: BTreeMap::new(),
             pause_reason: None,
             policies: Vec::new(),
+            bake_until: BTreeMap::new(),
+            inventory: String::new(),
         }
     }
 }
@@ -86,8 +129,11 @@ impl RolloutState {
             Event::Started {
                 target_kernel,
                 stages,
+                inventory,
+                ..
             } => {
                 self.phase = Phase::Running;
+                self.inventory = inventory.clone();
                 self.target_kernel = target_kernel.clone();
                 self.stages = stages.clone();
                 for st in stages {
@@ -127,6 +173,14 @@ impl RolloutState {
                 h.in_step = None;
                 h.failed = Some((*step, output.clone()));
             }
+            Event::BakeStarted { stage, until } => {
+                self.bake_until.insert(*stage, until.clone());
+            }
+            Event::UnexpectedReboot { host, boot_id } => {
+                let h = self.host(host);
+                h.unexpected_reboots += 1;
+                h.boot_id = Some(boot_id.clone());
+            }
             Event::GateEvaluated {
                 stage,
                 verdict,
@@ -138,9 +192,12 @@ impl RolloutState {
                 self.phase = Phase::Paused;
                 self.pause_reason = Some(reason.clone());
             }
-            Event::Resumed => {
+            Event::Resumed { acknowledged } => {
                 self.phase = Phase::Running;
                 self.pause_reason = None;
+                for a in acknowledged {
+                    self.host(a).acknowledged = true;
+                }
             }
             Event::Aborted { reason } => {
                 self.phase = Phase::Aborted;
@@ -164,6 +221,58 @@ impl RolloutState {
             .collect()
     }
 
+    /// Which host runs which kernel: what the host reported when last checked, or its
+    /// inventory kernel (`initial`) when it was never rebooted.
+    pub fn kernels(&self, initial: &dyn Fn(&str) -> Option<String>) -> Vec<HostKernel> {
+        let word = |s: Step| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        self.stages
+            .iter()
+            .flat_map(|st| st.hosts.iter())
+            .map(|name| {
+                let h = self.hosts.get(name).cloned().unwrap_or_default();
+                let kernel = match (&h.kernel, h.reboots) {
+                    (Some(k), _) => k.clone(),
+                    (None, 0) => initial(name).unwrap_or_else(|| "unknown".into()),
+                    (None, _) => "unknown (rebooted, not yet checked)".into(),
+                };
+                let status = if h.done {
+                    "updated".to_string()
+                } else if let Some((step, _)) = &h.failed {
+                    format!("failed at {}", word(*step))
+                } else if let Some(step) = h.in_step.or(h.done_step) {
+                    format!("in progress at {}", word(step))
+                } else {
+                    "not started".to_string()
+                };
+                HostKernel {
+                    host: name.clone(),
+                    kernel,
+                    status,
+                }
+            })
+            .collect()
+    }
+
+    /// Failed hosts not acknowledged, in `stage` (or in all stages).
+    pub fn failures(&self, stage: Option<usize>) -> usize {
+        self.hosts
+            .values()
+            .filter(|h| h.failed.is_some() && !h.acknowledged)
+            .filter(|h| stage.is_none_or(|s| h.stage == s))
+            .count()
+    }
+
+    /// Hosts in the plan.
+    pub fn planned_hosts(&self) -> usize {
+        self.stages.iter().map(|s| s.hosts.len()).sum()
+    }
+
+    /// The first stage whose gate has not passed, if any.
+    pub fn next_stage(&self) -> Option<usize> {
+        (0..self.stages.len())
+            .find(|s| !matches!(self.gates.get(s), Some((VerdictKind::Pass, _))))
+    }
+
     /// Whether the controller may issue a reboot to `host`: never twice in one rollout.
     pub fn may_reboot(&self, host: &str) -> bool {
         self.hosts.get(host).is_none_or(|h| h.reboots == 0)
@@ -185,17 +294,27 @@ mod tests {
 
     #[test]
     fn folds_a_journal_and_answers_the_invariants() {
+        let stage = |index: usize, name: &str, hosts: Vec<String>| StagePlan {
+            index,
+            name: name.into(),
+            info: crate::plan::spec::StageInfo {
+                index,
+                name: name.into(),
+                kind: crate::plan::spec::StageKind::Wave,
+                wave: index,
+                part: 1,
+                parts: 1,
+                percent: 100.0,
+                size: hosts.len(),
+            },
+            batches: vec![hosts.clone()],
+            hosts,
+            bake_secs: 0,
+            batch_secs: vec![0],
+        };
         let stages = vec![
-            StagePlan {
-                index: 0,
-                name: "canary".into(),
-                hosts: vec!["a".into()],
-            },
-            StagePlan {
-                index: 1,
-                name: "wave 1".into(),
-                hosts: vec!["b".into(), "c".into()],
-            },
+            stage(0, "canary", vec!["a".into()]),
+            stage(1, "wave 1", vec!["b".into(), "c".into()]),
         ];
         let records = vec![
             rec(
@@ -203,6 +322,8 @@ mod tests {
                 Event::Started {
                     target_kernel: "6.8.0-45-generic".into(),
                     stages,
+                    inventory: "inv".into(),
+                    seed: 1,
                 },
             ),
             rec(2, Event::StageStarted { stage: 0 }),
@@ -270,7 +391,12 @@ mod tests {
                 reasons: vec![],
             },
         ));
-        more.push(rec(10, Event::Resumed));
+        more.push(rec(
+            10,
+            Event::Resumed {
+                acknowledged: vec![],
+            },
+        ));
         let s = RolloutState::fold(&more);
         assert!(s.stage_may_start(1));
         assert_eq!(s.phase, Phase::Running);

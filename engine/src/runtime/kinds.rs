@@ -127,6 +127,22 @@ fn check_drift(d: &Dynamic) -> Result<Value, String> {
     typed::<DriftDecision>(d).map(|x| x.1)
 }
 
+fn check_steps(d: &Dynamic) -> Result<Value, String> {
+    let (s, v) = typed::<crate::rollout::spec::Steps>(d)?;
+    s.validate()?;
+    Ok(v)
+}
+
+fn check_budget(d: &Dynamic) -> Result<Value, String> {
+    typed::<crate::rollout::spec::FailureBudget>(d).map(|x| x.1)
+}
+
+fn check_signals(d: &Dynamic) -> Result<Value, String> {
+    let (s, v) = typed::<crate::rollout::spec::Signals>(d)?;
+    s.validate()?;
+    Ok(v)
+}
+
 fn check_map(d: &Dynamic) -> Result<Value, String> {
     if !d.is_map() {
         return Err(format!("got `{}`", d.type_name()));
@@ -204,6 +220,27 @@ pub static KINDS: &[KindSpec] = &[
                 returns: "a non-negative int (seconds)",
                 doc: "Estimated time to update one host of a group. Default: 15 minutes.",
                 check: check_count,
+            },
+            FnSpec {
+                name: "steps",
+                params: &["host"],
+                returns: "a map of step name to commands (`#{name, run, timeout, expect}`)",
+                doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. Needed by `rollout start` and `simulate`.",
+                check: check_steps,
+            },
+            FnSpec {
+                name: "failure_budget",
+                params: &[],
+                returns: "a map `#{per_stage, total}` (counts or `percent(n)`)",
+                doc: "Failed hosts tolerated per stage and across the rollout before it pauses. Default: 1 per stage, 1% in all.",
+                check: check_budget,
+            },
+            FnSpec {
+                name: "signals",
+                params: &[],
+                returns: "a map `#{metrics, every, timeout}`",
+                doc: "The metrics command run on a stage's hosts during its bake, and how often. Needed by `rollout start` and `simulate`.",
+                check: check_signals,
             },
         ],
     },

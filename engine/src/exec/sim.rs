@@ -1,0 +1,334 @@
+//! The simulated executor: hosts that behave like real ones (install, boot entry, reboot with
+//! a new boot id and a spell of unreachability, metrics) on the virtual time of the clock they
+//! are given, with injected faults. It answers the same commands as the test host stand-in:
+//!
+//! - `uname -r`, `cat /proc/sys/kernel/random/boot_id`
+//! - `apt-get install -y linux-image-VERSION`
+//! - `grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux VERSION'`
+//! - `systemctl reboot`, `systemctl is-system-running`
+//! - `lbctl drain|undrain NAME`, `fleetward-validate SUITE`
+//! - `fleetward-metrics --window SECS`: `timestamp metric value` lines
+
+use super::{ExecError, Executor, Output, RemoteCommand};
+use crate::clock::{epoch_secs, Clock};
+use crate::gate::STANDARD_METRICS;
+use crate::model::Host;
+use crate::plan::{keyed_hash, splitmix64_finish};
+use crate::samplegen::{level, normal};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Prefix of the boot-entry title `grub-set-default` is given.
+pub const GRUB_TITLE_PREFIX: &str = "Advanced options for Ubuntu>Ubuntu, with Linux ";
+
+/// Samples per metric a `fleetward-metrics` call returns, spread over its window.
+const SAMPLES_PER_CALL: usize = 5;
+
+/// A metric that gets worse on some hosts once they run the new kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regression {
+    pub metric: String,
+    /// Multiplies the metric's value.
+    pub factor: f64,
+}
+
+/// Faults injected into simulated hosts, by host name.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub regressions: HashMap<String, Vec<Regression>>,
+    /// Down from the start.
+    pub unreachable: HashSet<String>,
+    /// Never come back after a reboot.
+    pub never_up: HashSet<String>,
+    /// Reboot by themselves this long after booting the new kernel.
+    pub unexpected_reboot_after: HashMap<String, Duration>,
+    /// Commands (by first word) that hang on a host.
+    pub hang: HashMap<String, HashSet<String>>,
+}
+
+#[derive(Debug, Clone)]
+struct SimHost {
+    kernel: String,
+    boot: u64,
+    installed: Vec<String>,
+    default: Option<String>,
+    down_until: Option<Timestamp>,
+    booted_at: Timestamp,
+    reboots: u32,
+}
+
+/// How long simulated commands take.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub install: Duration,
+    pub reboot_down: Duration,
+    pub command: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            install: Duration::from_secs(90),
+            reboot_down: Duration::from_secs(150),
+            command: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A simulated fleet.
+pub struct SimExecutor {
+    hosts: Mutex<HashMap<String, SimHost>>,
+    faults: Faults,
+    timing: Timing,
+    start: Timestamp,
+}
+
+/// What a simulated host did, for checking a simulation's invariants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimRecord {
+    pub kernel: String,
+    pub reboots: u32,
+}
+
+impl SimExecutor {
+    pub fn new(hosts: &[Host], faults: Faults, timing: Timing, start: Timestamp) -> Self {
+        let map = hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    SimHost {
+                        kernel: h.kernel.clone(),
+                        boot: 0,
+                        installed: Vec::new(),
+                        default: None,
+                        down_until: None,
+                        booted_at: start,
+                        reboots: 0,
+                    },
+                )
+            })
+            .collect();
+        SimExecutor {
+            hosts: Mutex::new(map),
+            faults,
+            timing,
+            start,
+        }
+    }
+
+    /// Every host's kernel and reboot count.
+    pub fn records(&self) -> BTreeMap<String, SimRecord> {
+        self.hosts
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(n, h)| {
+                        (
+                            n.clone(),
+                            SimRecord {
+                                kernel: h.kernel.clone(),
+                                reboots: h.reboots,
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn boot_id(name: &str, boot: u64) -> String {
+        let x = splitmix64_finish(keyed_hash(boot, name));
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            x >> 32,
+            (x >> 16) & 0xffff,
+            x & 0xffff,
+            boot & 0xffff,
+            x & 0xffff_ffff_ffff
+        )
+    }
+
+    fn metrics(&self, host: &Host, h: &SimHost, now: Timestamp, window: u64) -> String {
+        let on_target = !h.installed.is_empty() && h.installed.contains(&h.kernel);
+        let regress = self.faults.regressions.get(&host.name).filter(|_| on_target);
+        let mut out = String::new();
+        let step = (window / SAMPLES_PER_CALL as u64).max(1) as i64;
+        let t_end = now.as_second();
+        for (metric, _) in STANDARD_METRICS {
+            let base = level(metric, &host.hardware, &host.workload);
+            let factor: f64 = regress
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| r.metric == metric)
+                        .map(|r| r.factor)
+                        .product()
+                })
+                .unwrap_or(1.0);
+            for i in 0..SAMPLES_PER_CALL as i64 {
+                let ts = t_end - (SAMPLES_PER_CALL as i64 - 1 - i) * step;
+                let key = keyed_hash(ts as u64, &format!("{}/{metric}", host.name));
+                let v = (base * factor * (1.0 + 0.08 * normal(key))).max(0.0);
+                out.push_str(&format!("{ts} {metric} {v:.6}\n"));
+            }
+        }
+        out
+    }
+
+    fn answer(
+        &self,
+        host: &Host,
+        argv: &[String],
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
+        let name = host.name.as_str();
+        let line = || RemoteCommand::new(argv.iter().cloned()).shell_line();
+        let unreachable = |why: &str| ExecError::Unreachable {
+            host: name.to_string(),
+            message: why.to_string(),
+        };
+        let now = clock.now();
+        let mut hosts = self
+            .hosts
+            .lock()
+            .map_err(|_| unreachable("simulator state poisoned"))?;
+        let h = hosts
+            .get_mut(name)
+            .ok_or_else(|| unreachable("no such simulated host"))?;
+        if self.faults.unreachable.contains(name) {
+            drop(hosts);
+            clock.sleep(Duration::from_secs(10));
+            return Err(unreachable("connection timed out"));
+        }
+        if let Some(until) = h.down_until {
+            if self.faults.never_up.contains(name) || now < until {
+                drop(hosts);
+                clock.sleep(Duration::from_secs(3));
+                return Err(unreachable("connection refused"));
+            }
+            h.down_until = None;
+            h.booted_at = until;
+        }
+        // A kernel that reboots the host by itself some time after it booted.
+        if let Some(after) = self.faults.unexpected_reboot_after.get(name) {
+            let on_target = h.installed.contains(&h.kernel);
+            let at = h
+                .booted_at
+                .checked_add(SignedDuration::try_from(*after).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(h.booted_at);
+            if on_target && h.reboots == 1 && now >= at {
+                h.boot += 1;
+                h.reboots += 1;
+                h.booted_at = at;
+            }
+        }
+        let first = argv.first().map(String::as_str).unwrap_or("");
+        if self.faults.hang.get(name).is_some_and(|s| s.contains(first)) {
+            drop(hosts);
+            clock.sleep(timeout);
+            return Err(ExecError::Timeout {
+                host: name.to_string(),
+                command: line(),
+                after: timeout,
+            });
+        }
+        let ok = |s: String| Output {
+            status: 0,
+            stdout: s,
+            stderr: String::new(),
+        };
+        let fail = |status: i32, e: String| Output {
+            status,
+            stdout: String::new(),
+            stderr: e,
+        };
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (out, took) = match args.as_slice() {
+            ["uname", "-r"] => (ok(format!("{}\n", h.kernel)), self.timing.command),
+            ["cat", "/proc/sys/kernel/random/boot_id"] => {
+                (ok(format!("{}\n", Self::boot_id(name, h.boot))), self.timing.command)
+            }
+            ["apt-get", "install", "-y", pkg] => match pkg.strip_prefix("linux-image-") {
+                Some(v) => {
+                    h.installed.push(v.to_string());
+                    (ok(format!("installed {v}\n")), self.timing.install)
+                }
+                None => (fail(100, format!("E: Unable to locate package {pkg}\n")), self.timing.command),
+            },
+            ["grub-set-default", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
+                Some(v) if h.installed.iter().any(|k| k == v) => {
+                    h.default = Some(v.to_string());
+                    (ok(String::new()), self.timing.command)
+                }
+                _ => (fail(1, format!("no boot entry `{title}`\n")), self.timing.command),
+            },
+            ["systemctl", "reboot"] => {
+                if let Some(d) = h.default.clone() {
+                    h.kernel = d;
+                }
+                h.boot += 1;
+                h.reboots += 1;
+                let jitter = keyed_hash(h.boot, name) % 60;
+                let down = self.timing.reboot_down + Duration::from_secs(jitter);
+                h.down_until = now
+                    .checked_add(SignedDuration::try_from(down).unwrap_or(SignedDuration::MAX))
+                    .ok();
+                (ok(String::new()), Duration::from_millis(500))
+            }
+            ["systemctl", "is-system-running"] => (ok("running\n".into()), self.timing.command),
+            ["lbctl", "drain" | "undrain", _] => (ok("ok\n".into()), self.timing.command),
+            ["fleetward-validate", suite] => {
+                (ok(format!("{suite}: pass\n")), Duration::from_secs(30))
+            }
+            ["fleetward-metrics", "--window", w] => match w.parse::<u64>() {
+                Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),
+                Err(_) => (fail(2, format!("bad window `{w}`\n")), self.timing.command),
+            },
+            _ => (fail(127, format!("{first}: command not found\n")), self.timing.command),
+        };
+        drop(hosts);
+        if took > timeout {
+            clock.sleep(timeout);
+            return Err(ExecError::Timeout {
+                host: name.to_string(),
+                command: line(),
+                after: timeout,
+            });
+        }
+        clock.sleep(took);
+        Ok(out)
+    }
+
+    /// Seconds since the simulation began.
+    pub fn elapsed(&self, clock: &dyn Clock) -> f64 {
+        epoch_secs(clock.now()) - epoch_secs(self.start)
+    }
+}
+
+impl Executor for SimExecutor {
+    fn run(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
+        // Without a timeline, run on a throwaway clock at the simulation's start.
+        let clock = crate::clock::VirtualClock::new(self.start);
+        self.answer(host, &cmd.argv, timeout, &clock)
+    }
+
+    fn run_at(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
+        self.answer(host, &cmd.argv, timeout, clock)
+    }
+}
