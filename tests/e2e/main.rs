@@ -7,6 +7,7 @@
 mod cli;
 mod gate;
 mod plan;
+mod rollout;
 mod ssh;
 mod sshd;
 mod support;

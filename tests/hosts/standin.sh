@@ -72,18 +72,19 @@ metrics() {
     if [ -e "$STATE/regress" ] && [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel"; then
         scale=$(cat "$STATE/regress")
     fi
-    seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
-    printf '%s\n' "$scale" | awk -v now="$now" -v window="$window" -v seed="$seed" '
-        NF == 2 { f[$1] = $2 }
+    n=$((window / 10)); [ "$n" -ge 1 ] || n=1
+    # Noise from /dev/urandom (16-bit draws), not awk's rand(): some awks seed it poorly.
+    { printf '%s\n--\n' "$scale"; od -An -v -N$((n * 10)) -tu2 /dev/urandom; } | awk -v now="$now" -v n="$n" '
+        !sep { if ($0 == "--") sep = 1; else if (NF == 2) f[$1] = $2; next }
+        { for (i = 1; i <= NF; i++) u[k++] = $i / 65536 }
         END {
-            srand(seed)
             split("cpu_util_pct:40 mem_used_pct:60 io_latency_p99_ms:12 net_throughput_mbps:900 app_error_rate:0.004", ms, " ")
-            n = int(window / 10); if (n < 1) n = 1
-            for (i in ms) {
+            k = 0
+            for (i = 1; i <= 5; i++) {
                 split(ms[i], kv, ":"); m = kv[1]; level = kv[2]
-                k = (m in f) ? f[m] : 1
+                s = (m in f) ? f[m] : 1
                 for (j = 0; j < n; j++)
-                    printf "%d %s %.6f\n", now - (n - 1 - j) * 10, m, level * k * (0.92 + 0.16 * rand())
+                    printf "%d %s %.9g\n", now - (n - 1 - j) * 10, m, level * s * (0.92 + 0.16 * u[k++])
             }
         }'
 }

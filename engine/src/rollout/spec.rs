@@ -197,13 +197,10 @@ impl Default for FailureBudget {
 }
 
 impl FailureBudget {
-    /// The hosts `amount` allows out of `total`; unlike a blast-radius share, `percent(n)` of
-    /// a small stage may round down to zero.
+    /// The failures `amount` allows out of `total` hosts: a count as it is (0 means any
+    /// failure pauses), a share rounded down but never below one, as blast-radius shares.
     pub fn allowed(amount: Amount, total: usize) -> usize {
-        match amount {
-            Amount::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            Amount::Percent { percent } => ((percent / 100.0) * total as f64 + 1e-9).floor() as usize,
-        }
+        amount.of(total)
     }
 }
 
@@ -312,11 +309,12 @@ mod tests {
     }
 
     #[test]
-    fn budgets_round_down() {
+    fn budgets_round_down_but_never_below_one() {
         assert_eq!(
             FailureBudget::allowed(Amount::Percent { percent: 2.0 }, 20),
-            0
+            1
         );
+        assert_eq!(FailureBudget::allowed(Amount::Count(0), 20), 0);
         assert_eq!(
             FailureBudget::allowed(Amount::Percent { percent: 2.0 }, 500),
             10

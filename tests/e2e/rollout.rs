@@ -1,0 +1,750 @@
+//! `fleetward rollout` against real `sshd` hosts on loopback, each a stand-in with its own
+//! state: clean rollouts, injected regressions, unreachable and lost hosts, hung steps, a dead
+//! webhook, and `kill -9` of the controller at random points. Every check reads the hosts' own
+//! records (their kernel, reboots and command logs), not just the controller's journal.
+
+use crate::sshd::SshFleet;
+use crate::support::{bin, code, root, stderr, stdout};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TARGET: &str = "6.8.0-45-generic";
+const GROUPS: [(&str, &str); 4] = [
+    ("loop-a", "web"),
+    ("loop-a", "db"),
+    ("loop-b", "web"),
+    ("loop-b", "db"),
+];
+const LEVELS: [(&str, f64); 5] = [
+    ("cpu_util_pct", 40.0),
+    ("mem_used_pct", 60.0),
+    ("io_latency_p99_ms", 12.0),
+    ("net_throughput_mbps", 900.0),
+    ("app_error_rate", 0.004),
+];
+
+/// Edits every test policy gets: short reboot waits, waves not split by datacenter (the
+/// loopback fleet is one datacenter).
+const BASE_PATCHES: [(&str, &str); 4] = [
+    ("const REBOOT_TIMEOUT = 900;", "const REBOOT_TIMEOUT = 15;"),
+    ("const REBOOT_FIRST_POLL = 30;", "const REBOOT_FIRST_POLL = 1;"),
+    ("const REBOOT_MAX_POLL = 30;", "const REBOOT_MAX_POLL = 1;"),
+    (
+        "datacenter: #{ per_wave: percent(10) },",
+        "datacenter: #{ per_wave: percent(100) },",
+    ),
+];
+
+pub struct Lab {
+    pub fleet: SshFleet,
+    pub policies: PathBuf,
+    pub inventory: PathBuf,
+    pub baseline: PathBuf,
+    pub state: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A tiny deterministic generator for baseline noise and kill points.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Lab {
+    /// `n` loopback hosts in four hardware × workload groups; the shipped policies with
+    /// `BASE_PATCHES` and `patches` applied to `rollout.rhai`.
+    pub fn new(n: usize, patches: &[(&str, &str)]) -> Lab {
+        let mut fleet = SshFleet::start(n);
+        for (i, h) in fleet.hosts.iter_mut().enumerate() {
+            let (hw, wl) = GROUPS[i % GROUPS.len()];
+            h.hardware = hw.into();
+            h.workload = wl.into();
+            h.rack = format!("r{i:02}");
+        }
+        let base = fleet.dir.path().to_path_buf();
+        std::fs::write(base.join("no-ssh-config"), "").unwrap();
+        let policies = base.join("policies");
+        copy_dir(&root().join("policies"), &policies);
+        let file = policies.join("rollout.rhai");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        for (from, to) in BASE_PATCHES.iter().chain(patches) {
+            assert!(text.contains(from), "rollout.rhai no longer has `{from}`");
+            text = text.replace(from, to);
+        }
+        std::fs::write(&file, text).unwrap();
+
+        let mut inv = String::from("hosts = [\n");
+        for h in &fleet.hosts {
+            inv.push_str(&format!(
+                "  {{ name = \"{}\", address = \"{}\", port = {}, user = \"{}\", hardware = \"{}\", workload = \"{}\", datacenter = \"lo\", rack = \"{}\", kernel = \"{}\" }},\n",
+                h.name, h.address, h.port.unwrap(), h.user.clone().unwrap(), h.hardware, h.workload, h.rack, h.kernel
+            ));
+        }
+        inv.push_str("]\n");
+        let inventory = base.join("inventory.toml");
+        std::fs::write(&inventory, inv).unwrap();
+
+        // Production history of every host: 30 samples per metric, as the stand-in reports.
+        let mut rng = Rng::new(7);
+        let mut csv = String::from("host,timestamp,metric,value\n");
+        for h in &fleet.hosts {
+            for (m, level) in LEVELS {
+                for j in 0..30 {
+                    let v = level * (0.92 + 0.16 * rng.unit());
+                    csv.push_str(&format!("{},{},{m},{v}\n", h.name, 1_700_000_000 + j * 10));
+                }
+            }
+        }
+        let baseline = base.join("baseline.csv");
+        std::fs::write(&baseline, csv).unwrap();
+        let state = base.join("rollout");
+        Lab {
+            fleet,
+            policies,
+            inventory,
+            baseline,
+            state,
+        }
+    }
+
+    pub fn start_args(&self, extra: &[&str]) -> Vec<String> {
+        let d = self.fleet.dir.path();
+        let mut v: Vec<String> = vec![
+            "rollout".into(),
+            "start".into(),
+            "--state-dir".into(),
+            self.state.display().to_string(),
+            "--policy-dir".into(),
+            self.policies.display().to_string(),
+            "--inventory".into(),
+            self.inventory.display().to_string(),
+            "--baseline".into(),
+            self.baseline.display().to_string(),
+            "--ssh-key".into(),
+            self.fleet.client_key.display().to_string(),
+            "--known-hosts".into(),
+            self.fleet.known_hosts.display().to_string(),
+            "--ssh-config".into(),
+            d.join("no-ssh-config").display().to_string(),
+            "--bake".into(),
+            "0".into(),
+            "--ignore-windows".into(),
+            "--workers".into(),
+            "16".into(),
+            "--no-watch".into(),
+            "--output".into(),
+            "json".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    pub fn fleetward(&self, args: &[String]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("FLEETWARD_LOG")
+            .output()
+            .unwrap()
+    }
+
+    pub fn start(&self, extra: &[&str]) -> Output {
+        self.fleetward(&self.start_args(extra))
+    }
+
+    pub fn resume(&self, extra: &[&str]) -> Output {
+        let mut v: Vec<String> = vec![
+            "rollout".into(),
+            "resume".into(),
+            "--state-dir".into(),
+            self.state.display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        self.fleetward(&v)
+    }
+
+    pub fn status(&self) -> Value {
+        let o = self.fleetward(&[
+            "rollout".into(),
+            "status".into(),
+            "--state-dir".into(),
+            self.state.display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ]);
+        serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| {
+            panic!("status JSON: {e}\n{}\n{}", stdout(&o), stderr(&o))
+        })
+    }
+
+    /// Hosts of each stage, from the plan `fleetward plan` makes for this lab.
+    pub fn plan_stages(&self) -> Vec<(String, Vec<String>)> {
+        let o = self.fleetward(&[
+            "plan".into(),
+            "--policy-dir".into(),
+            self.policies.display().to_string(),
+            "--inventory".into(),
+            self.inventory.display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["plan"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let hosts = s["batches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|b| b["hosts"].as_array().unwrap().iter())
+                    .map(|h| h.as_str().unwrap().to_string())
+                    .collect();
+                (s["name"].as_str().unwrap().to_string(), hosts)
+            })
+            .collect()
+    }
+
+    pub fn host_dir(&self, name: &str) -> PathBuf {
+        self.fleet.dir.path().join("state").join(name)
+    }
+
+    pub fn kernel(&self, name: &str) -> String {
+        std::fs::read_to_string(self.host_dir(name).join("kernel"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "6.8.0-40-generic".into())
+    }
+
+    /// Reboots the host itself recorded.
+    pub fn reboots(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.host_dir(name).join("reboots"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// The host's command log: (epoch second, command line).
+    pub fn commands(&self, name: &str) -> Vec<(i64, String)> {
+        std::fs::read_to_string(self.host_dir(name).join("commands.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (t, c) = l.split_once(' ')?;
+                Some((t.parse().ok()?, c.to_string()))
+            })
+            .collect()
+    }
+
+    /// Leaves a file in a host's state (writable by the login user the stand-in runs as).
+    pub fn fault(&self, name: &str, file: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.host_dir(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(d.join(file), body).unwrap();
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+
+    pub fn group(&self, name: &str) -> String {
+        let h = self.fleet.hosts.iter().find(|h| h.name == name).unwrap();
+        format!("{}/{}", h.hardware, h.workload)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.fleet.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+}
+
+pub fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn events<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "event" && l["event"]["type"] == kind)
+        .map(|l| &l["event"])
+        .collect()
+}
+
+/// "No wave starts before its gate passed", from the hosts' logs: the first command of any
+/// host of a stage comes no earlier than the last metrics read of the stage before (whose
+/// gate follows that read). One-second resolution, so equal times pass.
+fn assert_stage_order(lab: &Lab, stages: &[(String, Vec<String>)]) {
+    for w in stages.windows(2) {
+        let (prev_name, prev) = &w[0];
+        let (name, cur) = &w[1];
+        let last_metrics = prev
+            .iter()
+            .flat_map(|h| lab.commands(h))
+            .filter(|(_, c)| c.starts_with("fleetward-metrics"))
+            .map(|(t, _)| t)
+            .max();
+        let first = cur
+            .iter()
+            .flat_map(|h| lab.commands(h))
+            .filter(|(_, c)| c.starts_with("systemctl is-system-running"))
+            .map(|(t, _)| t)
+            .min();
+        if let (Some(a), Some(b)) = (last_metrics, first) {
+            assert!(
+                b >= a,
+                "stage `{name}` started at {b}, before the gate of `{prev_name}` (metrics at {a})"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_clean_rollout_updates_every_host_once_and_in_stage_order() {
+    let lab = Lab::new(20, &[]);
+    let stages = lab.plan_stages();
+    assert!(stages.len() >= 2, "{stages:?}");
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(events(&lines, "completed").len(), 1);
+    assert_eq!(events(&lines, "gate_evaluated").len(), stages.len());
+    for h in lab.names() {
+        assert_eq!(lab.kernel(&h), TARGET, "{h}");
+        assert_eq!(lab.reboots(&h), 1, "{h} rebooted once");
+        let cmds = lab.commands(&h);
+        // The step order, as the host saw it.
+        let pos = |p: &str| {
+            cmds.iter()
+                .position(|(_, c)| c.starts_with(p))
+                .unwrap_or_else(|| panic!("{h} never got `{p}`: {cmds:?}"))
+        };
+        let order = [
+            "systemctl is-system-running",
+            "lbctl drain",
+            "apt-get install -y linux-image-6.8.0-45-generic",
+            "grub-set-default",
+            "systemctl reboot",
+            "fleetward-validate stability",
+            "fleetward-validate perf",
+            "fleetward-validate health",
+            "lbctl undrain",
+            "fleetward-metrics",
+        ];
+        let ps: Vec<usize> = order.iter().map(|p| pos(p)).collect();
+        assert!(ps.windows(2).all(|w| w[0] < w[1]), "{h}: {cmds:?}");
+        // The boot entry title, spaces and `>` included, arrived as one argument.
+        assert!(
+            std::fs::read_to_string(lab.host_dir(&h).join("default"))
+                .unwrap()
+                .trim()
+                == TARGET
+        );
+    }
+    assert_stage_order(&lab, &stages);
+    let st = lab.status();
+    assert_eq!(st["phase"], "completed");
+    assert!(st["controller"].is_null());
+    assert_eq!(st["failed"].as_array().unwrap().len(), 0);
+    let kernels: Vec<&str> = st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(kernels.len(), 20);
+    assert!(kernels.iter().all(|k| *k == TARGET));
+    // Every decision names the policy set that made it.
+    let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
+    for l in journal.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["policy"].as_str().unwrap().len(), 64, "{l}");
+    }
+}
+
+/// A receiver for webhook POSTs: collects JSON bodies.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 || l.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_regression_in_one_group_pauses_at_the_stage_where_it_appears() {
+    let lab = Lab::new(24, &[]);
+    let stages = lab.plan_stages();
+    // The first stage after the canaries that holds hosts of the group: the regression is
+    // injected there and in later stages, so the canaries and any stage before pass.
+    let victim = "loop-b/db";
+    let k = (1..stages.len())
+        .find(|&i| stages[i].1.iter().any(|h| lab.group(h) == victim))
+        .expect("a later stage with the group");
+    for (_, hosts) in &stages[k..] {
+        for h in hosts.iter().filter(|h| lab.group(h) == victim) {
+            lab.fault(h, "regress", "io_latency_p99_ms 1.6\n");
+        }
+    }
+    let (url, hooks) = webhook_receiver();
+    let o = lab.start(&["--webhook", &url]);
+    assert_eq!(code(&o), 2, "paused: {}\n{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    let gates = events(&lines, "gate_evaluated");
+    assert_eq!(gates.len(), k + 1, "{gates:?}");
+    for g in &gates[..k] {
+        assert_eq!(g["verdict"], "pass", "{g}");
+    }
+    let last = gates[k];
+    assert_eq!(last["verdict"], "pause");
+    assert_eq!(last["stage"], k);
+    let reasons = last["reasons"].to_string();
+    assert!(reasons.contains(victim) && reasons.contains("io_latency_p99_ms"), "{reasons}");
+    // Nothing was done to the hosts of later stages.
+    for (_, hosts) in &stages[k + 1..] {
+        for h in hosts {
+            assert!(lab.commands(h).is_empty(), "{h} was touched");
+            assert_eq!(lab.kernel(h), "6.8.0-40-generic");
+        }
+    }
+    // The alert went to the file and the webhook.
+    let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("gate_paused"), "{alerts}");
+    let hook = hooks.recv_timeout(Duration::from_secs(10)).expect("webhook POST");
+    assert_eq!(hook["kind"], "gate_paused");
+    assert_eq!(hook["stage"], stages[k].0.as_str());
+    let st = lab.status();
+    assert_eq!(st["phase"], "paused");
+
+    // Resuming re-bakes and re-gates the paused stage: still regressed, so still paused.
+    let o = lab.resume(&[]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    // An operator who accepts the gate lets the rollout go on to the end.
+    let o = lab.resume(&["--accept-gate"]);
+    let lines = json_lines(&o);
+    let more = events(&lines, "gate_evaluated");
+    assert!(more[0]["reasons"][0].as_str().unwrap().contains("accepted by an operator"));
+    // Later stages hold the same group, so they pause again; accept until done.
+    let mut o = o;
+    for _ in 0..stages.len() {
+        if code(&o) == 0 {
+            break;
+        }
+        o = lab.resume(&["--accept-gate"]);
+    }
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    for h in lab.names() {
+        assert_eq!(lab.reboots(&h), 1, "{h}");
+        assert_eq!(lab.kernel(&h), TARGET, "{h}");
+    }
+}
+
+#[test]
+fn unreachable_lost_and_hung_hosts_are_quarantined_and_the_rest_finish() {
+    let lab = Lab::new(
+        20,
+        &[
+            (
+                "#{ per_stage: 1, total: percent(1) }",
+                "#{ per_stage: 3, total: 5 }",
+            ),
+            (
+                r#"run: ["apt-get", "install", "-y", "linux-image-" + k], timeout: minutes(15)"#,
+                r#"run: ["apt-get", "install", "-y", "linux-image-" + k], timeout: seconds(3)"#,
+            ),
+        ],
+    );
+    // Three hosts of the last (largest) stage, so every earlier stage has hosts to judge.
+    let stages = lab.plan_stages();
+    let last = &stages.last().unwrap().1;
+    assert!(last.len() >= 6, "{stages:?}");
+    let names = lab.names();
+    let (down, lost, hung) = (&last[0], &last[1], &last[2]);
+    lab.fault(down, "fault-unreachable", "");
+    lab.fault(lost, "fault-never-up", "");
+    lab.fault(hung, "fault-hang-apt-get", "");
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "completed");
+    let failed: BTreeMap<String, (String, String)> = st["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["host"].as_str().unwrap().to_string(),
+                (
+                    f["step"].as_str().unwrap().to_string(),
+                    f["output"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert_eq!(failed[down].0, "pre_check");
+    assert!(failed[down].1.contains("unreachable"), "{:?}", failed[down]);
+    assert_eq!(failed[lost].0, "wait_up");
+    assert!(failed[lost].1.contains("did not come back"), "{:?}", failed[lost]);
+    assert_eq!(failed[hung].0, "install");
+    assert!(failed[hung].1.contains("did not finish within 3 s"), "{:?}", failed[hung]);
+    // The hosts' own records: the lost host was rebooted once and never again; the hung
+    // and unreachable ones never rebooted; everyone else is on the new kernel.
+    assert_eq!(lab.reboots(lost), 1);
+    assert_eq!(lab.reboots(hung), 0);
+    assert_eq!(lab.reboots(down), 0);
+    for h in names.iter().filter(|h| ![down, lost, hung].contains(h)) {
+        assert_eq!(lab.kernel(h), TARGET, "{h}");
+        assert_eq!(lab.reboots(h), 1, "{h}");
+    }
+    let _ = std::fs::remove_file(lab.host_dir(hung).join("fault-hang-apt-get"));
+}
+
+#[test]
+fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up() {
+    let lab = Lab::new(20, &[]);
+    let stages = lab.plan_stages();
+    // Two hosts of the canary stage fail: the budget allows one per stage.
+    let canaries = &stages[0].1;
+    lab.fault(&canaries[0], "fault-validate-health", "");
+    lab.fault(&canaries[1], "fault-validate-health", "");
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", dead.local_addr().unwrap());
+    drop(dead);
+    let t = Instant::now();
+    let o = lab.start(&["--webhook", &url]);
+    let took = t.elapsed();
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    let paused = events(&lines, "paused");
+    assert_eq!(paused.len(), 1);
+    assert!(
+        paused[0]["reason"].as_str().unwrap().contains("failure budget exceeded"),
+        "{}",
+        paused[0]
+    );
+    assert!(events(&lines, "gate_evaluated").is_empty(), "no gate ran");
+    // The alert reached the file; the webhook's failure was reported, not fatal.
+    let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("budget_exceeded"), "{alerts}");
+    let notes = stdout(&o);
+    assert!(notes.contains("not delivered after 5 attempt(s)"), "{notes}");
+    // Retries run on their own thread: the run ends at most the flush grace after pausing.
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    // Hosts of the next stages were never touched.
+    for (_, hosts) in &stages[1..] {
+        for h in hosts {
+            assert!(lab.commands(h).is_empty(), "{h} was touched");
+        }
+    }
+    // With the failures acknowledged, resume finishes the rollout; failed hosts stay as
+    // they were (quarantined, not retried).
+    let o = lab.resume(&["--acknowledge-failures"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    for h in &canaries[..2] {
+        assert_eq!(lab.reboots(h), 1, "{h} rebooted once, then failed its health check");
+        let cmds = lab.commands(h);
+        assert!(!cmds.iter().any(|(_, c)| c.starts_with("lbctl undrain")), "{h} stays drained");
+    }
+}
+
+#[test]
+fn pause_and_abort_from_another_process() {
+    let lab = Lab::new(20, &[]);
+    let mut child = Command::new(bin())
+        .args(lab.start_args(&[]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it is underway, then pause it from outside.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lab.state.join("journal.jsonl").exists()
+        || std::fs::read_to_string(lab.state.join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            < 5
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let args = |sub: &str| -> Vec<String> {
+        vec![
+            "rollout".into(),
+            sub.into(),
+            "--state-dir".into(),
+            lab.state.display().to_string(),
+            "--reason".into(),
+            "change freeze".into(),
+            "--output".into(),
+            "json".into(),
+        ]
+    };
+    let o = lab.fleetward(&args("pause"));
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let st: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(st["phase"], "paused");
+    assert!(st["pause_reason"].as_str().unwrap().contains("change freeze"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    // Hosts in flight finished their current step and stopped: none is mid-command, and
+    // nothing more happens while paused.
+    let snapshot: Vec<usize> = lab.names().iter().map(|h| lab.commands(h).len()).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let again: Vec<usize> = lab.names().iter().map(|h| lab.commands(h).len()).collect();
+    assert_eq!(snapshot, again);
+    // Abort: the fleet stays as it is, with a report of every host's kernel.
+    let o = lab.fleetward(&args("abort"));
+    assert_eq!(code(&o), 3, "{}\n{}", stdout(&o), stderr(&o));
+    let st: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(st["phase"], "aborted");
+    for h in st["hosts"].as_array().unwrap() {
+        let name = h["host"].as_str().unwrap();
+        let k = h["kernel"].as_str().unwrap();
+        if !k.starts_with("unknown") {
+            assert_eq!(k, lab.kernel(name), "{name}: {h}");
+        }
+    }
+    let o = lab.resume(&[]);
+    assert_eq!(code(&o), 1, "an aborted rollout cannot resume");
+    assert!(stdout(&o).contains("aborted"), "{}", stdout(&o));
+}
+
+#[test]
+fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
+    let lab = Lab::new(20, &[]);
+    let stages = lab.plan_stages();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("kill points seed: {seed}");
+    let mut rng = Rng::new(seed);
+    let mut kills = 0;
+    let mut first = true;
+    let mut finished = None;
+    while finished.is_none() {
+        let args = if first {
+            lab.start_args(&[])
+        } else {
+            vec![
+                "rollout".into(),
+                "resume".into(),
+                "--state-dir".into(),
+                lab.state.display().to_string(),
+                "--output".into(),
+                "json".into(),
+            ]
+        };
+        first = false;
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 12 {
+            let wait = Duration::from_millis(300 + rng.next() % 2200);
+            let t = Instant::now();
+            while t.elapsed() < wait {
+                if let Some(s) = child.try_wait().unwrap() {
+                    finished = Some(s);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if finished.is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        } else {
+            let s = child.wait().unwrap();
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            assert_eq!(s.code(), Some(0), "final resume: {err}");
+            finished = Some(s);
+        }
+    }
+    assert!(kills >= 10, "only {kills} kills before the rollout finished");
+    let st = lab.status();
+    assert_eq!(st["phase"], "completed", "{st}");
+    for h in lab.names() {
+        assert!(lab.reboots(&h) <= 1, "{h} rebooted {} times", lab.reboots(&h));
+        // Every eligible host was updated (none skipped), unless it failed with a reason.
+        let failed = st["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["host"] == h.as_str());
+        if !failed {
+            assert_eq!(lab.kernel(&h), TARGET, "{h} skipped");
+            assert_eq!(lab.reboots(&h), 1, "{h}");
+        }
+    }
+    // A kill between recording a reboot and sending it leaves a host whose reboot may or may
+    // not have gone out; it is never rebooted again, so it can only time out waiting. That
+    // is the one failure a crash may cause, and the host must then never have rebooted.
+    for f in st["failed"].as_array().unwrap() {
+        let h = f["host"].as_str().unwrap();
+        assert_eq!(f["step"], "wait_up", "a crash failed {h}: {f}");
+        assert_eq!(lab.reboots(h), 0, "{h}: {f}");
+    }
+    assert_stage_order(&lab, &stages);
+}
