@@ -189,7 +189,10 @@ impl WebhookSink {
 
     /// Deliveries finished so far.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        self.deliveries.lock().map(|d| d.clone()).unwrap_or_default()
+        self.deliveries
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     /// Stops taking alerts and waits up to `grace` for pending deliveries. Returns whether
@@ -270,7 +273,10 @@ mod tests {
         let sink = WebhookSink::new(o);
         let start = Instant::now();
         sink.send(&alert());
-        assert!(start.elapsed() < Duration::from_secs(1), "send returned at once");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "send returned at once"
+        );
         assert!(sink.flush(Duration::from_secs(20)));
         let d = sink.deliveries();
         assert_eq!(d.len(), 1);

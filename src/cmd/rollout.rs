@@ -5,7 +5,9 @@
 use super::{plan as plancmd, Ctx, InventoryArgs};
 use crate::output::{json_line, Exit, Format};
 use anyhow::{anyhow, bail, Context};
-use fleetward_engine::alert::{Alert, AlertSink, Alerts, FileSink, LogSink, WebhookOptions, WebhookSink};
+use fleetward_engine::alert::{
+    Alert, AlertSink, Alerts, FileSink, LogSink, WebhookOptions, WebhookSink,
+};
 use fleetward_engine::clock::{Clock, WallClock};
 use fleetward_engine::exec::ssh::{SshExecutor, SshOptions};
 use fleetward_engine::exec::Executor;
@@ -223,7 +225,9 @@ impl Printer {
 impl Observer for Printer {
     fn record(&self, r: &Record, st: &RolloutState) {
         if self.format == Format::Json {
-            json_line(&serde_json::json!({ "type": "event", "seq": r.seq, "at": r.at, "policy": r.policy, "event": r.event }));
+            json_line(
+                &serde_json::json!({ "type": "event", "seq": r.seq, "at": r.at, "policy": r.policy, "event": r.event }),
+            );
             return;
         }
         use std::sync::atomic::Ordering;
@@ -250,7 +254,11 @@ impl Observer for Printer {
             Event::StageStarted { stage } => {
                 let n = st.stages.get(*stage).map(|s| s.hosts.len()).unwrap_or(0);
                 self.bar.set_message(stage_name(*stage));
-                self.line(format!("{}  stage {}: {n} host(s)", r.at, stage_name(*stage)));
+                self.line(format!(
+                    "{}  stage {}: {n} host(s)",
+                    r.at,
+                    stage_name(*stage)
+                ));
             }
             Event::HostFailed { host, step, output } => self.line(format!(
                 "{}  host {host} failed at {}: {output}",
@@ -261,8 +269,13 @@ impl Observer for Printer {
                 self.line(format!("{}  host {host} updated", r.at))
             }
             Event::BakeStarted { stage, until } => {
-                self.bar.set_message(format!("{} baking", stage_name(*stage)));
-                self.line(format!("{}  stage {}: baking until {until}", r.at, stage_name(*stage)))
+                self.bar
+                    .set_message(format!("{} baking", stage_name(*stage)));
+                self.line(format!(
+                    "{}  stage {}: baking until {until}",
+                    r.at,
+                    stage_name(*stage)
+                ))
             }
             Event::UnexpectedReboot { host, .. } => {
                 self.line(format!("{}  host {host} rebooted unexpectedly", r.at))
@@ -398,7 +411,10 @@ struct Setup {
     initial: std::collections::HashMap<String, String>,
 }
 
-fn setup(ctx: &Ctx, saved: &Saved) -> anyhow::Result<(Setup, fleetward_engine::inventory::Inventory)> {
+fn setup(
+    ctx: &Ctx,
+    saved: &Saved,
+) -> anyhow::Result<(Setup, fleetward_engine::inventory::Inventory)> {
     let store = load_store(ctx, &saved.policy_dir)?;
     let set = store
         .current()
@@ -462,7 +478,10 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
 
 enum Mode {
     Start(Box<fleetward_engine::plan::Plan>),
-    Resume { acknowledge: bool, accept_gate: bool },
+    Resume {
+        acknowledge: bool,
+        accept_gate: bool,
+    },
 }
 
 fn drive(
@@ -513,7 +532,9 @@ fn drive(
             let c = Controller::open(journal, &s.fleet, io, opts);
             let inv = c.with_state(|st| st.inventory.clone());
             if inv != s.inventory_hash {
-                printer.note("the inventory changed since the rollout started; the frozen plan is kept");
+                printer.note(
+                    "the inventory changed since the rollout started; the frozen plan is kept",
+                );
             }
             c.resume(acknowledge, accept_gate)?;
             c
@@ -589,11 +610,15 @@ fn resume(ctx: &Ctx, a: ResumeArgs) -> anyhow::Result<Exit> {
 /// the running controller, waiting until it is acknowledged in the journal.
 fn request(ctx: &Ctx, a: RequestArgs, abort: bool) -> anyhow::Result<Exit> {
     let dir = &a.state.state_dir;
-    let records = Journal::read_only(dir)
-        .with_context(|| format!("`{}` holds no rollout", dir.display()))?;
+    let records =
+        Journal::read_only(dir).with_context(|| format!("`{}` holds no rollout", dir.display()))?;
     let st = RolloutState::fold(&records);
     if matches!(st.phase, Phase::Completed | Phase::Aborted) {
-        bail!("the rollout is {}; nothing to {}", phase_word(&st.phase), if abort { "abort" } else { "pause" });
+        bail!(
+            "the rollout is {}; nothing to {}",
+            phase_word(&st.phase),
+            if abort { "abort" } else { "pause" }
+        );
     }
     if !abort && st.phase == Phase::Paused {
         return status(ctx, dir);
@@ -669,8 +694,8 @@ fn request(ctx: &Ctx, a: RequestArgs, abort: bool) -> anyhow::Result<Exit> {
 
 /// Stage-by-stage progress from the journal, with the kernel of every host.
 fn status(ctx: &Ctx, dir: &Path) -> anyhow::Result<Exit> {
-    let records = Journal::read_only(dir)
-        .with_context(|| format!("`{}` holds no rollout", dir.display()))?;
+    let records =
+        Journal::read_only(dir).with_context(|| format!("`{}` holds no rollout", dir.display()))?;
     let st = RolloutState::fold(&records);
     let saved = load_saved(dir).ok();
     let initial: std::collections::HashMap<String, String> = saved
@@ -809,7 +834,11 @@ fn report(
                         println!(
                             "  {n}: {} failed{}: {out}",
                             step_word(*step),
-                            if h.acknowledged { " (acknowledged)" } else { "" }
+                            if h.acknowledged {
+                                " (acknowledged)"
+                            } else {
+                                ""
+                            }
                         );
                     }
                 }
@@ -835,7 +864,11 @@ fn report(
             println!();
             println!(
                 "policy sets that made decisions: {}",
-                st.policies.iter().map(|p| short(p)).collect::<Vec<_>>().join(", ")
+                st.policies
+                    .iter()
+                    .map(|p| short(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

@@ -175,15 +175,26 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         .collect();
     for r in &sc.regression {
         if !group_of.values().any(|g| *g == r.group) {
-            bail!("scenario regression: no group `{}` in the inventory", r.group);
+            bail!(
+                "scenario regression: no group `{}` in the inventory",
+                r.group
+            );
         }
         for st in plan.stages.iter().filter(|s| s.info.index >= r.from_stage) {
             for b in &st.batches {
-                for h in b.hosts.iter().filter(|h| group_of.get(h.as_str()) == Some(&r.group)) {
-                    faults.regressions.entry(h.clone()).or_default().push(Regression {
-                        metric: r.metric.clone(),
-                        factor: r.factor,
-                    });
+                for h in b
+                    .hosts
+                    .iter()
+                    .filter(|h| group_of.get(h.as_str()) == Some(&r.group))
+                {
+                    faults
+                        .regressions
+                        .entry(h.clone())
+                        .or_default()
+                        .push(Regression {
+                            metric: r.metric.clone(),
+                            factor: r.factor,
+                        });
                 }
             }
         }
@@ -202,9 +213,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             .insert(x.command.clone());
     }
     for r in &sc.unexpected_reboot {
-        faults
-            .unexpected_reboot_after
-            .insert(check(&r.host, "unexpected_reboot")?, Duration::from_secs(r.after_secs));
+        faults.unexpected_reboot_after.insert(
+            check(&r.host, "unexpected_reboot")?,
+            Duration::from_secs(r.after_secs),
+        );
     }
 
     let timing = Timing {
@@ -216,7 +228,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let clock = VirtualClock::new(start);
     let collected = Arc::new(Collected::default());
     let mut alerts = Alerts::default();
-    alerts.sinks.push(Arc::clone(&collected) as Arc<dyn AlertSink>);
+    alerts
+        .sinks
+        .push(Arc::clone(&collected) as Arc<dyn AlertSink>);
 
     let tmp;
     let dir = match &a.state_dir {
@@ -275,7 +289,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             violations.push(format!("host `{name}` was rebooted {} times", r.reboots));
         }
         if planned.is_some_and(|h| h.done) && r.kernel != st.target_kernel {
-            violations.push(format!("host `{name}` is marked updated but runs `{}`", r.kernel));
+            violations.push(format!(
+                "host `{name}` is marked updated but runs `{}`",
+                r.kernel
+            ));
         }
     }
     if phase == Phase::Completed {
@@ -287,7 +304,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     }
 
     let virtual_secs = clock.now().duration_since(start).as_secs_f64();
-    let stage_name = st.stage.and_then(|s| st.stages.get(s)).map(|s| s.name.clone());
+    let stage_name = st
+        .stage
+        .and_then(|s| st.stages.get(s))
+        .map(|s| s.name.clone());
     let updated = st.hosts.values().filter(|h| h.done).count();
     let failed = st.hosts.values().filter(|h| h.failed.is_some()).count();
     let alerts = collected.0.lock().map(|v| v.clone()).unwrap_or_default();
@@ -319,12 +339,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         Format::Human => {
             println!();
             println!(
-                "{} after {} of virtual time ({:.2} s wall): {updated} of {} host(s) updated, {failed} failed, {events} journal events",
+                "{} after {} of virtual time: {updated} of {} host(s) updated, {failed} failed, {events} journal events",
                 phase_word(&phase).to_uppercase(),
                 fleetward_engine::plan::human_secs(virtual_secs as u64),
-                wall.elapsed().as_secs_f64(),
                 st.planned_hosts(),
             );
+            println!("  wall time {:.2} s", wall.elapsed().as_secs_f64());
             if let (Some(r), Some(s)) = (&st.pause_reason, &stage_name) {
                 println!("  at stage {s}: {r}");
             }
@@ -349,12 +369,18 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
                 (Some(e), Some(true)) => println!(
                     "  as the scenario expects: {}{}",
                     e.phase,
-                    e.stage.as_deref().map(|s| format!(" at {s}")).unwrap_or_default()
+                    e.stage
+                        .as_deref()
+                        .map(|s| format!(" at {s}"))
+                        .unwrap_or_default()
                 ),
                 (Some(e), _) => println!(
                     "  NOT as the scenario expects: {}{}",
                     e.phase,
-                    e.stage.as_deref().map(|s| format!(" at {s}")).unwrap_or_default()
+                    e.stage
+                        .as_deref()
+                        .map(|s| format!(" at {s}"))
+                        .unwrap_or_default()
                 ),
                 _ => {}
             }

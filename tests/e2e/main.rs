@@ -8,6 +8,7 @@ mod cli;
 mod gate;
 mod plan;
 mod rollout;
+mod simulate;
 mod ssh;
 mod sshd;
 mod support;

@@ -32,7 +32,10 @@ const LEVELS: [(&str, f64); 5] = [
 /// loopback fleet is one datacenter).
 const BASE_PATCHES: [(&str, &str); 4] = [
     ("const REBOOT_TIMEOUT = 900;", "const REBOOT_TIMEOUT = 15;"),
-    ("const REBOOT_FIRST_POLL = 30;", "const REBOOT_FIRST_POLL = 1;"),
+    (
+        "const REBOOT_FIRST_POLL = 30;",
+        "const REBOOT_FIRST_POLL = 1;",
+    ),
     ("const REBOOT_MAX_POLL = 30;", "const REBOOT_MAX_POLL = 1;"),
     (
         "datacenter: #{ per_wave: percent(10) },",
@@ -203,9 +206,8 @@ impl Lab {
             "--output".into(),
             "json".into(),
         ]);
-        serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| {
-            panic!("status JSON: {e}\n{}\n{}", stdout(&o), stderr(&o))
-        })
+        serde_json::from_str(stdout(&o).trim())
+            .unwrap_or_else(|e| panic!("status JSON: {e}\n{}\n{}", stdout(&o), stderr(&o)))
     }
 
     /// Hosts of each stage, from the plan `fleetward plan` makes for this lab.
@@ -453,7 +455,10 @@ fn a_regression_in_one_group_pauses_at_the_stage_where_it_appears() {
     assert_eq!(last["verdict"], "pause");
     assert_eq!(last["stage"], k);
     let reasons = last["reasons"].to_string();
-    assert!(reasons.contains(victim) && reasons.contains("io_latency_p99_ms"), "{reasons}");
+    assert!(
+        reasons.contains(victim) && reasons.contains("io_latency_p99_ms"),
+        "{reasons}"
+    );
     // Nothing was done to the hosts of later stages.
     for (_, hosts) in &stages[k + 1..] {
         for h in hosts {
@@ -464,7 +469,9 @@ fn a_regression_in_one_group_pauses_at_the_stage_where_it_appears() {
     // The alert went to the file and the webhook.
     let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
     assert!(alerts.contains("gate_paused"), "{alerts}");
-    let hook = hooks.recv_timeout(Duration::from_secs(10)).expect("webhook POST");
+    let hook = hooks
+        .recv_timeout(Duration::from_secs(10))
+        .expect("webhook POST");
     assert_eq!(hook["kind"], "gate_paused");
     assert_eq!(hook["stage"], stages[k].0.as_str());
     let st = lab.status();
@@ -477,7 +484,10 @@ fn a_regression_in_one_group_pauses_at_the_stage_where_it_appears() {
     let o = lab.resume(&["--accept-gate"]);
     let lines = json_lines(&o);
     let more = events(&lines, "gate_evaluated");
-    assert!(more[0]["reasons"][0].as_str().unwrap().contains("accepted by an operator"));
+    assert!(more[0]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("accepted by an operator"));
     // Later stages hold the same group, so they pause again; accept until done.
     let mut o = o;
     for _ in 0..stages.len() {
@@ -539,9 +549,17 @@ fn unreachable_lost_and_hung_hosts_are_quarantined_and_the_rest_finish() {
     assert_eq!(failed[down].0, "pre_check");
     assert!(failed[down].1.contains("unreachable"), "{:?}", failed[down]);
     assert_eq!(failed[lost].0, "wait_up");
-    assert!(failed[lost].1.contains("did not come back"), "{:?}", failed[lost]);
+    assert!(
+        failed[lost].1.contains("did not come back"),
+        "{:?}",
+        failed[lost]
+    );
     assert_eq!(failed[hung].0, "install");
-    assert!(failed[hung].1.contains("did not finish within 3 s"), "{:?}", failed[hung]);
+    assert!(
+        failed[hung].1.contains("did not finish within 3 s"),
+        "{:?}",
+        failed[hung]
+    );
     // The hosts' own records: the lost host was rebooted once and never again; the hung
     // and unreachable ones never rebooted; everyone else is on the new kernel.
     assert_eq!(lab.reboots(lost), 1);
@@ -573,7 +591,10 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
     let paused = events(&lines, "paused");
     assert_eq!(paused.len(), 1);
     assert!(
-        paused[0]["reason"].as_str().unwrap().contains("failure budget exceeded"),
+        paused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failure budget exceeded"),
         "{}",
         paused[0]
     );
@@ -582,7 +603,10 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
     let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
     assert!(alerts.contains("budget_exceeded"), "{alerts}");
     let notes = stdout(&o);
-    assert!(notes.contains("not delivered after 5 attempt(s)"), "{notes}");
+    assert!(
+        notes.contains("not delivered after 5 attempt(s)"),
+        "{notes}"
+    );
     // Retries run on their own thread: the run ends at most the flush grace after pausing.
     assert!(took < Duration::from_secs(60), "{took:?}");
     // Hosts of the next stages were never touched.
@@ -596,9 +620,16 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
     let o = lab.resume(&["--acknowledge-failures"]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
     for h in &canaries[..2] {
-        assert_eq!(lab.reboots(h), 1, "{h} rebooted once, then failed its health check");
+        assert_eq!(
+            lab.reboots(h),
+            1,
+            "{h} rebooted once, then failed its health check"
+        );
         let cmds = lab.commands(h);
-        assert!(!cmds.iter().any(|(_, c)| c.starts_with("lbctl undrain")), "{h} stays drained");
+        assert!(
+            !cmds.iter().any(|(_, c)| c.starts_with("lbctl undrain")),
+            "{h} stays drained"
+        );
     }
 }
 
@@ -639,7 +670,10 @@ fn pause_and_abort_from_another_process() {
     assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
     let st: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(st["phase"], "paused");
-    assert!(st["pause_reason"].as_str().unwrap().contains("change freeze"));
+    assert!(st["pause_reason"]
+        .as_str()
+        .unwrap()
+        .contains("change freeze"));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     // Hosts in flight finished their current step and stopped: none is mid-command, and
@@ -717,16 +751,28 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
         } else {
             let s = child.wait().unwrap();
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert_eq!(s.code(), Some(0), "final resume: {err}");
             finished = Some(s);
         }
     }
-    assert!(kills >= 10, "only {kills} kills before the rollout finished");
+    assert!(
+        kills >= 10,
+        "only {kills} kills before the rollout finished"
+    );
     let st = lab.status();
     assert_eq!(st["phase"], "completed", "{st}");
     for h in lab.names() {
-        assert!(lab.reboots(&h) <= 1, "{h} rebooted {} times", lab.reboots(&h));
+        assert!(
+            lab.reboots(&h) <= 1,
+            "{h} rebooted {} times",
+            lab.reboots(&h)
+        );
         // Every eligible host was updated (none skipped), unless it failed with a reason.
         let failed = st["failed"]
             .as_array()
@@ -747,4 +793,75 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
         assert_eq!(lab.reboots(h), 0, "{h}: {f}");
     }
     assert_stage_order(&lab, &stages);
+}
+
+#[test]
+fn policy_edits_are_hot_reloaded_mid_rollout_and_the_journal_names_each_decisions_hash() {
+    let lab = Lab::new(20, &[]);
+    let mut args = lab.start_args(&[]);
+    // Watch the policy directory, and bake long enough to edit it during the canary bake.
+    args.retain(|a| a != "--no-watch");
+    let bake = args.iter().position(|a| a == "--bake").unwrap();
+    args[bake + 1] = "4".into();
+    let child = Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = lab.state.join("journal.jsonl");
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            if text.contains(what) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no `{what}` in the journal");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = wait_for("\"bake_started\"");
+    let first: Value = serde_json::from_str(before.lines().next().unwrap()).unwrap();
+    let old = first["policy"].as_str().unwrap().to_string();
+    // A broken save is refused and the last good set stays live...
+    let gates = lab.policies.join("gates.rhai");
+    let good = std::fs::read_to_string(&gates).unwrap();
+    std::fs::write(&gates, "fn gate(w) {\n    let v = verdict(\n}\n").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // ...and a good one goes live from the next decision.
+    std::fs::write(&gates, format!("{good}\n// tightened by the on-call\n")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("policy reload failed"), "{text}");
+    assert!(
+        text.contains("gates.rhai:3:1") || text.contains("gates.rhai:2"),
+        "{text}"
+    );
+    assert!(text.contains("policy reloaded"), "{text}");
+    let records: Vec<Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gate0 = records
+        .iter()
+        .find(|r| r["event"]["type"] == "gate_evaluated" && r["event"]["stage"] == 0)
+        .unwrap();
+    let new = gate0["policy"].as_str().unwrap();
+    assert_ne!(new, old, "the canary gate was decided by the edited set");
+    assert!(records.iter().any(|r| r["policy"] == old.as_str()));
+    let st = lab.status();
+    assert_eq!(
+        st["policies"].as_array().unwrap().len(),
+        2,
+        "{}",
+        st["policies"]
+    );
 }

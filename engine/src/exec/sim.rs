@@ -155,7 +155,11 @@ impl SimExecutor {
 
     fn metrics(&self, host: &Host, h: &SimHost, now: Timestamp, window: u64) -> String {
         let on_target = !h.installed.is_empty() && h.installed.contains(&h.kernel);
-        let regress = self.faults.regressions.get(&host.name).filter(|_| on_target);
+        let regress = self
+            .faults
+            .regressions
+            .get(&host.name)
+            .filter(|_| on_target);
         let mut out = String::new();
         let step = (window / SAMPLES_PER_CALL as u64).max(1) as i64;
         let t_end = now.as_second();
@@ -228,7 +232,12 @@ impl SimExecutor {
             }
         }
         let first = argv.first().map(String::as_str).unwrap_or("");
-        if self.faults.hang.get(name).is_some_and(|s| s.contains(first)) {
+        if self
+            .faults
+            .hang
+            .get(name)
+            .is_some_and(|s| s.contains(first))
+        {
             drop(hosts);
             clock.sleep(timeout);
             return Err(ExecError::Timeout {
@@ -250,22 +259,29 @@ impl SimExecutor {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let (out, took) = match args.as_slice() {
             ["uname", "-r"] => (ok(format!("{}\n", h.kernel)), self.timing.command),
-            ["cat", "/proc/sys/kernel/random/boot_id"] => {
-                (ok(format!("{}\n", Self::boot_id(name, h.boot))), self.timing.command)
-            }
+            ["cat", "/proc/sys/kernel/random/boot_id"] => (
+                ok(format!("{}\n", Self::boot_id(name, h.boot))),
+                self.timing.command,
+            ),
             ["apt-get", "install", "-y", pkg] => match pkg.strip_prefix("linux-image-") {
                 Some(v) => {
                     h.installed.push(v.to_string());
                     (ok(format!("installed {v}\n")), self.timing.install)
                 }
-                None => (fail(100, format!("E: Unable to locate package {pkg}\n")), self.timing.command),
+                None => (
+                    fail(100, format!("E: Unable to locate package {pkg}\n")),
+                    self.timing.command,
+                ),
             },
             ["grub-set-default", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
                 Some(v) if h.installed.iter().any(|k| k == v) => {
                     h.default = Some(v.to_string());
                     (ok(String::new()), self.timing.command)
                 }
-                _ => (fail(1, format!("no boot entry `{title}`\n")), self.timing.command),
+                _ => (
+                    fail(1, format!("no boot entry `{title}`\n")),
+                    self.timing.command,
+                ),
             },
             ["systemctl", "reboot"] => {
                 if let Some(d) = h.default.clone() {
@@ -289,7 +305,10 @@ impl SimExecutor {
                 Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),
                 Err(_) => (fail(2, format!("bad window `{w}`\n")), self.timing.command),
             },
-            _ => (fail(127, format!("{first}: command not found\n")), self.timing.command),
+            _ => (
+                fail(127, format!("{first}: command not found\n")),
+                self.timing.command,
+            ),
         };
         drop(hosts);
         if took > timeout {

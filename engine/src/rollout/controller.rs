@@ -400,8 +400,16 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
-    fn alert(&self, severity: Severity, kind: &str, stage: Option<usize>, summary: String, reasons: Vec<String>) {
-        let stage = stage.and_then(|s| self.with_state(|st| st.stages.get(s).map(|p| p.name.clone())));
+    fn alert(
+        &self,
+        severity: Severity,
+        kind: &str,
+        stage: Option<usize>,
+        summary: String,
+        reasons: Vec<String>,
+    ) {
+        let stage =
+            stage.and_then(|s| self.with_state(|st| st.stages.get(s).map(|p| p.name.clone())));
         self.io.alerts.send(&Alert {
             severity,
             kind: kind.to_string(),
@@ -570,7 +578,10 @@ impl<'a> Controller<'a> {
                     Severity::Info,
                     "completed",
                     None,
-                    format!("rollout completed: {} host(s), {failed} failed", n - failed.min(n)),
+                    format!(
+                        "rollout completed: {} host(s), {failed} failed",
+                        n - failed.min(n)
+                    ),
                     vec![],
                 );
                 break;
@@ -697,8 +708,7 @@ impl<'a> Controller<'a> {
             .eval_json("rollout", "steps", vec![host_to_dynamic(host)])
             .map_err(|e| format!("`steps(host)` for `{}`: {}", host.name, policy_message(&e)))?
             .value;
-        let steps: Steps =
-            serde_json::from_value(v).map_err(|e| format!("`steps(host)`: {e}"))?;
+        let steps: Steps = serde_json::from_value(v).map_err(|e| format!("`steps(host)`: {e}"))?;
         if let Ok(mut p) = self.probes.lock() {
             p.insert(host.name.clone(), steps.probe.clone());
         }
@@ -743,7 +753,14 @@ impl<'a> Controller<'a> {
         let budget = match self.budget(&set) {
             Ok(b) => b,
             Err(m) => {
-                self.pause("policy_error", Severity::Critical, Some(stage), m, vec![], clock)?;
+                self.pause(
+                    "policy_error",
+                    Severity::Critical,
+                    Some(stage),
+                    m,
+                    vec![],
+                    clock,
+                )?;
                 return Ok(true);
             }
         };
@@ -857,15 +874,33 @@ impl<'a> Controller<'a> {
     }
 
     /// Takes one host through its remaining steps, stopping at a step boundary if halted.
-    fn drive_host(&self, stage: usize, name: &str, clock: &dyn Clock) -> Result<(), ControllerError> {
+    fn drive_host(
+        &self,
+        stage: usize,
+        name: &str,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
         let Some(host) = self.fleet.host(name) else {
-            return self.fail_host(stage, name, Step::PreCheck, "not in the inventory".into(), clock);
+            return self.fail_host(
+                stage,
+                name,
+                Step::PreCheck,
+                "not in the inventory".into(),
+                clock,
+            );
         };
         let set = self.policy()?;
         let steps = match self.steps_for(&set, host) {
             Ok(s) => s,
             Err(m) => {
-                return self.pause("policy_error", Severity::Critical, Some(stage), m, vec![], clock)
+                return self.pause(
+                    "policy_error",
+                    Severity::Critical,
+                    Some(stage),
+                    m,
+                    vec![],
+                    clock,
+                )
             }
         };
         drop(set);
@@ -1001,7 +1036,11 @@ impl<'a> Controller<'a> {
         }
         let before = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
             Ok(b) => b,
-            Err(e) => return Ok(Err(format!("cannot read the boot id before rebooting: {e}"))),
+            Err(e) => {
+                return Ok(Err(format!(
+                    "cannot read the boot id before rebooting: {e}"
+                )))
+            }
         };
         self.emit(
             Event::RebootIssued {
@@ -1094,7 +1133,9 @@ impl<'a> Controller<'a> {
         Ok(if kernel != target {
             Err(format!("runs `{kernel}` after the reboot, not `{target}`"))
         } else if hs.boot_id_before.as_deref() == Some(boot_id.as_str()) {
-            Err(format!("boot id `{boot_id}` did not change: the host did not reboot"))
+            Err(format!(
+                "boot id `{boot_id}` did not change: the host did not reboot"
+            ))
         } else {
             Ok(format!("{kernel}, boot id {boot_id}"))
         })
@@ -1113,13 +1154,20 @@ impl<'a> Controller<'a> {
         let signals = match self.signals(&set) {
             Ok(s) => s,
             Err(m) => {
-                return self.pause("policy_error", Severity::Critical, Some(stage), m, vec![], clock)
+                return self.pause(
+                    "policy_error",
+                    Severity::Critical,
+                    Some(stage),
+                    m,
+                    vec![],
+                    clock,
+                )
             }
         };
         let until = match self.with_state(|s| s.bake_until.get(&stage).cloned()) {
-            Some(u) => u.parse::<jiff::Timestamp>().map_err(|e| {
-                ControllerError::Invalid(format!("journal bake end `{u}`: {e}"))
-            })?,
+            Some(u) => u
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| ControllerError::Invalid(format!("journal bake end `{u}`: {e}")))?,
             None => {
                 let secs = match self.opts.bake {
                     Some(b) => b,
@@ -1143,7 +1191,9 @@ impl<'a> Controller<'a> {
                 };
                 let now = clock.now();
                 let until = now
-                    .checked_add(jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX)))
+                    .checked_add(jiff::SignedDuration::from_secs(
+                        i64::try_from(secs).unwrap_or(i64::MAX),
+                    ))
                     .unwrap_or(now);
                 self.emit(
                     Event::BakeStarted {
@@ -1249,7 +1299,11 @@ impl<'a> Controller<'a> {
         self.append_samples(stage, &rows)
     }
 
-    fn append_samples(&self, stage: usize, rows: &[(String, Sample)]) -> Result<(), ControllerError> {
+    fn append_samples(
+        &self,
+        stage: usize,
+        rows: &[(String, Sample)],
+    ) -> Result<(), ControllerError> {
         let _guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.samples_path(stage);
         let io_err = |source| ControllerError::Io {
@@ -1310,7 +1364,11 @@ impl<'a> Controller<'a> {
                     }
                 }
             }
-            let name = s.stages.get(stage).map(|p| p.name.clone()).unwrap_or_default();
+            let name = s
+                .stages
+                .get(stage)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
             (name, expected)
         });
         let specs: Vec<GroupSpec> = expected
@@ -1400,3 +1458,6 @@ pub fn step_word(s: Step) -> &'static str {
         Step::Undrain => "undrain",
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -49,6 +49,10 @@ pub struct Journal {
     records: Vec<Record>,
     recovery: Recovery,
     durable: bool,
+    /// Tests: fail every append from the n-th on, as a crash would (after writing it, if
+    /// the flag says so).
+    #[cfg(test)]
+    pub(crate) crash_at: Option<(usize, bool)>,
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -111,6 +115,8 @@ impl Journal {
             records,
             recovery: Recovery { torn_bytes: torn },
             durable: true,
+            #[cfg(test)]
+            crash_at: None,
         })
     }
 
@@ -147,6 +153,22 @@ impl Journal {
             policy: policy_hash.to_string(),
             event,
         };
+        #[cfg(test)]
+        let crash_after_write = match &mut self.crash_at {
+            Some((0, written)) => {
+                if *written {
+                    *written = false;
+                    true
+                } else {
+                    return Err(io(&self.dir)(std::io::Error::other("simulated crash")));
+                }
+            }
+            Some((n, _)) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
         let mut line = serde_json::to_vec(&record).map_err(|e| JournalError::Io {
             dir: self.dir.clone(),
             source: std::io::Error::other(e),
@@ -155,6 +177,10 @@ impl Journal {
         self.file.write_all(&line).map_err(io(&self.dir))?;
         if self.durable {
             self.file.sync_data().map_err(io(&self.dir))?;
+        }
+        #[cfg(test)]
+        if crash_after_write {
+            return Err(io(&self.dir)(std::io::Error::other("simulated crash")));
         }
         self.records.push(record);
         Ok(seq)
@@ -261,8 +287,14 @@ mod tests {
                 1
             );
             assert_eq!(
-                j.append(Event::Resumed { acknowledged: vec![] }, "abc", "2026-12-07T14:01:00Z")
-                    .unwrap(),
+                j.append(
+                    Event::Resumed {
+                        acknowledged: vec![]
+                    },
+                    "abc",
+                    "2026-12-07T14:01:00Z"
+                )
+                .unwrap(),
                 2
             );
             let e = Journal::open(dir.path()).unwrap_err();
@@ -277,7 +309,12 @@ mod tests {
         }
         let j = Journal::open(dir.path()).unwrap();
         assert_eq!(j.records().len(), 2);
-        assert_eq!(j.records()[1].event, Event::Resumed { acknowledged: vec![] });
+        assert_eq!(
+            j.records()[1].event,
+            Event::Resumed {
+                acknowledged: vec![]
+            }
+        );
         assert_eq!(j.records()[0].policy, "abc");
     }
 
@@ -287,7 +324,14 @@ mod tests {
         {
             let mut j = Journal::open(dir.path()).unwrap();
             j.append(started(), "h", "t").unwrap();
-            j.append(Event::Resumed { acknowledged: vec![] }, "h", "t").unwrap();
+            j.append(
+                Event::Resumed {
+                    acknowledged: vec![],
+                },
+                "h",
+                "t",
+            )
+            .unwrap();
         }
         let path = dir.path().join(JOURNAL_FILE);
         let good = std::fs::read(&path).unwrap();
@@ -300,7 +344,17 @@ mod tests {
             assert_eq!(j.records().len(), 2);
             assert_eq!(j.recovery().torn_bytes, (torn.len() - good.len()) as u64);
             // The next append starts on a clean line.
-            assert_eq!(j.append(Event::Resumed { acknowledged: vec![] }, "h", "t").unwrap(), 3);
+            assert_eq!(
+                j.append(
+                    Event::Resumed {
+                        acknowledged: vec![]
+                    },
+                    "h",
+                    "t"
+                )
+                .unwrap(),
+                3
+            );
         }
         assert_eq!(Journal::open(dir.path()).unwrap().records().len(), 3);
         // Damage in the middle is never skipped.

@@ -160,7 +160,10 @@ impl Steps {
                     return Err(format!("`{step}[{i}]` has an empty `run`"));
                 }
                 if c.timeout == 0 {
-                    return Err(format!("`{step}[{i}]` (`{}`) has a zero timeout", c.label()));
+                    return Err(format!(
+                        "`{step}[{i}]` (`{}`) has a zero timeout",
+                        c.label()
+                    ));
                 }
             }
         }
@@ -266,13 +269,12 @@ pub fn parse_metrics(text: &str, now: f64) -> (Vec<Sample>, Vec<String>) {
             _ => None,
         };
         match parsed {
-            Some((timestamp, metric, value)) if value.is_finite() && timestamp.is_finite() => {
-                out.push(Sample {
+            Some((timestamp, metric, value)) if value.is_finite() && timestamp.is_finite() => out
+                .push(Sample {
                     timestamp,
                     metric: metric.to_string(),
                     value,
-                })
-            }
+                }),
             _ => bad.push(t.to_string()),
         }
     }

@@ -224,7 +224,12 @@ impl RolloutState {
     /// Which host runs which kernel: what the host reported when last checked, or its
     /// inventory kernel (`initial`) when it was never rebooted.
     pub fn kernels(&self, initial: &dyn Fn(&str) -> Option<String>) -> Vec<HostKernel> {
-        let word = |s: Step| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let word = |s: Step| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
         self.stages
             .iter()
             .flat_map(|st| st.hosts.iter())
@@ -269,8 +274,7 @@ impl RolloutState {
 
     /// The first stage whose gate has not passed, if any.
     pub fn next_stage(&self) -> Option<usize> {
-        (0..self.stages.len())
-            .find(|s| !matches!(self.gates.get(s), Some((VerdictKind::Pass, _))))
+        (0..self.stages.len()).find(|s| !matches!(self.gates.get(s), Some((VerdictKind::Pass, _))))
     }
 
     /// Whether the controller may issue a reboot to `host`: never twice in one rollout.

@@ -1,0 +1,288 @@
+//! The controller on a simulated fleet: a crash at every journal append (before and after the
+//! record reaches disk), each followed by a fresh controller resuming from the journal, keeps
+//! every invariant, checked against the simulated hosts' own records.
+
+use super::*;
+use crate::alert::Alerts;
+use crate::clock::VirtualClock;
+use crate::exec::sim::{Faults, SimExecutor, Timing};
+use crate::plan::PlanRequest;
+use crate::rollout::state::RolloutState;
+use crate::runtime::LoadOptions;
+use crate::samplegen::{self, Scenario};
+
+const TARGET: &str = "6.8.0-45-generic";
+
+fn hosts() -> Vec<Host> {
+    let groups = [
+        ("r650", "web"),
+        ("r650", "db"),
+        ("r750", "web"),
+        ("r750", "db"),
+    ];
+    (0..16)
+        .map(|i| {
+            let (hw, wl) = groups[i % 4];
+            Host {
+                name: format!("h{i:02}"),
+                address: format!("10.0.0.{i}"),
+                hardware: hw.into(),
+                workload: wl.into(),
+                datacenter: "dc1".into(),
+                rack: format!("r{i:02}"),
+                kernel: "6.8.0-40-generic".into(),
+                ..Host::default()
+            }
+        })
+        .collect()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    set: Arc<PolicySet>,
+    fleet: Fleet,
+    plan: Plan,
+    start: jiff::Timestamp,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped policies, with waves not split by datacenter (16 hosts in one).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(policies.join("lib")).unwrap();
+    for f in [
+        "rollout.rhai",
+        "gates.rhai",
+        "fleetward.toml",
+        "lib/thresholds.rhai",
+    ] {
+        std::fs::copy(shipped.join(f), policies.join(f)).unwrap();
+    }
+    let rollout = policies.join("rollout.rhai");
+    let text = std::fs::read_to_string(&rollout).unwrap();
+    let from = "datacenter: #{ per_wave: percent(10) },";
+    assert!(text.contains(from));
+    std::fs::write(
+        &rollout,
+        text.replace(from, "datacenter: #{ per_wave: percent(100) },"),
+    )
+    .unwrap();
+    let set = Arc::new(PolicySet::load(&policies, &LoadOptions::default()).unwrap());
+    let hosts = hosts();
+    // Production history from the same distributions the simulator draws from.
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let samples = samplegen::generate(&refs, Scenario::Baseline, 24, 1_700_000_000);
+    let base = dir.path().join("baseline.parquet");
+    frames::write(&samples, &base).unwrap();
+    let baseline = load_baseline(&base, &hosts).unwrap();
+    // A Monday, 06:00 in Los Angeles: inside the shipped policy's windows.
+    let start: jiff::Timestamp = "2026-12-07T14:00:00Z".parse().unwrap();
+    let plan = crate::plan::plan(
+        &PlanRequest {
+            hosts: &hosts,
+            target_kernel: TARGET,
+            seed: 3,
+            start,
+        },
+        &PolicyRules::new(&set),
+    )
+    .unwrap();
+    World {
+        state: dir.path().join("state"),
+        _dir: dir,
+        set,
+        fleet: Fleet::new(&hosts, baseline).unwrap(),
+        plan,
+        start,
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        name: "test".into(),
+        workers: 4,
+        bake: Some(1800),
+        windows: true,
+    }
+}
+
+/// Runs the rollout, crashing at append `crash` (if any); returns the phase of the last run.
+fn run_with_crash(
+    w: &World,
+    exec: &SimExecutor,
+    clock: &VirtualClock,
+    crash: Option<(usize, bool)>,
+) -> Phase {
+    let alerts = Alerts::default();
+    let io = Io {
+        exec,
+        clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &NoControl,
+        observer: &NoObserver,
+    };
+    let mut journal = Journal::open(&w.state).unwrap();
+    journal.set_durable(false);
+    journal.crash_at = crash;
+    let first = if journal.records().is_empty() {
+        Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").map(|c| c.run())
+    } else {
+        Ok(Controller::open(journal, &w.fleet, io, opts()).run())
+    };
+    match first {
+        Ok(Ok(phase)) => return phase,
+        Ok(Err(ControllerError::Journal(_))) | Err(ControllerError::Journal(_)) => {}
+        Ok(Err(e)) | Err(e) => panic!("unexpected error: {e}"),
+    }
+    // The crash: a new controller picks up from what reached the disk.
+    clock.sleep(Duration::from_secs(30));
+    let mut journal = Journal::open(&w.state).unwrap();
+    journal.set_durable(false);
+    let mut phase = if journal.records().is_empty() {
+        // Nothing reached the disk: the operator starts again.
+        let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
+        c.run().unwrap()
+    } else {
+        Controller::open(journal, &w.fleet, io, opts())
+            .run()
+            .unwrap()
+    };
+    // A crash can quarantine a host (see `check`); a stage left with no host to judge then
+    // pauses. The operator acknowledges and accepts, as `rollout resume` lets them.
+    for _ in 0..10 {
+        if phase != Phase::Paused {
+            break;
+        }
+        let mut journal = Journal::open(&w.state).unwrap();
+        journal.set_durable(false);
+        let c = Controller::open(journal, &w.fleet, io, opts());
+        c.resume(true, true).unwrap();
+        phase = c.run().unwrap();
+    }
+    phase
+}
+
+/// Checks the invariants against the hosts' own records and the final journal.
+fn check(w: &World, exec: &SimExecutor, label: &str) -> RolloutState {
+    let records = Journal::read_only(&w.state).unwrap();
+    let st = RolloutState::fold(&records);
+    assert_eq!(
+        st.phase,
+        Phase::Completed,
+        "{label}: {:?} {:?}",
+        st.pause_reason,
+        st.gates
+    );
+    let hosts = exec.records();
+    for (name, h) in &st.hosts {
+        let r = &hosts[name];
+        assert!(
+            r.reboots <= 1,
+            "{label}: {name} rebooted {} times",
+            r.reboots
+        );
+        assert!(h.settled(), "{label}: {name} skipped");
+        if h.done {
+            assert_eq!(r.kernel, TARGET, "{label}: {name}");
+            assert_eq!(r.reboots, 1, "{label}: {name}");
+        } else {
+            // The only failure a crash may cause: a reboot recorded but never sent, which is
+            // waited for and never sent again.
+            let (step, why) = h.failed.clone().unwrap();
+            assert_eq!(step, Step::WaitUp, "{label}: {name}: {why}");
+            assert_eq!(r.reboots, 0, "{label}: {name}");
+        }
+    }
+    // No stage started before the gate of the one before it passed.
+    let stage_of: HashMap<&str, usize> = st
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter().map(move |h| (h.as_str(), s.index)))
+        .collect();
+    let mut passed = 0usize; // stages whose gate passed so far
+    for r in &records {
+        match &r.event {
+            Event::GateEvaluated {
+                stage,
+                verdict: VerdictKind::Pass,
+                ..
+            } => passed = passed.max(stage + 1),
+            Event::StepStarted { host, .. } => {
+                let s = stage_of[host.as_str()];
+                assert!(
+                    s <= passed,
+                    "{label}: {host} (stage {s}) started with {passed} gate(s) passed"
+                );
+            }
+            _ => {}
+        }
+    }
+    st
+}
+
+#[test]
+fn a_clean_simulated_rollout_completes() {
+    let w = world();
+    let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    run_with_crash(&w, &exec, &clock, None);
+    let st = check(&w, &exec, "clean");
+    assert!(st.hosts.values().all(|h| h.done));
+    assert!(w.state.join("stage-00.gate.json").exists());
+}
+
+#[test]
+fn a_crash_at_every_append_then_resume_keeps_every_invariant() {
+    // How many appends a clean run makes.
+    let total = {
+        let w = world();
+        let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+        let clock = VirtualClock::new(w.start);
+        run_with_crash(&w, &exec, &clock, None);
+        Journal::read_only(&w.state).unwrap().len()
+    };
+    assert!(total > 100, "{total}");
+    for n in 0..total {
+        for written in [false, true] {
+            let w = world();
+            let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+            let clock = VirtualClock::new(w.start);
+            let label = format!(
+                "crash at append {n} ({})",
+                if written {
+                    "after writing"
+                } else {
+                    "before writing"
+                }
+            );
+            run_with_crash(&w, &exec, &clock, Some((n, written)));
+            check(&w, &exec, &label);
+        }
+    }
+}
+
+#[test]
+fn faults_are_quarantined_within_the_budget() {
+    let w = world();
+    let mut faults = Faults::default();
+    faults.unreachable.insert("h03".into());
+    faults.never_up.insert("h10".into());
+    let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    let phase = run_with_crash(&w, &exec, &clock, None);
+    let st = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+    let failed: Vec<(&String, Step)> = st
+        .hosts
+        .iter()
+        .filter_map(|(n, h)| h.failed.as_ref().map(|f| (n, f.0)))
+        .collect();
+    // Budget: one per stage and 1% (at least one) in all, so the second failure pauses.
+    assert_eq!(phase, Phase::Paused, "{failed:?}");
+    assert!(st.pause_reason.unwrap().contains("failure budget exceeded"));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(exec.records()["h10"].reboots, 1);
+    assert_eq!(exec.records()["h03"].reboots, 0);
+}

@@ -1,0 +1,109 @@
+//! `fleetward simulate`: the example scenarios end as they say they will, with golden output
+//! (regenerate with `UPDATE_EXPECT=1`), and bad scenarios get clear errors.
+
+use crate::support::{code, root, run, stderr, stdout};
+use expect_test::expect_file;
+use serde_json::Value;
+
+/// The human output without the wall-clock line, the one thing that differs between runs.
+fn stable(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.trim_start().starts_with("wall time"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn the_regression_scenario_pauses_at_wave_2() {
+    let o = run(&["simulate", "policy-examples/scenarios/io-regression"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    expect_file!["../golden/simulate/io-regression.txt"].assert_eq(&stable(&stdout(&o)));
+
+    let o = run(&[
+        "simulate",
+        "policy-examples/scenarios/io-regression",
+        "-o",
+        "json",
+    ]);
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["phase"], "paused");
+    assert_eq!(summary["stage"], "wave 2");
+    assert_eq!(summary["expectation_met"], true);
+    assert!(summary["violations"].as_array().unwrap().is_empty());
+    let alert = &summary["alerts"][0];
+    assert_eq!(alert["kind"], "gate_paused");
+    assert!(alert["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("r750/db: io_latency_p99_ms"));
+    // Hours of virtual time in well under a minute of wall time.
+    assert!(summary["virtual_secs"].as_f64().unwrap() > 4.0 * 3600.0);
+    // Every event was streamed before the summary.
+    let events = lines.iter().filter(|l| l["type"] == "event").count();
+    assert_eq!(events as u64, summary["events"].as_u64().unwrap());
+}
+
+#[test]
+fn the_clean_scenario_completes_with_its_two_bad_hosts_quarantined() {
+    let o = run(&["simulate", "policy-examples/scenarios/clean", "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let summary: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["phase"], "completed");
+    assert_eq!(summary["failed"], 2);
+    assert_eq!(
+        summary["updated"].as_u64().unwrap() + 2,
+        summary["hosts"].as_u64().unwrap()
+    );
+    assert!(summary["violations"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_the_place_of_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |body: &str| std::fs::write(dir.path().join("scenario.toml"), body).unwrap();
+    let head = format!(
+        "inventory = \"{}\"\npolicies = \"{}\"\nbaseline = \"{}\"\nstart = \"2026-12-07T14:00:00Z\"\n",
+        root().join("policy-examples/fleet/fleet.toml").display(),
+        root().join("policies").display(),
+        root().join("policy-examples/gates/baseline.parquet").display()
+    );
+    let d = dir.path().to_str().unwrap();
+
+    write(&format!("{head}[faults]\nnever_up = [\"no-such-host\"]\n"));
+    let o = run(&["simulate", d]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("host `no-such-host` is not in the inventory"),
+        "{}",
+        stderr(&o)
+    );
+
+    write(&format!(
+        "{head}[[regression]]\ngroup = \"r750/db\"\nmetric = \"io\"\nfactor = \"big\"\n"
+    ));
+    let o = run(&["simulate", d]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("scenario.toml:8:"), "{}", stderr(&o));
+
+    write(&format!("{head}surprise = 1\n"));
+    let o = run(&["simulate", d]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("scenario.toml:5:1"), "{}", stderr(&o));
+
+    // An expectation the outcome does not meet is a failure (exit 3).
+    write(&format!(
+        "{head}[expect]\nphase = \"paused\"\nstage = \"canary\"\n"
+    ));
+    let o = run(&["simulate", d]);
+    assert_eq!(code(&o), 3, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("NOT as the scenario expects"),
+        "{}",
+        stdout(&o)
+    );
+}
