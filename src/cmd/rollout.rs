@@ -35,7 +35,7 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum Sub {
     /// Plan a rollout and carry it out: canaries, then waves, each gated against baselines.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Where a rollout is: stages, hosts, gates, failures. Works while it runs and after.
     Status(StateArgs),
     /// Pause: no new hosts start; hosts in flight finish their current step.
@@ -173,7 +173,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match a.command {
-        Sub::Start(s) => start(ctx, s),
+        Sub::Start(s) => start(ctx, *s),
         Sub::Status(s) => status(ctx, &s.state_dir),
         Sub::Pause(r) => request(ctx, r, false),
         Sub::Abort(r) => request(ctx, r, true),

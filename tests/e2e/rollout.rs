@@ -221,7 +221,7 @@ impl Lab {
             "--output".into(),
             "json".into(),
         ]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(code(&o), 0, "plan: {}\n{}", stdout(&o), stderr(&o));
         let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         v["plan"]["stages"]
             .as_array()
@@ -700,6 +700,7 @@ fn pause_and_abort_from_another_process() {
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // every path waits: `try_wait` or `kill` + `wait`
 fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
     let lab = Lab::new(20, &[]);
     let stages = lab.plan_stages();
@@ -757,7 +758,7 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
                 .unwrap()
                 .read_to_string(&mut err)
                 .unwrap();
-            assert_eq!(s.code(), Some(0), "final resume: {err}");
+            assert!(matches!(s.code(), Some(0 | 2)), "final resume: {err}");
             finished = Some(s);
         }
     }

@@ -23,22 +23,12 @@ pub struct CommandSpec {
 }
 
 /// Pass criteria: the exit status, and optionally text the output must (not) contain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Expect {
     pub exit: i32,
     pub stdout_contains: Option<String>,
     pub stdout_lacks: Option<String>,
-}
-
-impl Default for Expect {
-    fn default() -> Self {
-        Expect {
-            exit: 0,
-            stdout_contains: None,
-            stdout_lacks: None,
-        }
-    }
 }
 
 impl Expect {

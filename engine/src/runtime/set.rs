@@ -295,6 +295,12 @@ impl PolicySet {
         let mut shim_names = HashSet::new();
         for (module, m, fns) in evaluated {
             for f in &fns {
+                // Closures compile to anonymous functions; nothing calls them by name.
+                let ident = f.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ident {
+                    continue;
+                }
                 let args: Vec<String> = (0..f.params.len()).map(|i| format!("a{i}")).collect();
                 let name = shim_name(&module, &f.name, f.params.len());
                 shim_src.push_str(&format!(
