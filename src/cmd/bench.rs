@@ -60,6 +60,14 @@ pub enum What {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A whole simulated rollout (`fleetward simulate`, default: the clean scenario over the
+    /// 5,175-host example fleet), run as a child process so its time and memory are its own.
+    Simulate {
+        #[arg(long, default_value = "policy-examples/scenarios/clean")]
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Cost of one typed call of `rollout::eligible(host)`.
     Call {
         #[arg(long, default_value = "policies")]
@@ -318,6 +326,50 @@ fn watch_child(mut child: std::process::Child) -> anyhow::Result<(std::process::
     }
 }
 
+fn simulate(ctx: &Ctx, scenario: &Path, runs: usize) -> anyhow::Result<Exit> {
+    anyhow::ensure!(runs >= 1, "`--runs` must be at least 1");
+    let exe = std::env::current_exe()?;
+    let (mut secs, mut mem) = (Vec::new(), Vec::new());
+    let mut last = serde_json::Value::Null;
+    for _ in 0..runs {
+        let out = tempfile::NamedTempFile::new()?;
+        let t0 = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .args(["simulate", "--output", "json"])
+            .arg(scenario)
+            .stdout(out.reopen()?)
+            .spawn()?;
+        let (status, peak) = watch_child(child)?;
+        anyhow::ensure!(
+            status.code() == Some(0),
+            "the simulation did not end as its scenario expects: {status}"
+        );
+        secs.push(t0.elapsed().as_secs_f64());
+        mem.push(peak);
+        let text = std::fs::read_to_string(out.path())?;
+        last = text
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+    }
+    let (s, m) = (stats(secs), stats(mem));
+    let hosts = last["hosts"].as_u64().unwrap_or(0);
+    let events = last["events"].as_u64().unwrap_or(0);
+    let virtual_h = last["virtual_secs"].as_f64().unwrap_or(0.0) / 3600.0;
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({
+            "bench": "simulate", "scenario": scenario.display().to_string(), "hosts": hosts,
+            "events": events, "virtual_hours": virtual_h, "seconds": s, "peak_rss_mib": m,
+        })),
+        Format::Human => println!(
+            "simulate: `{}`, {hosts} hosts, {events} journal events, {virtual_h:.1} h of virtual time; whole process, {} runs\n  median {:.2} s   min {:.2} s   max {:.2} s   ({:.0} hosts/s)   peak RSS median {:.0} MiB",
+            scenario.display(), s.n, s.median, s.min, s.max, hosts as f64 / s.median, m.median
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
 fn gate(
     ctx: &Ctx,
     policy_dir: &Path,
@@ -387,6 +439,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             timestamps,
             runs,
         } => gate(ctx, &policy_dir, &inventory, timestamps, runs),
+        What::Simulate { scenario, runs } => simulate(ctx, &scenario, runs),
         What::Plan {
             policy_dir,
             hosts,

@@ -296,8 +296,14 @@ impl PolicySet {
         for (module, m, fns) in evaluated {
             for f in &fns {
                 // Closures compile to anonymous functions; nothing calls them by name.
-                let ident = f.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let ident = f
+                    .name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && f.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ident {
                     continue;
                 }

@@ -1,0 +1,105 @@
+//! A full clean rollout over 20 real `sshd` hosts on loopback with zero bake time: the wall
+//! time, and the controller's overhead per host beyond the hosts' own step time.
+//!
+//! Run with `cargo bench --bench loopback` (as root: it starts sshd). Each run gets a fresh
+//! fleet. The hosts' own step time is read from the journal: for each batch, the longest time
+//! any of its hosts spent inside steps (from `step_started` to `step_succeeded`, the command
+//! and its SSH round trip). Everything else is the controller's: process start, policy and
+//! baseline loading, planning, journal fsyncs between steps, sample collection and gates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+#[path = "../tests/e2e/rollout.rs"]
+mod rollout;
+#[path = "../tests/e2e/sshd.rs"]
+mod sshd;
+#[path = "../tests/e2e/support.rs"]
+mod support;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Instant;
+
+fn secs(at: &str) -> f64 {
+    let t: jiff::Timestamp = at.parse().unwrap();
+    t.as_nanosecond() as f64 / 1e9
+}
+
+fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let hosts = 20;
+    let (mut walls, mut overheads) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let lab = rollout::Lab::new(hosts, &[]);
+        let t0 = Instant::now();
+        let o = lab.start(&[]);
+        let wall = t0.elapsed().as_secs_f64();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let records: Vec<Value> = std::fs::read_to_string(lab.state.join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut started: HashMap<String, f64> = HashMap::new();
+        let mut busy: HashMap<String, f64> = HashMap::new();
+        for r in &records {
+            let e = &r["event"];
+            let host = e["host"].as_str().unwrap_or("").to_string();
+            match e["type"].as_str().unwrap_or("") {
+                "step_started" => {
+                    started.insert(host, secs(r["at"].as_str().unwrap()));
+                }
+                "step_succeeded" => {
+                    let t = secs(r["at"].as_str().unwrap()) - started[&host];
+                    *busy.entry(host).or_default() += t;
+                }
+                _ => {}
+            }
+        }
+        let batches: Vec<Vec<String>> = records[0]["event"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["batches"].as_array().unwrap().clone())
+            .map(|b| {
+                b.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect();
+        let critical: f64 = batches
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .map(|h| busy.get(h).copied().unwrap_or(0.0))
+                    .fold(0.0, f64::max)
+            })
+            .sum();
+        let overhead = (wall - critical) / hosts as f64;
+        println!(
+            "run {}: {hosts} hosts, {} batches, {} journal events: wall {wall:.2} s, hosts' own step time on the critical path {critical:.2} s, controller overhead {:.0} ms/host",
+            run + 1,
+            batches.len(),
+            records.len(),
+            overhead * 1000.0
+        );
+        walls.push(wall);
+        overheads.push(overhead);
+    }
+    walls.sort_by(f64::total_cmp);
+    overheads.sort_by(f64::total_cmp);
+    println!(
+        "loopback rollout, {hosts} hosts, bake 0: median wall {:.2} s, median controller overhead {:.0} ms/host ({runs} runs)",
+        walls[runs / 2],
+        overheads[runs / 2] * 1000.0
+    );
+}
