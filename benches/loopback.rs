@@ -6,7 +6,13 @@
 //! any of its hosts spent inside steps (from `step_started` to `step_succeeded`, the command
 //! and its SSH round trip). Everything else is the controller's: process start, policy and
 //! baseline loading, planning, journal fsyncs between steps, sample collection and gates.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code, unused_imports)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    unused_imports
+)]
 
 #[path = "../tests/e2e/rollout.rs"]
 mod rollout;

@@ -654,6 +654,18 @@ fn pause_and_abort_from_another_process() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
+    // `status` works while the controller runs, and names it.
+    let o = lab.fleetward(&[
+        "rollout".into(),
+        "status".into(),
+        "--state-dir".into(),
+        lab.state.display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ]);
+    let st: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(st["phase"], "running", "{st}");
+    assert!(st["controller"].as_str().unwrap().contains("pid"), "{st}");
     let args = |sub: &str| -> Vec<String> {
         vec![
             "rollout".into(),

@@ -35,8 +35,14 @@ fn the_regression_scenario_pauses_at_wave_2() {
     assert_eq!(summary["stage"], "wave 2");
     assert_eq!(summary["expectation_met"], true);
     assert!(summary["violations"].as_array().unwrap().is_empty());
-    let alert = &summary["alerts"][0];
-    assert_eq!(alert["kind"], "gate_paused");
+    let kinds: Vec<&str> = summary["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["canary_approved", "gate_paused"]);
+    let alert = &summary["alerts"][1];
     assert!(alert["reasons"][0]
         .as_str()
         .unwrap()

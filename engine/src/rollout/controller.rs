@@ -1414,7 +1414,27 @@ impl<'a> Controller<'a> {
             clock,
         )?;
         match verdict.verdict {
-            VerdictKind::Pass => Ok(()),
+            VerdictKind::Pass => {
+                let canary = self.with_state(|s| {
+                    s.stages
+                        .get(stage)
+                        .is_some_and(|p| p.info.kind == crate::plan::StageKind::Canary)
+                });
+                if canary {
+                    let kernel = self.with_state(|s| s.target_kernel.clone());
+                    self.alert(
+                        Severity::Info,
+                        "canary_approved",
+                        Some(stage),
+                        format!(
+                            "kernel `{kernel}` approved by the canaries: all {} hardware × workload group(s) passed",
+                            specs.len()
+                        ),
+                        verdict.reasons,
+                    );
+                }
+                Ok(())
+            }
             VerdictKind::Pause => self.pause(
                 "gate_paused",
                 Severity::Warning,

@@ -286,3 +286,41 @@ fn faults_are_quarantined_within_the_budget() {
     assert_eq!(exec.records()["h10"].reboots, 1);
     assert_eq!(exec.records()["h03"].reboots, 0);
 }
+
+#[test]
+fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
+    let w = world();
+    // A host of the canary stage that reboots by itself ten minutes after its new kernel
+    // came up: during the bake, not during its update.
+    let victim = w.plan.stages[0].batches[0].hosts[0].clone();
+    let mut faults = Faults::default();
+    faults
+        .unexpected_reboot_after
+        .insert(victim.clone(), Duration::from_secs(600));
+    let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    let alerts = Alerts::default();
+    let io = Io {
+        exec: &exec,
+        clock: &clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &NoControl,
+        observer: &NoObserver,
+    };
+    let journal = Journal::open(&w.state).unwrap();
+    let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
+    assert_eq!(c.run().unwrap(), Phase::Paused);
+    let st = c.state();
+    assert_eq!(st.hosts[&victim].unexpected_reboots, 1);
+    let (verdict, reasons) = &st.gates[&0];
+    assert_eq!(*verdict, VerdictKind::Pause);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("1 unexpected reboot(s) in canary")),
+        "{reasons:?}"
+    );
+    // The controller itself rebooted it once; the second reboot was the host's own.
+    assert_eq!(exec.records()[&victim].reboots, 2);
+}
