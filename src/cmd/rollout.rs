@@ -470,8 +470,15 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
         .ok_or_else(|| anyhow!("no policy set loaded"))?;
     let plan = plancmd::make_plan(&set, &inv, a.kernel.clone(), a.seed, None)?;
     let journal = Journal::open(dir)?;
-    std::fs::write(dir.join(SAVED_FILE), serde_json::to_vec_pretty(&saved)?)
-        .with_context(|| format!("cannot write `{}`", dir.join(SAVED_FILE).display()))?;
+    if !journal.records().is_empty() {
+        let st = RolloutState::fold(journal.records());
+        bail!(
+            "`{}` already holds a rollout of `{}` ({}); use `rollout resume`, or another --state-dir",
+            dir.display(),
+            st.target_kernel,
+            phase_word(&st.phase)
+        );
+    }
     let total = plan.stages.iter().map(|s| s.info.size).sum();
     drive(ctx, &saved, s, journal, Mode::Start(Box::new(plan)), total)
 }
@@ -523,7 +530,18 @@ fn drive(
     };
     let c = match mode {
         Mode::Start(plan) => {
-            Controller::start(journal, &s.fleet, io, opts, &plan, &s.inventory_hash)?
+            // The settings `resume` needs: written before the rollout goes on record, removed
+            // again if it cannot start.
+            let path = dir.join(SAVED_FILE);
+            std::fs::write(&path, serde_json::to_vec_pretty(saved)?)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            match Controller::start(journal, &s.fleet, io, opts, &plan, &s.inventory_hash) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            }
         }
         Mode::Resume {
             acknowledge,

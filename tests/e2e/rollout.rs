@@ -878,3 +878,100 @@ fn policy_edits_are_hot_reloaded_mid_rollout_and_the_journal_names_each_decision
         st["policies"]
     );
 }
+
+#[test]
+fn bad_rollout_inputs_are_refused_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fleet = root().join("policy-examples/fleet/fleet.toml");
+    let baseline = root().join("policy-examples/gates/baseline.parquet");
+    let start = |policies: &Path, state: &Path, baseline: &Path| -> Output {
+        Command::new(bin())
+            .args(["rollout", "start", "--no-watch", "--state-dir"])
+            .arg(state)
+            .arg("--policy-dir")
+            .arg(policies)
+            .arg("--inventory")
+            .arg(&fleet)
+            .arg("--baseline")
+            .arg(baseline)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    // A policy that does not say how to install a kernel.
+    let policies = d.join("policies");
+    copy_dir(&root().join("policies"), &policies);
+    let file = policies.join("rollout.rhai");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cut = text.find("/// The commands of every step").unwrap();
+    let end = text[cut..].find("\n}\n").unwrap() + cut + 3;
+    std::fs::write(&file, format!("{}{}", &text[..cut], &text[end..])).unwrap();
+    let state = d.join("s1");
+    let o = start(&policies, &state, &baseline);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not define `steps(host)`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(Journal::read_only_is_empty(&state), "nothing recorded");
+    assert!(!state.join("rollout.json").exists());
+
+    // A baseline that is not there.
+    let o = start(
+        &root().join("policies"),
+        &d.join("s2"),
+        &d.join("missing.parquet"),
+    );
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("missing.parquet"), "{}", stderr(&o));
+
+    // A state directory that already holds a rollout keeps it (and its settings).
+    let held = d.join("held");
+    let o = crate::support::run(&[
+        "simulate",
+        "policy-examples/scenarios/io-regression",
+        "--state-dir",
+        held.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = std::fs::read(held.join("journal.jsonl")).unwrap();
+    let o = start(&root().join("policies"), &held, &baseline);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("already holds a rollout"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(held.join("journal.jsonl")).unwrap(), before);
+    assert!(!held.join("rollout.json").exists());
+
+    // Resume, status and pause of a directory with no rollout.
+    for sub in ["resume", "status", "pause", "abort"] {
+        let o = crate::support::run(&[
+            "rollout",
+            sub,
+            "--state-dir",
+            d.join("none").to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 1, "{sub}");
+        assert!(
+            stderr(&o).contains("holds no rollout"),
+            "{sub}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+struct Journal;
+
+impl Journal {
+    fn read_only_is_empty(state: &Path) -> bool {
+        std::fs::read_to_string(state.join("journal.jsonl"))
+            .map(|t| t.trim().is_empty())
+            .unwrap_or(true)
+    }
+}

@@ -328,6 +328,7 @@ impl<'a> Controller<'a> {
             )));
         }
         let c = Controller::open(journal, fleet, io, opts);
+        c.preflight(plan)?;
         c.emit(
             Event::Started {
                 target_kernel: plan.target_kernel.clone(),
@@ -338,6 +339,39 @@ impl<'a> Controller<'a> {
             io.clock,
         )?;
         Ok(c)
+    }
+
+    /// Before anything is recorded: the policy can tell how to update every planned host,
+    /// how to collect signals, and what the failure budget is.
+    fn preflight(&self, plan: &Plan) -> Result<(), ControllerError> {
+        let set = self.policy()?;
+        self.signals(&set).map_err(ControllerError::Invalid)?;
+        self.budget(&set).map_err(ControllerError::Invalid)?;
+        let mut problems = Vec::new();
+        for name in plan
+            .stages
+            .iter()
+            .flat_map(|s| s.batches.iter().flat_map(|b| &b.hosts))
+        {
+            let Some(host) = self.fleet.host(name) else {
+                problems.push(format!("planned host `{name}` is not in the inventory"));
+                continue;
+            };
+            if let Err(m) = self.steps_for(&set, host) {
+                problems.push(m);
+            }
+            if problems.len() >= 5 {
+                break;
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ControllerError::Invalid(format!(
+                "the rollout cannot start: {}",
+                problems.join("; ")
+            )))
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
