@@ -75,6 +75,13 @@ fn ssh_executor_drives_twenty_real_sshd_hosts() {
         .unwrap_err();
     assert!(matches!(e, ExecError::Timeout { .. }), "{e}");
     assert!(run(&["uname", "-r"]).is_ok());
+    // Releasing a host closes its master connection; the next command opens a new one.
+    let open = x.open_sessions();
+    assert!(open >= 1);
+    x.release(h);
+    assert_eq!(x.open_sessions(), open - 1);
+    assert!(run(&["uname", "-r"]).is_ok());
+    assert_eq!(x.open_sessions(), open);
 }
 
 #[test]

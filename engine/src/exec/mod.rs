@@ -99,6 +99,12 @@ pub trait Executor: Send + Sync {
         let _ = clock;
         self.run(host, cmd, timeout)
     }
+
+    /// The controller is done with `host` for now: an executor may close what it holds open
+    /// for it (an SSH master connection), so a large fleet does not pile up connections.
+    fn release(&self, host: &Host) {
+        let _ = host;
+    }
 }
 
 #[cfg(test)]

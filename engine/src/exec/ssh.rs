@@ -168,7 +168,27 @@ impl SshExecutor {
     }
 }
 
+impl SshExecutor {
+    /// Master connections currently open.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
 impl Executor for SshExecutor {
+    fn release(&self, host: &Host) {
+        let session = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&host.name));
+        if let Some(Ok(s)) = session.map(Arc::try_unwrap) {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), s.close()).await });
+        }
+    }
+
     fn run(
         &self,
         host: &Host,

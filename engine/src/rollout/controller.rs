@@ -871,7 +871,11 @@ impl<'a> Controller<'a> {
                 self.wait_for_window(secs.get(i).copied().unwrap_or(0))?;
             }
             self.parallel(&pending, batch.len(), |name, clock| {
-                self.drive_host(stage, name, clock)
+                let r = self.drive_host(stage, name, clock);
+                if let Some(h) = self.fleet.host(name) {
+                    self.io.exec.release(h);
+                }
+                r
             })?;
         }
         Ok(self.with_state(|s| {
@@ -1327,6 +1331,7 @@ impl<'a> Controller<'a> {
             if let Ok(mut r) = rows.lock() {
                 r.extend(mine.into_iter().map(|s| (name.to_string(), s)));
             }
+            self.io.exec.release(host);
             Ok(())
         })?;
         let rows = rows.into_inner().unwrap_or_default();
