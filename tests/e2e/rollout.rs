@@ -666,6 +666,14 @@ fn pause_and_abort_from_another_process() {
     let st: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(st["phase"], "running", "{st}");
     assert!(st["controller"].as_str().unwrap().contains("pid"), "{st}");
+    // A second controller cannot drive the same rollout.
+    let o = lab.resume(&[]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("held by another controller"),
+        "{}",
+        stderr(&o)
+    );
     let args = |sub: &str| -> Vec<String> {
         vec![
             "rollout".into(),

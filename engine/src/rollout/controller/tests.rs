@@ -137,8 +137,16 @@ fn run_with_crash(
         Ok(Err(ControllerError::Journal(_))) | Err(ControllerError::Journal(_)) => {}
         Ok(Err(e)) | Err(e) => panic!("unexpected error: {e}"),
     }
-    // The crash: a new controller picks up from what reached the disk.
+    // The crash: a new controller picks up from what reached the disk. Hosts caught mid-step
+    // must be re-checked (kernel and boot id) before anything else is done to them.
     clock.sleep(Duration::from_secs(30));
+    let at_crash = Journal::read_only(&w.state).unwrap_or_default();
+    let crashed = RolloutState::fold(&at_crash);
+    let interrupted: Vec<(String, bool)> = crashed
+        .interrupted()
+        .into_iter()
+        .map(|h| (h.to_string(), crashed.hosts[h].reboots > 0))
+        .collect();
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     let mut phase = if journal.records().is_empty() {
@@ -150,6 +158,29 @@ fn run_with_crash(
             .run()
             .unwrap()
     };
+    let after = Journal::read_only(&w.state).unwrap();
+    for (h, rebooting) in &interrupted {
+        let first = after[at_crash.len()..].iter().find(|r| match &r.event {
+            Event::StepStarted { host, .. }
+            | Event::HostChecked { host, .. }
+            | Event::RebootIssued { host, .. }
+            | Event::HostFailed { host, .. } => host == h,
+            _ => false,
+        });
+        // A host down in its reboot cannot answer the re-check; waiting for its new boot id
+        // (which only reads it) is then the re-check.
+        let ok = match first.map(|r| &r.event) {
+            Some(Event::HostChecked { .. }) => true,
+            Some(Event::StepStarted {
+                step: Step::WaitUp, ..
+            }) => *rebooting,
+            _ => false,
+        };
+        assert!(
+            ok,
+            "{h} was interrupted; first event after the crash: {first:?}"
+        );
+    }
     // A crash can quarantine a host (see `check`); a stage left with no host to judge then
     // pauses. The operator acknowledges and accepts, as `rollout resume` lets them.
     for _ in 0..10 {
@@ -245,9 +276,10 @@ fn a_crash_at_every_append_then_resume_keeps_every_invariant() {
         Journal::read_only(&w.state).unwrap().len()
     };
     assert!(total > 100, "{total}");
+    let mut w = world();
     for n in 0..total {
         for written in [false, true] {
-            let w = world();
+            w.state = w._dir.path().join(format!("state-{n}-{written}"));
             let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
             let clock = VirtualClock::new(w.start);
             let label = format!(
