@@ -650,19 +650,22 @@ fn request(ctx: &Ctx, a: RequestArgs, abort: bool) -> anyhow::Result<Exit> {
             reason: a.reason.clone(),
         }
     };
+    // Records the request when no controller runs (it holds the lock otherwise).
+    let record = |mut j: Journal, st: &RolloutState| -> anyhow::Result<()> {
+        let policy = st.policies.last().cloned().unwrap_or_default();
+        let event = match &req {
+            Request::Abort { reason } => Event::Aborted {
+                reason: reason.clone(),
+            },
+            Request::Pause { reason } => Event::Paused {
+                reason: format!("paused by an operator: {reason}"),
+            },
+        };
+        j.append(event, &policy, &jiff::Timestamp::now().to_string())?;
+        Ok(())
+    };
     match Journal::open(dir) {
-        Ok(mut j) => {
-            // No controller is running: record it ourselves.
-            let policy = st.policies.last().cloned().unwrap_or_default();
-            let at = jiff::Timestamp::now().to_string();
-            let event = match req {
-                Request::Abort { reason } => Event::Aborted { reason },
-                Request::Pause { reason } => Event::Paused {
-                    reason: format!("paused by an operator: {reason}"),
-                },
-            };
-            j.append(event, &policy, &at)?;
-        }
+        Ok(j) => record(j, &st)?,
         Err(fleetward_engine::rollout::JournalError::Locked { .. }) => {
             ControlFile::request(dir, &req)
                 .with_context(|| format!("cannot leave a request in `{}`", dir.display()))?;
@@ -677,21 +680,11 @@ fn request(ctx: &Ctx, a: RequestArgs, abort: bool) -> anyhow::Result<Exit> {
                 if done {
                     break;
                 }
-                // A controller that exited without taking the request leaves it for the next.
+                // A controller that exited without taking the request leaves it to us.
                 if Journal::holder(dir).is_none() && st.phase == Phase::Running {
-                    if let Ok(mut j) = Journal::open(dir) {
+                    if let Ok(j) = Journal::open(dir) {
                         let _ = ControlFile::new(dir).take();
-                        let policy = st.policies.last().cloned().unwrap_or_default();
-                        let at = jiff::Timestamp::now().to_string();
-                        let event = match &req {
-                            Request::Abort { reason } => Event::Aborted {
-                                reason: reason.clone(),
-                            },
-                            Request::Pause { reason } => Event::Paused {
-                                reason: format!("paused by an operator: {reason}"),
-                            },
-                        };
-                        j.append(event, &policy, &at)?;
+                        record(j, &st)?;
                         break;
                     }
                 }

@@ -670,9 +670,9 @@ fn pause_and_abort_from_another_process() {
     let o = lab.resume(&[]);
     assert_eq!(code(&o), 1);
     assert!(
-        stderr(&o).contains("held by another controller"),
+        stdout(&o).contains("held by another controller"),
         "{}",
-        stderr(&o)
+        stdout(&o)
     );
     let args = |sub: &str| -> Vec<String> {
         vec![

@@ -266,6 +266,18 @@ fn tail(text: &str, n: usize) -> String {
     }
 }
 
+/// A finished command against its `expect`: its output for the record, or why it failed.
+fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
+    match c.expect.judge(out.status, &out.stdout) {
+        None => Ok(tail(&out.stdout, 200)),
+        Some(why) => Err(format!(
+            "`{}`: {why}; output: {}",
+            c.label(),
+            tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
+        )),
+    }
+}
+
 fn rfc3339(t: jiff::Timestamp) -> String {
     t.to_string()
 }
@@ -1013,14 +1025,7 @@ impl<'a> Controller<'a> {
 
     fn run_one(&self, host: &Host, c: &CommandSpec, clock: &dyn Clock) -> StepResult {
         match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
-            Ok(out) => match c.expect.judge(out.status, &out.stdout) {
-                None => Ok(tail(&out.stdout, 200)),
-                Some(why) => Err(format!(
-                    "`{}`: {why}; output: {}",
-                    c.label(),
-                    tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
-                )),
-            },
+            Ok(out) => judged(c, &out),
             Err(e) => Err(format!("`{}`: {e}", c.label())),
         }
     }
@@ -1090,14 +1095,7 @@ impl<'a> Controller<'a> {
         let c = &steps.reboot;
         Ok(
             match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
-                Ok(out) => match c.expect.judge(out.status, &out.stdout) {
-                    None => Ok(tail(&out.stdout, 200)),
-                    Some(why) => Err(format!(
-                        "`{}`: {why}; output: {}",
-                        c.label(),
-                        tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
-                    )),
-                },
+                Ok(out) => judged(c, &out),
                 // The connection dropping under a reboot is what a reboot looks like.
                 Err(ExecError::Unreachable { .. } | ExecError::Timeout { .. }) => {
                     Ok("connection closed by the reboot".into())
