@@ -469,10 +469,17 @@ fn a_regression_in_one_group_pauses_at_the_stage_where_it_appears() {
     // The alert went to the file and the webhook.
     let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
     assert!(alerts.contains("gate_paused"), "{alerts}");
+    // The webhook got the canaries' approval, then the pause.
+    let approval = hooks
+        .recv_timeout(Duration::from_secs(10))
+        .expect("webhook POST");
+    assert_eq!(approval["kind"], "canary_approved");
+    assert_eq!(approval["severity"], "info");
     let hook = hooks
         .recv_timeout(Duration::from_secs(10))
         .expect("webhook POST");
     assert_eq!(hook["kind"], "gate_paused");
+    assert_eq!(hook["severity"], "warning");
     assert_eq!(hook["stage"], stages[k].0.as_str());
     let st = lab.status();
     assert_eq!(st["phase"], "paused");
