@@ -5,6 +5,7 @@
 //! [`source::SourceTree::read_dir`]; file watching lives in [`watch`] behind a trait.
 
 pub mod alert;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod defs;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each parses nothing itself and returns an exit code.
 
 pub mod bench;
+pub mod cache;
 pub mod check;
 pub mod defs;
 pub mod eval;

@@ -4,6 +4,7 @@
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache;
 mod cli;
 mod gate;
 mod plan;

@@ -143,11 +143,13 @@ fn check_signals(d: &Dynamic) -> Result<Value, String> {
     Ok(v)
 }
 
-fn check_map(d: &Dynamic) -> Result<Value, String> {
+fn check_catalogue(d: &Dynamic) -> Result<Value, String> {
     if !d.is_map() {
         return Err(format!("got `{}`", d.type_name()));
     }
-    serde_json::to_value(d).map_err(|e| e.to_string())
+    let v = serde_json::to_value(d).map_err(|e| e.to_string())?;
+    crate::cache::parse_catalogue(&v)?;
+    Ok(v)
 }
 
 /// Every policy kind fleetward knows.
@@ -275,9 +277,9 @@ pub static KINDS: &[KindSpec] = &[
         required: &[FnSpec {
             name: "commands",
             params: &[],
-            returns: "a map from command name to its definition",
-            doc: "The cache command catalogue.",
-            check: check_map,
+            returns: "a map from command name to `#{description, safety, params, target, guards, run, revert_after}`",
+            doc: "The cache command catalogue: each entry's `run(p, r)` function sends Redis commands round by round.",
+            check: check_catalogue,
         }],
         optional: &[],
     },

@@ -130,10 +130,18 @@ fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic
     d.at(file, line, col, text)
 }
 
+/// The functions a file defines by name (closures compile to anonymous ones, which nothing
+/// calls by name and no listing shows).
 fn public_fns(ast: &AST) -> Vec<FnSig> {
+    let ident = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
     let mut v: Vec<FnSig> = ast
         .iter_functions()
-        .filter(|f| f.access == FnAccess::Public)
+        .filter(|f| f.access == FnAccess::Public && ident(f.name))
         .map(|f| FnSig {
             name: f.name.to_string(),
             params: f.params.iter().map(|p| p.to_string()).collect(),
