@@ -98,10 +98,38 @@ fn bad_cache_requests_are_clear_errors() {
     assert!(err(&["config-get", "--param", "name"]).contains("--param `name` is not `k=v`"));
     assert!(err(&["info-summary", "--target", "workload=db"])
         .contains("no inventory host matches the target `workload=db`"));
-    // Without --dry-run this build refuses to run.
-    let o = run(&["cache", "run", "info-summary", "--inventory", &inv]);
+    // A dangerous command without --confirm is refused before anything connects.
+    let o = run(&[
+        "cache",
+        "run",
+        "evict-pattern",
+        "--inventory",
+        &inv,
+        "--param",
+        "pattern=x:*",
+    ]);
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("pass --dry-run"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("run it with --confirm"),
+        "{}",
+        stderr(&o)
+    );
+    // So is an automatic revert, which this build cannot do yet.
+    let o = run(&[
+        "cache",
+        "run",
+        "config-set",
+        "--inventory",
+        &inv,
+        "--param",
+        "name=maxmemory-policy",
+        "--param",
+        "value=noeviction",
+        "--param",
+        "revert_secs=60",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("automatic revert"), "{}", stderr(&o));
 }
 
 #[test]
@@ -164,4 +192,308 @@ fn wipe(p, r) { #{ send: [["FLUSHALL"]] } }
         "--confirm",
     ]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
+}
+
+use crate::redisd::RedisFleet;
+use serde_json::Value;
+
+fn live(args: &[&str]) -> (i32, Value, String) {
+    let mut a = vec!["cache", "run"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["-o", "json"]);
+    let o = run(&a);
+    let v = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+    (code(&o), v, stderr(&o))
+}
+
+fn rows(v: &Value) -> Vec<&Value> {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["rows"].as_array().unwrap().iter())
+        .collect()
+}
+
+fn commandstat(f: &RedisFleet, port: u16, cmd: &str) -> u64 {
+    let info = f.cli(port, &["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_default_command_runs_against_real_redis() {
+    let f = RedisFleet::start(3, 100_000);
+    let inv = f.inventory("");
+    let inv = inv.to_str().unwrap();
+    let audit = f.dir.path().join("audit.jsonl");
+    let audit_s = audit.to_str().unwrap();
+    let base = ["--inventory", inv, "--audit-log", audit_s];
+    let go = |name: &str, extra: &[&str]| {
+        let mut a = vec![name];
+        a.extend_from_slice(&base);
+        a.extend_from_slice(extra);
+        let (c, v, e) = live(&a);
+        assert_eq!(c, 0, "{name}: {v}\n{e}");
+        assert_eq!(v["failed"], 0, "{name}: {v}");
+        v
+    };
+
+    let v = go("info-summary", &[]);
+    let r = rows(&v);
+    assert_eq!(r.len(), 3);
+    assert!(
+        r.iter()
+            .all(|x| x["used_memory"].as_i64().unwrap() > 1_000_000),
+        "{v}"
+    );
+
+    let v = go("slowlog", &["--param", "count=5"]);
+    assert!(
+        !rows(&v).is_empty(),
+        "slowlog-log-slower-than is 0 on these nodes: {v}"
+    );
+
+    let _ = f.cli(
+        f.ports[0],
+        &["CONFIG", "SET", "latency-monitor-threshold", "1"],
+    );
+    let _ = f.cli(f.ports[0], &["DEBUG", "SLEEP", "0.01"]);
+    let v = go("latency", &[]);
+    assert!(rows(&v).iter().any(|x| x["event"] == "command"), "{v}");
+
+    // The big keys are found on every node, largest first, with at most `limit` keys seen.
+    let v = go("big-keys", &["--param", "top=3", "--param", "count=1000"]);
+    for n in v["nodes"].as_array().unwrap() {
+        let keys: Vec<&str> = n["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["big:0", "big:1", "big:2"], "{n}");
+        assert!(
+            n["commands"].as_u64().unwrap() > 100_000,
+            "every key's MEMORY USAGE: {n}"
+        );
+    }
+
+    let v = go(
+        "hot-keys",
+        &[
+            "--param",
+            "pattern=user:*",
+            "--param",
+            "top=5",
+            "--param",
+            "limit=2000",
+        ],
+    );
+    assert_eq!(rows(&v).len(), 15, "{v}");
+
+    let v = go(
+        "key-ttl",
+        &[
+            "--param",
+            "pattern=ttl:*",
+            "--param",
+            "top=4",
+            "--param",
+            "limit=5000",
+        ],
+    );
+    let r = rows(&v);
+    assert_eq!(r.len(), 12);
+    assert!(
+        r.iter().all(|x| x["ttl_ms"].as_i64().unwrap() > 3_000_000),
+        "{v}"
+    );
+
+    let v = go("config-get", &["--param", "name=maxmemory-policy"]);
+    assert!(rows(&v).iter().all(|x| x["value"] == "allkeys-lfu"), "{v}");
+
+    let v = go(
+        "config-set",
+        &[
+            "--target",
+            "name=c1",
+            "--param",
+            "name=maxmemory-policy",
+            "--param",
+            "value=allkeys-lru",
+        ],
+    );
+    assert_eq!(rows(&v)[0]["old"], "allkeys-lfu");
+    assert_eq!(
+        f.cli(f.ports[1], &["CONFIG", "GET", "maxmemory-policy"])
+            .lines()
+            .nth(1),
+        Some("allkeys-lru")
+    );
+    assert!(f
+        .cli(f.ports[0], &["CONFIG", "GET", "maxmemory-policy"])
+        .contains("allkeys-lfu"));
+
+    let v = go("client-list", &[]);
+    assert!(!rows(&v).is_empty(), "{v}");
+
+    // Dangerous: refused without --confirm (nothing sent), then run.
+    let before = commandstat(&f, f.ports[2], "unlink");
+    let (c, v, _) = live(&[
+        "evict-pattern",
+        "--inventory",
+        inv,
+        "--audit-log",
+        audit_s,
+        "--target",
+        "name=c2",
+        "--param",
+        "pattern=tags:*",
+    ]);
+    assert_eq!(c, 1);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("run it with --confirm"),
+        "{v}"
+    );
+    assert_eq!(commandstat(&f, f.ports[2], "unlink"), before);
+    let v = go(
+        "evict-pattern",
+        &[
+            "--target",
+            "name=c2",
+            "--param",
+            "pattern=tags:*",
+            "--confirm",
+        ],
+    );
+    assert_eq!(rows(&v)[0]["unlinked"], 10_000, "{v}");
+    assert_eq!(f.cli(f.ports[2], &["EXISTS", "tags:0000008"]).trim(), "0");
+    assert_eq!(f.cli(f.ports[1], &["EXISTS", "tags:0000008"]).trim(), "1");
+
+    // The audit log has the write and the dangerous command: who, what, where, when, result.
+    let lines: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["config-set", "evict-pattern"]);
+    assert!(lines[1]["user"].as_str().is_some() && lines[1]["at"].as_str().is_some());
+    assert_eq!(lines[1]["nodes"][0]["node"]["name"], "c2");
+    assert_eq!(lines[1]["nodes"][0]["ok"], true);
+    assert_eq!(lines[1]["confirmed"], true);
+}
+
+#[test]
+fn dry_runs_and_refusals_send_nothing() {
+    let f = RedisFleet::start(3, 1_000);
+    let inv = f.inventory("");
+    let inv = inv.to_str().unwrap();
+    let scans = |f: &RedisFleet| {
+        f.ports
+            .iter()
+            .map(|p| commandstat(f, *p, "scan"))
+            .sum::<u64>()
+    };
+    let before = scans(&f);
+    let o = run(&["cache", "run", "big-keys", "--inventory", inv, "--dry-run"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(scans(&f), before, "a dry run sends nothing");
+    // A command built at run time is refused on the node before it is sent.
+    let dir = policy_dir(&[(
+        "cache.rhai",
+        br#"
+fn commands() { #{ "sneaky": #{ description: "d", safety: "read", target: "workload=cache", run: "sneaky" } } }
+fn sneaky(p, r) { if r.n == 0 { #{ send: [["DBSIZE"]] } } else { #{ send: [["KEY" + "S", "*"]] } } }
+"#,
+    )]);
+    let keys = f
+        .ports
+        .iter()
+        .map(|p| commandstat(&f, *p, "keys"))
+        .sum::<u64>();
+    let (c, v, _) = live(&[
+        "sneaky",
+        "--policy-dir",
+        dir.path().to_str().unwrap(),
+        "--inventory",
+        inv,
+    ]);
+    assert_eq!(c, 2, "{v}");
+    for n in v["nodes"].as_array().unwrap() {
+        assert!(
+            n["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("refused: `KEYS` walks the whole keyspace"),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        f.ports
+            .iter()
+            .map(|p| commandstat(&f, *p, "keys"))
+            .sum::<u64>(),
+        keys
+    );
+    assert_eq!(
+        f.ports
+            .iter()
+            .map(|p| commandstat(&f, *p, "dbsize"))
+            .sum::<u64>(),
+        3
+    );
+}
+
+#[test]
+fn a_node_that_is_down_or_hangs_fails_alone() {
+    let f = RedisFleet::start(2, 1_000);
+    // One address where nothing listens, one that accepts and never answers.
+    let down = crate::redisd::free_port();
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let inv = f.inventory(&format!(
+        "  {{ name = \"down\", address = \"127.0.0.1\", hardware = \"r650\", workload = \"cache\", datacenter = \"lo\", rack = \"r8\", kernel = \"6.8.0-40-generic\", port = {down}, redis_port = {down} }},\n  {{ name = \"hang\", address = \"127.0.0.1\", hardware = \"r650\", workload = \"cache\", datacenter = \"lo\", rack = \"r9\", kernel = \"6.8.0-40-generic\", port = {hang_port}, redis_port = {hang_port} }},\n"
+    ));
+    let (c, v, e) = live(&[
+        "info-summary",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--command-timeout-ms",
+        "500",
+        "--connect-timeout-ms",
+        "500",
+    ]);
+    assert_eq!(c, 2, "{v}\n{e}");
+    assert_eq!(v["failed"], 2);
+    let by: std::collections::BTreeMap<&str, &Value> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"]["name"].as_str().unwrap(), n))
+        .collect();
+    assert!(by["c0"]["error"].is_null() && by["c1"]["error"].is_null());
+    assert!(
+        by["down"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach `down`"),
+        "{}",
+        by["down"]
+    );
+    let hung = by["hang"]["error"].as_str().unwrap();
+    assert!(
+        hung.contains("`hang`") && (hung.contains("did not answer") || hung.contains("timed out")),
+        "{hung}"
+    );
+    drop(hang);
 }

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod gate;
 mod plan;
+mod redisd;
 mod rollout;
 mod simulate;
 mod ssh;

@@ -9,7 +9,9 @@
 //! whether the command is finished. So one SCAN-based command walks its cursor round by round,
 //! and every command it builds passes the guard.
 
+pub mod client;
 pub mod guard;
+pub mod runner;
 
 use crate::model::Host;
 use crate::runtime::typed::to_dynamic;

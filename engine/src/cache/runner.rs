@@ -1,0 +1,125 @@
+//! Running a catalogue command on many nodes: each node runs the command's rounds on its own
+//! (script round → guard → send → replies → next round, paced), under a concurrency limit.
+//! A node that fails is reported and the others carry on.
+
+use super::client::CacheClient;
+use super::guard;
+use super::{call_round, Entry, Node, Round};
+use crate::clock::Clock;
+use crate::runtime::PolicySet;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Rounds a command may take on one node before it is stopped.
+pub const MAX_ROUNDS: u64 = 1_000_000;
+
+/// What one node did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeResult {
+    pub node: Node,
+    pub rows: Vec<Value>,
+    pub error: Option<String>,
+    pub rounds: u64,
+    pub commands: u64,
+    pub elapsed_ms: f64,
+}
+
+pub struct Request<'a> {
+    pub set: &'a PolicySet,
+    pub entry: &'a Entry,
+    pub params: &'a BTreeMap<String, Value>,
+    pub confirmed: bool,
+    /// Nodes worked on at once.
+    pub concurrency: usize,
+}
+
+/// Runs the command on one node.
+pub fn run_node(
+    req: &Request<'_>,
+    node: &Node,
+    client: &dyn CacheClient,
+    clock: &dyn Clock,
+) -> NodeResult {
+    let start = Instant::now();
+    let mut out = NodeResult {
+        node: node.clone(),
+        rows: Vec::new(),
+        error: None,
+        rounds: 0,
+        commands: 0,
+        elapsed_ms: 0.0,
+    };
+    let mut round = Round {
+        n: 0,
+        state: Value::Null,
+        replies: Vec::new(),
+        node: node.clone(),
+    };
+    let pace = Duration::from_millis(req.entry.guards.pace_ms);
+    let result: Result<(), String> = (|| loop {
+        if round.n >= MAX_ROUNDS {
+            return Err(format!("stopped after {MAX_ROUNDS} rounds"));
+        }
+        let step = call_round(req.set, req.entry, req.params, &round)
+            .map_err(|e| crate::reload::ErrorReport::from(&e).message)?;
+        out.rounds += 1;
+        out.rows.extend(step.rows);
+        if step.done {
+            return Ok(());
+        }
+        for cmd in &step.send {
+            guard::check(cmd, req.entry.safety, &req.entry.guards, req.confirmed)
+                .map_err(|e| format!("refused: {e}"))?;
+        }
+        let replies = client.send(node, &step.send).map_err(|e| e.to_string())?;
+        out.commands += step.send.len() as u64;
+        round = Round {
+            n: round.n + 1,
+            state: step.state,
+            replies,
+            node: node.clone(),
+        };
+        if !pace.is_zero() {
+            clock.sleep(pace);
+        }
+    })();
+    out.error = result.err();
+    out.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    out
+}
+
+/// Runs the command on every node, at most `concurrency` at a time, in node order.
+pub fn run(
+    req: &Request<'_>,
+    nodes: &[Node],
+    client: &dyn CacheClient,
+    clock: &dyn Clock,
+) -> Vec<NodeResult> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<NodeResult>>> = Mutex::new(vec![None; nodes.len()]);
+    let threads = req.concurrency.max(1).min(nodes.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(node) = nodes.get(i) else { break };
+                let r = run_node(req, node, client, clock);
+                if let Ok(mut v) = results.lock() {
+                    if let Some(slot) = v.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
