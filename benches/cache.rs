@@ -1,7 +1,13 @@
 //! `big-keys` over 1M keys on one real `redis-server`: the run time, and the slowest single
 //! command the server recorded in SLOWLOG while it ran (the cost to live traffic; target: no
 //! command over 10 ms). Run with `cargo bench --bench cache`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code, unused_imports)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    unused_imports
+)]
 
 #[path = "../tests/e2e/redisd.rs"]
 mod redisd;
@@ -11,7 +17,10 @@ mod support;
 use std::time::Instant;
 
 fn main() {
-    let keys: usize = std::env::var("KEYS").ok().and_then(|k| k.parse().ok()).unwrap_or(1_000_000);
+    let keys: usize = std::env::var("KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1_000_000);
     let f = redisd::RedisFleet::start(1, keys);
     let port = f.ports[0];
     let dbsize = f.cli(port, &["DBSIZE"]);
@@ -24,11 +33,25 @@ fn main() {
     let o = std::process::Command::new(support::bin())
         .args(["cache", "run", "big-keys", "--inventory"])
         .arg(&inv)
-        .args(["--param", "count=1000", "--param", "limit=1000000", "--param", "top=10", "-o", "json"])
+        .args([
+            "--param",
+            "count=1000",
+            "--param",
+            "limit=1000000",
+            "--param",
+            "top=10",
+            "-o",
+            "json",
+        ])
         .output()
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let node = &v["nodes"][0];
     // SLOWLOG GET entries: id, timestamp, microseconds, arguments, ...

@@ -6,6 +6,7 @@ use super::{Ctx, InventoryArgs};
 use crate::output::{json_line, Exit, Format};
 use anyhow::{anyhow, bail};
 use fleetward_engine::cache::guard::{self, Safety};
+use fleetward_engine::cache::revert::{self, RevertEvent, RevertJournal};
 use fleetward_engine::cache::{self, bind_params, select_nodes, Round};
 use fleetward_engine::exec::shell_quote;
 use std::path::PathBuf;
@@ -25,6 +26,14 @@ pub enum Sub {
     },
     /// Run a catalogue command on the cache nodes a target selects.
     Run(Box<RunArgs>),
+    /// Apply the reverts that runs killed before their revert time left pending.
+    Revert {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Timeout per node, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        command_timeout_ms: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,17 +70,50 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5000)]
     pub command_timeout_ms: u64,
     /// Where `write` and `dangerous` commands are recorded (JSON lines). Default:
-    /// `$XDG_STATE_HOME/fleetward/cache-audit.jsonl` (or `~/.local/state/...`).
+    /// `cache-audit.jsonl` in the state directory.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
-fn default_audit_log() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("fleetward/cache-audit.jsonl")
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    /// Where the audit log and the revert journal live. Default: `$XDG_STATE_HOME/fleetward`
+    /// (or `~/.local/state/fleetward`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("fleetward")
+        })
+    }
+
+    fn reverts(&self) -> RevertJournal {
+        RevertJournal::new(&self.dir().join("cache-reverts.jsonl"))
+    }
+}
+
+/// Reports reverts a killed run left behind.
+fn report_pending(state: &StateArgs) {
+    match state.reverts().pending() {
+        Ok(p) => {
+            for r in p.iter().filter(|r| !revert::alive(r.pid)) {
+                eprintln!(
+                    "warning: pending revert: `{}` on `{}` back to `{}` was due at {} and the process that made the change ({}) is gone; `fleetward cache revert` applies it",
+                    r.name, r.node.name, r.old, r.due, r.pid
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: {e}"),
+    }
 }
 
 /// Appends one audit record, flushed.
@@ -92,6 +134,10 @@ fn audit(path: &std::path::Path, record: &serde_json::Value) -> anyhow::Result<(
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match a.command {
         Sub::List { policy_dir } => list(ctx, &policy_dir),
+        Sub::Revert {
+            state,
+            command_timeout_ms,
+        } => revert_pending(ctx, &state, command_timeout_ms),
         Sub::Run(r) => run_command(ctx, *r),
     }
 }
@@ -138,6 +184,7 @@ fn list(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<Exit> {
 }
 
 fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
+    report_pending(&a.state);
     let set = ctx.load(&a.policy_dir)?;
     let cat = cache::catalogue(&set)?;
     let entry = cat.get(&a.name).ok_or_else(|| {
@@ -259,11 +306,12 @@ fn run_live(
             a.name
         );
     }
-    if let Some(p) = &entry.revert_after {
-        if params.get(p).and_then(|v| v.as_i64()).unwrap_or(0) > 0 {
-            bail!("automatic revert (`{p}`) is not available in this build; set `{p}=0` and revert by hand");
-        }
-    }
+    let revert_secs = entry
+        .revert_after
+        .as_ref()
+        .and_then(|p| params.get(p))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     let client = RedisClient::new(RedisOptions {
         username: a.redis_user.clone(),
         password: std::env::var("FLEETWARD_REDIS_PASSWORD").ok(),
@@ -280,8 +328,16 @@ fn run_live(
     let started = jiff::Timestamp::now();
     let results = runner::run(&req, nodes, &client, &fleetward_engine::clock::WallClock);
     let failed = results.iter().filter(|r| r.error.is_some()).count();
+    let reverts = if revert_secs > 0 {
+        revert_later(a, entry, &results, revert_secs, &client)?
+    } else {
+        Vec::new()
+    };
     if entry.safety != Safety::Read {
-        let path = a.audit_log.clone().unwrap_or_else(default_audit_log);
+        let path = a
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| a.state.dir().join("cache-audit.jsonl"));
         audit(
             &path,
             &serde_json::json!({
@@ -296,6 +352,7 @@ fn run_live(
                     "node": r.node, "ok": r.error.is_none(), "error": r.error,
                     "commands": r.commands, "rows": r.rows,
                 })).collect::<Vec<_>>(),
+                "reverts": reverts,
             }),
         )
         .map_err(|e| anyhow!("cannot write the audit log `{}`: {e}", path.display()))?;
@@ -308,8 +365,14 @@ fn run_live(
             "params": params,
             "nodes": results,
             "failed": failed,
+            "reverts": reverts,
         })),
-        Format::Human => print!("{}", render(&a.name, &results)),
+        Format::Human => {
+            print!("{}", render(&a.name, &results));
+            for r in &reverts {
+                println!("{r}");
+            }
+        }
     }
     Ok(if failed == 0 {
         Exit::Ok
@@ -380,4 +443,144 @@ fn render(name: &str, results: &[fleetward_engine::cache::runner::NodeResult]) -
         }
     }
     o
+}
+
+/// Records a revert per changed node, waits for the revert time (Ctrl-C reverts at once),
+/// then sets every node back. Returns one line per node.
+fn revert_later(
+    a: &RunArgs,
+    entry: &cache::Entry,
+    results: &[fleetward_engine::cache::runner::NodeResult],
+    secs: u64,
+    client: &dyn fleetward_engine::cache::client::CacheClient,
+) -> anyhow::Result<Vec<String>> {
+    let journal = a.state.reverts();
+    let due = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(
+        i64::try_from(secs).unwrap_or(i64::MAX),
+    ))?;
+    let pid = std::process::id();
+    let mut todo = Vec::new();
+    for r in results.iter().filter(|r| r.error.is_none()) {
+        for row in &r.rows {
+            let (Some(name), Some(old), Some(value)) = (
+                row.get("name").and_then(|v| v.as_str()),
+                row.get("old").and_then(|v| v.as_str()),
+                row.get("value").and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            let id = format!("{pid}-{}-{}-{}", r.node.name, name, due.as_second());
+            journal.append(&RevertEvent::Pending {
+                id: id.clone(),
+                node: (&r.node).into(),
+                name: name.to_string(),
+                old: old.to_string(),
+                value: value.to_string(),
+                due: due.to_string(),
+                pid,
+            })?;
+            todo.push((id, r.node.clone(), name.to_string(), old.to_string()));
+        }
+    }
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        // If a handler is already installed (a second run in one process), waiting out the
+        // timer still reverts.
+        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+    eprintln!(
+        "{} setting(s) changed; reverting at {due} (in {secs} s). Ctrl-C reverts now.",
+        todo.len()
+    );
+    while jiff::Timestamp::now() < due && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut lines = Vec::new();
+    for (id, node, name, old) in todo {
+        let cmd = vec![
+            "CONFIG".to_string(),
+            "SET".to_string(),
+            name.clone(),
+            old.clone(),
+        ];
+        let result = guard::check(&cmd, entry.safety, &entry.guards, a.confirm)
+            .map_err(|e| e.to_string())
+            .and_then(|()| client.send(&node, &[cmd]).map_err(|e| e.to_string()))
+            .and_then(|replies| match replies.first() {
+                Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
+                _ => Ok(()),
+            });
+        journal.append(&RevertEvent::Reverted {
+            id,
+            error: result.as_ref().err().cloned(),
+        })?;
+        lines.push(match result {
+            Ok(()) => format!("reverted `{name}` on `{}` to `{old}`", node.name),
+            Err(e) => format!("REVERT FAILED: `{name}` on `{}` to `{old}`: {e}", node.name),
+        });
+    }
+    Ok(lines)
+}
+
+/// `cache revert`: applies reverts whose process is gone.
+fn revert_pending(ctx: &Ctx, state: &StateArgs, timeout_ms: u64) -> anyhow::Result<Exit> {
+    use fleetward_engine::cache::client::{CacheClient, RedisClient, RedisOptions};
+    let journal = state.reverts();
+    let todo: Vec<_> = journal
+        .pending()?
+        .into_iter()
+        .filter(|r| !revert::alive(r.pid))
+        .collect();
+    let client = RedisClient::new(RedisOptions {
+        username: None,
+        password: std::env::var("FLEETWARD_REDIS_PASSWORD").ok(),
+        command_timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+        ..RedisOptions::default()
+    })?;
+    let mut out = Vec::new();
+    let mut failed = 0;
+    for r in todo {
+        let node: cache::Node = (&r.node).into();
+        let cmd = vec![
+            "CONFIG".to_string(),
+            "SET".to_string(),
+            r.name.clone(),
+            r.old.clone(),
+        ];
+        let result = client
+            .send(&node, &[cmd])
+            .map_err(|e| e.to_string())
+            .and_then(|replies| match replies.first() {
+                Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
+                _ => Ok(()),
+            });
+        if result.is_err() {
+            failed += 1;
+        }
+        journal.append(&RevertEvent::Reverted {
+            id: r.id.clone(),
+            error: result.as_ref().err().cloned(),
+        })?;
+        out.push(serde_json::json!({ "node": r.node, "name": r.name, "old": r.old, "error": result.err() }));
+    }
+    match ctx.format {
+        Format::Json => json_line(&serde_json::json!({ "ok": failed == 0, "reverted": out })),
+        Format::Human => {
+            if out.is_empty() {
+                println!("no pending reverts");
+            }
+            for o in &out {
+                println!("{o}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        Exit::Ok
+    } else {
+        Exit::Attention
+    })
 }

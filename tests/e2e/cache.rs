@@ -114,22 +114,6 @@ fn bad_cache_requests_are_clear_errors() {
         "{}",
         stderr(&o)
     );
-    // So is an automatic revert, which this build cannot do yet.
-    let o = run(&[
-        "cache",
-        "run",
-        "config-set",
-        "--inventory",
-        &inv,
-        "--param",
-        "name=maxmemory-policy",
-        "--param",
-        "value=noeviction",
-        "--param",
-        "revert_secs=60",
-    ]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("automatic revert"), "{}", stderr(&o));
 }
 
 #[test]
@@ -496,4 +480,128 @@ fn a_node_that_is_down_or_hangs_fails_alone() {
         "{hung}"
     );
     drop(hang);
+}
+
+#[test]
+fn config_set_reverts_after_its_duration_on_ctrl_c_and_after_a_kill() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let f = RedisFleet::start(1, 100);
+    let inv = f.inventory("");
+    let state = f.dir.path().join("state");
+    let policy = |f: &RedisFleet| {
+        f.cli(f.ports[0], &["CONFIG", "GET", "maxmemory-policy"])
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    };
+    let args = |secs: &str| -> Vec<String> {
+        [
+            "cache",
+            "run",
+            "config-set",
+            "--inventory",
+            inv.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--param",
+            "name=maxmemory-policy",
+            "--param",
+            "value=noeviction",
+            "--param",
+            &format!("revert_secs={secs}"),
+            "-o",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let wait_for = |f: &RedisFleet, want: &str| {
+        let t = Instant::now();
+        while policy(f) != want {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "never became `{want}`"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // After the duration.
+    let a = args("2");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let o = run(&a);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(t.elapsed() >= Duration::from_secs(2));
+    assert_eq!(policy(&f), "allkeys-lfu");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(
+        v["reverts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("reverted `maxmemory-policy` on `c0`"),
+        "{v}"
+    );
+
+    // Ctrl-C reverts at once.
+    let mut child = Command::new(crate::support::bin())
+        .args(args("600"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&f, "noeviction");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(policy(&f), "allkeys-lfu");
+
+    // Killed outright: the next run reports the pending revert, and `cache revert` makes it.
+    let mut child = Command::new(crate::support::bin())
+        .args(args("600"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&f, "noeviction");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(policy(&f), "noeviction");
+    let o = run(&[
+        "cache",
+        "run",
+        "info-summary",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("pending revert: `maxmemory-policy` on `c0` back to `allkeys-lfu`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["cache", "revert", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(policy(&f), "allkeys-lfu");
+    let o = run(&[
+        "cache",
+        "run",
+        "info-summary",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(!stderr(&o).contains("pending revert"), "{}", stderr(&o));
 }

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod guard;
+pub mod revert;
 pub mod runner;
 
 use crate::model::Host;
