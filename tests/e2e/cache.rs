@@ -321,6 +321,27 @@ fn every_default_command_runs_against_real_redis() {
         .cli(f.ports[0], &["CONFIG", "GET", "maxmemory-policy"])
         .contains("allkeys-lfu"));
 
+    // Without an LFU policy, hot-keys ranks by idle time instead.
+    let v = go(
+        "hot-keys",
+        &[
+            "--target",
+            "name=c1",
+            "--param",
+            "pattern=user:*",
+            "--param",
+            "top=3",
+            "--param",
+            "limit=500",
+        ],
+    );
+    assert!(
+        rows(&v)
+            .iter()
+            .all(|x| x["idle_secs"].is_i64() && x.get("freq").is_none()),
+        "{v}"
+    );
+
     let v = go("client-list", &[]);
     assert!(!rows(&v).is_empty(), "{v}");
 
