@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,30 +25,8 @@ impl Drop for RedisFleet {
 fn ensure_redis() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if Path::new("/usr/bin/redis-server").exists() {
-            return;
-        }
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "redis-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !install() {
-            let _ = Command::new("apt-get")
-                .arg("update")
-                .stdout(Stdio::null())
-                .status();
-            install();
-        }
+        crate::support::ensure_installed("/usr/bin/redis-server", &["redis-server", "redis-tools"])
     });
-    assert!(
-        Path::new("/usr/bin/redis-server").exists(),
-        "redis-server is not installed and could not be installed (apt-get install redis-server)"
-    );
 }
 
 pub fn free_port() -> u16 {

@@ -72,36 +72,8 @@ fn ensure_user() {
 fn ensure_sshd() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if Path::new("/usr/sbin/sshd").exists() {
-            return;
-        }
-        let install = || {
-            Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "openssh-server",
-                    "openssh-client",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !install() {
-            let _ = Command::new("apt-get")
-                .arg("update")
-                .stdout(Stdio::null())
-                .status();
-            install();
-        }
+        crate::support::ensure_installed("/usr/sbin/sshd", &["openssh-server", "openssh-client"])
     });
-    assert!(
-        Path::new("/usr/sbin/sshd").exists(),
-        "sshd is not installed and could not be installed (apt-get install openssh-server)"
-    );
 }
 
 fn keygen(path: &Path) {

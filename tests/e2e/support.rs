@@ -53,3 +53,34 @@ pub fn policy_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 }
 
 pub const ROLLOUT_OK: &str = "fn eligible(host) { true }\nfn canary(group) { 1 }\nfn waves() { [1, 5, 25, 100] }\nfn bake(wave) { 0 }\n";
+
+/// Installs Debian `packages` when `binary` is missing (tests run as root, as CI does), and
+/// fails the test with the command to run when that is not possible.
+pub fn ensure_installed(binary: &str, packages: &[&str]) {
+    use std::process::Stdio;
+    if Path::new(binary).exists() {
+        return;
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !install() {
+        let _ = Command::new("apt-get")
+            .arg("update")
+            .stdout(Stdio::null())
+            .status();
+        install();
+    }
+    assert!(
+        Path::new(binary).exists(),
+        "`{binary}` is not installed and could not be installed (apt-get install {})",
+        packages.join(" ")
+    );
+}

@@ -497,6 +497,23 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
+    /// Pauses because the live policy could not decide (the message names `file:line:col`).
+    fn policy_pause(
+        &self,
+        stage: Option<usize>,
+        message: String,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        self.pause(
+            "policy_error",
+            Severity::Critical,
+            stage,
+            message,
+            vec![],
+            clock,
+        )
+    }
+
     /// Applies an operator request.
     fn apply_request(&self, req: Request, clock: &dyn Clock) -> Result<(), ControllerError> {
         match req {
@@ -719,9 +736,7 @@ impl<'a> Controller<'a> {
             };
             let steps = match self.steps_for(&set, host) {
                 Ok(s) => s,
-                Err(m) => {
-                    return self.pause("policy_error", Severity::Critical, None, m, vec![], clock)
-                }
+                Err(m) => return self.policy_pause(None, m, clock),
             };
             let k = self.probe(host, &steps.probe.kernel, steps.probe.timeout, clock);
             let b = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock);
@@ -799,14 +814,7 @@ impl<'a> Controller<'a> {
         let budget = match self.budget(&set) {
             Ok(b) => b,
             Err(m) => {
-                self.pause(
-                    "policy_error",
-                    Severity::Critical,
-                    Some(stage),
-                    m,
-                    vec![],
-                    clock,
-                )?;
+                self.policy_pause(Some(stage), m, clock)?;
                 return Ok(true);
             }
         };
@@ -942,16 +950,7 @@ impl<'a> Controller<'a> {
         let set = self.policy()?;
         let steps = match self.steps_for(&set, host) {
             Ok(s) => s,
-            Err(m) => {
-                return self.pause(
-                    "policy_error",
-                    Severity::Critical,
-                    Some(stage),
-                    m,
-                    vec![],
-                    clock,
-                )
-            }
+            Err(m) => return self.policy_pause(Some(stage), m, clock),
         };
         drop(set);
         loop {
@@ -1189,16 +1188,7 @@ impl<'a> Controller<'a> {
         let set = self.policy()?;
         let signals = match self.signals(&set) {
             Ok(s) => s,
-            Err(m) => {
-                return self.pause(
-                    "policy_error",
-                    Severity::Critical,
-                    Some(stage),
-                    m,
-                    vec![],
-                    clock,
-                )
-            }
+            Err(m) => return self.policy_pause(Some(stage), m, clock),
         };
         let until = match self.with_state(|s| s.bake_until.get(&stage).cloned()) {
             Some(u) => u
@@ -1212,12 +1202,9 @@ impl<'a> Controller<'a> {
                         match info.map(|i| PolicyRules::new(&set).bake(&i)) {
                             Some(Ok(b)) => b,
                             Some(Err(e)) => {
-                                return self.pause(
-                                    "policy_error",
-                                    Severity::Critical,
+                                return self.policy_pause(
                                     Some(stage),
                                     format!("`bake(wave)`: {e}"),
-                                    vec![],
                                     clock,
                                 )
                             }
