@@ -89,6 +89,26 @@ pub struct Settings {
     pub inventory: crate::inventory::FieldMapSpec,
     /// Sample-size floors, significance and correction for gates.
     pub gates: crate::gate::GateSettings,
+    /// How `fleetward cache` reaches the cache nodes.
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`: the ACL user for cache nodes and the environment variable holding its password
+/// (the password itself never lives in a policy directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub user: Option<String>,
+    pub password_env: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            user: None,
+            password_env: "FLEETWARD_REDIS_PASSWORD".into(),
+        }
+    }
 }
 
 impl Settings {

@@ -60,7 +60,9 @@ pub struct RunArgs {
     /// Nodes worked on at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// ACL user for the cache nodes; the password comes from `FLEETWARD_REDIS_PASSWORD`.
+    /// ACL user for the cache nodes. Default: `[cache] user` in `fleetward.toml`; the password
+    /// comes from the environment variable `[cache] password_env` names
+    /// (`FLEETWARD_REDIS_PASSWORD` by default).
     #[arg(long)]
     pub redis_user: Option<String>,
     /// Connect timeout per node, in milliseconds.
@@ -312,9 +314,10 @@ fn run_live(
         .and_then(|p| params.get(p))
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
+    let cfg = set.cache_settings();
     let client = RedisClient::new(RedisOptions {
-        username: a.redis_user.clone(),
-        password: std::env::var("FLEETWARD_REDIS_PASSWORD").ok(),
+        username: a.redis_user.clone().or_else(|| cfg.user.clone()),
+        password: std::env::var(&cfg.password_env).ok(),
         connect_timeout: std::time::Duration::from_millis(a.connect_timeout_ms.max(1)),
         command_timeout: std::time::Duration::from_millis(a.command_timeout_ms.max(1)),
     })?;

@@ -417,8 +417,16 @@ fn dry_runs_and_refusals_send_nothing() {
     let dir = policy_dir(&[(
         "cache.rhai",
         br#"
-fn commands() { #{ "sneaky": #{ description: "d", safety: "read", target: "workload=cache", run: "sneaky" } } }
+fn commands() {
+    #{
+        "sneaky": #{ description: "d", safety: "read", target: "workload=cache", run: "sneaky" },
+        "greedy": #{ description: "d", safety: "read", target: "workload=cache", run: "greedy",
+                     guards: #{ keys_per_node: 100, pace_ms: 0 } },
+    }
+}
 fn sneaky(p, r) { if r.n == 0 { #{ send: [["DBSIZE"]] } } else { #{ send: [["KEY" + "S", "*"]] } } }
+// Ignores the cursor and scans on and on: the runner's keys-per-node guard stops it.
+fn greedy(p, r) { #{ send: [["SCAN", "0", "COUNT", "50"]] } }
 "#,
     )]);
     let keys = f
@@ -457,6 +465,26 @@ fn sneaky(p, r) { if r.n == 0 { #{ send: [["DBSIZE"]] } } else { #{ send: [["KEY
             .sum::<u64>(),
         3
     );
+    // A script that would examine keys without end is stopped by the keys-per-node guard.
+    let (c, v, _) = live(&[
+        "greedy",
+        "--policy-dir",
+        dir.path().to_str().unwrap(),
+        "--inventory",
+        inv,
+        "--target",
+        "name=c0",
+    ]);
+    assert_eq!(c, 2, "{v}");
+    let n = &v["nodes"][0];
+    assert!(
+        n["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 100 keys examined"),
+        "{n}"
+    );
+    assert!(n["commands"].as_u64().unwrap() <= 4, "{n}");
 }
 
 #[test]

@@ -60,6 +60,7 @@ pub fn run_node(
         node: node.clone(),
     };
     let pace = Duration::from_millis(req.entry.guards.pace_ms);
+    let mut keys: u64 = 0;
     let result: Result<(), String> = (|| loop {
         if round.n >= MAX_ROUNDS {
             return Err(format!("stopped after {MAX_ROUNDS} rounds"));
@@ -77,6 +78,14 @@ pub fn run_node(
         }
         let replies = client.send(node, &step.send).map_err(|e| e.to_string())?;
         out.commands += step.send.len() as u64;
+        // The keys-per-node guard, whatever the script counts: keys returned by SCANs.
+        keys += scanned_keys(&step.send, &replies);
+        if keys > req.entry.guards.keys_per_node {
+            return Err(format!(
+                "stopped: more than {} keys examined on this node (the entry's `keys_per_node` guard)",
+                req.entry.guards.keys_per_node
+            ));
+        }
         round = Round {
             n: round.n + 1,
             state: step.state,
@@ -90,6 +99,26 @@ pub fn run_node(
     out.error = result.err();
     out.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
     out
+}
+
+/// Keys the SCAN-family commands of a round returned (`[cursor, [keys...]]` replies).
+fn scanned_keys(sent: &[Vec<String>], replies: &[Value]) -> u64 {
+    sent.iter()
+        .zip(replies)
+        .filter(|(c, _)| {
+            c.first().is_some_and(|n| {
+                ["SCAN", "SSCAN", "HSCAN", "ZSCAN"]
+                    .iter()
+                    .any(|s| n.eq_ignore_ascii_case(s))
+            })
+        })
+        .map(|(_, r)| {
+            r.get(1)
+                .and_then(Value::as_array)
+                .map(|a| a.len() as u64)
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Runs the command on every node, at most `concurrency` at a time, in node order.

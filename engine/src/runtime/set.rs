@@ -78,6 +78,7 @@ pub struct PolicySet {
     limits: Limits,
     field_map: FieldMap,
     gate_settings: GateSettings,
+    cache_settings: crate::config::CacheSettings,
     engine: Engine,
     shims: AST,
     shim_names: HashSet<String>,
@@ -180,6 +181,7 @@ impl PolicySet {
         })?;
         let mut limits = settings.limits;
         let gate_settings = settings.gates.clone();
+        let cache_settings = settings.cache.clone();
         for o in &opts.limit_overrides {
             limits.set(o).map_err(|m| {
                 PolicyError::Invalid(vec![Diagnostic::new(DiagnosticKind::Config, m)])
@@ -339,6 +341,7 @@ impl PolicySet {
             limits,
             field_map,
             gate_settings,
+            cache_settings,
             engine,
             shims,
             shim_names,
@@ -394,6 +397,11 @@ impl PolicySet {
     /// `[gates]` in `fleetward.toml`: sample floors, significance, correction.
     pub fn gate_settings(&self) -> &GateSettings {
         &self.gate_settings
+    }
+
+    /// `[cache]` in `fleetward.toml`.
+    pub fn cache_settings(&self) -> &crate::config::CacheSettings {
+        &self.cache_settings
     }
 
     /// How this set's inventories map variables to host fields (`[inventory]` in
