@@ -654,3 +654,36 @@ fn config_set_reverts_after_its_duration_on_ctrl_c_and_after_a_kill() {
     ]);
     assert!(!stderr(&o).contains("pending revert"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_broken_catalogue_is_refused_at_load_with_its_place() {
+    let dir = policy_dir(&[(
+        "cache.rhai",
+        b"fn commands() {\n    #{ \"x\": #{ description: \"d\", safety: \"sometimes\", run: \"x\" } }\n}\nfn x(p, r) { #{ done: true } }\n",
+    )]);
+    let o = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let e = stderr(&o);
+    assert!(e.contains("cache.rhai:1:"), "{e}");
+    assert!(
+        e.contains("command `x`") && e.contains("variant `sometimes`"),
+        "{e}"
+    );
+    // `run` must name a function the file defines.
+    let dir = policy_dir(&[(
+        "cache.rhai",
+        b"fn commands() {\n    #{ \"x\": #{ description: \"d\", safety: \"read\", run: \"missing\" } }\n}\n",
+    )]);
+    let o = run(&[
+        "cache",
+        "list",
+        "--policy-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("`run` names `missing`, which cache.rhai does not define"),
+        "{}",
+        stderr(&o)
+    );
+}
