@@ -64,13 +64,13 @@ enum Command {
     /// Run a rollout scenario on a simulated fleet in virtual time.
     #[command(after_help = EXIT_CODES)]
     Simulate(cmd::simulate::Args),
-    /// Runtime cache commands from `cache.rhai`: `cache list`, `cache run NAME --dry-run`.
+    /// Runtime cache commands from `cache.rhai`: `cache list`, `cache run NAME`, `cache revert`.
     #[command(after_help = EXIT_CODES)]
     Cache(cmd::cache::Args),
     /// Generate example data (`generate fleet`, `generate samples`).
     #[command(after_help = EXIT_CODES)]
     Generate(cmd::generate::Args),
-    /// Measure hot-reload latency and the cost of a typed policy call.
+    /// Measure hot reload, a typed policy call, planning, a gate and a simulated rollout.
     #[command(after_help = EXIT_CODES)]
     Bench(cmd::bench::Args),
 }
