@@ -504,19 +504,7 @@ fn revert_later(
     }
     let mut lines = Vec::new();
     for (id, node, name, old) in todo {
-        let cmd = vec![
-            "CONFIG".to_string(),
-            "SET".to_string(),
-            name.clone(),
-            old.clone(),
-        ];
-        let result = guard::check(&cmd, entry.safety, &entry.guards, a.confirm)
-            .map_err(|e| e.to_string())
-            .and_then(|()| client.send(&node, &[cmd]).map_err(|e| e.to_string()))
-            .and_then(|replies| match replies.first() {
-                Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
-                _ => Ok(()),
-            });
+        let result = set_back(client, &node, &name, &old, Some((entry, a.confirm)));
         journal.append(&RevertEvent::Reverted {
             id,
             error: result.as_ref().err().cloned(),
@@ -529,9 +517,34 @@ fn revert_later(
     Ok(lines)
 }
 
+/// Sets `name` back to `old` on `node` (through the entry's guard, when there is one), and
+/// reads a server error in the reply as a failure.
+fn set_back(
+    client: &dyn fleetward_engine::cache::client::CacheClient,
+    node: &cache::Node,
+    name: &str,
+    old: &str,
+    guarded: Option<(&cache::Entry, bool)>,
+) -> Result<(), String> {
+    let cmd = vec![
+        "CONFIG".to_string(),
+        "SET".to_string(),
+        name.to_string(),
+        old.to_string(),
+    ];
+    if let Some((entry, confirmed)) = guarded {
+        guard::check(&cmd, entry.safety, &entry.guards, confirmed).map_err(|e| e.to_string())?;
+    }
+    let replies = client.send(node, &[cmd]).map_err(|e| e.to_string())?;
+    match replies.first() {
+        Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// `cache revert`: applies reverts whose process is gone.
 fn revert_pending(ctx: &Ctx, state: &StateArgs, timeout_ms: u64) -> anyhow::Result<Exit> {
-    use fleetward_engine::cache::client::{CacheClient, RedisClient, RedisOptions};
+    use fleetward_engine::cache::client::{RedisClient, RedisOptions};
     let journal = state.reverts();
     let todo: Vec<_> = journal
         .pending()?
@@ -548,19 +561,7 @@ fn revert_pending(ctx: &Ctx, state: &StateArgs, timeout_ms: u64) -> anyhow::Resu
     let mut failed = 0;
     for r in todo {
         let node: cache::Node = (&r.node).into();
-        let cmd = vec![
-            "CONFIG".to_string(),
-            "SET".to_string(),
-            r.name.clone(),
-            r.old.clone(),
-        ];
-        let result = client
-            .send(&node, &[cmd])
-            .map_err(|e| e.to_string())
-            .and_then(|replies| match replies.first() {
-                Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
-                _ => Ok(()),
-            });
+        let result = set_back(&client, &node, &r.name, &r.old, None);
         if result.is_err() {
             failed += 1;
         }

@@ -13,7 +13,7 @@ use fleetward_engine::exec::ssh::{SshExecutor, SshOptions};
 use fleetward_engine::exec::Executor;
 use fleetward_engine::reload::{PolicyStore, ReloadEvent};
 use fleetward_engine::rollout::controller::{
-    load_baseline, phase_word, step_word, Control, ControlFile, Controller, Fleet, Io, Observer,
+    ensure_new, phase_word, step_word, Control, ControlFile, Controller, Fleet, Io, Observer,
     Options, PolicySource, Request,
 };
 use fleetward_engine::rollout::state::HostKernel;
@@ -425,8 +425,7 @@ fn setup(
         fields: saved.fields.clone(),
     }
     .load(&set)?;
-    let baseline = load_baseline(&saved.baseline, &inv.hosts)?;
-    let fleet = Fleet::new(&inv.hosts, baseline)?;
+    let fleet = Fleet::load(&inv.hosts, &saved.baseline)?;
     let initial = inv
         .hosts
         .iter()
@@ -470,15 +469,8 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
         .ok_or_else(|| anyhow!("no policy set loaded"))?;
     let plan = plancmd::make_plan(&set, &inv, a.kernel.clone(), a.seed, None)?;
     let journal = Journal::open(dir)?;
-    if !journal.records().is_empty() {
-        let st = RolloutState::fold(journal.records());
-        bail!(
-            "`{}` already holds a rollout of `{}` ({}); use `rollout resume`, or another --state-dir",
-            dir.display(),
-            st.target_kernel,
-            phase_word(&st.phase)
-        );
-    }
+    // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
+    ensure_new(&journal)?;
     let total = plan.stages.iter().map(|s| s.info.size).sum();
     drive(ctx, &saved, s, journal, Mode::Start(Box::new(plan)), total)
 }

@@ -11,7 +11,7 @@ use fleetward_engine::clock::{Clock, VirtualClock};
 use fleetward_engine::exec::sim::{Faults, Regression, SimExecutor, Timing};
 use fleetward_engine::exec::Executor;
 use fleetward_engine::rollout::controller::{
-    load_baseline, phase_word, Controller, Fleet, Io, NoControl, Options, PolicySource,
+    phase_word, Controller, Fleet, Io, NoControl, Options, PolicySource,
 };
 use fleetward_engine::rollout::{Journal, Phase};
 use serde::{Deserialize, Serialize};
@@ -155,8 +155,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     .load(&set)?;
     let start = plancmd::parse_start(&sc.start)?;
     let plan = plancmd::make_plan(&set, &inv, sc.kernel.clone(), sc.seed, Some(start))?;
-    let baseline = load_baseline(&rel(&sc.baseline), &inv.hosts)?;
-    let fleet = Fleet::new(&inv.hosts, baseline)?;
+    let fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline))?;
 
     // Faults, resolved against the plan and the inventory.
     let known: HashSet<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();

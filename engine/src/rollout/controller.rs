@@ -189,39 +189,29 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(hosts: &[Host], baseline: Cohort) -> Result<Fleet, DataError> {
+    /// The inventory's hosts with their groups, and the baseline at `baseline` (long-form
+    /// samples, joined with those groups, or a precomputed summary).
+    pub fn load(hosts: &[Host], baseline: &Path) -> Result<Fleet, DataError> {
         let pairs: Vec<(String, String)> = hosts
             .iter()
             .map(|h| (h.name.clone(), group_name(h)))
             .collect();
+        let groups_df = frames::host_groups(&pairs)?;
+        let file = baseline.display().to_string();
+        let baseline = match frames::scan_baseline(baseline)? {
+            frames::Baseline::Samples(lf) => frames::cohort(lf, &groups_df, &file)?,
+            frames::Baseline::Summary(lf) => frames::summary_cohort(lf, &file)?,
+        };
         Ok(Fleet {
-            groups_df: frames::host_groups(&pairs)?,
+            groups_df,
             group_of: pairs.into_iter().collect(),
             hosts: hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),
             baseline,
         })
     }
 
-    /// The inventory's groups as a frame (host, group), to load a baseline against.
-    pub fn groups_frame(hosts: &[Host]) -> Result<DataFrame, DataError> {
-        let pairs: Vec<(String, String)> = hosts
-            .iter()
-            .map(|h| (h.name.clone(), group_name(h)))
-            .collect();
-        frames::host_groups(&pairs)
-    }
-
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.get(name)
-    }
-}
-
-/// Loads a baseline (long-form samples or a precomputed summary) against an inventory.
-pub fn load_baseline(path: &Path, hosts: &[Host]) -> Result<Cohort, DataError> {
-    let file = path.display().to_string();
-    match frames::scan_baseline(path)? {
-        frames::Baseline::Samples(lf) => frames::cohort(lf, &Fleet::groups_frame(hosts)?, &file),
-        frames::Baseline::Summary(lf) => frames::summary_cohort(lf, &file),
     }
 }
 
@@ -330,15 +320,7 @@ impl<'a> Controller<'a> {
         plan: &Plan,
         inventory_hash: &str,
     ) -> Result<Self, ControllerError> {
-        if !journal.records().is_empty() {
-            let st = RolloutState::fold(journal.records());
-            return Err(ControllerError::Invalid(format!(
-                "`{}` already holds a rollout of `{}` ({}); use `rollout resume`, or another --state-dir",
-                journal.dir().display(),
-                st.target_kernel,
-                phase_word(&st.phase)
-            )));
-        }
+        ensure_new(&journal)?;
         let c = Controller::open(journal, fleet, io, opts);
         c.preflight(plan)?;
         c.emit(
@@ -1477,6 +1459,20 @@ impl<'a> Controller<'a> {
             ),
         }
     }
+}
+
+/// Refuses a journal that already holds a rollout: a new rollout needs its own directory.
+pub fn ensure_new(journal: &Journal) -> Result<(), ControllerError> {
+    if journal.records().is_empty() {
+        return Ok(());
+    }
+    let st = RolloutState::fold(journal.records());
+    Err(ControllerError::Invalid(format!(
+        "`{}` already holds a rollout of `{}` ({}); use `rollout resume`, or another --state-dir",
+        journal.dir().display(),
+        st.target_kernel,
+        phase_word(&st.phase)
+    )))
 }
 
 pub fn phase_word(p: &Phase) -> &'static str {

@@ -76,7 +76,6 @@ fn world() -> World {
     let samples = samplegen::generate(&refs, Scenario::Baseline, 24, 1_700_000_000);
     let base = dir.path().join("baseline.parquet");
     frames::write(&samples, &base).unwrap();
-    let baseline = load_baseline(&base, &hosts).unwrap();
     // A Monday, 06:00 in Los Angeles: inside the shipped policy's windows.
     let start: jiff::Timestamp = "2026-12-07T14:00:00Z".parse().unwrap();
     let plan = crate::plan::plan(
@@ -93,7 +92,7 @@ fn world() -> World {
         state: dir.path().join("state"),
         _dir: dir,
         set,
-        fleet: Fleet::new(&hosts, baseline).unwrap(),
+        fleet: Fleet::load(&hosts, &base).unwrap(),
         plan,
         start,
     }
