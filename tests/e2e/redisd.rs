@@ -29,12 +29,7 @@ fn ensure_redis() {
     });
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use crate::support::free_port;
 
 /// One RESP command.
 fn resp(args: &[&str]) -> Vec<u8> {

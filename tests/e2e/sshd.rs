@@ -82,12 +82,7 @@ fn keygen(path: &Path) {
         .arg(path));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::support::free_port;
 
 impl SshFleet {
     /// Starts `n` sshd processes, each on its own loopback port, fronting its own stand-in.
@@ -176,9 +171,13 @@ impl SshFleet {
         std::fs::write(&known_hosts, known).expect("known_hosts");
         // Wait until every sshd accepts connections.
         let deadline = Instant::now() + Duration::from_secs(20);
-        for h in &hosts {
+        for (h, child) in hosts.iter().zip(children.iter_mut()) {
             let addr = format!("127.0.0.1:{}", h.port.unwrap_or(22));
             while TcpStream::connect(&addr).is_err() {
+                // A listener on the port proves nothing if our sshd died on it.
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("sshd for {} on {addr} exited: {status}", h.name);
+                }
                 assert!(Instant::now() < deadline, "sshd on {addr} did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }

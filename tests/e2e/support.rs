@@ -84,3 +84,33 @@ pub fn ensure_installed(binary: &str, packages: &[&str]) {
         packages.join(" ")
     );
 }
+
+/// A loopback port for a server a test starts. Ports come from below the kernel's ephemeral
+/// range, so no outgoing connection (an ssh client, a redis client) can be handed one while
+/// the server is still starting, and no port is given out twice in this process: two servers
+/// of one test can never race for the same port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    let (start, end) = (10_000u32, low.max(12_000));
+    let span = end - start;
+    // Different test processes start at different places in the range.
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() * 7919) % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (start + n % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {end}")
+}
