@@ -1,6 +1,9 @@
 //! A full clean rollout over 20 real `sshd` hosts on loopback with zero bake time: the wall
 //! time, and the controller's overhead per host beyond the hosts' own step time.
 //!
+//! Then a drift audit of the same kind of fleet: its wall time and the SSH round trips each
+//! host saw (from the hosts' own command logs).
+//!
 //! Run with `cargo bench --bench loopback` (as root: it starts sshd). Each run gets a fresh
 //! fleet. The hosts' own step time is read from the journal: for each batch, the longest time
 //! any of its hosts spent inside steps (from `step_started` to `step_succeeded`, the command
@@ -107,5 +110,60 @@ fn main() {
         "loopback rollout, {hosts} hosts, bake 0: median wall {:.2} s, median controller overhead {:.0} ms/host ({runs} runs)",
         walls[runs / 2],
         overheads[runs / 2] * 1000.0
+    );
+
+    drift_audit(hosts, runs);
+}
+
+fn drift_audit(hosts: usize, runs: usize) {
+    let mut walls = Vec::new();
+    let mut trips = Vec::new();
+    for run in 0..runs {
+        let lab = rollout::Lab::new(hosts, &[]);
+        let d = lab.fleet.dir.path();
+        let args: Vec<String> = [
+            "drift",
+            "audit",
+            "--output",
+            "json",
+            "--policy-dir",
+            lab.policies.to_str().unwrap(),
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--state-dir",
+            d.join("drift-state").to_str().unwrap(),
+            "--ssh-key",
+            lab.fleet.client_key.to_str().unwrap(),
+            "--known-hosts",
+            lab.fleet.known_hosts.to_str().unwrap(),
+            "--ssh-config",
+            d.join("no-ssh-config").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let t0 = Instant::now();
+        let o = lab.fleetward(&args);
+        let wall = t0.elapsed().as_secs_f64();
+        assert!(
+            matches!(o.status.code(), Some(0 | 2)),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let per_host: Vec<usize> = lab.names().iter().map(|h| lab.commands(h).len()).collect();
+        let max = per_host.iter().copied().max().unwrap_or(0);
+        println!(
+            "drift run {}: {hosts} hosts audited in {wall:.2} s, SSH round trips per host: {}..{max}",
+            run + 1,
+            per_host.iter().copied().min().unwrap_or(0)
+        );
+        walls.push(wall);
+        trips.push(max);
+    }
+    walls.sort_by(f64::total_cmp);
+    println!(
+        "loopback drift audit, {hosts} hosts: median wall {:.2} s, at most {} SSH round trip(s) per host ({runs} runs)",
+        walls[runs / 2],
+        trips.iter().max().unwrap()
     );
 }

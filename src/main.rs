@@ -64,6 +64,9 @@ enum Command {
     /// Run a rollout scenario on a simulated fleet in virtual time.
     #[command(after_help = EXIT_CODES)]
     Simulate(cmd::simulate::Args),
+    /// Drift from declared state: `drift audit`, `drift remediate [--apply]`.
+    #[command(after_help = EXIT_CODES)]
+    Drift(cmd::drift::Args),
     /// Runtime cache commands from `cache.rhai`: `cache list`, `cache run NAME`, `cache revert`.
     #[command(after_help = EXIT_CODES)]
     Cache(cmd::cache::Args),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Gate(a) => cmd::gate::run(&ctx, a),
         Command::Rollout(a) => cmd::rollout::run(&ctx, a),
         Command::Simulate(a) => cmd::simulate::run(&ctx, a),
+        Command::Drift(a) => cmd::drift::run(&ctx, a),
         Command::Cache(a) => cmd::cache::run(&ctx, a),
         Command::Generate(a) => cmd::generate::run(&ctx, a),
         Command::Bench(a) => cmd::bench::run(&ctx, a),

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod defs;
+pub mod drift;
 pub mod error;
 pub mod exec;
 pub mod fleetgen;

@@ -48,10 +48,12 @@ pub struct DriftDecision {
     pub action: DriftAction,
     #[serde(default)]
     pub reason: String,
+    /// For `auto`: the commands that fix it, each an argument list (never a shell line).
     #[serde(default)]
-    pub commands: Vec<String>,
+    pub commands: Vec<Vec<String>>,
+    /// For `acknowledged`: when it ends (a date or an RFC 3339 time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

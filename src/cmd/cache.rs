@@ -89,13 +89,9 @@ pub struct StateArgs {
 
 impl StateArgs {
     fn dir(&self) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("fleetward")
-        })
+        self.state_dir
+            .clone()
+            .unwrap_or_else(super::default_state_dir)
     }
 
     fn reverts(&self) -> RevertJournal {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cache;
 pub mod check;
 pub mod defs;
+pub mod drift;
 pub mod eval;
 pub mod gate;
 pub mod generate;
@@ -17,6 +18,16 @@ use crate::output::Format;
 use fleetward_engine::inventory::{self, Format as InvFormat, Inventory};
 use fleetward_engine::{LoadOptions, PolicySet};
 use std::path::Path;
+
+/// The default state directory: `$XDG_STATE_HOME/fleetward`, or `~/.local/state/fleetward`.
+pub fn default_state_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("fleetward")
+}
 
 /// What every subcommand receives from the global flags.
 pub struct Ctx {

@@ -22,6 +22,56 @@ pub struct Args {
     /// When the rollout starts (RFC 3339, e.g. `2026-12-07T14:00:00Z`). Default: now.
     #[arg(long)]
     pub start: Option<String>,
+    #[command(flatten)]
+    pub drift: DriftArgs,
+}
+
+/// Which drift audit holds hosts back.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DriftArgs {
+    /// The review queue `drift audit` wrote: the hosts it holds back (review drift,
+    /// unreadable facts, unreachable) are left out. Default: `drift/review-queue.json` in the
+    /// default state directory, when there is one.
+    #[arg(long, value_name = "FILE")]
+    pub drift_queue: Option<std::path::PathBuf>,
+    /// Plan as if no drift audit had been made.
+    #[arg(long, conflicts_with = "drift_queue")]
+    pub ignore_drift: bool,
+}
+
+/// The hosts a drift audit holds back, and where that came from.
+pub struct Held {
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// The queue file and when its audit ran, when one was read.
+    pub source: Option<(String, String)>,
+}
+
+impl DriftArgs {
+    pub fn held(&self) -> anyhow::Result<Held> {
+        use fleetward_engine::drift::store;
+        let none = Held {
+            hosts: Default::default(),
+            source: None,
+        };
+        if self.ignore_drift {
+            return Ok(none);
+        }
+        let (path, explicit) = match &self.drift_queue {
+            Some(p) => (p.clone(), true),
+            None => (store::queue_path(&super::default_state_dir()), false),
+        };
+        match store::load_queue(&path)? {
+            Some(q) => Ok(Held {
+                hosts: q.held.into_iter().map(|h| (h.host, h.reason)).collect(),
+                source: Some((path.display().to_string(), q.audited_at)),
+            }),
+            None if explicit => Err(anyhow!(
+                "--drift-queue `{}` does not exist: run `fleetward drift audit` first",
+                path.display()
+            )),
+            None => Ok(none),
+        }
+    }
 }
 
 /// Plans a rollout of `inv` under `set`: the one planning path `plan`, `rollout start` and
@@ -32,6 +82,7 @@ pub fn make_plan(
     kernel: Option<String>,
     seed: Option<u64>,
     start: Option<Timestamp>,
+    held: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<Plan> {
     let rules = PolicyRules::new(set);
     let target = match kernel {
@@ -55,6 +106,7 @@ pub fn make_plan(
             target_kernel: &target,
             seed: seed.unwrap_or_else(|| inv.hash_seed()),
             start,
+            held,
         },
         &rules,
     )
@@ -72,7 +124,14 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let set = ctx.load(&a.fleet.policy_dir)?;
     let inv = a.fleet.inventory.load(&set)?;
     let start = a.start.as_deref().map(parse_start).transpose()?;
-    let p = make_plan(&set, &inv, a.kernel.clone(), a.seed, start)?;
+    let held = a.drift.held()?;
+    let mut p = make_plan(&set, &inv, a.kernel.clone(), a.seed, start, &held.hosts)?;
+    if let Some((file, at)) = &held.source {
+        p.notes.push(format!(
+            "drift: {} host(s) held back by the audit of {at} ({file})",
+            p.counts.drift
+        ));
+    }
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": true,
@@ -253,17 +312,19 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "excluded: {} ({} ineligible, {} already on target, {} newer)",
+        "excluded: {} ({} ineligible, {} already on target, {} newer, {} held for drift)",
         p.excluded.len(),
         c.ineligible,
         c.on_target,
-        c.newer
+        c.newer,
+        c.drift
     );
     for e in &p.excluded {
         let kind = match e.kind {
             ExclusionKind::Ineligible => "ineligible",
             ExclusionKind::OnTarget => "on target",
             ExclusionKind::Newer => "newer",
+            ExclusionKind::Drift => "drift",
         };
         let _ = writeln!(
             o,

@@ -129,6 +129,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     #[command(flatten)]
+    pub drift: plancmd::DriftArgs,
+    #[command(flatten)]
     pub ssh: SshArgs,
     #[command(flatten)]
     pub run: RunArgs,
@@ -341,7 +343,7 @@ pub fn load_store(ctx: &Ctx, dir: &Path) -> anyhow::Result<Arc<PolicyStore>> {
     Ok(store)
 }
 
-fn executor(ssh: &SshArgs, state_dir: &Path) -> anyhow::Result<SshExecutor> {
+pub fn executor(ssh: &SshArgs, state_dir: &Path) -> anyhow::Result<SshExecutor> {
     let control_dir = state_dir.join("ssh");
     std::fs::create_dir_all(&control_dir)
         .with_context(|| format!("cannot create `{}`", control_dir.display()))?;
@@ -467,7 +469,8 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
         .store
         .current()
         .ok_or_else(|| anyhow!("no policy set loaded"))?;
-    let plan = plancmd::make_plan(&set, &inv, a.kernel.clone(), a.seed, None)?;
+    let held = a.drift.held()?;
+    let plan = plancmd::make_plan(&set, &inv, a.kernel.clone(), a.seed, None, &held.hosts)?;
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
     ensure_new(&journal)?;
@@ -795,6 +798,7 @@ fn report(
             "stages": rows(st),
             "failed": failed,
             "policies": st.policies,
+            "held_for_drift": st.held,
             "hosts": kernels,
         })),
         Format::Human => {
@@ -844,6 +848,16 @@ fn report(
                             }
                         );
                     }
+                }
+            }
+            if !st.held.is_empty() {
+                println!();
+                println!(
+                    "held back by drift (not in this rollout): {}",
+                    st.held.len()
+                );
+                for h in &st.held {
+                    println!("  {}: {}", h.host, h.reason);
                 }
             }
             if matches!(st.phase, Phase::Aborted | Phase::Paused) {

@@ -154,7 +154,14 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     }
     .load(&set)?;
     let start = plancmd::parse_start(&sc.start)?;
-    let plan = plancmd::make_plan(&set, &inv, sc.kernel.clone(), sc.seed, Some(start))?;
+    let plan = plancmd::make_plan(
+        &set,
+        &inv,
+        sc.kernel.clone(),
+        sc.seed,
+        Some(start),
+        &Default::default(),
+    )?;
     let fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline))?;
 
     // Faults, resolved against the plan and the inventory.

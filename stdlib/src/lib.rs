@@ -7,6 +7,7 @@
 //! test runs each one.
 
 pub mod docs;
+mod drift;
 mod duration;
 mod gate;
 mod kernel;
@@ -24,6 +25,7 @@ use rhai::packages::{
 use rhai::plugin::*;
 use rhai::{Engine, Module, Shared};
 
+pub use drift::compare_versions;
 pub use kernel::{KernelVersion, KernelVersionError};
 pub use select::{Selector, SelectorError};
 
@@ -44,7 +46,7 @@ pub fn language_packages(engine: &mut Engine) {
 }
 
 /// The fleetward native functions as one module (durations, percentages, statistics, kernel
-/// versions, selectors, verdicts, gate comparisons, test assertions).
+/// versions, selectors, verdicts, gate comparisons, drift decisions, test assertions).
 pub fn native_module() -> Shared<Module> {
     let mut m = Module::new();
     combine_with_exported_module!(&mut m, "duration", duration::duration_fns);
@@ -55,6 +57,7 @@ pub fn native_module() -> Shared<Module> {
     combine_with_exported_module!(&mut m, "verdict", verdict::verdict_fns);
     combine_with_exported_module!(&mut m, "testing", testing::testing_fns);
     combine_with_exported_module!(&mut m, "gate", gate::gate_fns);
+    combine_with_exported_module!(&mut m, "drift", drift::drift_fns);
     m.build_index();
     m.into()
 }

@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod drift;
 mod gate;
 mod plan;
 mod redisd;

@@ -174,6 +174,7 @@ impl Lab {
     pub fn fleetward(&self, args: &[String]) -> Output {
         Command::new(bin())
             .args(args)
+            .env("XDG_STATE_HOME", crate::support::state_home())
             .env("NO_COLOR", "1")
             .env_remove("FLEETWARD_LOG")
             .output()

@@ -19,8 +19,18 @@ pub fn run_in(cwd: &Path, args: &[&str]) -> Output {
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("FLEETWARD_LOG")
+        .env("XDG_STATE_HOME", state_home())
         .output()
         .expect("fleetward runs")
+}
+
+/// A state directory of this test process's own, so no test reads a drift audit or a cache
+/// journal left behind by someone's manual runs.
+pub fn state_home() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+        .to_path_buf()
 }
 
 pub fn run(args: &[&str]) -> Output {

@@ -12,9 +12,17 @@
 # Usage: standin.sh --state DIR, with the command in SSH_ORIGINAL_COMMAND (as sshd's
 # ForceCommand passes it, shell-quoted) or as the remaining arguments.
 #
+# For drift, the host's files live under STATE/root (the facts script reads them there through
+# FLEETWARD_ROOT), packages in root/var/lib/standin/packages (`name version` lines) and
+# services in root/var/lib/standin/services (`name enabled-state active-state` lines). It
+# answers `sh -c SCRIPT ARGS…` (the facts script, the sysctl persister) with FLEETWARD_ROOT set
+# and `dpkg-query`/`systemctl` shims first on PATH, and the fix commands of `drift.rhai`:
+#   sysctl -w KEY=VALUE | systemctl start|enable -- NAME | modprobe -- NAME
+#   chmod MODE -- PATH | apt-get install -y --no-install-recommends PKG=VERSION
+#
 # Faults, by files in the state directory: `fault-unreachable` (always down),
 # `fault-never-up` (down for good after a reboot), `fault-hang-NAME` (command NAME hangs),
-# `fault-validate-SUITE` (that validation suite fails). A file `regress` with `metric factor`
+# `fault-validate-SUITE` (that validation suite fails), `fault-fail-NAME` (command NAME exits 1). A file `regress` with `metric factor`
 # lines scales those metrics once the host runs the kernel it was told to boot.
 # Exit 255 means "unreachable", as ssh reports a connection failure.
 
@@ -48,6 +56,47 @@ if [ -e "$STATE/fault-hang-$name" ]; then
     while [ -e "$STATE/fault-hang-$name" ]; do sleep 0.2; done
     exit 1
 fi
+
+if [ -e "$STATE/fault-fail-$name" ]; then
+    echo "$name: injected failure" >&2
+    exit 1
+fi
+
+R="$STATE/root"
+LIB="$R/var/lib/standin"
+# The kernel and boot entry the host runs, where the facts script reads them.
+sync_root() {
+    mkdir -p "$R/proc/sys/kernel" "$R/boot/grub" "$LIB" "$STATE/shims"
+    cp "$STATE/kernel" "$R/proc/sys/kernel/osrelease"
+    if [ -e "$STATE/default" ]; then
+        printf 'saved_entry=Advanced options for Ubuntu>Ubuntu, with Linux %s\n' "$(cat "$STATE/default")" > "$R/boot/grub/grubenv"
+    fi
+    [ -x "$STATE/shims/dpkg-query" ] || cat > "$STATE/shims/dpkg-query" <<EOS
+#!/bin/sh
+# dpkg-query -W -f=FORMAT -- NAME
+for n; do :; done
+v=\$(awk -v p="\$n" '\$1 == p { print \$2 }' "$LIB/packages" 2>/dev/null)
+[ -n "\$v" ] || exit 1
+printf 'ii %s' "\$v"
+EOS
+    [ -x "$STATE/shims/systemctl" ] || cat > "$STATE/shims/systemctl" <<EOS
+#!/bin/sh
+# systemctl is-enabled|is-active -- NAME
+op=\$1; for n; do :; done
+case "\$op" in is-enabled) f=2 ;; is-active) f=3 ;; *) exit 1 ;; esac
+awk -v s="\$n" -v f="\$f" '\$1 == s { print \$f; found = 1 } END { exit !found }' "$LIB/services" 2>/dev/null
+EOS
+    chmod +x "$STATE/shims/dpkg-query" "$STATE/shims/systemctl"
+}
+# Sets column COL of NAME's line in FILE to VALUE (adding the line when missing).
+set_field() {
+    file=$1 key=$2 col=$3 value=$4
+    touch "$file"
+    awk -v k="$key" -v c="$col" -v v="$value" '
+        $1 == k { $c = v; found = 1 } { print }
+        END { if (!found) { line = k; for (i = 2; i < c; i++) line = line " -"; print line " " v } }' "$file" > "$file.tmp"
+    cat "$file.tmp" > "$file" && rm -f "$file.tmp"
+}
 
 install() {
     echo "$1" >> "$STATE/installed"
@@ -101,6 +150,11 @@ case "$name" in
         [ $# -eq 2 ] || { echo "install-kernel VERSION" >&2; exit 2; }
         install "$2" ;;
     apt-get)
+        if [ $# -eq 5 ] && [ "$4" = --no-install-recommends ]; then
+            case "$5" in
+                *=*) set_field "$LIB/packages" "${5%%=*}" 2 "${5#*=}"; echo "Setting up ${5%%=*} (${5#*=})"; exit 0 ;;
+            esac
+        fi
         [ $# -eq 4 ] && [ "$2" = install ] && [ "$3" = -y ] || { echo "usage: apt-get install -y PACKAGE" >&2; exit 100; }
         case "$4" in
             linux-image-*) install "${4#linux-image-}" ;;
@@ -122,6 +176,8 @@ case "$name" in
         case "${2:-}" in
             reboot) reboot_now ;;
             is-system-running) echo running ;;
+            start) set_field "$LIB/services" "$4" 3 active ;;
+            enable) set_field "$LIB/services" "$4" 2 enabled ;;
             *) echo "systemctl: unknown operation ${2:-}" >&2; exit 1 ;;
         esac ;;
     lbctl)
@@ -136,6 +192,21 @@ case "$name" in
         metrics "${3:-300}" ;;
     metrics)
         metrics 300 ;;
+    sh)
+        sync_root
+        FLEETWARD_ROOT="$R" PATH="$STATE/shims:$PATH" "$@" ;;
+    sysctl)
+        [ "${2:-}" = -w ] && [ $# -eq 3 ] || { echo "usage: sysctl -w KEY=VALUE" >&2; exit 2; }
+        k=${3%%=*}; p="$R/proc/sys/$(printf '%s' "$k" | tr . /)"
+        [ -e "$p" ] || { echo "sysctl: cannot stat /proc/sys/$(printf '%s' "$k" | tr . /): No such file or directory" >&2; exit 1; }
+        printf '%s\n' "${3#*=}" > "$p"
+        echo "$k = ${3#*=}" ;;
+    modprobe)
+        [ "${2:-}" = -- ] && [ $# -eq 3 ] || { echo "usage: modprobe -- NAME" >&2; exit 2; }
+        printf '%s 16384 0 - Live 0x0000000000000000\n' "$3" >> "$R/proc/modules" ;;
+    chmod)
+        [ "${3:-}" = -- ] && [ $# -eq 4 ] || { echo "usage: chmod MODE -- PATH" >&2; exit 2; }
+        chmod "$2" "$R$4" ;;
     echo)
         shift
         printf '%s\n' "$@" ;;

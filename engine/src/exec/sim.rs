@@ -8,9 +8,15 @@
 //! - `systemctl reboot`, `systemctl is-system-running`
 //! - `lbctl drain|undrain NAME`, `fleetward-validate SUITE`
 //! - `fleetward-metrics --window SECS`: `timestamp metric value` lines
+//! - for drift: the facts command and the fix commands of the shipped `drift.rhai`
+//!   (`sysctl -w`, the sysctl persister, `systemctl start|enable`, `modprobe`, `chmod`,
+//!   `apt-get install -y --no-install-recommends PKG=VERSION`)
 
 use super::{ExecError, Executor, Output, RemoteCommand};
 use crate::clock::{epoch_secs, Clock};
+use crate::drift::facts::{as_facts_request, render_facts, Fact, Request};
+use crate::drift::sim::{FactKey, FactTable};
+use crate::drift::Kind;
 use crate::gate::STANDARD_METRICS;
 use crate::model::Host;
 use crate::plan::{keyed_hash, splitmix64_finish};
@@ -82,6 +88,8 @@ impl Default for Timing {
 /// A simulated fleet.
 pub struct SimExecutor {
     hosts: Mutex<HashMap<String, SimHost>>,
+    /// Hosts' drift facts, when simulating `fleetward drift`.
+    drift: Mutex<HashMap<String, FactTable>>,
     faults: Faults,
     timing: Timing,
     start: Timestamp,
@@ -115,9 +123,131 @@ impl SimExecutor {
             .collect();
         SimExecutor {
             hosts: Mutex::new(map),
+            drift: Mutex::new(HashMap::new()),
             faults,
             timing,
             start,
+        }
+    }
+
+    /// Gives hosts drift facts: they answer the facts command from these tables, and the fix
+    /// commands `drift.rhai` sends change them.
+    pub fn with_drift(self, tables: HashMap<String, FactTable>) -> Self {
+        if let Ok(mut d) = self.drift.lock() {
+            *d = tables;
+        }
+        self
+    }
+
+    /// A host's drift facts now.
+    pub fn drift_table(&self, host: &str) -> Option<FactTable> {
+        self.drift.lock().ok().and_then(|d| d.get(host).cloned())
+    }
+
+    /// Answers the facts command and the fix commands for hosts that have drift tables.
+    fn drift_answer(&self, host: &str, argv: &[String]) -> Option<Output> {
+        let mut all = self.drift.lock().ok()?;
+        let t = all.get_mut(host)?;
+        let ok = |s: String| Output {
+            status: 0,
+            stdout: s,
+            stderr: String::new(),
+        };
+        let fail = |e: String| Output {
+            status: 1,
+            stdout: String::new(),
+            stderr: e,
+        };
+        let set = |t: &mut FactTable, kind: Kind, key: &str, field: &str, v: &str| {
+            t.insert(
+                (kind, key.to_string(), field.to_string()),
+                Fact::Value(v.to_string()),
+            );
+        };
+        if let Some(args) = as_facts_request(argv) {
+            let r = Request::from_args(args);
+            let mut keys: Vec<FactKey> = [
+                Kind::Kernel,
+                Kind::Cmdline,
+                Kind::BootEntry,
+                Kind::Microcode,
+            ]
+            .into_iter()
+            .map(|k| (k, String::new(), String::new()))
+            .collect();
+            let with = |keys: &mut Vec<FactKey>, kind: Kind, names: &[String], fields: &[&str]| {
+                for n in names {
+                    for f in fields {
+                        keys.push((kind, n.clone(), (*f).to_string()));
+                    }
+                }
+            };
+            with(
+                &mut keys,
+                Kind::Sysctl,
+                &r.sysctl,
+                &["runtime", "persisted"],
+            );
+            with(
+                &mut keys,
+                Kind::Module,
+                &r.module,
+                &["loaded", "blacklisted"],
+            );
+            with(&mut keys, Kind::Package, &r.package, &["version"]);
+            with(&mut keys, Kind::Service, &r.service, &["enabled", "active"]);
+            with(&mut keys, Kind::File, &r.file, &["sha256", "mode", "owner"]);
+            let unknown = Fact::Unknown("not simulated".into());
+            let facts: Vec<(&FactKey, &Fact)> = keys
+                .iter()
+                .filter_map(|k| match t.get(k) {
+                    Some(f) => Some((k, f)),
+                    // Undeclared scalars are simply not reported.
+                    None if k.1.is_empty() => None,
+                    None => Some((k, &unknown)),
+                })
+                .collect();
+            return Some(ok(render_facts(facts)));
+        }
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match args.as_slice() {
+            ["sysctl", "-w", kv] => {
+                let (k, v) = kv.split_once('=')?;
+                set(t, Kind::Sysctl, k, "runtime", v);
+                Some(ok(format!("{k} = {v}\n")))
+            }
+            ["sh", "-c", _, "fleetward-sysctl", k, v] => {
+                set(t, Kind::Sysctl, k, "persisted", v);
+                Some(ok(String::new()))
+            }
+            ["systemctl", op @ ("start" | "enable"), "--", name] => {
+                let (field, v) = if *op == "start" {
+                    ("active", "active")
+                } else {
+                    ("enabled", "enabled")
+                };
+                set(t, Kind::Service, name, field, v);
+                Some(ok(String::new()))
+            }
+            ["modprobe", "--", m] => {
+                set(t, Kind::Module, m, "loaded", "yes");
+                Some(ok(String::new()))
+            }
+            ["chmod", mode, "--", path] => {
+                if !t.contains_key(&(Kind::File, path.to_string(), "mode".into())) {
+                    return Some(fail(format!(
+                        "chmod: cannot access '{path}': No such file or directory\n"
+                    )));
+                }
+                set(t, Kind::File, path, "mode", mode.trim_start_matches('0'));
+                Some(ok(String::new()))
+            }
+            ["apt-get", "install", "-y", "--no-install-recommends", pv] => {
+                let (p, v) = pv.split_once('=')?;
+                set(t, Kind::Package, p, "version", v);
+                Some(ok(format!("Setting up {p} ({v}) ...\n")))
+            }
+            _ => None,
         }
     }
 
@@ -257,7 +387,12 @@ impl SimExecutor {
             stderr: e,
         };
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let drift = self.drift_answer(name, argv);
         let (out, took) = match args.as_slice() {
+            _ if drift.is_some() => (
+                drift.unwrap_or_else(|| ok(String::new())),
+                self.timing.command,
+            ),
             ["uname", "-r"] => (ok(format!("{}\n", h.kernel)), self.timing.command),
             ["cat", "/proc/sys/kernel/random/boot_id"] => (
                 ok(format!("{}\n", Self::boot_id(name, h.boot))),

@@ -61,6 +61,8 @@ pub struct PlanRequest<'a> {
     pub target_kernel: &'a str,
     pub seed: u64,
     pub start: Timestamp,
+    /// Hosts held back by unresolved drift (from `drift audit`'s review queue), with why.
+    pub held: &'a BTreeMap<String, String>,
 }
 
 /// Why a host is not in the plan.
@@ -73,6 +75,8 @@ pub enum ExclusionKind {
     Newer,
     /// `eligible(host)` said no.
     Ineligible,
+    /// Held back by unresolved drift: review items, unreadable facts, or not audited.
+    Drift,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +148,8 @@ pub struct Counts {
     pub on_target: usize,
     pub newer: usize,
     pub ineligible: usize,
+    /// Held back by drift.
+    pub drift: usize,
 }
 
 /// A complete plan.
@@ -347,7 +353,15 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                     h.kernel
                 ),
             }),
-            _ => candidates.push(i),
+            _ => match req.held.get(&h.name) {
+                Some(why) => excluded.push(Exclusion {
+                    host: h.name.clone(),
+                    group: group_of(h),
+                    kind: ExclusionKind::Drift,
+                    reason: why.clone(),
+                }),
+                None => candidates.push(i),
+            },
         }
     }
     let refs: Vec<&Host> = candidates.iter().map(|&i| &hosts[i]).collect();
@@ -705,6 +719,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             on_target: count(ExclusionKind::OnTarget),
             newer: count(ExclusionKind::Newer),
             ineligible: count(ExclusionKind::Ineligible),
+            drift: count(ExclusionKind::Drift),
         },
         groups,
         stages,

@@ -97,6 +97,7 @@ fn try_run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Result<Plan, PlanEr
             target_kernel: TARGET,
             seed,
             start: start(),
+            held: &Default::default(),
         },
         rules,
     )
@@ -278,6 +279,7 @@ fn bad_rules_are_errors_not_panics() {
             target_kernel: "banana",
             seed: 0,
             start: start(),
+            held: &Default::default(),
         },
         &FixedRules::default(),
     );

@@ -329,6 +329,15 @@ impl<'a> Controller<'a> {
                 stages: stage_plans(plan),
                 inventory: inventory_hash.to_string(),
                 seed: plan.seed,
+                held: plan
+                    .excluded
+                    .iter()
+                    .filter(|e| e.kind == crate::plan::ExclusionKind::Drift)
+                    .map(|e| crate::rollout::event::HeldHost {
+                        host: e.host.clone(),
+                        reason: e.reason.clone(),
+                    })
+                    .collect(),
             },
             io.clock,
         )?;

@@ -57,6 +57,13 @@ pub struct StagePlan {
     pub batch_secs: Vec<u64>,
 }
 
+/// A host a rollout leaves alone because of its drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldHost {
+    pub host: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -67,6 +74,9 @@ pub enum Event {
         /// The inventory's content hash and the plan's seed, for the record.
         inventory: String,
         seed: u64,
+        /// Hosts left out because of unresolved drift, and why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        held: Vec<HeldHost>,
     },
     StageStarted {
         stage: usize,

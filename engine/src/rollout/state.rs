@@ -89,6 +89,8 @@ pub struct RolloutState {
     /// When each stage's bake ends (RFC 3339).
     pub bake_until: BTreeMap<usize, String>,
     pub inventory: String,
+    /// Hosts left out because of unresolved drift.
+    pub held: Vec<super::event::HeldHost>,
 }
 
 impl Default for RolloutState {
@@ -104,6 +106,7 @@ impl Default for RolloutState {
             policies: Vec::new(),
             bake_until: BTreeMap::new(),
             inventory: String::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -130,9 +133,11 @@ impl RolloutState {
                 target_kernel,
                 stages,
                 inventory,
+                held,
                 ..
             } => {
                 self.phase = Phase::Running;
+                self.held = held.clone();
                 self.inventory = inventory.clone();
                 self.target_kernel = target_kernel.clone();
                 self.stages = stages.clone();
@@ -328,6 +333,7 @@ mod tests {
                     stages,
                     inventory: "inv".into(),
                     seed: 1,
+                    held: Vec::new(),
                 },
             ),
             rec(2, Event::StageStarted { stage: 0 }),

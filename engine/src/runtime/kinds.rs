@@ -265,7 +265,7 @@ pub static KINDS: &[KindSpec] = &[
             name: "classify",
             params: &["item"],
             returns:
-                "a map `#{action: \"auto\"|\"review\"|\"acknowledged\", reason, commands, until}`",
+                "`auto(reason, commands)`, `review(reason)` or `acknowledged(reason, expires)`: a map `#{action, reason, commands, expires}`",
             doc: "The decision for one divergence.",
             check: check_drift,
         }],

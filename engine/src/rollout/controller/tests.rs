@@ -84,6 +84,7 @@ fn world() -> World {
             target_kernel: TARGET,
             seed: 3,
             start,
+            held: &Default::default(),
         },
         &PolicyRules::new(&set),
     )
