@@ -217,7 +217,7 @@ fn audit_hosts(ctx: &Ctx, s: &Setup, hosts: &[Host]) -> anyhow::Result<Report> {
 fn run_audit(ctx: &Ctx, c: &Common) -> anyhow::Result<Exit> {
     let s = setup(ctx, c)?;
     let report = audit_hosts(ctx, &s, &s.hosts)?;
-    let queue = store::save(&s.state_dir, &report)?;
+    let queue = save(&s, c, &report)?;
     let summary = frame::summary(&report)?;
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
@@ -248,6 +248,19 @@ fn run_audit(ctx: &Ctx, c: &Common) -> anyhow::Result<Exit> {
     } else {
         Exit::Ok
     })
+}
+
+/// Saves the audit and its review queue. An audit of some hosts (`--host`) updates those
+/// hosts in the last full audit instead of replacing it, so other hosts stay held.
+fn save(s: &Setup, c: &Common, report: &Report) -> anyhow::Result<store::Queue> {
+    let mut whole = report.clone();
+    if !c.hosts.is_empty() {
+        if let Some(mut prev) = store::load_audit(&s.state_dir)? {
+            prev.merge(report.clone());
+            whole = prev;
+        }
+    }
+    Ok(store::save(&s.state_dir, &whole)?)
 }
 
 fn short(h: &str) -> &str {
@@ -353,7 +366,7 @@ fn run_remediate(ctx: &Ctx, c: &Common, apply: bool) -> anyhow::Result<Exit> {
     let mut report = audit_hosts(ctx, &s, &s.hosts)?;
     let fixes = remediate::fixes(&report);
     if !apply {
-        let queue = store::save(&s.state_dir, &report)?;
+        let queue = save(&s, c, &report)?;
         match ctx.format {
             Format::Json => json_line(&serde_json::json!({
                 "ok": true,
@@ -435,7 +448,7 @@ fn run_remediate(ctx: &Ctx, c: &Common, apply: bool) -> anyhow::Result<Exit> {
         })
         .collect();
     report.merge(after);
-    let queue = store::save(&s.state_dir, &report)?;
+    let queue = save(&s, c, &report)?;
     let all_converged = results.iter().all(|r| r["converged"] == true);
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({

@@ -47,7 +47,8 @@ pub struct Held {
 }
 
 impl DriftArgs {
-    pub fn held(&self) -> anyhow::Result<Held> {
+    /// The hosts of `hosts` the drift audit holds back.
+    pub fn held(&self, hosts: &[fleetward_engine::model::Host]) -> anyhow::Result<Held> {
         use fleetward_engine::drift::store;
         let none = Held {
             hosts: Default::default(),
@@ -62,7 +63,7 @@ impl DriftArgs {
         };
         match store::load_queue(&path)? {
             Some(q) => Ok(Held {
-                hosts: q.held.into_iter().map(|h| (h.host, h.reason)).collect(),
+                hosts: q.held_among(hosts.iter().map(|h| h.name.as_str())),
                 source: Some((path.display().to_string(), q.audited_at)),
             }),
             None if explicit => Err(anyhow!(
@@ -124,7 +125,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let set = ctx.load(&a.fleet.policy_dir)?;
     let inv = a.fleet.inventory.load(&set)?;
     let start = a.start.as_deref().map(parse_start).transpose()?;
-    let held = a.drift.held()?;
+    let held = a.drift.held(&inv.hosts)?;
     let mut p = make_plan(&set, &inv, a.kernel.clone(), a.seed, start, &held.hosts)?;
     if let Some((file, at)) = &held.source {
         p.notes.push(format!(

@@ -469,7 +469,7 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
         .store
         .current()
         .ok_or_else(|| anyhow!("no policy set loaded"))?;
-    let held = a.drift.held()?;
+    let held = a.drift.held(&inv.hosts)?;
     let plan = plancmd::make_plan(&set, &inv, a.kernel.clone(), a.seed, None, &held.hosts)?;
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.

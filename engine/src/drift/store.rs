@@ -44,6 +44,38 @@ pub struct Queue {
     pub policy: String,
     pub items: Vec<QueueItem>,
     pub held: Vec<Held>,
+    /// Every host the audit covered: a host it does not name was never judged.
+    #[serde(default)]
+    pub audited: Vec<String>,
+}
+
+impl Queue {
+    /// The hosts of `names` to hold back, with why: those the audit held, and those it never
+    /// saw.
+    pub fn held_among<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let held: std::collections::HashMap<&str, &str> = self
+            .held
+            .iter()
+            .map(|h| (h.host.as_str(), h.reason.as_str()))
+            .collect();
+        let audited: std::collections::HashSet<&str> =
+            self.audited.iter().map(String::as_str).collect();
+        let mut out = std::collections::BTreeMap::new();
+        for n in names {
+            if let Some(r) = held.get(n) {
+                out.insert(n.to_string(), (*r).to_string());
+            } else if !audited.is_empty() && !audited.contains(n) {
+                out.insert(
+                    n.to_string(),
+                    format!("not in the drift audit of {}", self.audited_at),
+                );
+            }
+        }
+        out
+    }
 }
 
 /// The directory inside a state directory.
@@ -126,6 +158,7 @@ pub fn queue(r: &Report, previous: Option<&Queue>) -> Queue {
         policy: r.policy.clone(),
         items,
         held: held(r),
+        audited: r.hosts.iter().map(|h| h.host.clone()).collect(),
     }
 }
 
@@ -203,5 +236,28 @@ mod erased {
             v.push(b'\n');
             v
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_the_audit_held_or_never_saw_are_held() {
+        let q = Queue {
+            audited_at: "2026-12-01T00:00:00Z".into(),
+            policy: "p".into(),
+            items: Vec::new(),
+            held: vec![Held {
+                host: "a".into(),
+                reason: "review drift: cmdline".into(),
+            }],
+            audited: vec!["a".into(), "b".into()],
+        };
+        let h = q.held_among(["a", "b", "c"]);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h["a"], "review drift: cmdline");
+        assert_eq!(h["c"], "not in the drift audit of 2026-12-01T00:00:00Z");
     }
 }
