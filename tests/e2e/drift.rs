@@ -253,14 +253,15 @@ fn every_kind_of_drift_is_found_and_only_safe_items_are_fixed_over_real_ssh() {
         "vm.swappiness = 10\n",
     );
     // host01: a module to load (its modprobe will hang, then fail) after a sysctl raise; a
-    // blacklisted module that is loaded.
+    // blacklisted module that is loaded, and its blacklist entry gone.
     write(&r("host01"), "/proc/sys/net/core/somaxconn", "1024\n");
     write(
         &r("host01"),
         "/proc/modules",
         "floppy 20480 0 - Live 0x0000000000000000\n",
     );
-    // host02: an upgrade (safe), a downgrade (not), a stopped service.
+    std::fs::remove_file(r("host01").join("etc/modprobe.d/blacklist.conf")).unwrap();
+    // host02: an upgrade (safe), a downgrade (not), a stopped and disabled service.
     write(
         &r("host02"),
         "/var/lib/standin/packages",
@@ -269,7 +270,7 @@ fn every_kind_of_drift_is_found_and_only_safe_items_are_fixed_over_real_ssh() {
     write(
         &r("host02"),
         "/var/lib/standin/services",
-        "chrony enabled inactive\n",
+        "chrony disabled inactive\n",
     );
     // host03: a file with a loose mode (safe) and changed content (not).
     write(&r("host03"), "/etc/app.conf", "listen 0.0.0.0:8080\n");
@@ -326,8 +327,10 @@ fn every_kind_of_drift_is_found_and_only_safe_items_are_fixed_over_real_ssh() {
         ("host01", "sysctl net.core.somaxconn runtime", "auto"),
         ("host01", "module tcp_bbr loaded", "auto"),
         ("host01", "module floppy loaded", "review"),
+        ("host01", "module floppy blacklisted", "review"),
         ("host02", "package chrony version", "auto"),
         ("host02", "package openssh-server version", "review"),
+        ("host02", "service chrony enabled", "auto"),
         ("host02", "service chrony active", "auto"),
         ("host03", "file /etc/app.conf mode", "auto"),
         ("host03", "file /etc/app.conf sha256", "review"),
@@ -355,7 +358,7 @@ fn every_kind_of_drift_is_found_and_only_safe_items_are_fixed_over_real_ssh() {
         &std::fs::read_to_string(dl.state.join("drift/review-queue.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(queue["items"].as_array().unwrap().len(), 9);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 10);
     assert!(queue["items"]
         .as_array()
         .unwrap()
