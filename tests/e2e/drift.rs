@@ -614,13 +614,25 @@ fn bad_declared_state_and_drift_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("policies");
     std::fs::create_dir_all(&pol).unwrap();
-    for f in ["drift.rhai", "rollout.rhai", "fleetward.toml"] {
+    for f in [
+        "drift.rhai",
+        "rollout.rhai",
+        "fleetward.toml",
+        "declared.toml",
+    ] {
         std::fs::copy(root().join("policies").join(f), pol.join(f)).unwrap();
     }
     let inv = root().join("policy-examples/fleet/fleet.toml");
-    let sim = root().join("policy-examples/drift/simulated.toml");
-    let check = |declared: &str, want: &str| {
-        std::fs::write(pol.join("declared.toml"), declared).unwrap();
+    let good_sim = root().join("policy-examples/drift/simulated.toml");
+    let bad_sim = dir.path().join("sim.toml");
+    std::fs::write(&bad_sim, "unreachable = [\"nosuch\"]\n").unwrap();
+    // Writes `file` (when given), audits, and expects exit 1 with `want` on stderr.
+    let check = |file: Option<(&str, &str)>, sim: &Path, want: &str| {
+        let saved = file.map(|(name, body)| {
+            let old = std::fs::read(pol.join(name)).unwrap();
+            std::fs::write(pol.join(name), body).unwrap();
+            (name, old)
+        });
         let o = run(&[
             "drift",
             "audit",
@@ -633,63 +645,42 @@ fn bad_declared_state_and_drift_inputs_are_clear_errors() {
             "--state-dir",
             dir.path().join("s").to_str().unwrap(),
         ]);
+        if let Some((name, old)) = saved {
+            std::fs::write(pol.join(name), old).unwrap();
+        }
         assert_eq!(code(&o), 1, "{}", stdout(&o));
         let err = crate::support::stderr(&o);
         assert!(err.contains(want), "want `{want}` in:\n{err}");
     };
+    let declared = |body| Some(("declared.toml", body));
     check(
-        "[all]\nsysctl = { \"vm.swappiness\" = [1] }\n",
+        declared("[all]\nsysctl = { \"vm.swappiness\" = [1] }\n"),
+        &good_sim,
         "declared.toml:2:",
     );
     check(
-        "[al]\nkernel = \"x\"\n",
+        declared("[al]\nkernel = \"x\"\n"),
+        &good_sim,
         "declared.toml:1:2: unknown field `al`",
     );
     check(
-        "[all.files.\"/etc/x\"]\nmode = \"rwx\"\n",
+        declared("[all.files.\"/etc/x\"]\nmode = \"rwx\"\n"),
+        &good_sim,
         "mode `rwx` of `/etc/x` is not octal",
     );
-    // A simulated host that is not in the inventory.
-    std::fs::copy(
-        root().join("policies/declared.toml"),
-        pol.join("declared.toml"),
-    )
-    .unwrap();
-    let bad_sim = dir.path().join("sim.toml");
-    std::fs::write(&bad_sim, "unreachable = [\"nosuch\"]\n").unwrap();
-    let o = run(&[
-        "drift",
-        "audit",
-        "--policy-dir",
-        pol.to_str().unwrap(),
-        "--inventory",
-        inv.to_str().unwrap(),
-        "--simulate",
-        bad_sim.to_str().unwrap(),
-        "--state-dir",
-        dir.path().join("s").to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 1);
-    assert!(crate::support::stderr(&o).contains("simulated host `nosuch` is not in the inventory"));
+    check(
+        None,
+        &bad_sim,
+        "simulated host `nosuch` is not in the inventory",
+    );
     // A policy that returns a shell line instead of argument lists.
-    std::fs::write(pol.join("drift.rhai"), "fn classify(item) { #{ action: \"auto\", reason: \"x\", commands: [\"sysctl -w a=b\"] } }\n").unwrap();
-    let o = run(&[
-        "drift",
-        "audit",
-        "--policy-dir",
-        pol.to_str().unwrap(),
-        "--inventory",
-        inv.to_str().unwrap(),
-        "--simulate",
-        sim.to_str().unwrap(),
-        "--state-dir",
-        dir.path().join("s").to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 1, "{}", stdout(&o));
-    assert!(
-        crate::support::stderr(&o).contains("drift.rhai"),
-        "{}",
-        crate::support::stderr(&o)
+    check(
+        Some((
+            "drift.rhai",
+            "fn classify(item) { #{ action: \"auto\", reason: \"x\", commands: [\"sysctl -w a=b\"] } }\n",
+        )),
+        &good_sim,
+        "drift.rhai",
     );
 }
 

@@ -10,8 +10,6 @@ use crate::runtime::PolicySet;
 use crate::PolicyError;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// A host's overall state.
@@ -99,32 +97,16 @@ pub fn collect(
     opts: &CollectOptions,
     progress: &(dyn Fn(&Host) + Sync),
 ) -> Vec<Collected> {
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<Collected>>> = Mutex::new(vec![None; hosts.len()]);
-    let workers = opts.workers.clamp(1, hosts.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let (Some(h), Some(spec)) = (hosts.get(i), specs.get(i)) else {
-                    break;
-                };
-                let r = collect_one(exec, h, spec, opts.timeout);
-                exec.release(h);
-                if let Ok(mut o) = out.lock() {
-                    if let Some(slot) = o.get_mut(i) {
-                        *slot = Some(r);
-                    }
-                }
-                progress(h);
-            });
-        }
-    });
-    out.into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("not collected".into())))
-        .collect()
+    let pairs: Vec<(&Host, &HostSpec)> = hosts.iter().zip(specs).collect();
+    super::bounded_map(&pairs, opts.workers, |(h, spec)| {
+        let r = collect_one(exec, h, spec, opts.timeout);
+        exec.release(h);
+        progress(h);
+        r
+    })
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|| Err("not collected: a worker failed".into())))
+    .collect()
 }
 
 fn collect_one(exec: &dyn Executor, h: &Host, spec: &HostSpec, timeout: Duration) -> Collected {

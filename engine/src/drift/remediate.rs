@@ -8,8 +8,6 @@ use crate::exec::{Executor, RemoteCommand};
 use crate::model::Host;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The commands one host will run, in order, and the findings they fix.
@@ -85,39 +83,32 @@ pub fn apply(
     timeout: Duration,
     progress: &(dyn Fn(&HostOutcome) + Sync),
 ) -> Vec<HostOutcome> {
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<HostOutcome>>> = Mutex::new(vec![None; fixes.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, fixes.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(fix) = fixes.get(i) else { break };
-                let o = match hosts.get(fix.host.as_str()) {
-                    Some(h) => {
-                        let o = apply_host(exec, h, fix, timeout);
-                        exec.release(h);
-                        o
-                    }
-                    None => HostOutcome {
-                        host: fix.host.clone(),
-                        runs: Vec::new(),
-                        failed: Some("not in the inventory".into()),
-                    },
-                };
-                progress(&o);
-                if let Ok(mut v) = out.lock() {
-                    if let Some(slot) = v.get_mut(i) {
-                        *slot = Some(o);
-                    }
-                }
-            });
-        }
-    });
-    out.into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
+    super::bounded_map(fixes, workers, |fix| {
+        let o = match hosts.get(fix.host.as_str()) {
+            Some(h) => {
+                let o = apply_host(exec, h, fix, timeout);
+                exec.release(h);
+                o
+            }
+            None => HostOutcome {
+                host: fix.host.clone(),
+                runs: Vec::new(),
+                failed: Some("not in the inventory".into()),
+            },
+        };
+        progress(&o);
+        o
+    })
+    .into_iter()
+    .zip(fixes)
+    .map(|(o, fix)| {
+        o.unwrap_or_else(|| HostOutcome {
+            host: fix.host.clone(),
+            runs: Vec::new(),
+            failed: Some("not run: a worker failed".into()),
+        })
+    })
+    .collect()
 }
 
 fn apply_host(exec: &dyn Executor, h: &Host, fix: &HostFix, timeout: Duration) -> HostOutcome {

@@ -201,9 +201,8 @@ pub fn load_audit(state_dir: &Path) -> Result<Option<Report>, StoreError> {
 pub fn save(state_dir: &Path, r: &Report) -> Result<Queue, StoreError> {
     let previous = load_queue(&queue_path(state_dir)).ok().flatten();
     let q = queue(r, previous.as_ref());
-    let json = |v: &dyn erased::Json| v.bytes();
-    write_atomic(&audit_path(state_dir), &json(r))?;
-    write_atomic(&queue_path(state_dir), &json(&q))?;
+    write_atomic(&audit_path(state_dir), &pretty(r))?;
+    write_atomic(&queue_path(state_dir), &pretty(&q))?;
     Ok(q)
 }
 
@@ -225,18 +224,11 @@ pub fn log(state_dir: &Path, entry: &serde_json::Value) -> Result<(), StoreError
     f.sync_data().map_err(err)
 }
 
-mod erased {
-    /// Pretty JSON of anything serialisable.
-    pub trait Json {
-        fn bytes(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn bytes(&self) -> Vec<u8> {
-            let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
-            v.push(b'\n');
-            v
-        }
-    }
+/// Pretty JSON with a final newline.
+fn pretty<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
 
 #[cfg(test)]
