@@ -47,6 +47,17 @@ pub struct Held {
 }
 
 impl DriftArgs {
+    /// The review queue to read, if any: `--drift-queue`, else the default one (which may not
+    /// exist yet); none with `--ignore-drift`.
+    pub fn queue_path(&self) -> Option<std::path::PathBuf> {
+        if self.ignore_drift {
+            return None;
+        }
+        Some(self.drift_queue.clone().unwrap_or_else(|| {
+            fleetward_engine::drift::store::queue_path(&super::default_state_dir())
+        }))
+    }
+
     /// The hosts of `hosts` the drift audit holds back.
     pub fn held(&self, hosts: &[fleetward_engine::model::Host]) -> anyhow::Result<Held> {
         use fleetward_engine::drift::store;
@@ -54,13 +65,10 @@ impl DriftArgs {
             hosts: Default::default(),
             source: None,
         };
-        if self.ignore_drift {
+        let Some(path) = self.queue_path() else {
             return Ok(none);
-        }
-        let (path, explicit) = match &self.drift_queue {
-            Some(p) => (p.clone(), true),
-            None => (store::queue_path(&super::default_state_dir()), false),
         };
+        let explicit = self.drift_queue.is_some();
         match store::load_queue(&path)? {
             Some(q) => Ok(Held {
                 hosts: q.held_among(hosts.iter().map(|h| h.name.as_str())),

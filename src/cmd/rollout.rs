@@ -165,6 +165,9 @@ struct Saved {
     baseline: PathBuf,
     ssh: SshArgs,
     run: RunArgs,
+    /// The drift review queue read before each batch (hosts it holds are left out).
+    #[serde(default)]
+    drift_queue: Option<PathBuf>,
 }
 
 const SAVED_FILE: &str = "rollout.json";
@@ -236,7 +239,10 @@ impl Observer for Printer {
         if self.settled.load(Ordering::Relaxed) < 0 {
             let n = st.hosts.values().filter(|h| h.settled()).count();
             self.settled.store(n as i64, Ordering::Relaxed);
-        } else if matches!(r.event, Event::HostDone { .. } | Event::HostFailed { .. }) {
+        } else if matches!(
+            r.event,
+            Event::HostDone { .. } | Event::HostFailed { .. } | Event::HostHeld { .. }
+        ) {
             self.settled.fetch_add(1, Ordering::Relaxed);
         }
         self.bar
@@ -300,6 +306,9 @@ impl Observer for Printer {
                 for x in reasons {
                     self.line(format!("      - {x}"));
                 }
+            }
+            Event::HostHeld { host, reason } => {
+                self.line(format!("{}  {host}: held back by drift: {reason}", r.at))
             }
             Event::Paused { reason } => self.line(format!("{}  PAUSED: {reason}", r.at)),
             Event::Resumed { acknowledged } => self.line(format!(
@@ -463,6 +472,7 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
             alert_file: a.run.alert_file.as_deref().map(absolute),
             ..a.run.clone()
         },
+        drift_queue: a.drift.queue_path().as_deref().map(absolute),
     };
     let (s, inv) = setup(ctx, &saved)?;
     let set = s
@@ -507,7 +517,7 @@ fn drive(
     }
     let exec = executor(&saved.ssh, &dir)?;
     let sinks = sinks(&saved.run, &dir);
-    let control = ControlFile::new(&dir);
+    let control = ControlFile::new(&dir).with_drift_queue(saved.drift_queue.clone());
     let clock = WallClock;
     let io = Io {
         exec: &exec as &dyn Executor,

@@ -62,10 +62,17 @@ pub enum Request {
     Abort { reason: String },
 }
 
-/// Where operator requests come from.
+/// Where requests from outside the controller come from: an operator's pause or abort, and
+/// hosts a drift audit says to leave alone.
 pub trait Control: Send + Sync {
     /// The pending request, if any, consumed.
     fn take(&self) -> Option<Request>;
+
+    /// Hosts to leave out from now on, with why; asked before each batch. Only hosts nothing
+    /// has been done to yet are left out: one in the middle of its update finishes it.
+    fn held(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// Requests as a file in the state directory: `rollout pause` and `rollout abort` write it
@@ -73,6 +80,8 @@ pub trait Control: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct ControlFile {
     path: PathBuf,
+    /// The review queue of `drift audit`, read before each batch.
+    drift_queue: Option<PathBuf>,
 }
 
 pub const CONTROL_FILE: &str = "control.json";
@@ -81,7 +90,14 @@ impl ControlFile {
     pub fn new(dir: &Path) -> Self {
         ControlFile {
             path: dir.join(CONTROL_FILE),
+            drift_queue: None,
         }
+    }
+
+    /// Also holds back the hosts the drift review queue at `path` holds.
+    pub fn with_drift_queue(mut self, path: Option<PathBuf>) -> Self {
+        self.drift_queue = path;
+        self
     }
 
     /// Leaves a request for the controller (written whole, then renamed into place).
@@ -94,6 +110,20 @@ impl ControlFile {
 }
 
 impl Control for ControlFile {
+    fn held(&self) -> BTreeMap<String, String> {
+        let Some(path) = &self.drift_queue else {
+            return BTreeMap::new();
+        };
+        match crate::drift::store::load_queue(path) {
+            Ok(Some(q)) => q.held.into_iter().map(|h| (h.host, h.reason)).collect(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!("ignoring the drift review queue: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
     fn take(&self) -> Option<Request> {
         let body = std::fs::read(&self.path).ok()?;
         let _ = std::fs::remove_file(&self.path);
@@ -867,6 +897,19 @@ impl<'a> Controller<'a> {
         for (i, batch) in batches.iter().enumerate() {
             if self.halted(self.io.clock)? {
                 return Ok(false);
+            }
+            let held = self.io.control.held();
+            if !held.is_empty() {
+                let newly: Vec<(String, String)> = self.with_state(|s| {
+                    batch
+                        .iter()
+                        .filter(|h| s.hosts.get(*h).is_none_or(HostState::untouched))
+                        .filter_map(|h| held.get(h).map(|r| (h.clone(), r.clone())))
+                        .collect()
+                });
+                for (host, reason) in newly {
+                    self.emit(Event::HostHeld { host, reason }, self.io.clock)?;
+                }
             }
             let pending: Vec<String> = self.with_state(|s| {
                 batch

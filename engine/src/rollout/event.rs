@@ -81,6 +81,12 @@ pub enum Event {
     StageStarted {
         stage: usize,
     },
+    /// A host that had not started is left out from now on: a drift audit during the
+    /// rollout found unresolved drift on it.
+    HostHeld {
+        host: String,
+        reason: String,
+    },
     /// Recorded before the step's command runs.
     StepStarted {
         host: String,

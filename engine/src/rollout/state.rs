@@ -27,12 +27,19 @@ pub struct HostState {
     /// Acknowledged by an operator at a resume: no longer counted against the budget.
     pub acknowledged: bool,
     pub unexpected_reboots: u32,
+    /// Left out before it started, and why (drift found during the rollout).
+    pub held: Option<String>,
 }
 
 impl HostState {
     /// Finished one way or the other.
     pub fn settled(&self) -> bool {
-        self.done || self.failed.is_some()
+        self.done || self.failed.is_some() || self.held.is_some()
+    }
+
+    /// Nothing has been done to it yet in this rollout.
+    pub fn untouched(&self) -> bool {
+        self.done_step.is_none() && self.in_step.is_none() && self.reboots == 0 && !self.settled()
     }
 
     /// The step to carry on from. A host whose reboot was issued goes on waiting for it
@@ -148,6 +155,13 @@ impl RolloutState {
                 }
             }
             Event::StageStarted { stage } => self.stage = Some(*stage),
+            Event::HostHeld { host, reason } => {
+                self.host(host).held = Some(reason.clone());
+                self.held.push(super::event::HeldHost {
+                    host: host.clone(),
+                    reason: reason.clone(),
+                });
+            }
             Event::StepStarted { host, step } => self.host(host).in_step = Some(*step),
             Event::StepSucceeded { host, step, .. } => {
                 let h = self.host(host);
@@ -249,6 +263,8 @@ impl RolloutState {
                     "updated".to_string()
                 } else if let Some((step, _)) = &h.failed {
                     format!("failed at {}", word(*step))
+                } else if h.held.is_some() {
+                    "held for drift".to_string()
                 } else if let Some(step) = h.in_step.or(h.done_step) {
                     format!("in progress at {}", word(step))
                 } else {

@@ -296,6 +296,61 @@ fn a_crash_at_every_append_then_resume_keeps_every_invariant() {
     }
 }
 
+/// Holds back two hosts from the start of the run, as a drift audit during the rollout would.
+struct HoldTwo(Vec<String>);
+
+impl Control for HoldTwo {
+    fn take(&self) -> Option<crate::rollout::controller::Request> {
+        None
+    }
+    fn held(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|h| (h.clone(), "review drift: cmdline".to_string()))
+            .collect()
+    }
+}
+
+#[test]
+fn hosts_a_drift_audit_holds_during_the_rollout_are_left_out() {
+    let w = world();
+    // One host of the last stage and one of the canaries.
+    let last = w.plan.stages.last().unwrap().batches[0].hosts[0].clone();
+    let canary = w.plan.stages[0].batches[0].hosts[0].clone();
+    let control = HoldTwo(vec![last.clone(), canary.clone()]);
+    let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    let alerts = Alerts::default();
+    let io = Io {
+        exec: &exec,
+        clock: &clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &control,
+        observer: &NoObserver,
+    };
+    let mut journal = Journal::open(&w.state).unwrap();
+    journal.set_durable(false);
+    let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
+    assert_eq!(c.run().unwrap(), Phase::Completed);
+    let st = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+    for h in [&last, &canary] {
+        assert_eq!(exec.records()[h].reboots, 0, "{h}");
+        assert_eq!(st.hosts[h].held.as_deref(), Some("review drift: cmdline"));
+    }
+    let held: Vec<&str> = st.held.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(held.len(), 2, "{held:?}");
+    let others = st
+        .hosts
+        .iter()
+        .filter(|(n, _)| **n != last && **n != canary);
+    for (n, h) in others {
+        assert!(h.done, "{n}");
+    }
+    let k = st.kernels(&|_| None);
+    assert_eq!(k.iter().filter(|x| x.status == "held for drift").count(), 2);
+}
+
 #[test]
 fn faults_are_quarantined_within_the_budget() {
     let w = world();
@@ -355,4 +410,24 @@ fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
     );
     // The controller itself rebooted it once; the second reboot was the host's own.
     assert_eq!(exec.records()[&victim].reboots, 2);
+}
+
+#[test]
+fn the_control_file_holds_what_the_drift_queue_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("review-queue.json");
+    let c = ControlFile::new(dir.path()).with_drift_queue(Some(q.clone()));
+    assert!(c.held().is_empty(), "no queue yet");
+    std::fs::write(
+        &q,
+        r#"{"audited_at":"2026-12-01T00:00:00Z","policy":"p","items":[],"held":[{"host":"db1","reason":"review drift: cmdline"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.held().get("db1").map(String::as_str),
+        Some("review drift: cmdline")
+    );
+    std::fs::write(&q, "not json").unwrap();
+    assert!(c.held().is_empty(), "an unreadable queue holds nothing");
+    assert!(ControlFile::new(dir.path()).held().is_empty());
 }
