@@ -387,63 +387,61 @@ impl SimExecutor {
             stderr: e,
         };
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let drift = self.drift_answer(name, argv);
-        let (out, took) = match args.as_slice() {
-            _ if drift.is_some() => (
-                drift.unwrap_or_else(|| ok(String::new())),
-                self.timing.command,
-            ),
-            ["uname", "-r"] => (ok(format!("{}\n", h.kernel)), self.timing.command),
-            ["cat", "/proc/sys/kernel/random/boot_id"] => (
-                ok(format!("{}\n", Self::boot_id(name, h.boot))),
-                self.timing.command,
-            ),
-            ["apt-get", "install", "-y", pkg] => match pkg.strip_prefix("linux-image-") {
-                Some(v) => {
-                    h.installed.push(v.to_string());
-                    (ok(format!("installed {v}\n")), self.timing.install)
-                }
-                None => (
-                    fail(100, format!("E: Unable to locate package {pkg}\n")),
+        let (out, took) = match self.drift_answer(name, argv) {
+            Some(o) => (o, self.timing.command),
+            None => match args.as_slice() {
+                ["uname", "-r"] => (ok(format!("{}\n", h.kernel)), self.timing.command),
+                ["cat", "/proc/sys/kernel/random/boot_id"] => (
+                    ok(format!("{}\n", Self::boot_id(name, h.boot))),
                     self.timing.command,
                 ),
-            },
-            ["grub-set-default", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
-                Some(v) if h.installed.iter().any(|k| k == v) => {
-                    h.default = Some(v.to_string());
-                    (ok(String::new()), self.timing.command)
+                ["apt-get", "install", "-y", pkg] => match pkg.strip_prefix("linux-image-") {
+                    Some(v) => {
+                        h.installed.push(v.to_string());
+                        (ok(format!("installed {v}\n")), self.timing.install)
+                    }
+                    None => (
+                        fail(100, format!("E: Unable to locate package {pkg}\n")),
+                        self.timing.command,
+                    ),
+                },
+                ["grub-set-default", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
+                    Some(v) if h.installed.iter().any(|k| k == v) => {
+                        h.default = Some(v.to_string());
+                        (ok(String::new()), self.timing.command)
+                    }
+                    _ => (
+                        fail(1, format!("no boot entry `{title}`\n")),
+                        self.timing.command,
+                    ),
+                },
+                ["systemctl", "reboot"] => {
+                    if let Some(d) = h.default.clone() {
+                        h.kernel = d;
+                    }
+                    h.boot += 1;
+                    h.reboots += 1;
+                    let jitter = keyed_hash(h.boot, name) % 60;
+                    let down = self.timing.reboot_down + Duration::from_secs(jitter);
+                    h.down_until = now
+                        .checked_add(SignedDuration::try_from(down).unwrap_or(SignedDuration::MAX))
+                        .ok();
+                    (ok(String::new()), Duration::from_millis(500))
                 }
+                ["systemctl", "is-system-running"] => (ok("running\n".into()), self.timing.command),
+                ["lbctl", "drain" | "undrain", _] => (ok("ok\n".into()), self.timing.command),
+                ["fleetward-validate", suite] => {
+                    (ok(format!("{suite}: pass\n")), Duration::from_secs(30))
+                }
+                ["fleetward-metrics", "--window", w] => match w.parse::<u64>() {
+                    Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),
+                    Err(_) => (fail(2, format!("bad window `{w}`\n")), self.timing.command),
+                },
                 _ => (
-                    fail(1, format!("no boot entry `{title}`\n")),
+                    fail(127, format!("{first}: command not found\n")),
                     self.timing.command,
                 ),
             },
-            ["systemctl", "reboot"] => {
-                if let Some(d) = h.default.clone() {
-                    h.kernel = d;
-                }
-                h.boot += 1;
-                h.reboots += 1;
-                let jitter = keyed_hash(h.boot, name) % 60;
-                let down = self.timing.reboot_down + Duration::from_secs(jitter);
-                h.down_until = now
-                    .checked_add(SignedDuration::try_from(down).unwrap_or(SignedDuration::MAX))
-                    .ok();
-                (ok(String::new()), Duration::from_millis(500))
-            }
-            ["systemctl", "is-system-running"] => (ok("running\n".into()), self.timing.command),
-            ["lbctl", "drain" | "undrain", _] => (ok("ok\n".into()), self.timing.command),
-            ["fleetward-validate", suite] => {
-                (ok(format!("{suite}: pass\n")), Duration::from_secs(30))
-            }
-            ["fleetward-metrics", "--window", w] => match w.parse::<u64>() {
-                Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),
-                Err(_) => (fail(2, format!("bad window `{w}`\n")), self.timing.command),
-            },
-            _ => (
-                fail(127, format!("{first}: command not found\n")),
-                self.timing.command,
-            ),
         };
         drop(hosts);
         if took > timeout {
