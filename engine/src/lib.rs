@@ -17,6 +17,7 @@ pub mod gate;
 pub mod inventory;
 pub mod model;
 pub mod plan;
+pub mod pool;
 pub mod reload;
 pub mod rollout;
 pub mod runtime;

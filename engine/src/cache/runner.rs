@@ -10,8 +10,6 @@ use crate::runtime::PolicySet;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Rounds a command may take on one node before it is stopped.
@@ -128,27 +126,10 @@ pub fn run(
     client: &dyn CacheClient,
     clock: &dyn Clock,
 ) -> Vec<NodeResult> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<NodeResult>>> = Mutex::new(vec![None; nodes.len()]);
-    let threads = req.concurrency.max(1).min(nodes.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(node) = nodes.get(i) else { break };
-                let r = run_node(req, node, client, clock);
-                if let Ok(mut v) = results.lock() {
-                    if let Some(slot) = v.get_mut(i) {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
+    crate::pool::bounded_map(nodes, req.concurrency, |node| {
+        run_node(req, node, client, clock)
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }

@@ -98,7 +98,7 @@ pub fn collect(
     progress: &(dyn Fn(&Host) + Sync),
 ) -> Vec<Collected> {
     let pairs: Vec<(&Host, &HostSpec)> = hosts.iter().zip(specs).collect();
-    super::bounded_map(&pairs, opts.workers, |(h, spec)| {
+    crate::pool::bounded_map(&pairs, opts.workers, |(h, spec)| {
         let r = collect_one(exec, h, spec, opts.timeout);
         exec.release(h);
         progress(h);

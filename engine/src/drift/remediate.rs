@@ -83,7 +83,7 @@ pub fn apply(
     timeout: Duration,
     progress: &(dyn Fn(&HostOutcome) + Sync),
 ) -> Vec<HostOutcome> {
-    super::bounded_map(fixes, workers, |fix| {
+    crate::pool::bounded_map(fixes, workers, |fix| {
         let o = match hosts.get(fix.host.as_str()) {
             Some(h) => {
                 let o = apply_host(exec, h, fix, timeout);
