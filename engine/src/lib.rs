@@ -11,6 +11,7 @@ pub mod config;
 pub mod defs;
 pub mod drift;
 pub mod error;
+pub mod failpoint;
 pub mod exec;
 pub mod fleetgen;
 pub mod gate;

@@ -23,6 +23,54 @@ pub struct Host {
     pub facts: BTreeMap<String, serde_json::Value>,
 }
 
+/// A host's Redis ports are not a port or a list of distinct ports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPorts(pub String);
+
+impl Host {
+    /// The Redis instances a host declares: `redis_ports = [6379, 6380]`, or `redis_port`;
+    /// `None` when it declares neither.
+    pub fn redis_ports(&self) -> Result<Option<Vec<u16>>, BadPorts> {
+        let port_of = |p: &serde_json::Value| {
+            p.as_u64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| BadPorts(format!("host `{}`: `{p}` is not a Redis port", self.name)))
+        };
+        match (self.facts.get("redis_ports"), self.facts.get("redis_port")) {
+            (Some(_), Some(_)) => Err(BadPorts(format!(
+                "host `{}` sets both `redis_port` and `redis_ports`; keep one",
+                self.name
+            ))),
+            (Some(serde_json::Value::Array(a)), None) => {
+                let mut ports = Vec::new();
+                for p in a {
+                    let p = port_of(p)?;
+                    if ports.contains(&p) {
+                        return Err(BadPorts(format!(
+                            "host `{}` lists Redis port {p} twice",
+                            self.name
+                        )));
+                    }
+                    ports.push(p);
+                }
+                if ports.is_empty() {
+                    return Err(BadPorts(format!("host `{}`: `redis_ports` is empty", self.name)));
+                }
+                Ok(Some(ports))
+            }
+            (Some(other), None) => Err(BadPorts(format!(
+                "host `{}`: `redis_ports` is `{other}`, not a list of ports",
+                self.name
+            ))),
+            (None, Some(p)) => Ok(Some(vec![port_of(p)?])),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// How severe a verdict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

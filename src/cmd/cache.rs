@@ -1,13 +1,15 @@
-//! `fleetward cache list|run`: the runtime cache command catalogue of `cache.rhai`. `run
-//! --dry-run` shows, per node, exactly what the command's first round would send, after the
-//! guard, and connects to nothing.
+//! `fleetward cache list|run|revert`: the runtime cache command catalogue of `cache.rhai`.
+//! Parses arguments, calls `cache::session` and renders what it returns. `run --dry-run`
+//! shows, per node, every round the command can build without a live reply, after the guard,
+//! and connects to nothing.
 
 use super::{Ctx, InventoryArgs};
 use crate::output::{json_line, Exit, Format};
-use anyhow::{anyhow, bail};
-use fleetward_engine::cache::guard::{self, Safety};
-use fleetward_engine::cache::revert::{self, RevertEvent, RevertJournal};
-use fleetward_engine::cache::{self, bind_params, select_nodes, Round};
+use anyhow::anyhow;
+use fleetward_engine::cache::client::{RedisClient, RedisOptions};
+use fleetward_engine::cache::guard::Safety;
+use fleetward_engine::cache::session::{self, Paths};
+use fleetward_engine::cache::{self, bind_params, select_nodes};
 use fleetward_engine::exec::shell_quote;
 use std::path::PathBuf;
 
@@ -26,14 +28,36 @@ pub enum Sub {
     },
     /// Run a catalogue command on the cache nodes a target selects.
     Run(Box<RunArgs>),
-    /// Apply the reverts that runs killed before their revert time left pending.
-    Revert {
-        #[command(flatten)]
-        state: StateArgs,
-        /// Timeout per node, in milliseconds.
-        #[arg(long, default_value_t = 5000)]
-        command_timeout_ms: u64,
-    },
+    /// Apply the reverts that killed runs left pending (each through the guard).
+    Revert(Box<RevertArgs>),
+}
+
+/// How to reach the cache nodes.
+#[derive(clap::Args, Debug)]
+pub struct ConnArgs {
+    /// ACL user for the cache nodes. Default: `[cache] user` in `fleetward.toml`; the password
+    /// comes from the environment variable `[cache] password_env` names
+    /// (`FLEETWARD_REDIS_PASSWORD` by default).
+    #[arg(long)]
+    pub redis_user: Option<String>,
+    /// Connect timeout per node, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub connect_timeout_ms: u64,
+    /// Timeout per round of commands, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub command_timeout_ms: u64,
+}
+
+impl ConnArgs {
+    fn client(&self, set: &fleetward_engine::PolicySet) -> anyhow::Result<RedisClient> {
+        let cfg = set.cache_settings();
+        Ok(RedisClient::new(RedisOptions {
+            username: self.redis_user.clone().or_else(|| cfg.user.clone()),
+            password: std::env::var(&cfg.password_env).ok(),
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms.max(1)),
+            command_timeout: std::time::Duration::from_millis(self.command_timeout_ms.max(1)),
+        })?)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,21 +84,32 @@ pub struct RunArgs {
     /// Nodes worked on at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// ACL user for the cache nodes. Default: `[cache] user` in `fleetward.toml`; the password
-    /// comes from the environment variable `[cache] password_env` names
-    /// (`FLEETWARD_REDIS_PASSWORD` by default).
+    /// The whole command must finish on each node within this many seconds. Default: the
+    /// entry's `deadline_secs` guard.
     #[arg(long)]
-    pub redis_user: Option<String>,
-    /// Connect timeout per node, in milliseconds.
-    #[arg(long, default_value_t = 3000)]
-    pub connect_timeout_ms: u64,
-    /// Timeout per round of commands, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    pub command_timeout_ms: u64,
+    pub deadline_secs: Option<u64>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Where `write` and `dangerous` commands are recorded (JSON lines). Default:
     /// `cache-audit.jsonl` in the state directory.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RevertArgs {
+    /// The policy set whose catalogue guards the reverts and whose `[cache]` settings give the
+    /// credentials.
+    #[arg(long, default_value = "policies")]
+    pub policy_dir: PathBuf,
+    /// Also revert settings outside the `write` allowlist (a journal entry can be edited by
+    /// hand: such a revert is refused without this).
+    #[arg(long)]
+    pub confirm: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -88,22 +123,20 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    fn dir(&self) -> PathBuf {
-        self.state_dir
+    fn paths(&self, audit: Option<PathBuf>) -> Paths {
+        let dir = self
+            .state_dir
             .clone()
-            .unwrap_or_else(super::default_state_dir)
-    }
-
-    fn reverts(&self) -> RevertJournal {
-        RevertJournal::new(&self.dir().join("cache-reverts.jsonl"))
+            .unwrap_or_else(super::default_state_dir);
+        Paths::in_dir(&dir, audit)
     }
 }
 
-/// Reports reverts a killed run left behind.
-fn report_pending(state: &StateArgs) {
-    match state.reverts().pending() {
+/// Warns of reverts a killed run left behind.
+fn report_orphans(paths: &Paths) {
+    match session::orphans(paths) {
         Ok(p) => {
-            for r in p.iter().filter(|r| !revert::alive(r.pid)) {
+            for r in p {
                 eprintln!(
                     "warning: pending revert: `{}` on `{}` back to `{}` was due at {} and the process that made the change ({}) is gone; `fleetward cache revert` applies it",
                     r.name, r.node.name, r.old, r.due, r.pid
@@ -114,37 +147,11 @@ fn report_pending(state: &StateArgs) {
     }
 }
 
-/// Appends one audit record, flushed.
-fn audit(path: &std::path::Path, record: &serde_json::Value) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(f, "{record}")?;
-    f.sync_data()?;
-    Ok(())
-}
-
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     match a.command {
         Sub::List { policy_dir } => list(ctx, &policy_dir),
-        Sub::Revert {
-            state,
-            command_timeout_ms,
-        } => revert_pending(ctx, &state, command_timeout_ms),
+        Sub::Revert(r) => revert(ctx, &r),
         Sub::Run(r) => run_command(ctx, *r),
-    }
-}
-
-fn safety_word(s: Safety) -> &'static str {
-    match s {
-        Safety::Read => "read",
-        Safety::Write => "write",
-        Safety::Dangerous => "dangerous",
     }
 }
 
@@ -155,7 +162,7 @@ fn list(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<Exit> {
         Format::Json => json_line(&serde_json::json!({ "ok": true, "commands": cat })),
         Format::Human => {
             for (name, e) in &cat {
-                println!("{name:<16} {:<9} {}", safety_word(e.safety), e.description);
+                println!("{name:<16} {:<9} {}", e.safety.word(), e.description);
                 for (p, spec) in &e.params {
                     let default = match &spec.default {
                         Some(d) => format!("default {d}"),
@@ -181,8 +188,13 @@ fn list(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+fn line(c: &[String]) -> String {
+    c.iter().map(|x| shell_quote(x)).collect::<Vec<_>>().join(" ")
+}
+
 fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
-    report_pending(&a.state);
+    let paths = a.state.paths(a.audit_log.clone());
+    report_orphans(&paths);
     let set = ctx.load(&a.policy_dir)?;
     let cat = cache::catalogue(&set)?;
     let entry = cat.get(&a.name).ok_or_else(|| {
@@ -213,28 +225,15 @@ fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
         .ok_or_else(|| anyhow!("`{}` has no default target; pass --target", a.name))?;
     let nodes = select_nodes(&inv.hosts, &selector).map_err(|m| anyhow!(m))?;
     if !a.dry_run {
-        return run_live(ctx, &a, &set, entry, &params, &nodes);
+        return run_live(ctx, &a, &set, entry, &params, &nodes, &paths);
     }
-    let mut out = Vec::new();
-    let mut refused = 0;
-    for node in &nodes {
-        let round = Round {
-            n: 0,
-            state: serde_json::Value::Null,
-            replies: Vec::new(),
-            node: node.clone(),
-        };
-        let step = cache::call_round(&set, entry, &params, &round)?;
-        let mut sends = Vec::new();
-        for cmd in &step.send {
-            let verdict = guard::check(cmd, entry.safety, &entry.guards, a.confirm);
-            if verdict.is_err() {
-                refused += 1;
-            }
-            sends.push((cmd.clone(), verdict.err().map(|e| e.to_string())));
-        }
-        out.push((node.clone(), sends, step.done));
-    }
+    let dry = session::dry_run(&set, entry, &params, &nodes, a.confirm)?;
+    let refused = dry
+        .iter()
+        .flat_map(|n| &n.rounds)
+        .flat_map(|r| &r.send)
+        .filter(|s| s.refused.is_some())
+        .count();
     let needs_confirm = entry.safety == Safety::Dangerous && !a.confirm;
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
@@ -244,34 +243,41 @@ fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
             "needs_confirm": needs_confirm,
             "safety": entry.safety,
             "params": params,
-            "nodes": out.iter().map(|(n, sends, done)| serde_json::json!({
-                "node": n,
-                "send": sends.iter().map(|(c, r)| serde_json::json!({ "command": c, "refused": r })).collect::<Vec<_>>(),
-                "more_rounds": !done,
-            })).collect::<Vec<_>>(),
+            "nodes": dry,
         })),
         Format::Human => {
             println!(
                 "dry run of `{}` ({}) on {} node(s); nothing is sent",
                 a.name,
-                safety_word(entry.safety),
+                entry.safety.word(),
                 nodes.len()
             );
-            for (n, sends, done) in &out {
-                println!("{} ({}:{})", n.name, n.address, n.port);
-                for (c, r) in sends {
-                    let line = c
-                        .iter()
-                        .map(|x| shell_quote(x))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    match r {
-                        None => println!("  {line}"),
-                        Some(why) => println!("  REFUSED {line}: {why}"),
+            for n in &dry {
+                println!("{} ({}:{})", n.node.name, n.node.address, n.node.port);
+                for r in &n.rounds {
+                    println!("  round {}", r.n);
+                    for s in &r.send {
+                        match &s.refused {
+                            None => println!("    {}", line(&s.command)),
+                            Some(why) => println!("    REFUSED {}: {why}", line(&s.command)),
+                        }
+                        for need in &s.needs {
+                            match need {
+                                cache::guard::Need::Size { probe, max } => println!(
+                                    "      checked first on the node: `{}` at most {max}",
+                                    line(probe)
+                                ),
+                                cache::guard::Need::UsedMemoryAtMost { bytes } => println!(
+                                    "      checked first on the node: used memory at most {bytes} bytes"
+                                ),
+                            }
+                        }
                     }
                 }
-                if !done {
-                    println!("  … then further rounds, built from the replies");
+                if n.done {
+                    println!("  done");
+                } else if let Some(why) = &n.stops {
+                    println!("  … {why}");
                 }
             }
             if needs_confirm {
@@ -282,10 +288,16 @@ fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
     Ok(if refused == 0 { Exit::Ok } else { Exit::Error })
 }
 
+/// Who runs the command, for the audit log: the sudo caller, the login name, or the uid.
 fn user() -> String {
+    use std::os::unix::fs::MetadataExt as _;
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| match std::fs::metadata("/proc/self") {
+            Ok(m) => format!("uid {}", m.uid()),
+            Err(_) => "unknown".into(),
+        })
 }
 
 fn run_live(
@@ -295,81 +307,57 @@ fn run_live(
     entry: &cache::Entry,
     params: &std::collections::BTreeMap<String, serde_json::Value>,
     nodes: &[cache::Node],
+    paths: &Paths,
 ) -> anyhow::Result<Exit> {
-    use fleetward_engine::cache::client::{RedisClient, RedisOptions};
-    use fleetward_engine::cache::runner;
     if entry.safety == Safety::Dangerous && !a.confirm {
-        bail!(
-            "`{}` is a dangerous command; run it with --confirm (or --dry-run to see what it would send)",
-            a.name
-        );
+        return Err(session::SessionError::Unconfirmed(a.name.clone()).into());
     }
-    let revert_secs = entry
-        .revert_after
-        .as_ref()
-        .and_then(|p| params.get(p))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
-    let cfg = set.cache_settings();
-    let client = RedisClient::new(RedisOptions {
-        username: a.redis_user.clone().or_else(|| cfg.user.clone()),
-        password: std::env::var(&cfg.password_env).ok(),
-        connect_timeout: std::time::Duration::from_millis(a.connect_timeout_ms.max(1)),
-        command_timeout: std::time::Duration::from_millis(a.command_timeout_ms.max(1)),
-    })?;
-    let req = runner::Request {
+    let client = a.conn.client(set)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        // If a handler is already installed (a second run in one process), waiting out the
+        // timer still reverts.
+        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+    let live = session::Live {
         set,
+        name: &a.name,
         entry,
         params,
+        nodes,
         confirmed: a.confirm,
         concurrency: a.concurrency,
+        deadline: a.deadline_secs.map(std::time::Duration::from_secs),
+        paths,
+        user: user(),
     };
-    let started = jiff::Timestamp::now();
-    let results = runner::run(&req, nodes, &client, &fleetward_engine::clock::WallClock);
-    let failed = results.iter().filter(|r| r.error.is_some()).count();
-    let reverts = if revert_secs > 0 {
-        revert_later(a, entry, &results, revert_secs, &client)?
-    } else {
-        Vec::new()
-    };
-    if entry.safety != Safety::Read {
-        let path = a
-            .audit_log
-            .clone()
-            .unwrap_or_else(|| a.state.dir().join("cache-audit.jsonl"));
-        audit(
-            &path,
-            &serde_json::json!({
-                "at": started.to_string(),
-                "user": user(),
-                "command": a.name,
-                "safety": entry.safety,
-                "params": params,
-                "confirmed": a.confirm,
-                "policy": set.hash(),
-                "nodes": results.iter().map(|r| serde_json::json!({
-                    "node": r.node, "ok": r.error.is_none(), "error": r.error,
-                    "commands": r.commands, "rows": r.rows,
-                })).collect::<Vec<_>>(),
-                "reverts": reverts,
-            }),
-        )
-        .map_err(|e| anyhow!("cannot write the audit log `{}`: {e}", path.display()))?;
-    }
+    let report = session::run_live(
+        &live,
+        &client,
+        &fleetward_engine::clock::WallClock,
+        &stop,
+        &|n, due, secs| {
+            eprintln!("{n} setting(s) changed; reverting at {due} (in {secs} s). Ctrl-C reverts now.")
+        },
+    )?;
+    let failed = report.results.iter().filter(|r| r.error.is_some()).count()
+        + report.reverts.iter().filter(|r| r.error.is_some()).count();
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": failed == 0,
             "command": a.name,
             "safety": entry.safety,
             "params": params,
-            "nodes": results,
-            "failed": failed,
-            "reverts": reverts,
+            "nodes": report.results,
+            "failed": report.results.iter().filter(|r| r.error.is_some()).count(),
+            "reverts": report.reverts.iter().map(|r| r.line()).collect::<Vec<_>>(),
+            "revert_outcomes": report.reverts,
         })),
         Format::Human => {
-            print!("{}", render(&a.name, &results));
-            for r in &reverts {
-                println!("{r}");
+            print!("{}", render(&a.name, &report.results));
+            for r in &report.reverts {
+                println!("{}", r.line());
             }
         }
     }
@@ -433,6 +421,9 @@ fn render(name: &str, results: &[fleetward_engine::cache::runner::NodeResult]) -
         let _ = writeln!(o, "{}", line.join("  ").trim_end());
     }
     for r in results {
+        if let Some(c) = &r.coverage {
+            let _ = writeln!(o, "{}: examined {}", r.node.name, c.describe());
+        }
         if let Some(e) = &r.error {
             let _ = writeln!(
                 o,
@@ -440,133 +431,20 @@ fn render(name: &str, results: &[fleetward_engine::cache::runner::NodeResult]) -
                 r.node.name, r.node.address, r.node.port
             );
         }
+        if let Some(c) = &r.cleanup {
+            let _ = writeln!(o, "{}: after the timeout, {c}", r.node.name);
+        }
     }
     o
 }
 
-/// Records a revert per changed node, waits for the revert time (Ctrl-C reverts at once),
-/// then sets every node back. Returns one line per node.
-fn revert_later(
-    a: &RunArgs,
-    entry: &cache::Entry,
-    results: &[fleetward_engine::cache::runner::NodeResult],
-    secs: u64,
-    client: &dyn fleetward_engine::cache::client::CacheClient,
-) -> anyhow::Result<Vec<String>> {
-    let journal = a.state.reverts();
-    let due = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(
-        i64::try_from(secs).unwrap_or(i64::MAX),
-    ))?;
-    let pid = std::process::id();
-    let mut todo = Vec::new();
-    for r in results.iter().filter(|r| r.error.is_none()) {
-        for row in &r.rows {
-            let (Some(name), Some(old), Some(value)) = (
-                row.get("name").and_then(|v| v.as_str()),
-                row.get("old").and_then(|v| v.as_str()),
-                row.get("value").and_then(|v| v.as_str()),
-            ) else {
-                continue;
-            };
-            let id = format!("{pid}-{}-{}-{}", r.node.name, name, due.as_second());
-            journal.append(&RevertEvent::Pending {
-                id: id.clone(),
-                node: (&r.node).into(),
-                name: name.to_string(),
-                old: old.to_string(),
-                value: value.to_string(),
-                due: due.to_string(),
-                pid,
-            })?;
-            todo.push((id, r.node.clone(), name.to_string(), old.to_string()));
-        }
-    }
-    if todo.is_empty() {
-        return Ok(Vec::new());
-    }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = std::sync::Arc::clone(&stop);
-        // If a handler is already installed (a second run in one process), waiting out the
-        // timer still reverts.
-        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
-    }
-    eprintln!(
-        "{} setting(s) changed; reverting at {due} (in {secs} s). Ctrl-C reverts now.",
-        todo.len()
-    );
-    while jiff::Timestamp::now() < due && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let mut lines = Vec::new();
-    for (id, node, name, old) in todo {
-        let result = set_back(client, &node, &name, &old, Some((entry, a.confirm)));
-        journal.append(&RevertEvent::Reverted {
-            id,
-            error: result.as_ref().err().cloned(),
-        })?;
-        lines.push(match result {
-            Ok(()) => format!("reverted `{name}` on `{}` to `{old}`", node.name),
-            Err(e) => format!("REVERT FAILED: `{name}` on `{}` to `{old}`: {e}", node.name),
-        });
-    }
-    Ok(lines)
-}
-
-/// Sets `name` back to `old` on `node` (through the entry's guard, when there is one), and
-/// reads a server error in the reply as a failure.
-fn set_back(
-    client: &dyn fleetward_engine::cache::client::CacheClient,
-    node: &cache::Node,
-    name: &str,
-    old: &str,
-    guarded: Option<(&cache::Entry, bool)>,
-) -> Result<(), String> {
-    let cmd = vec![
-        "CONFIG".to_string(),
-        "SET".to_string(),
-        name.to_string(),
-        old.to_string(),
-    ];
-    if let Some((entry, confirmed)) = guarded {
-        guard::check(&cmd, entry.safety, &entry.guards, confirmed).map_err(|e| e.to_string())?;
-    }
-    let replies = client.send(node, &[cmd]).map_err(|e| e.to_string())?;
-    match replies.first() {
-        Some(v) if v.get("error").is_some() => Err(v["error"].to_string()),
-        _ => Ok(()),
-    }
-}
-
-/// `cache revert`: applies reverts whose process is gone.
-fn revert_pending(ctx: &Ctx, state: &StateArgs, timeout_ms: u64) -> anyhow::Result<Exit> {
-    use fleetward_engine::cache::client::{RedisClient, RedisOptions};
-    let journal = state.reverts();
-    let todo: Vec<_> = journal
-        .pending()?
-        .into_iter()
-        .filter(|r| !revert::alive(r.pid))
-        .collect();
-    let client = RedisClient::new(RedisOptions {
-        username: None,
-        password: std::env::var("FLEETWARD_REDIS_PASSWORD").ok(),
-        command_timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
-        ..RedisOptions::default()
-    })?;
-    let mut out = Vec::new();
-    let mut failed = 0;
-    for r in todo {
-        let node: cache::Node = (&r.node).into();
-        let result = set_back(&client, &node, &r.name, &r.old, None);
-        if result.is_err() {
-            failed += 1;
-        }
-        journal.append(&RevertEvent::Reverted {
-            id: r.id.clone(),
-            error: result.as_ref().err().cloned(),
-        })?;
-        out.push(serde_json::json!({ "node": r.node, "name": r.name, "old": r.old, "error": result.err() }));
-    }
+/// `cache revert`: settles the reverts whose process is gone.
+fn revert(ctx: &Ctx, a: &RevertArgs) -> anyhow::Result<Exit> {
+    let set = ctx.load(&a.policy_dir)?;
+    let cat = cache::catalogue(&set)?;
+    let client = a.conn.client(&set)?;
+    let out = session::revert_orphans(&a.state.paths(None), &cat, &client, a.confirm)?;
+    let failed = out.iter().filter(|o| o.error.is_some()).count();
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({ "ok": failed == 0, "reverted": out })),
         Format::Human => {
@@ -574,7 +452,7 @@ fn revert_pending(ctx: &Ctx, state: &StateArgs, timeout_ms: u64) -> anyhow::Resu
                 println!("no pending reverts");
             }
             for o in &out {
-                println!("{o}");
+                println!("{}", o.line());
             }
         }
     }

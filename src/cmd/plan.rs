@@ -321,12 +321,17 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "excluded: {} ({} ineligible, {} already on target, {} newer, {} held for drift)",
+        "excluded: {} ({} ineligible, {} already on target, {} newer, {} held for drift{})",
         p.excluded.len(),
         c.ineligible,
         c.on_target,
         c.newer,
-        c.drift
+        c.drift,
+        if c.same_machine > 0 {
+            format!(", {} on a machine listed twice", c.same_machine)
+        } else {
+            String::new()
+        }
     );
     for e in &p.excluded {
         let kind = match e.kind {
@@ -334,6 +339,7 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
             ExclusionKind::OnTarget => "on target",
             ExclusionKind::Newer => "newer",
             ExclusionKind::Drift => "drift",
+            ExclusionKind::SameMachine => "same machine",
         };
         let _ = writeln!(
             o,

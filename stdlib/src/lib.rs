@@ -7,6 +7,7 @@
 //! test runs each one.
 
 pub mod docs;
+mod cache;
 mod drift;
 mod duration;
 mod gate;
@@ -46,7 +47,7 @@ pub fn language_packages(engine: &mut Engine) {
 }
 
 /// The fleetward native functions as one module (durations, percentages, statistics, kernel
-/// versions, selectors, verdicts, gate comparisons, drift decisions, test assertions).
+/// versions, selectors, verdicts, gate comparisons, drift decisions, cache script helpers, test assertions).
 pub fn native_module() -> Shared<Module> {
     let mut m = Module::new();
     combine_with_exported_module!(&mut m, "duration", duration::duration_fns);
@@ -58,6 +59,7 @@ pub fn native_module() -> Shared<Module> {
     combine_with_exported_module!(&mut m, "testing", testing::testing_fns);
     combine_with_exported_module!(&mut m, "gate", gate::gate_fns);
     combine_with_exported_module!(&mut m, "drift", drift::drift_fns);
+    combine_with_exported_module!(&mut m, "cache", cache::cache_fns);
     m.build_index();
     m.into()
 }

@@ -77,7 +77,9 @@ fn a_dry_run_shows_each_nodes_commands() {
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["needs_confirm"], true);
     assert_eq!(v["nodes"][0]["node"]["port"], 6379);
-    assert_eq!(v["nodes"][0]["send"][0]["command"][0], "SCAN");
+    assert_eq!(v["nodes"][0]["rounds"][0]["send"][0]["command"][0], "SCAN");
+    assert_eq!(v["nodes"][0]["done"], false);
+    assert!(v["nodes"][0]["stops"].as_str().unwrap().contains("live replies"), "{v}");
 }
 
 #[test]
@@ -382,16 +384,31 @@ fn every_default_command_runs_against_real_redis() {
     assert_eq!(f.cli(f.ports[1], &["EXISTS", "tags:0000008"]).trim(), "1");
 
     // The audit log has the write and the dangerous command: who, what, where, when, result.
-    let lines: Vec<Value> = std::fs::read_to_string(&audit)
+    let all: Vec<Value> = std::fs::read_to_string(&audit)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let names: Vec<&str> = lines
+    let events: Vec<String> = all
         .iter()
-        .map(|l| l["command"].as_str().unwrap())
+        .map(|l| format!("{} {}", l["event"].as_str().unwrap(), l["command"].as_str().unwrap_or("")))
         .collect();
-    assert_eq!(names, ["config-set", "evict-pattern"]);
+    // The start of each run, the setting change before it was sent (and its outcome), the end.
+    assert_eq!(
+        events,
+        [
+            "start config-set",
+            "set config-set",
+            "set_result ",
+            "result config-set",
+            "start evict-pattern",
+            "result evict-pattern"
+        ]
+    );
+    assert_eq!(all[1]["old"], "allkeys-lfu");
+    assert_eq!(all[1]["value"], "allkeys-lru");
+    assert_eq!(all[2]["result"]["outcome"], "applied");
+    let lines: Vec<&Value> = all.iter().filter(|l| l["event"] == "result").collect();
     assert!(lines[1]["user"].as_str().is_some() && lines[1]["at"].as_str().is_some());
     assert_eq!(lines[1]["nodes"][0]["node"]["name"], "c2");
     assert_eq!(lines[1]["nodes"][0]["ok"], true);

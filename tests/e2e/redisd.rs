@@ -154,6 +154,11 @@ impl RedisFleet {
         }
     }
 
+    /// The process id of node `i` (to stop it with SIGSTOP: a node that hangs).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].id()
+    }
+
     /// `redis-cli -p PORT ARGS...`, its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         let o = Command::new("redis-cli")

@@ -3,8 +3,9 @@
 //! for, after [`guard::check`], and feeds the replies back.
 //!
 //! A catalogue entry names a script function `run`, called once per round as
-//! `run(params, round)` with `round = #{ n, state, replies }` (`n` from 0; `replies` answer the
-//! previous round's `send`, in order). It returns `#{ send, state, rows, done }`: the commands
+//! `run(params, round)` with `round = #{ n, state, replies, node, live }` (`n` from 0;
+//! `replies` answer the previous round's `send`, in order; `live` is false in a dry run,
+//! where every reply is `()`). It returns `#{ send, state, rows, done }`: the commands
 //! to send now (argument vectors), state to carry to the next round, result rows to add, and
 //! whether the command is finished. So one SCAN-based command walks its cursor round by round,
 //! and every command it builds passes the guard.
@@ -13,6 +14,7 @@ pub mod client;
 pub mod guard;
 pub mod revert;
 pub mod runner;
+pub mod session;
 
 use crate::model::Host;
 use crate::runtime::typed::to_dynamic;
@@ -210,7 +212,8 @@ pub fn bind_params(
     Ok(out)
 }
 
-/// A cache node: an inventory host and its Redis port (fact `redis_port`, default 6379).
+/// A cache node: one Redis instance of an inventory host (fact `redis_port`, default 6379; or
+/// `redis_ports = [6379, 6380]` for several instances, each its own node `host:port`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     pub name: String,
@@ -258,19 +261,23 @@ pub fn select_nodes(hosts: &[Host], selector: &str) -> Result<Vec<Node>, String>
         if !hit {
             continue;
         }
-        let port = match h.facts.get("redis_port") {
-            None => DEFAULT_REDIS_PORT,
-            Some(p) => p
-                .as_u64()
-                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
-                .and_then(|n| u16::try_from(n).ok())
-                .ok_or_else(|| format!("host `{}`: `redis_port` is `{p}`, not a port", h.name))?,
-        };
-        out.push(Node {
-            name: h.name.clone(),
-            address: h.address.clone(),
-            port,
-        });
+        let ports = h
+            .redis_ports()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| vec![DEFAULT_REDIS_PORT]);
+        let several = ports.len() > 1;
+        for port in ports {
+            out.push(Node {
+                // Several instances on one host are nodes of their own, named by port.
+                name: if several {
+                    format!("{}:{port}", h.name)
+                } else {
+                    h.name.clone()
+                },
+                address: h.address.clone(),
+                port,
+            });
+        }
     }
     if out.is_empty() {
         return Err(format!("no inventory host matches the target `{selector}`"));
@@ -285,6 +292,8 @@ pub struct Round {
     pub state: Value,
     pub replies: Vec<Value>,
     pub node: Node,
+    /// `false` in a dry run, where every reply is `()`.
+    pub live: bool,
 }
 
 /// The catalogue of a policy set, each entry's `run` function checked to exist.
@@ -340,6 +349,10 @@ pub struct Step {
     pub rows: Vec<Value>,
     #[serde(default)]
     pub done: bool,
+    /// Keys the command has examined so far, when it walks the keyspace and counts them
+    /// itself (its own limit can stop short of what SCAN returned).
+    #[serde(default)]
+    pub examined: Option<u64>,
 }
 
 /// Parses a round's result.

@@ -1,16 +1,40 @@
-//! Pending reverts of runtime setting changes (`config-set` with a revert duration), kept in
-//! an append-only JSON-lines journal so a revert that a killed process never made is reported
-//! by the next run, and can be applied with `fleetward cache revert`.
+//! Reverts of runtime setting changes (`config-set` with a revert duration), kept in an
+//! append-only JSON-lines journal, and the [`Recorder`] that writes it.
+//!
+//! Every change is on disk (the audit record and, when it is to be reverted, the pending
+//! revert, each fsynced) before its `CONFIG SET` is sent, one node at a time, so a run killed
+//! at any point leaves a journal that [`revert_orphans`] (`fleetward cache revert`) can finish.
+//!
+//! Runs on one setting of one node stack: each entry keeps the value before the whole stack
+//! (`old`, the original) and its own new value. Taking entries off the stack sets the node to
+//! the value of the highest entry left whose process is alive, or to the original when none
+//! is, and sends nothing when the top stays. So two killed runs end on the original, and a
+//! short-lived change on top of a longer one goes back to the longer one's value.
+//!
+//! Reverts are commands like any other: they pass the guard ([`super::runner::send_guarded`]),
+//! at the class recorded in the journal but never above `write` without `--confirm`.
 
+use super::client::CacheClient;
+use super::guard::{Guards, Safety, SECRET_SETTINGS};
+use super::runner::{send_guarded, Ledger, LedgerError, SetOutcome};
 use super::Node;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+fn default_safety() -> Safety {
+    Safety::Write
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RevertEvent {
-    /// A setting was changed; it must go back to `old` at `due` (RFC 3339).
+    /// A setting is being changed to `value`; it must go back (to `old`, the value before
+    /// every change stacked on it) at `due` (RFC 3339).
     Pending {
         id: String,
         node: NodeRef,
@@ -19,17 +43,29 @@ pub enum RevertEvent {
         value: String,
         due: String,
         pid: u32,
+        /// The catalogue command that made the change.
+        #[serde(default)]
+        command: String,
+        /// Its safety class.
+        #[serde(default = "default_safety")]
+        safety: Safety,
+        /// The value right before this change (the one below it on the stack).
+        #[serde(default)]
+        prior: Option<String>,
     },
-    /// The revert was made (or failed, with the error).
+    /// The revert was made, or taken over, or the change never happened (`how`); a failed
+    /// revert (`error`) stays pending.
     Reverted {
         id: String,
         #[serde(default)]
         error: Option<String>,
+        #[serde(default)]
+        how: Option<String>,
     },
 }
 
 /// A node as the journal keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeRef {
     pub name: String,
     pub address: String,
@@ -62,10 +98,20 @@ pub struct Pending {
     pub id: String,
     pub node: NodeRef,
     pub name: String,
+    /// The original value, before the stack.
     pub old: String,
     pub value: String,
     pub due: String,
     pub pid: u32,
+    pub command: String,
+    pub safety: Safety,
+}
+
+impl Pending {
+    /// One setting of one node: entries with the same key stack.
+    fn key(&self) -> (String, u16, String) {
+        (self.node.address.clone(), self.node.port, self.name.clone())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +128,87 @@ pub enum RevertError {
         line: usize,
         message: String,
     },
+    #[error("cannot write the audit log `{}`: {source}", path.display())]
+    Audit {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub struct RevertJournal {
     path: PathBuf,
+}
+
+/// The journal, opened and locked (an exclusive `flock`, released on drop), so a read and
+/// the appends that follow from it are one step for every process sharing the journal.
+struct Locked {
+    file: File,
+    path: PathBuf,
+}
+
+impl Locked {
+    fn io(&self, source: std::io::Error) -> RevertError {
+        RevertError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn events(&mut self) -> Result<Vec<RevertEvent>, RevertError> {
+        let mut text = String::new();
+        self.file.seek(SeekFrom::Start(0)).map_err(|e| self.io(e))?;
+        self.file
+            .read_to_string(&mut text)
+            .map_err(|e| self.io(e))?;
+        parse(&self.path, &text)
+    }
+
+    /// Appends an event, flushed to disk before it returns.
+    fn append(&mut self, e: &RevertEvent) -> Result<(), RevertError> {
+        let line = serde_json::to_string(e).map_err(|e| self.io(std::io::Error::other(e)))?;
+        // A torn last line from a crash would swallow this record: start on a line of its own.
+        let len = self.file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
+        let mut prefix = "";
+        if len > 0 {
+            let mut last = [0u8; 1];
+            self.file
+                .seek(SeekFrom::End(-1))
+                .map_err(|e| self.io(e))?;
+            self.file.read_exact(&mut last).map_err(|e| self.io(e))?;
+            if last[0] != b'\n' {
+                prefix = "\n";
+            }
+        }
+        self.file
+            .write_all(format!("{prefix}{line}\n").as_bytes())
+            .map_err(|e| self.io(e))?;
+        self.file.sync_data().map_err(|e| self.io(e))
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<Vec<RevertEvent>, RevertError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(l) {
+            Ok(e) => out.push(e),
+            // A torn line from a crash mid-write: the last line, or one a later append
+            // started a new line after.
+            Err(e) if e.is_eof() => {}
+            Err(e) => {
+                return Err(RevertError::Damaged {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl RevertJournal {
@@ -99,8 +222,7 @@ impl RevertJournal {
         &self.path
     }
 
-    /// Appends an event, flushed to disk.
-    pub fn append(&self, e: &RevertEvent) -> Result<(), RevertError> {
+    fn lock(&self) -> Result<Locked, RevertError> {
         let io = |source| RevertError::Io {
             path: self.path.clone(),
             source,
@@ -108,17 +230,25 @@ impl RevertJournal {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let line = serde_json::to_string(e).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut f = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(io)?;
-        writeln!(f, "{line}").map_err(io)?;
-        f.sync_data().map_err(io)
+        file.lock().map_err(io)?;
+        Ok(Locked {
+            file,
+            path: self.path.clone(),
+        })
     }
 
-    /// Every event, in order (a torn last line from a crash is skipped).
+    /// Appends an event, flushed to disk.
+    pub fn append(&self, e: &RevertEvent) -> Result<(), RevertError> {
+        self.lock()?.append(e)
+    }
+
+    /// Every event, in order (a torn line from a crash is skipped).
     pub fn events(&self) -> Result<Vec<RevertEvent>, RevertError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
@@ -130,25 +260,7 @@ impl RevertJournal {
                 })
             }
         };
-        let lines: Vec<&str> = text.lines().collect();
-        let mut out = Vec::new();
-        for (i, l) in lines.iter().enumerate() {
-            if l.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(l) {
-                Ok(e) => out.push(e),
-                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
-                Err(e) => {
-                    return Err(RevertError::Damaged {
-                        path: self.path.clone(),
-                        line: i + 1,
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(out)
+        parse(&self.path, &text)
     }
 
     /// Reverts recorded and not yet made.
@@ -170,6 +282,9 @@ pub fn pending(events: &[RevertEvent]) -> Vec<Pending> {
                 value,
                 due,
                 pid,
+                command,
+                safety,
+                ..
             } => out.push(Pending {
                 id: id.clone(),
                 node: node.clone(),
@@ -178,64 +293,427 @@ pub fn pending(events: &[RevertEvent]) -> Vec<Pending> {
                 value: value.clone(),
                 due: due.clone(),
                 pid: *pid,
+                command: command.clone(),
+                safety: *safety,
             }),
-            RevertEvent::Reverted { id, error: None } => out.retain(|p| &p.id != id),
+            RevertEvent::Reverted { id, error: None, .. } => out.retain(|p| &p.id != id),
             RevertEvent::Reverted { .. } => {}
         }
     }
     out
 }
 
-/// Whether process `pid` is still alive (Linux: `/proc/PID`).
+/// Whether process `pid` is still alive (Linux: `/proc/PID`, and not a zombie).
 pub fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `Z` is a zombie.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
+}
+
+/// What taking entries off one setting's stack does: the ids to mark reverted, and the value
+/// to set the node to (`None`: the top stays, nothing is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub ids: Vec<String>,
+    pub set_to: Option<String>,
+}
+
+/// Takes off the entries of one stack (`group`, journal order) that `removing` names or whose
+/// process is gone. Pure over the journal's data and `alive`.
+pub fn settle(group: &[&Pending], removing: &dyn Fn(&Pending) -> bool, alive: &dyn Fn(u32) -> bool) -> Settle {
+    let stays = |p: &Pending| !removing(p) && alive(p.pid);
+    let ids: Vec<String> = group
+        .iter()
+        .filter(|p| !stays(p))
+        .map(|p| p.id.clone())
+        .collect();
+    let top_before = group.last().map(|p| p.id.clone());
+    let top_after = group.iter().rev().find(|p| stays(p));
+    let set_to = if top_after.map(|p| p.id.clone()) == top_before {
+        None
+    } else {
+        Some(match top_after {
+            Some(p) => p.value.clone(),
+            None => group.first().map(|p| p.old.clone()).unwrap_or_default(),
+        })
+    };
+    Settle { ids, set_to }
+}
+
+/// What one revert did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub node: NodeRef,
+    pub name: String,
+    /// The value the node was set back to; `None` when nothing was sent (a later change on
+    /// the same setting is still live and restores it).
+    pub restored: Option<String>,
+    /// The journal entries this settled.
+    pub ids: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn line(&self) -> String {
+        match (&self.error, &self.restored) {
+            (Some(e), _) => format!(
+                "REVERT FAILED: `{}` on `{}`: {e}",
+                self.name, self.node.name
+            ),
+            (None, Some(v)) => format!("reverted `{}` on `{}` to `{v}`", self.name, self.node.name),
+            (None, None) => format!(
+                "`{}` on `{}`: a later change is still live and restores it",
+                self.name, self.node.name
+            ),
+        }
+    }
+}
+
+/// Settles one stack under the journal's lock: sends the `CONFIG SET` that [`settle`] asks
+/// for (through the guard), then marks the entries reverted. A failed or refused send leaves
+/// them pending.
+#[allow(clippy::too_many_arguments)]
+fn settle_stack(
+    locked: &mut Locked,
+    group: &[&Pending],
+    removing: &dyn Fn(&Pending) -> bool,
+    client: &dyn CacheClient,
+    safety: Safety,
+    guards: &Guards,
+    confirmed: bool,
+    how: &str,
+) -> Result<Option<Outcome>, RevertError> {
+    let s = settle(group, removing, &alive);
+    let Some(first) = group.first() else {
+        return Ok(None);
+    };
+    if s.ids.is_empty() {
+        return Ok(None);
+    }
+    let node: Node = (&first.node).into();
+    let error = match &s.set_to {
+        None => None,
+        Some(v) => {
+            let cmd = vec!["CONFIG".into(), "SET".into(), first.name.clone(), v.clone()];
+            crate::failpoint::hit("cache.before_revert");
+            match send_guarded(client, &node, &[cmd], safety, guards, confirmed, None) {
+                Ok((replies, _)) => match replies.first() {
+                    Some(r) if r.get("error").is_some() => Some(r["error"].to_string()),
+                    _ => None,
+                },
+                Err(e) => Some(e.to_string()),
+            }
+        }
+    };
+    crate::failpoint::hit("cache.after_revert");
+    for id in &s.ids {
+        locked.append(&RevertEvent::Reverted {
+            id: id.clone(),
+            error: error.clone(),
+            how: Some(how.to_string()),
+        })?;
+    }
+    Ok(Some(Outcome {
+        node: first.node.clone(),
+        name: first.name.clone(),
+        restored: s.set_to,
+        ids: s.ids,
+        error,
+    }))
+}
+
+/// Groups pending entries by setting, in journal order.
+fn stacks(p: &[Pending]) -> BTreeMap<(String, u16, String), Vec<&Pending>> {
+    let mut m: BTreeMap<_, Vec<&Pending>> = BTreeMap::new();
+    for e in p {
+        m.entry(e.key()).or_default().push(e);
+    }
+    m
+}
+
+/// `fleetward cache revert`: settles every stack that holds an entry whose process is gone.
+/// Each revert passes the guard at its recorded class, capped at `write` unless `confirmed`;
+/// `guards_for` gives the catalogue entry's guards by command name.
+pub fn revert_orphans(
+    journal: &RevertJournal,
+    client: &dyn CacheClient,
+    guards_for: &dyn Fn(&str) -> Guards,
+    confirmed: bool,
+) -> Result<Vec<Outcome>, RevertError> {
+    let mut locked = journal.lock()?;
+    let events = locked.events()?;
+    let pend = pending(&events);
+    let mut out = Vec::new();
+    for group in stacks(&pend).values() {
+        if group.iter().all(|p| alive(p.pid)) {
+            continue;
+        }
+        // The class of the change being undone, never above `write` without --confirm.
+        let recorded = group.iter().map(|p| p.safety).max().unwrap_or(Safety::Write);
+        let safety = if confirmed {
+            Safety::Dangerous
+        } else {
+            recorded.min(Safety::Write)
+        };
+        let guards = group
+            .first()
+            .map(|p| guards_for(&p.command))
+            .unwrap_or_default();
+        if let Some(o) = settle_stack(
+            &mut locked,
+            group,
+            &|_| false,
+            client,
+            safety,
+            &guards,
+            confirmed,
+            "cache revert",
+        )? {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// The append-only audit log of `write` and `dangerous` commands (JSON lines, fsynced). Each
+/// record is one `write` of a whole line to a file opened for appending, one thread at a
+/// time, so records from parallel nodes (or other processes) never interleave.
+pub struct AuditLog {
+    path: PathBuf,
+    one_at_a_time: Mutex<()>,
+}
+
+impl AuditLog {
+    pub fn new(path: &Path) -> Self {
+        AuditLog {
+            path: path.to_path_buf(),
+            one_at_a_time: Mutex::new(()),
+        }
+    }
+
+    pub fn append(&self, record: &Value) -> Result<(), RevertError> {
+        let io = |source| RevertError::Audit {
+            path: self.path.clone(),
+            source,
+        };
+        let _turn = self.one_at_a_time.lock();
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        f.write_all(format!("{record}\n").as_bytes()).map_err(io)?;
+        f.sync_data().map_err(io)
+    }
+}
+
+/// Who, what and when of one run, as the journal and the audit log record it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: String,
+    pub command: String,
+    pub safety: Safety,
+    pub confirmed: bool,
+    pub user: String,
+    pub pid: u32,
+    /// When the changes are to be reverted; `None`: they are kept.
+    pub due: Option<jiff::Timestamp>,
+}
+
+fn secret(name: &str) -> bool {
+    SECRET_SETTINGS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+fn shown(name: &str, v: &str) -> String {
+    if secret(name) {
+        "<redacted>".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The [`Ledger`] of a run: an audit record and (with a revert time) a pending revert on
+/// disk before each change is sent; afterwards, the reverts of this run's changes.
+pub struct Recorder<'a> {
+    pub journal: &'a RevertJournal,
+    pub audit: &'a AuditLog,
+    pub run: RunInfo,
+    mine: Mutex<Vec<Pending>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(journal: &'a RevertJournal, audit: &'a AuditLog, run: RunInfo) -> Self {
+        Recorder {
+            journal,
+            audit,
+            run,
+            mine: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn id(&self, node: &Node, name: &str) -> String {
+        format!("{}-{}:{}-{name}", self.run.id, node.address, node.port)
+    }
+
+    /// This run's changes still to revert.
+    pub fn changes(&self) -> Vec<Pending> {
+        self.mine.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Takes this run's changes off their stacks (at its revert time, on Ctrl-C, or at once):
+    /// each node goes back to the original, or to a still-live earlier change's value, or is
+    /// left to a later live change.
+    pub fn revert_mine(
+        &self,
+        client: &dyn CacheClient,
+        guards: &Guards,
+    ) -> Result<Vec<Outcome>, RevertError> {
+        let mine: Vec<String> = self.changes().into_iter().map(|p| p.id).collect();
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut locked = self.journal.lock()?;
+        let pend = pending(&locked.events()?);
+        let mut out = Vec::new();
+        for group in stacks(&pend).values() {
+            if !group.iter().any(|p| mine.contains(&p.id)) {
+                continue;
+            }
+            let removing = |p: &Pending| mine.contains(&p.id);
+            if let Some(o) = settle_stack(
+                &mut locked,
+                group,
+                &removing,
+                client,
+                self.run.safety,
+                guards,
+                self.run.confirmed,
+                "revert time",
+            )? {
+                out.push(o);
+            }
+        }
+        if let Ok(mut m) = self.mine.lock() {
+            m.clear();
+        }
+        let _ = self.audit.append(&json!({
+            "event": "reverted",
+            "run": self.run.id,
+            "at": jiff::Timestamp::now().to_string(),
+            "command": self.run.command,
+            "reverts": out,
+        }));
+        Ok(out)
+    }
+}
+
+impl Ledger for Recorder<'_> {
+    fn changing(
+        &self,
+        node: &Node,
+        name: &str,
+        old: &str,
+        value: &str,
+    ) -> Result<(), LedgerError> {
+        let fail = |e: RevertError| LedgerError(e.to_string());
+        if self.run.due.is_some() && secret(name) {
+            return Err(LedgerError(format!(
+                "a revert would keep the secret `{name}` in the revert journal; change it without a revert time"
+            )));
+        }
+        self.audit
+            .append(&json!({
+                "event": "set",
+                "run": self.run.id,
+                "at": jiff::Timestamp::now().to_string(),
+                "user": self.run.user,
+                "command": self.run.command,
+                "safety": self.run.safety,
+                "confirmed": self.run.confirmed,
+                "node": NodeRef::from(node),
+                "name": name,
+                "old": shown(name, old),
+                "value": shown(name, value),
+                "revert_due": self.run.due.map(|d| d.to_string()),
+            }))
+            .map_err(fail)?;
+        crate::failpoint::hit("cache.after_audit");
+        let Some(due) = self.run.due else {
+            return Ok(());
+        };
+        let mut locked = self.journal.lock().map_err(fail)?;
+        let pend = pending(&locked.events().map_err(fail)?);
+        let original = pend
+            .iter()
+            .find(|p| p.node.address == node.address && p.node.port == node.port && p.name == name)
+            .map(|p| p.old.clone())
+            .unwrap_or_else(|| old.to_string());
+        let p = Pending {
+            id: self.id(node, name),
+            node: node.into(),
+            name: name.to_string(),
+            old: original,
+            value: value.to_string(),
+            due: due.to_string(),
+            pid: self.run.pid,
+            command: self.run.command.clone(),
+            safety: self.run.safety,
+        };
+        locked
+            .append(&RevertEvent::Pending {
+                id: p.id.clone(),
+                node: p.node.clone(),
+                name: p.name.clone(),
+                old: p.old.clone(),
+                value: p.value.clone(),
+                due: p.due.clone(),
+                pid: p.pid,
+                command: p.command.clone(),
+                safety: p.safety,
+                prior: Some(old.to_string()),
+            })
+            .map_err(fail)?;
+        drop(locked);
+        if let Ok(mut m) = self.mine.lock() {
+            m.push(p);
+        }
+        Ok(())
+    }
+
+    fn changed(&self, node: &Node, name: &str, outcome: &SetOutcome) {
+        let _ = self.audit.append(&json!({
+            "event": "set_result",
+            "run": self.run.id,
+            "at": jiff::Timestamp::now().to_string(),
+            "node": NodeRef::from(node),
+            "name": name,
+            "result": outcome,
+        }));
+        // A change the server refused never happened: nothing to revert. (One without an
+        // answer may have been made, so its revert stays.)
+        if let SetOutcome::Refused(e) = outcome {
+            let id = self.id(node, name);
+            if let Ok(mut m) = self.mine.lock() {
+                m.retain(|p| p.id != id);
+            }
+            if self.run.due.is_some() {
+                let _ = self.journal.append(&RevertEvent::Reverted {
+                    id,
+                    error: None,
+                    how: Some(format!("not applied: {e}")),
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_reverts_fold_out_of_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = RevertJournal::new(&dir.path().join("reverts.jsonl"));
-        let p = |id: &str| RevertEvent::Pending {
-            id: id.into(),
-            node: NodeRef {
-                name: "c1".into(),
-                address: "127.0.0.1".into(),
-                port: 6379,
-            },
-            name: "maxmemory-policy".into(),
-            old: "allkeys-lru".into(),
-            value: "allkeys-lfu".into(),
-            due: "2026-01-01T00:00:00Z".into(),
-            pid: 1,
-        };
-        j.append(&p("a")).unwrap();
-        j.append(&p("b")).unwrap();
-        j.append(&RevertEvent::Reverted {
-            id: "a".into(),
-            error: None,
-        })
-        .unwrap();
-        j.append(&RevertEvent::Reverted {
-            id: "b".into(),
-            error: Some("unreachable".into()),
-        })
-        .unwrap();
-        let left = j.pending().unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].id, "b", "a failed revert stays pending");
-        // A torn last line is skipped; damage elsewhere is an error.
-        let mut text = std::fs::read_to_string(j.path()).unwrap();
-        text.push_str("{\"event\":\"rev");
-        std::fs::write(j.path(), &text).unwrap();
-        assert_eq!(j.pending().unwrap().len(), 1);
-        std::fs::write(j.path(), format!("garbage\n{text}\n")).unwrap();
-        assert!(matches!(
-            j.pending(),
-            Err(RevertError::Damaged { line: 1, .. })
-        ));
-    }
-}
+mod tests;

@@ -220,7 +220,8 @@ pub fn log(state_dir: &Path, entry: &serde_json::Value) -> Result<(), StoreError
         .append(true)
         .open(&path)
         .map_err(err)?;
-    writeln!(f, "{entry}").map_err(err)?;
+    // One write of the whole line: records from parallel workers never interleave.
+    f.write_all(format!("{entry}\n").as_bytes()).map_err(err)?;
     f.sync_data().map_err(err)
 }
 

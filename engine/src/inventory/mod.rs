@@ -263,25 +263,41 @@ fn finish(
             Err(mut p) => problems.append(&mut p),
         }
     }
-    // Two names for one machine would update it twice.
-    let mut endpoints: HashMap<(&str, u16), usize> = HashMap::with_capacity(hosts.len());
+    // Two names for one endpoint would update it twice. Cache instances on one machine
+    // (the same address and SSH port, different Redis ports) are separate endpoints; the
+    // planner updates their machine once.
+    let mut endpoints: HashMap<(&str, u16), Vec<usize>> = HashMap::with_capacity(hosts.len());
     for (i, h) in hosts.iter().enumerate() {
         let key = (h.address.as_str(), h.port.unwrap_or(22));
-        match endpoints.get(&key) {
+        let mine = match h.redis_ports() {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(Problem::at(lines.get(i).copied().unwrap_or(0), e.to_string()));
+                None
+            }
+        };
+        let seen = endpoints.entry(key).or_default();
+        let clash = seen.iter().copied().find(|&j| {
+            let theirs = hosts.get(j).and_then(|o| o.redis_ports().ok().flatten());
+            match (&mine, theirs) {
+                (Some(a), Some(b)) => a.iter().any(|p| b.contains(p)),
+                _ => true,
+            }
+        });
+        match clash {
             Some(j) => problems.push(Problem::at(
                 lines.get(i).copied().unwrap_or(0),
                 format!(
-                    "hosts `{}` and `{}` (line {}) share the address `{}:{}`; one machine would be updated twice",
+                    "hosts `{}` and `{}` (line {}) share the address `{}:{}`{}; one machine would be updated twice",
                     h.name,
-                    hosts.get(*j).map(|o| o.name.as_str()).unwrap_or("?"),
-                    lines.get(*j).copied().unwrap_or(0),
+                    hosts.get(j).map(|o| o.name.as_str()).unwrap_or("?"),
+                    lines.get(j).copied().unwrap_or(0),
                     key.0,
-                    key.1
+                    key.1,
+                    if mine.is_some() { " and a Redis port" } else { "" },
                 ),
             )),
-            None => {
-                endpoints.insert(key, i);
-            }
+            None => seen.push(i),
         }
     }
     drop(endpoints);

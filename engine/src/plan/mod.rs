@@ -77,6 +77,9 @@ pub enum ExclusionKind {
     Ineligible,
     /// Held back by unresolved drift: review items, unreadable facts, or not audited.
     Drift,
+    /// Another inventory entry names the same machine (address and SSH port), such as a
+    /// second Redis instance on it: the machine is updated once, under the first entry.
+    SameMachine,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +153,8 @@ pub struct Counts {
     pub ineligible: usize,
     /// Held back by drift.
     pub drift: usize,
+    /// Further entries for a machine already in the plan.
+    pub same_machine: usize,
 }
 
 /// A complete plan.
@@ -333,7 +338,22 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
     let mut candidates = Vec::with_capacity(hosts.len());
     // Fleets run few distinct kernels: compare each once.
     let mut kernel_cmp: HashMap<&str, Option<Ordering>> = HashMap::new();
+    let mut machines: HashMap<(&str, u16), &str> = HashMap::with_capacity(hosts.len());
     for (i, h) in hosts.iter().enumerate() {
+        let machine = (h.address.as_str(), h.port.unwrap_or(22));
+        if let Some(first) = machines.get(&machine) {
+            excluded.push(Exclusion {
+                host: h.name.clone(),
+                group: group_of(h),
+                kind: ExclusionKind::SameMachine,
+                reason: format!(
+                    "runs on the same machine (`{}:{}`) as `{first}`, which carries its kernel update",
+                    machine.0, machine.1
+                ),
+            });
+            continue;
+        }
+        machines.insert(machine, h.name.as_str());
         let ord = *kernel_cmp
             .entry(h.kernel.as_str())
             .or_insert_with(|| KernelVersion::parse(&h.kernel).ok().map(|k| k.cmp(&target)));
@@ -720,6 +740,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             newer: count(ExclusionKind::Newer),
             ineligible: count(ExclusionKind::Ineligible),
             drift: count(ExclusionKind::Drift),
+            same_machine: count(ExclusionKind::SameMachine),
         },
         groups,
         stages,
