@@ -130,7 +130,8 @@ fn main() {
     let cli_out = String::from_utf8_lossy(&cli.stdout);
     let biggest = cli_out
         .lines()
-        .find(|l| l.contains("Biggest string found"))
+        .rev()
+        .find(|l| l.contains("Biggest string found") && !l.contains("so far"))
         .unwrap_or("")
         .trim()
         .to_string();

@@ -651,7 +651,7 @@ fn finding_scans_say_how_much_of_the_keyspace_they_covered() {
     assert!(
         out.contains(&format!(
             "c0: examined 100 of {} keys (10%); stopped before the end of the keyspace (the command's own limit)",
-            fleetward_engine_group(total)
+            fleetward_engine::cache::runner::group(total)
         )),
         "{out}"
     );
@@ -664,19 +664,6 @@ fn finding_scans_say_how_much_of_the_keyspace_they_covered() {
     assert_eq!(c["examined"], 150);
     assert_eq!(c["complete"], false);
     assert_eq!(c["stopped_by"], "the `keys_per_node` guard of 150");
-}
-
-/// `1004` → `1,004`.
-fn fleetward_engine_group(n: u64) -> String {
-    let d = n.to_string();
-    let mut out = String::new();
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[test]

@@ -494,6 +494,23 @@ fn options<'a>(
     Ok(out)
 }
 
+/// Option `opt`'s value (Redis's `default` when it is absent) must be within 1..=`cap`.
+fn capped(
+    c: &Ctx<'_>,
+    opts: &[(String, Option<&str>)],
+    opt: &str,
+    cap: u64,
+    default: u64,
+) -> Result<(), GuardError> {
+    match opts.iter().find(|(k, _)| k == opt) {
+        Some((_, Some(v))) => count_at_most(c, opt, v, cap).map(|_| ()),
+        _ if cap < default => Err(c.cost(format!(
+            "without {opt} Redis reads {default}, over this entry's cap of {cap}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn count_at_most(c: &Ctx<'_>, what: &str, v: &str, cap: u64) -> Result<u64, GuardError> {
     let n = redis_int(v).ok_or_else(|| c.cost(format!("{what} `{v}` is not a number")))?;
     if n < 1 {
@@ -535,43 +552,19 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
             };
             let flags: &[&str] = if c.command == "HSCAN" { &["NOVALUES"] } else { &[] };
             let opts = options(c, &args[fixed..], valued, flags)?;
-            match opts.iter().find(|(k, _)| k == "COUNT") {
-                Some((_, Some(v))) => {
-                    count_at_most(c, "COUNT", v, c.guards.scan_count)?;
-                }
-                // Redis reads 10 when COUNT is not given.
-                _ if c.guards.scan_count < 10 => {
-                    return Err(c.cost(format!(
-                        "without COUNT Redis reads 10, over this entry's cap of {}",
-                        c.guards.scan_count
-                    )))
-                }
-                _ => {}
-            }
-            Ok(())
+            // Redis reads 10 when COUNT is not given.
+            capped(c, &opts, "COUNT", c.guards.scan_count, 10)
         }
         Rule::MemoryUsage => {
             if args.is_empty() {
                 return Err(c.syntax("names no key"));
             }
             let opts = options(c, &args[1..], &["SAMPLES"], &[])?;
-            match opts.first() {
-                Some((_, Some(v))) => {
-                    if redis_int(v) == Some(0) {
-                        return Err(c.cost("SAMPLES 0 reads every element of the key"));
-                    }
-                    count_at_most(c, "SAMPLES", v, c.guards.memory_samples)?;
-                }
-                // Redis samples 5 elements when SAMPLES is not given.
-                _ if c.guards.memory_samples < 5 => {
-                    return Err(c.cost(format!(
-                        "without SAMPLES Redis samples 5 elements, over this entry's cap of {}",
-                        c.guards.memory_samples
-                    )))
-                }
-                _ => {}
+            if opts.first().and_then(|(_, v)| *v).and_then(redis_int) == Some(0) {
+                return Err(c.cost("SAMPLES 0 reads every element of the key"));
             }
-            Ok(())
+            // Redis samples 5 elements when SAMPLES is not given.
+            capped(c, &opts, "SAMPLES", c.guards.memory_samples, 5)
         }
         Rule::Whole { probe } => {
             arity(1, 1)?;
