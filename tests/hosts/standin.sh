@@ -108,6 +108,8 @@ set_default() {
     echo "default boot entry: $1"
 }
 reboot_now() {
+    # /dev/shm is empty after a boot: so are the one-shot reboot markers.
+    rm -rf "$STATE/run"
     [ -e "$STATE/default" ] && cp "$STATE/default" "$STATE/kernel"
     echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
     echo "$now" >> "$STATE/reboots"
@@ -193,6 +195,18 @@ case "$name" in
     metrics)
         metrics 300 ;;
     sh)
+        # The one-shot reboot wrapper: a marker of this boot means the reboot was issued.
+        if [ "${4:-}" = fleetward-reboot-once ]; then
+            marker="$STATE/run/reboot-${5:-}"
+            if [ -e "$marker" ]; then echo "this reboot was already issued in this boot"; exit 0; fi
+            mkdir -p "$STATE/run" && : > "$marker"
+            shift 5
+            case "$*" in
+                "systemctl reboot"|reboot) reboot_now ;;
+                *) echo "unknown reboot command: $*" >&2; exit 1 ;;
+            esac
+            exit 0
+        fi
         sync_root
         FLEETWARD_ROOT="$R" PATH="$STATE/shims:$PATH" "$@" ;;
     sysctl)

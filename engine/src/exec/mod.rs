@@ -39,6 +39,47 @@ impl RemoteCommand {
 }
 
 /// Quotes one argument for a POSIX shell: `'…'`, with each `'` written as `'\''`.
+/// The one-shot wrapper around a reboot command: it leaves a marker in `/dev/shm` (a tmpfs,
+/// empty after every boot) before it reboots, and does nothing when the marker of the same
+/// token is there. So a reboot the controller may or may not have sent before it was killed
+/// can be sent again after the crash: it reboots the host only if the first never arrived.
+/// It ignores SIGHUP, so a controller killed mid-command cannot stop it between the marker
+/// and the reboot.
+pub const REBOOT_ONCE: &str = r#"trap '' HUP
+m="/dev/shm/fleetward-reboot-$1"; shift
+if [ -e "$m" ]; then echo "this reboot was already issued in this boot"; exit 0; fi
+: > "$m" || exit 1
+exec "$@""#;
+
+/// The argument that marks the one-shot wrapper's command line.
+pub const REBOOT_ONCE_NAME: &str = "fleetward-reboot-once";
+
+/// `argv`, sent as a one-shot reboot with `token` (letters and digits).
+pub fn reboot_once(token: &str, argv: &[String]) -> RemoteCommand {
+    let mut v = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        REBOOT_ONCE.to_string(),
+        REBOOT_ONCE_NAME.to_string(),
+        token.to_string(),
+    ];
+    v.extend(argv.iter().cloned());
+    RemoteCommand { argv: v }
+}
+
+/// The token and the wrapped command of a [`reboot_once`] command line, for executors that
+/// stand in for hosts.
+pub fn parse_reboot_once(argv: &[String]) -> Option<(&str, &[String])> {
+    match argv {
+        [sh, c, script, name, token, rest @ ..]
+            if sh == "sh" && c == "-c" && script == REBOOT_ONCE && name == REBOOT_ONCE_NAME =>
+        {
+            Some((token.as_str(), rest))
+        }
+        _ => None,
+    }
+}
+
 pub fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg

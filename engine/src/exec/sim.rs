@@ -65,6 +65,8 @@ struct SimHost {
     down_until: Option<Timestamp>,
     booted_at: Timestamp,
     reboots: u32,
+    /// One-shot reboot markers of this boot (`/dev/shm` on a real host).
+    reboot_markers: Vec<String>,
 }
 
 /// How long simulated commands take.
@@ -117,6 +119,7 @@ impl SimExecutor {
                         down_until: None,
                         booted_at: start,
                         reboots: 0,
+                        reboot_markers: Vec::new(),
                     },
                 )
             })
@@ -359,6 +362,7 @@ impl SimExecutor {
                 h.boot += 1;
                 h.reboots += 1;
                 h.booted_at = at;
+                h.reboot_markers.clear();
             }
         }
         let first = argv.first().map(String::as_str).unwrap_or("");
@@ -385,6 +389,17 @@ impl SimExecutor {
             status,
             stdout: String::new(),
             stderr: e,
+        };
+        // The one-shot reboot wrapper: a marker of this boot means the reboot was issued.
+        let argv = match super::parse_reboot_once(argv) {
+            Some((token, _)) if h.reboot_markers.iter().any(|m| m == token) => {
+                return Ok(ok("this reboot was already issued in this boot\n".into()));
+            }
+            Some((token, rest)) => {
+                h.reboot_markers.push(token.to_string());
+                rest
+            }
+            None => argv,
         };
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let (out, took) = match self.drift_answer(name, argv) {
@@ -421,6 +436,7 @@ impl SimExecutor {
                     }
                     h.boot += 1;
                     h.reboots += 1;
+                    h.reboot_markers.clear();
                     let jitter = keyed_hash(h.boot, name) % 60;
                     let down = self.timing.reboot_down + Duration::from_secs(jitter);
                     h.down_until = now

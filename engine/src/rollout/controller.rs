@@ -1121,21 +1121,33 @@ impl<'a> Controller<'a> {
         self.emit(
             Event::RebootIssued {
                 host: host.name.clone(),
-                boot_id: before,
+                boot_id: before.clone(),
             },
             clock,
         )?;
+        crate::failpoint::hit("rollout.after_reboot_issued");
+        Ok(self.send_reboot(host, steps, &before, clock))
+    }
+
+    /// Sends the reboot through the one-shot wrapper, its token fixed by the host and the
+    /// boot id before the reboot: sent twice in one boot, it reboots once.
+    fn send_reboot(&self, host: &Host, steps: &Steps, before: &str, clock: &dyn Clock) -> StepResult {
+        use sha2::{Digest, Sha256};
+        let token: String = Sha256::digest(format!("{}\n{before}", host.name).as_bytes())
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let c = &steps.reboot;
-        Ok(
-            match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
-                Ok(out) => judged(c, &out),
-                // The connection dropping under a reboot is what a reboot looks like.
-                Err(ExecError::Unreachable { .. } | ExecError::Timeout { .. }) => {
-                    Ok("connection closed by the reboot".into())
-                }
-                Err(e) => Err(e.to_string()),
-            },
-        )
+        let cmd = crate::exec::reboot_once(&token, &c.run);
+        match self.io.exec.run_at(host, &cmd, c.timeout(), clock) {
+            Ok(out) => judged(c, &out),
+            // The connection dropping under a reboot is what a reboot looks like.
+            Err(ExecError::Unreachable { .. } | ExecError::Timeout { .. }) => {
+                Ok("connection closed by the reboot".into())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Polls the boot id with backoff until it differs from the one before the reboot.
@@ -1150,14 +1162,28 @@ impl<'a> Controller<'a> {
             .unwrap_or(start);
         let mut interval = Duration::from_secs(1);
         let max = Duration::from_secs(w.max_interval.max(1));
+        // A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
+        // reboot reached the host. If the host still runs the old boot, the reboot goes again
+        // through the one-shot wrapper: it reboots only if the first one never arrived.
+        let mut resent = String::new();
+        if hs.done_step < Some(Step::Reboot) {
+            if let Ok(id) = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
+                if id == before {
+                    resent = match self.send_reboot(host, steps, &before, clock) {
+                        Ok(o) => format!("; the reboot was sent again after a restart ({o})"),
+                        Err(e) => format!("; sending the reboot again after a restart failed: {e}"),
+                    };
+                }
+            }
+        }
         clock.sleep(Duration::from_secs(w.first));
         loop {
             let last = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 Ok(id) if id != before => {
                     let secs = clock.now().duration_since(start).as_secs_f64();
-                    return Ok(format!("up after {secs:.1} s, boot id {id}"));
+                    return Ok(format!("up after {secs:.1} s, boot id {id}{resent}"));
                 }
-                Ok(_) => "boot id unchanged".to_string(),
+                Ok(_) => format!("boot id unchanged{resent}"),
                 Err(e) => e,
             };
             let now = clock.now();
