@@ -722,3 +722,39 @@ fn finding_two_instances_on_one_host() {
         "{v}"
     );
 }
+
+#[test]
+fn dry_runs_show_every_round_they_can() {
+    let inv = crate::support::root().join("policy-examples/fleet/fleet.toml");
+    let inv = inv.to_str().unwrap();
+    let dry = |value: &str, name: &str| {
+        fw(
+            &[
+                "cache", "run", "config-set", "--inventory", inv, "--target", "name=cache0001.ams1",
+                "--param", &format!("name={name}"), "--param", &format!("value={value}"),
+                "--dry-run", "-o", "json",
+            ],
+            &[],
+        )
+    };
+    // config-set: the CONFIG GET, then the CONFIG SET with its live check, then done.
+    let (code, v, out, e) = dry("2gb", "maxmemory");
+    assert_eq!(code, 0, "{out}\n{e}");
+    let n = &v["nodes"][0];
+    assert_eq!(n["rounds"][0]["send"][0]["command"], serde_json::json!(["CONFIG", "GET", "maxmemory"]));
+    assert_eq!(
+        n["rounds"][1]["send"][0]["command"],
+        serde_json::json!(["CONFIG", "SET", "maxmemory", "2gb"])
+    );
+    assert_eq!(
+        n["rounds"][1]["send"][0]["needs"],
+        serde_json::json!([{ "need": "used_memory_at_most", "bytes": 2147483648u64 }])
+    );
+    assert_eq!(n["done"], true, "{v}");
+    // A protected setting is refused in the round that would send it.
+    let (code, v, _, _) = dry("/tmp", "dir");
+    assert_eq!(code, 1, "{v}");
+    let r1 = &v["nodes"][0]["rounds"][1]["send"][0];
+    assert!(r1["refused"].as_str().unwrap().contains("the protected setting `dir`"), "{v}");
+    assert_eq!(v["nodes"][0]["stops"], "round 1 is refused by the guard");
+}
