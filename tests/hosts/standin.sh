@@ -48,7 +48,12 @@ if [ -e "$STATE/down-until" ]; then
 fi
 [ -e "$STATE/kernel" ] || echo "${STANDIN_KERNEL:-6.8.0-40-generic}" > "$STATE/kernel"
 [ -e "$STATE/boot_id" ] || echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
-echo "$now $*" >> "$STATE/commands.log"
+# The one-shot reboot wrapper is logged as the command it wraps.
+if [ "${1:-}" = sh ] && [ "${4:-}" = fleetward-reboot-once ]; then
+    echo "$now $(shift 5; echo "$*") (one-shot ${5:-})" >> "$STATE/commands.log"
+else
+    echo "$now $*" >> "$STATE/commands.log"
+fi
 
 name=${1:-}
 if [ -e "$STATE/fault-hang-$name" ]; then
