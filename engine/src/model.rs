@@ -57,7 +57,10 @@ impl Host {
                     ports.push(p);
                 }
                 if ports.is_empty() {
-                    return Err(BadPorts(format!("host `{}`: `redis_ports` is empty", self.name)));
+                    return Err(BadPorts(format!(
+                        "host `{}`: `redis_ports` is empty",
+                        self.name
+                    )));
                 }
                 Ok(Some(ports))
             }

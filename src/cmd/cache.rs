@@ -189,7 +189,10 @@ fn list(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<Exit> {
 }
 
 fn line(c: &[String]) -> String {
-    c.iter().map(|x| shell_quote(x)).collect::<Vec<_>>().join(" ")
+    c.iter()
+        .map(|x| shell_quote(x))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<Exit> {
@@ -338,7 +341,9 @@ fn run_live(
         &fleetward_engine::clock::WallClock,
         &stop,
         &|n, due, secs| {
-            eprintln!("{n} setting(s) changed; reverting at {due} (in {secs} s). Ctrl-C reverts now.")
+            eprintln!(
+                "{n} setting(s) changed; reverting at {due} (in {secs} s). Ctrl-C reverts now."
+            )
         },
     )?;
     let failed = report.results.iter().filter(|r| r.error.is_some()).count()

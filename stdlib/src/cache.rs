@@ -40,7 +40,8 @@ pub mod cache_fns {
         offset: INT,
         field: &str,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let offset = usize::try_from(offset).map_err(|_| err(format!("offset `{offset}` is negative")))?;
+        let offset =
+            usize::try_from(offset).map_err(|_| err(format!("offset `{offset}` is negative")))?;
         let mut out = Array::new();
         for (i, k) in keys.into_iter().enumerate() {
             let Some(v) = replies.get(offset + i) else {

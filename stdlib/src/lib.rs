@@ -6,8 +6,8 @@
 //! Every function carries a ```` ```rhai ```` doc example; `docs::examples` extracts them and a
 //! test runs each one.
 
-pub mod docs;
 mod cache;
+pub mod docs;
 mod drift;
 mod duration;
 mod gate;

@@ -79,7 +79,13 @@ fn a_dry_run_shows_each_nodes_commands() {
     assert_eq!(v["nodes"][0]["node"]["port"], 6379);
     assert_eq!(v["nodes"][0]["rounds"][0]["send"][0]["command"][0], "SCAN");
     assert_eq!(v["nodes"][0]["done"], false);
-    assert!(v["nodes"][0]["stops"].as_str().unwrap().contains("live replies"), "{v}");
+    assert!(
+        v["nodes"][0]["stops"]
+            .as_str()
+            .unwrap()
+            .contains("live replies"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -391,7 +397,13 @@ fn every_default_command_runs_against_real_redis() {
         .collect();
     let events: Vec<String> = all
         .iter()
-        .map(|l| format!("{} {}", l["event"].as_str().unwrap(), l["command"].as_str().unwrap_or("")))
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["event"].as_str().unwrap(),
+                l["command"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     // The start of each run, the setting change before it was sent (and its outcome), the end.
     assert_eq!(

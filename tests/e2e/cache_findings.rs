@@ -254,7 +254,10 @@ fn finding_killed_run_with_a_hanging_node_leaves_every_change_revertible() {
             .collect::<Vec<_>>();
         for i in &changed {
             let port = u64::from(f.ports[*i]);
-            assert!(pending.contains(&port), "{point}: c{i} changed with no pending revert");
+            assert!(
+                pending.contains(&port),
+                "{point}: c{i} changed with no pending revert"
+            );
             assert!(
                 sets.contains(&port),
                 "{point}: c{i} changed with no audit record: {:?}",
@@ -318,7 +321,11 @@ fn finding_stacked_reverts_restore_the_original() {
         .filter(|e| e["event"] == "pending")
         .map(|e| e["old"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(olds, ["allkeys-lfu", "allkeys-lfu"], "both keep the original");
+    assert_eq!(
+        olds,
+        ["allkeys-lfu", "allkeys-lfu"],
+        "both keep the original"
+    );
     let (code, _, out, e) = fw(&["cache", "revert", "--state-dir", s], &[]);
     assert_eq!(code, 0, "{out}\n{e}");
     assert_eq!(config(&f, p, "maxmemory-policy"), "allkeys-lfu", "{out}");
@@ -332,7 +339,10 @@ fn finding_stacked_reverts_restore_the_original() {
     let short: Vec<&str> = short.iter().map(String::as_str).collect();
     let (code, _, out, e) = fw(&short, &[]);
     assert_eq!(code, 0, "{out}\n{e}");
-    assert!(out.contains("reverted `maxmemory-policy` on `c0` to `volatile-lru`"), "{out}");
+    assert!(
+        out.contains("reverted `maxmemory-policy` on `c0` to `volatile-lru`"),
+        "{out}"
+    );
     assert_eq!(config(&f, p, "maxmemory-policy"), "volatile-lru");
     signal("-INT", long.id());
     let mut long = long;
@@ -462,14 +472,26 @@ fn finding_config_get_of_a_secret_and_credentials_from_the_policy_set() {
     let inv = inv.to_str().unwrap();
     // The policy set names the variable that holds the password.
     let d = policy_dir(&[
-        ("cache.rhai", &std::fs::read(crate::support::root().join("policies/cache.rhai")).unwrap()),
+        (
+            "cache.rhai",
+            &std::fs::read(crate::support::root().join("policies/cache.rhai")).unwrap(),
+        ),
         ("fleetward.toml", b"[cache]\npassword_env = \"CACHE_PW\"\n"),
     ]);
     let dir = d.path().to_str().unwrap();
     f.cli(p, &["CONFIG", "SET", "requirepass", "hunter2"]);
     let env = [("CACHE_PW", "hunter2")];
     let run = |args: &[&str]| {
-        let mut a = vec!["cache", "run", "--policy-dir", dir, "--inventory", inv, "-o", "json"];
+        let mut a = vec![
+            "cache",
+            "run",
+            "--policy-dir",
+            dir,
+            "--inventory",
+            inv,
+            "-o",
+            "json",
+        ];
         a.splice(2..2, args.iter().copied());
         fw(&a, &env)
     };
@@ -492,8 +514,21 @@ fn finding_config_get_of_a_secret_and_credentials_from_the_policy_set() {
     let state = f.dir.path().join("state");
     let s = state.to_str().unwrap();
     let a = [
-        "cache", "run", "config-set", "--policy-dir", dir, "--inventory", inv, "--state-dir", s,
-        "--param", "name=hz", "--param", "value=25", "--param", "revert_secs=600",
+        "cache",
+        "run",
+        "config-set",
+        "--policy-dir",
+        dir,
+        "--inventory",
+        inv,
+        "--state-dir",
+        s,
+        "--param",
+        "name=hz",
+        "--param",
+        "value=25",
+        "--param",
+        "revert_secs=600",
     ];
     kill9(spawn_until(&a, &env, "reverting at"));
     let auth = |args: &[&str]| {
@@ -507,7 +542,11 @@ fn finding_config_get_of_a_secret_and_credentials_from_the_policy_set() {
         &env,
     );
     assert_eq!(code, 0, "{out}\n{e}");
-    assert_eq!(auth(&["CONFIG", "GET", "hz"]).lines().nth(1), Some("10"), "{out}");
+    assert_eq!(
+        auth(&["CONFIG", "GET", "hz"]).lines().nth(1),
+        Some("10"),
+        "{out}"
+    );
     assert!(!std::fs::read_to_string(state.join("cache-audit.jsonl"))
         .unwrap()
         .contains("hunter2"));
@@ -550,7 +589,11 @@ fn finding_hgetall_of_a_huge_hash() {
         node_error(&v),
         "refused: `HGETALL` of `huge` would return 150000 elements, over this entry's `collection_max` of 10000; use the SCAN form (HSCAN, SSCAN, ZSCAN)"
     );
-    assert_eq!(calls(&f, p, "hgetall"), before, "HGETALL never reached the node");
+    assert_eq!(
+        calls(&f, p, "hgetall"),
+        before,
+        "HGETALL never reached the node"
+    );
     let (code, v) = probe(d.path(), inv, "whole-hash", &["--param", "key=small"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["nodes"][0]["rows"][0]["fields"], 2);
@@ -571,7 +614,12 @@ fn finding_module_load_config_rewrite_bgsave_failover_and_maxmemory_1_from_a_wri
         ("BGSAVE", "forks the server to write a snapshot"),
         ("FAILOVER", "hands the primary role to a replica"),
     ] {
-        let (code, v) = probe(d.path(), inv, "server-op", &["--param", &format!("op={op}")]);
+        let (code, v) = probe(
+            d.path(),
+            inv,
+            "server-op",
+            &["--param", &format!("op={op}")],
+        );
         assert_eq!(code, 2, "{op}: {v}");
         assert!(node_error(&v).contains(why), "{op}: {v}");
     }
@@ -582,8 +630,17 @@ fn finding_module_load_config_rewrite_bgsave_failover_and_maxmemory_1_from_a_wri
     let set = |value: &str| {
         let (code, v, out, e) = fw(
             &[
-                "cache", "run", "config-set", "--inventory", inv, "--param", "name=maxmemory",
-                "--param", &format!("value={value}"), "-o", "json",
+                "cache",
+                "run",
+                "config-set",
+                "--inventory",
+                inv,
+                "--param",
+                "name=maxmemory",
+                "--param",
+                &format!("value={value}"),
+                "-o",
+                "json",
             ],
             &[],
         );
@@ -627,9 +684,16 @@ fn finding_scans_say_how_much_of_the_keyspace_they_covered() {
     let f = RedisFleet::start(1, 1000);
     let inv = f.inventory("");
     let inv = inv.to_str().unwrap();
-    let total = f.cli(f.ports[0], &["DBSIZE"]).trim().parse::<u64>().unwrap();
+    let total = f
+        .cli(f.ports[0], &["DBSIZE"])
+        .trim()
+        .parse::<u64>()
+        .unwrap();
     // The defaults cover the whole keyspace and say so.
-    let (code, v, out, e) = fw(&["cache", "run", "big-keys", "--inventory", inv, "-o", "json"], &[]);
+    let (code, v, out, e) = fw(
+        &["cache", "run", "big-keys", "--inventory", inv, "-o", "json"],
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{e}");
     let c = &v["nodes"][0]["coverage"];
     assert_eq!(c["examined"], total, "{c}");
@@ -637,15 +701,37 @@ fn finding_scans_say_how_much_of_the_keyspace_they_covered() {
     assert_eq!(c["complete"], true);
     // A limit: the output says how much, in JSON and for people.
     let (code, v, _, _) = fw(
-        &["cache", "run", "big-keys", "--inventory", inv, "--param", "limit=100", "-o", "json"],
+        &[
+            "cache",
+            "run",
+            "big-keys",
+            "--inventory",
+            inv,
+            "--param",
+            "limit=100",
+            "-o",
+            "json",
+        ],
         &[],
     );
     assert_eq!(code, 0);
     let c = &v["nodes"][0]["coverage"];
-    assert_eq!((c["examined"].as_u64(), c["complete"].as_bool()), (Some(100), Some(false)), "{c}");
+    assert_eq!(
+        (c["examined"].as_u64(), c["complete"].as_bool()),
+        (Some(100), Some(false)),
+        "{c}"
+    );
     assert_eq!(c["stopped_by"], "the command's own limit");
     let (_, _, out, _) = fw(
-        &["cache", "run", "big-keys", "--inventory", inv, "--param", "limit=100"],
+        &[
+            "cache",
+            "run",
+            "big-keys",
+            "--inventory",
+            inv,
+            "--param",
+            "limit=100",
+        ],
         &[],
     );
     assert!(
@@ -681,14 +767,40 @@ fn finding_two_instances_on_one_host() {
     // Two entries for two instances of one machine: accepted, each its own node.
     let two = write(
         "two.toml",
-        &(host("cache-a", &format!("redis_port = {a}")) + &*host("cache-b", &format!("redis_port = {b}"))),
+        &(host("cache-a", &format!("redis_port = {a}"))
+            + &*host("cache-b", &format!("redis_port = {b}"))),
     );
-    let (code, v, out, e) = fw(&["cache", "run", "info-summary", "--inventory", &two, "-o", "json"], &[]);
+    let (code, v, out, e) = fw(
+        &[
+            "cache",
+            "run",
+            "info-summary",
+            "--inventory",
+            &two,
+            "-o",
+            "json",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{e}");
     assert_eq!(v["nodes"].as_array().unwrap().len(), 2);
     // One entry listing its instances.
-    let many = write("many.toml", &host("cache-m", &format!("redis_ports = [{a}, {b}, {c}]")));
-    let (code, v, out, e) = fw(&["cache", "run", "info-summary", "--inventory", &many, "-o", "json"], &[]);
+    let many = write(
+        "many.toml",
+        &host("cache-m", &format!("redis_ports = [{a}, {b}, {c}]")),
+    );
+    let (code, v, out, e) = fw(
+        &[
+            "cache",
+            "run",
+            "info-summary",
+            "--inventory",
+            &many,
+            "-o",
+            "json",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{e}");
     let names: Vec<&str> = v["nodes"]
         .as_array()
@@ -696,11 +808,19 @@ fn finding_two_instances_on_one_host() {
         .iter()
         .map(|n| n["node"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, [format!("cache-m:{a}"), format!("cache-m:{b}"), format!("cache-m:{c}")]);
+    assert_eq!(
+        names,
+        [
+            format!("cache-m:{a}"),
+            format!("cache-m:{b}"),
+            format!("cache-m:{c}")
+        ]
+    );
     // The same instance twice is still refused, naming both lines.
     let dup = write(
         "dup.toml",
-        &(host("cache-a", &format!("redis_port = {a}")) + &*host("cache-b", &format!("redis_port = {a}"))),
+        &(host("cache-a", &format!("redis_port = {a}"))
+            + &*host("cache-b", &format!("redis_port = {a}"))),
     );
     let (code, _, _, e) = fw(&["cache", "run", "info-summary", "--inventory", &dup], &[]);
     assert_eq!(code, 1);
@@ -710,7 +830,16 @@ fn finding_two_instances_on_one_host() {
     );
     // A kernel rollout updates the machine once.
     let (code, v, out, e) = fw(
-        &["plan", "--inventory", &two, "--kernel", "6.8.0-50-generic", "--ignore-drift", "-o", "json"],
+        &[
+            "plan",
+            "--inventory",
+            &two,
+            "--kernel",
+            "6.8.0-50-generic",
+            "--ignore-drift",
+            "-o",
+            "json",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{out}\n{e}");
@@ -730,9 +859,20 @@ fn dry_runs_show_every_round_they_can() {
     let dry = |value: &str, name: &str| {
         fw(
             &[
-                "cache", "run", "config-set", "--inventory", inv, "--target", "name=cache0001.ams1",
-                "--param", &format!("name={name}"), "--param", &format!("value={value}"),
-                "--dry-run", "-o", "json",
+                "cache",
+                "run",
+                "config-set",
+                "--inventory",
+                inv,
+                "--target",
+                "name=cache0001.ams1",
+                "--param",
+                &format!("name={name}"),
+                "--param",
+                &format!("value={value}"),
+                "--dry-run",
+                "-o",
+                "json",
             ],
             &[],
         )
@@ -741,7 +881,10 @@ fn dry_runs_show_every_round_they_can() {
     let (code, v, out, e) = dry("2gb", "maxmemory");
     assert_eq!(code, 0, "{out}\n{e}");
     let n = &v["nodes"][0];
-    assert_eq!(n["rounds"][0]["send"][0]["command"], serde_json::json!(["CONFIG", "GET", "maxmemory"]));
+    assert_eq!(
+        n["rounds"][0]["send"][0]["command"],
+        serde_json::json!(["CONFIG", "GET", "maxmemory"])
+    );
     assert_eq!(
         n["rounds"][1]["send"][0]["command"],
         serde_json::json!(["CONFIG", "SET", "maxmemory", "2gb"])
@@ -755,6 +898,12 @@ fn dry_runs_show_every_round_they_can() {
     let (code, v, _, _) = dry("/tmp", "dir");
     assert_eq!(code, 1, "{v}");
     let r1 = &v["nodes"][0]["rounds"][1]["send"][0];
-    assert!(r1["refused"].as_str().unwrap().contains("the protected setting `dir`"), "{v}");
+    assert!(
+        r1["refused"]
+            .as_str()
+            .unwrap()
+            .contains("the protected setting `dir`"),
+        "{v}"
+    );
     assert_eq!(v["nodes"][0]["stops"], "round 1 is refused by the guard");
 }

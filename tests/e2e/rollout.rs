@@ -798,7 +798,10 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
         "only {kills} kills before the rollout finished"
     );
     let st = lab.status();
-    assert_eq!(st["phase"], "completed", "{st}\nfinal resume: {finished:?}\n{last_err}");
+    assert_eq!(
+        st["phase"], "completed",
+        "{st}\nfinal resume: {finished:?}\n{last_err}"
+    );
     for h in lab.names() {
         assert!(
             lab.reboots(&h) <= 1,

@@ -111,8 +111,14 @@ pub const PROTECTED_SETTINGS: [&str; 18] = [
 #[derive(Debug, Clone, Copy)]
 pub enum Bound {
     /// A size in bytes, with Redis's units (`100mb`, `1gb`).
-    Bytes { min: u64, max: u64 },
-    Int { min: i64, max: i64 },
+    Bytes {
+        min: u64,
+        max: u64,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     OneOf(&'static [&'static str]),
     YesNo,
 }
@@ -172,12 +178,27 @@ pub const TUNABLES: [(&str, Bound); 24] = [
             max: 10_000_000,
         },
     ),
-    ("slowlog-max-len", Bound::Int { min: 0, max: 100_000 }),
+    (
+        "slowlog-max-len",
+        Bound::Int {
+            min: 0,
+            max: 100_000,
+        },
+    ),
     (
         "latency-monitor-threshold",
-        Bound::Int { min: 0, max: 60_000 },
+        Bound::Int {
+            min: 0,
+            max: 60_000,
+        },
     ),
-    ("timeout", Bound::Int { min: 0, max: 86_400 }),
+    (
+        "timeout",
+        Bound::Int {
+            min: 0,
+            max: 86_400,
+        },
+    ),
     ("tcp-keepalive", Bound::Int { min: 0, max: 7_200 }),
     (
         "busy-reply-threshold",
@@ -279,10 +300,16 @@ pub const DANGEROUS: [(&str, &str); 36] = [
     ("FLUSHDB", "deletes every key"),
     ("DEBUG", "can crash, block or rewrite the server"),
     ("SHUTDOWN", "stops the server"),
-    ("MONITOR", "streams every command without a bound and slows the server"),
+    (
+        "MONITOR",
+        "streams every command without a bound and slows the server",
+    ),
     ("SAVE", "blocks the server while it writes a snapshot"),
     ("BGSAVE", "forks the server to write a snapshot"),
-    ("BGREWRITEAOF", "forks the server to rewrite its append-only file"),
+    (
+        "BGREWRITEAOF",
+        "forks the server to rewrite its append-only file",
+    ),
     ("SWAPDB", "swaps whole databases under clients"),
     ("REPLICAOF", "changes replication and can drop the dataset"),
     ("SLAVEOF", "changes replication and can drop the dataset"),
@@ -290,26 +317,53 @@ pub const DANGEROUS: [(&str, &str); 36] = [
     ("SYNC", "starts a full replication stream"),
     ("PSYNC", "starts a replication stream"),
     ("MIGRATE", "moves keys off the node"),
-    ("EVAL", "runs a script, which can write, block the server or walk the keyspace"),
-    ("EVALSHA", "runs a script, which can write, block the server or walk the keyspace"),
-    ("EVAL_RO", "runs a script, which can block the server or walk the keyspace"),
-    ("EVALSHA_RO", "runs a script, which can block the server or walk the keyspace"),
-    ("FCALL", "runs a function, which can write, block the server or walk the keyspace"),
-    ("FCALL_RO", "runs a function, which can block the server or walk the keyspace"),
+    (
+        "EVAL",
+        "runs a script, which can write, block the server or walk the keyspace",
+    ),
+    (
+        "EVALSHA",
+        "runs a script, which can write, block the server or walk the keyspace",
+    ),
+    (
+        "EVAL_RO",
+        "runs a script, which can block the server or walk the keyspace",
+    ),
+    (
+        "EVALSHA_RO",
+        "runs a script, which can block the server or walk the keyspace",
+    ),
+    (
+        "FCALL",
+        "runs a function, which can write, block the server or walk the keyspace",
+    ),
+    (
+        "FCALL_RO",
+        "runs a function, which can block the server or walk the keyspace",
+    ),
     ("SCRIPT", "loads, flushes or kills server-side scripts"),
     ("FUNCTION", "loads, deletes or kills server-side functions"),
     ("MODULE", "loads code into the server"),
     ("ACL", "reads or changes who may connect"),
     ("CONFIG REWRITE", "rewrites the server's configuration file"),
-    ("CONFIG SET", "changes a setting outside the write allowlist"),
+    (
+        "CONFIG SET",
+        "changes a setting outside the write allowlist",
+    ),
     ("CONFIG GET", "reads a secret"),
     ("CLIENT KILL", "disconnects clients"),
     ("CLIENT PAUSE", "stops serving clients"),
     ("CLIENT UNPAUSE", "resumes clients another operator paused"),
-    ("CLIENT NO-EVICT", "exempts a connection from client eviction"),
+    (
+        "CLIENT NO-EVICT",
+        "exempts a connection from client eviction",
+    ),
     ("CLUSTER", "changes the cluster's topology"),
     ("LATENCY DOCTOR", "walks the latency history"),
-    ("MEMORY PURGE", "asks the allocator to release memory, which can stall the server"),
+    (
+        "MEMORY PURGE",
+        "asks the allocator to release memory, which can stall the server",
+    ),
 ];
 
 /// A rule, wrapped so the tables can be public while the rule type stays private.
@@ -357,8 +411,8 @@ fn upper(s: &str) -> String {
 }
 
 const CONTAINERS: [&str; 12] = [
-    "CONFIG", "SCRIPT", "FUNCTION", "CLIENT", "CLUSTER", "SLOWLOG", "LATENCY", "MEMORY",
-    "OBJECT", "ACL", "DEBUG", "MODULE",
+    "CONFIG", "SCRIPT", "FUNCTION", "CLIENT", "CLUSTER", "SLOWLOG", "LATENCY", "MEMORY", "OBJECT",
+    "ACL", "DEBUG", "MODULE",
 ];
 
 /// The command's name as Redis reads it: one word, or two for container commands
@@ -366,9 +420,7 @@ const CONTAINERS: [&str; 12] = [
 pub fn name(argv: &[String]) -> (String, usize) {
     let first = argv.first().map(|s| upper(s)).unwrap_or_default();
     match argv.get(1) {
-        Some(sub) if CONTAINERS.contains(&first.as_str()) => {
-            (format!("{first} {}", upper(sub)), 2)
-        }
+        Some(sub) if CONTAINERS.contains(&first.as_str()) => (format!("{first} {}", upper(sub)), 2),
         _ => (first, 1),
     }
 }
@@ -531,10 +583,7 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
             } else {
                 format!("{min} to {max}")
             };
-            return Err(c.syntax(format!(
-                "takes {want} argument(s), got {}",
-                args.len()
-            )));
+            return Err(c.syntax(format!("takes {want} argument(s), got {}", args.len())));
         }
         Ok(())
     };
@@ -550,7 +599,11 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
             } else {
                 &["MATCH", "COUNT", "TYPE"]
             };
-            let flags: &[&str] = if c.command == "HSCAN" { &["NOVALUES"] } else { &[] };
+            let flags: &[&str] = if c.command == "HSCAN" {
+                &["NOVALUES"]
+            } else {
+                &[]
+            };
             let opts = options(c, &args[fixed..], valued, flags)?;
             // Redis reads 10 when COUNT is not given.
             capped(c, &opts, "COUNT", c.guards.scan_count, 10)
@@ -615,7 +668,10 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
                 }
             }
             let by_value = opts.iter().any(|(k, _)| k == "BYSCORE" || k == "BYLEX");
-            let limit = opts.iter().find(|(k, _)| k == "LIMIT").and_then(|(_, n)| *n);
+            let limit = opts
+                .iter()
+                .find(|(k, _)| k == "LIMIT")
+                .and_then(|(_, n)| *n);
             if by_value {
                 match limit {
                     Some(n) if n <= c.guards.collection_max => {}
@@ -625,8 +681,7 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
                     }),
                 }
             } else {
-                let (Some(start), Some(stop)) = (redis_int(&args[1]), redis_int(&args[2]))
-                else {
+                let (Some(start), Some(stop)) = (redis_int(&args[1]), redis_int(&args[2])) else {
                     return Err(c.syntax("start and stop must be whole numbers"));
                 };
                 match limit {
@@ -670,7 +725,7 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
             Ok(())
         }
         Rule::ConfigSet => {
-            if args.is_empty() || args.len() % 2 != 0 {
+            if args.is_empty() || !args.len().is_multiple_of(2) {
                 return Err(c.syntax("takes name value pairs"));
             }
             let mut seen: Vec<String> = Vec::new();
@@ -686,7 +741,9 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
                     continue;
                 }
                 let Some((_, bound)) = TUNABLES.iter().find(|(n, _)| *n == k) else {
-                    c.dangerous(format!("changes `{k}`, which is not on the write allowlist of settings"))?;
+                    c.dangerous(format!(
+                        "changes `{k}`, which is not on the write allowlist of settings"
+                    ))?;
                     continue;
                 };
                 if let Err(why) = within(c, &k, v, *bound) {
@@ -702,7 +759,12 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
 /// negative index counts from the end) needs the collection's size.
 fn range_need(c: &mut Ctx<'_>, probe: &str, key: &str, start: i64, stop: i64) {
     let span = if start >= 0 && stop >= 0 {
-        Some(stop.saturating_sub(start).saturating_add(1).max(0).unsigned_abs())
+        Some(
+            stop.saturating_sub(start)
+                .saturating_add(1)
+                .max(0)
+                .unsigned_abs(),
+        )
     } else {
         None
     };
@@ -719,7 +781,8 @@ fn range_need(c: &mut Ctx<'_>, probe: &str, key: &str, start: i64, stop: i64) {
 fn within(c: &mut Ctx<'_>, k: &str, v: &str, bound: Bound) -> Result<(), String> {
     match bound {
         Bound::Bytes { min, max } => {
-            let n = redis_bytes(v).ok_or_else(|| format!("sets `{k}` to `{v}`, which is not a size"))?;
+            let n = redis_bytes(v)
+                .ok_or_else(|| format!("sets `{k}` to `{v}`, which is not a size"))?;
             if n < min || n > max {
                 return Err(format!("sets `{k}` to `{v}`, outside {min}..={max}"));
             }
@@ -735,7 +798,8 @@ fn within(c: &mut Ctx<'_>, k: &str, v: &str, bound: Bound) -> Result<(), String>
             Ok(())
         }
         Bound::Int { min, max } => {
-            let n = redis_int(v).ok_or_else(|| format!("sets `{k}` to `{v}`, which is not a whole number"))?;
+            let n = redis_int(v)
+                .ok_or_else(|| format!("sets `{k}` to `{v}`, which is not a whole number"))?;
             if n < min || n > max {
                 return Err(format!("sets `{k}` to {n}, outside {min}..={max}"));
             }
@@ -745,7 +809,10 @@ fn within(c: &mut Ctx<'_>, k: &str, v: &str, bound: Bound) -> Result<(), String>
             if words.iter().any(|w| w.eq_ignore_ascii_case(v)) {
                 Ok(())
             } else {
-                Err(format!("sets `{k}` to `{v}`, not one of {}", words.join(", ")))
+                Err(format!(
+                    "sets `{k}` to `{v}`, not one of {}",
+                    words.join(", ")
+                ))
             }
         }
         Bound::YesNo => {

@@ -296,6 +296,30 @@ pub struct Round {
     pub live: bool,
 }
 
+impl Round {
+    /// Round 0 on `node`.
+    pub fn first(node: &Node, live: bool) -> Round {
+        Round {
+            n: 0,
+            state: Value::Null,
+            replies: Vec::new(),
+            node: node.clone(),
+            live,
+        }
+    }
+
+    /// The round after this one, with the state the script returned and the replies.
+    pub fn next(&self, state: Value, replies: Vec<Value>) -> Round {
+        Round {
+            n: self.n + 1,
+            state,
+            replies,
+            node: self.node.clone(),
+            live: self.live,
+        }
+    }
+}
+
 /// The catalogue of a policy set, each entry's `run` function checked to exist.
 pub fn catalogue(set: &PolicySet) -> Result<Catalogue, PolicyError> {
     let v = set.eval_json("cache", "commands", vec![])?.value;

@@ -172,9 +172,7 @@ impl Locked {
         let mut prefix = "";
         if len > 0 {
             let mut last = [0u8; 1];
-            self.file
-                .seek(SeekFrom::End(-1))
-                .map_err(|e| self.io(e))?;
+            self.file.seek(SeekFrom::End(-1)).map_err(|e| self.io(e))?;
             self.file.read_exact(&mut last).map_err(|e| self.io(e))?;
             if last[0] != b'\n' {
                 prefix = "\n";
@@ -296,7 +294,9 @@ pub fn pending(events: &[RevertEvent]) -> Vec<Pending> {
                 command: command.clone(),
                 safety: *safety,
             }),
-            RevertEvent::Reverted { id, error: None, .. } => out.retain(|p| &p.id != id),
+            RevertEvent::Reverted {
+                id, error: None, ..
+            } => out.retain(|p| &p.id != id),
             RevertEvent::Reverted { .. } => {}
         }
     }
@@ -325,7 +325,11 @@ pub struct Settle {
 
 /// Takes off the entries of one stack (`group`, journal order) that `removing` names or whose
 /// process is gone. Pure over the journal's data and `alive`.
-pub fn settle(group: &[&Pending], removing: &dyn Fn(&Pending) -> bool, alive: &dyn Fn(u32) -> bool) -> Settle {
+pub fn settle(
+    group: &[&Pending],
+    removing: &dyn Fn(&Pending) -> bool,
+    alive: &dyn Fn(u32) -> bool,
+) -> Settle {
     let stays = |p: &Pending| !removing(p) && alive(p.pid);
     let ids: Vec<String> = group
         .iter()
@@ -454,7 +458,11 @@ pub fn revert_orphans(
             continue;
         }
         // The class of the change being undone, never above `write` without --confirm.
-        let recorded = group.iter().map(|p| p.safety).max().unwrap_or(Safety::Write);
+        let recorded = group
+            .iter()
+            .map(|p| p.safety)
+            .max()
+            .unwrap_or(Safety::Write);
         let safety = if confirmed {
             Safety::Dangerous
         } else {
@@ -616,13 +624,7 @@ impl<'a> Recorder<'a> {
 }
 
 impl Ledger for Recorder<'_> {
-    fn changing(
-        &self,
-        node: &Node,
-        name: &str,
-        old: &str,
-        value: &str,
-    ) -> Result<(), LedgerError> {
+    fn changing(&self, node: &Node, name: &str, old: &str, value: &str) -> Result<(), LedgerError> {
         let fail = |e: RevertError| LedgerError(e.to_string());
         if self.run.due.is_some() && secret(name) {
             return Err(LedgerError(format!(

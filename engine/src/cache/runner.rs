@@ -68,7 +68,7 @@ pub fn group(n: u64) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -100,8 +100,7 @@ pub struct LedgerError(pub String);
 pub trait Ledger: Sync {
     /// `name` on `node` is about to go from `old` to `value`. The change is sent only after
     /// this returns `Ok`, so what it records is on disk first.
-    fn changing(&self, node: &Node, name: &str, old: &str, value: &str)
-        -> Result<(), LedgerError>;
+    fn changing(&self, node: &Node, name: &str, old: &str, value: &str) -> Result<(), LedgerError>;
     /// How the change went.
     fn changed(&self, node: &Node, name: &str, outcome: &SetOutcome);
 }
@@ -271,7 +270,9 @@ pub fn send_guarded(
         sent += gets.len() as u64;
         for ((_, k, v), reply) in sets.iter().zip(&olds) {
             let old = config_value(reply, k).ok_or_else(|| {
-                SendError::Refused(format!("no setting `{k}` on this node (`CONFIG GET {k}` answered `{reply}`)"))
+                SendError::Refused(format!(
+                    "no setting `{k}` on this node (`CONFIG GET {k}` answered `{reply}`)"
+                ))
             })?;
             crate::failpoint::hit("cache.before_record");
             ledger
@@ -378,13 +379,7 @@ pub fn run_node(
         coverage: None,
         cleanup: None,
     };
-    let mut round = Round {
-        n: 0,
-        state: Value::Null,
-        replies: Vec::new(),
-        node: node.clone(),
-        live: true,
-    };
+    let mut round = Round::first(node, true);
     let guards = &req.entry.guards;
     let pace = Duration::from_millis(guards.pace_ms);
     let mut walk = Walk {
@@ -448,13 +443,7 @@ pub fn run_node(
         };
         out.commands += n;
         walk.account(&step.send, &mut replies);
-        round = Round {
-            n: round.n + 1,
-            state: step.state,
-            replies,
-            node: node.clone(),
-            live: true,
-        };
+        round = round.next(step.state, replies);
         if !pace.is_zero() {
             clock.sleep(pace);
         }
@@ -467,10 +456,7 @@ pub fn run_node(
         let complete = walk.at_end && !walk.trimmed && result.is_ok();
         let stopped_by = match (complete, walk.trimmed, stopped_by) {
             (true, _, _) => None,
-            (false, true, _) => Some(format!(
-                "the `keys_per_node` guard of {}",
-                group(walk.cap)
-            )),
+            (false, true, _) => Some(format!("the `keys_per_node` guard of {}", group(walk.cap))),
             (false, false, Some(w)) => Some(w),
             (false, false, None) if result.is_err() => Some("an error".into()),
             (false, false, None) => Some("the command's own limit".into()),

@@ -6,7 +6,9 @@
 
 use super::client::CacheClient;
 use super::guard::{self, Safety};
-use super::revert::{self, AuditLog, Outcome, Pending, Recorder, RevertError, RevertJournal, RunInfo};
+use super::revert::{
+    self, AuditLog, Outcome, Pending, Recorder, RevertError, RevertJournal, RunInfo,
+};
 use super::runner::{self, Ledger, NodeResult};
 use super::{call_round, Entry, Node, Round};
 use crate::clock::Clock;
@@ -79,13 +81,7 @@ pub fn dry_run(
 ) -> Result<Vec<DryNode>, PolicyError> {
     let mut out = Vec::new();
     for node in nodes {
-        let mut round = Round {
-            n: 0,
-            state: Value::Null,
-            replies: Vec::new(),
-            node: node.clone(),
-            live: false,
-        };
+        let mut round = Round::first(node, false);
         let mut rounds = Vec::new();
         let mut done = false;
         let mut stops = None;
@@ -114,7 +110,7 @@ pub fn dry_run(
                     let v = guard::check(c, entry.safety, &entry.guards, confirmed);
                     DrySend {
                         command: c.clone(),
-                        needs: v.as_ref().map(|n| n.clone()).unwrap_or_default(),
+                        needs: v.clone().unwrap_or_default(),
                         refused: v.err().map(|e| e.to_string()),
                     }
                 })
@@ -130,13 +126,7 @@ pub fn dry_run(
                 break;
             }
             let replies = vec![Value::Null; step.send.len()];
-            round = Round {
-                n: round.n + 1,
-                state: step.state,
-                replies,
-                node: node.clone(),
-                live: false,
-            };
+            round = round.next(step.state, replies);
         }
         out.push(DryNode {
             node: node.clone(),
@@ -200,7 +190,12 @@ pub fn run_live(
         .unwrap_or(0);
     let now = jiff::Timestamp::now();
     let due = (revert_secs > 0)
-        .then(|| now.checked_add(jiff::SignedDuration::from_secs(i64::try_from(revert_secs).unwrap_or(i64::MAX))).ok())
+        .then(|| {
+            now.checked_add(jiff::SignedDuration::from_secs(
+                i64::try_from(revert_secs).unwrap_or(i64::MAX),
+            ))
+            .ok()
+        })
         .flatten();
     let pid = std::process::id();
     let journal = RevertJournal::new(&live.paths.reverts);
@@ -289,11 +284,6 @@ pub fn revert_orphans(
     confirmed: bool,
 ) -> Result<Vec<Outcome>, RevertError> {
     let journal = RevertJournal::new(&paths.reverts);
-    let guards_for = |name: &str| {
-        catalogue
-            .get(name)
-            .map(|e| e.guards)
-            .unwrap_or_default()
-    };
+    let guards_for = |name: &str| catalogue.get(name).map(|e| e.guards).unwrap_or_default();
     revert::revert_orphans(&journal, client, &guards_for, confirmed)
 }

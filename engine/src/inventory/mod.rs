@@ -272,7 +272,10 @@ fn finish(
         let mine = match h.redis_ports() {
             Ok(p) => p,
             Err(e) => {
-                problems.push(Problem::at(lines.get(i).copied().unwrap_or(0), e.to_string()));
+                problems.push(Problem::at(
+                    lines.get(i).copied().unwrap_or(0),
+                    e.to_string(),
+                ));
                 None
             }
         };

@@ -1131,7 +1131,13 @@ impl<'a> Controller<'a> {
 
     /// Sends the reboot through the one-shot wrapper, its token fixed by the host and the
     /// boot id before the reboot: sent twice in one boot, it reboots once.
-    fn send_reboot(&self, host: &Host, steps: &Steps, before: &str, clock: &dyn Clock) -> StepResult {
+    fn send_reboot(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        before: &str,
+        clock: &dyn Clock,
+    ) -> StepResult {
         use sha2::{Digest, Sha256};
         let token: String = Sha256::digest(format!("{}\n{before}", host.name).as_bytes())
             .iter()

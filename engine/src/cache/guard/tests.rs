@@ -39,24 +39,51 @@ fn read_commands_and_their_cost_caps() {
         ("INFO | read | no", "ok"),
         ("info memory | read | no", "ok"),
         ("SCAN 0 MATCH user:* COUNT 500 | read | no", "ok"),
-        ("SCAN 0 COUNT 5000 | read | no", "`SCAN`: COUNT 5000 is over this entry's cap of 1000"),
-        ("scan 0 count lots | read | no", "`SCAN`: COUNT `lots` is not a number"),
-        ("SCAN 0 COUNT 0 | read | no", "`SCAN`: COUNT 0 is not a positive number"),
+        (
+            "SCAN 0 COUNT 5000 | read | no",
+            "`SCAN`: COUNT 5000 is over this entry's cap of 1000",
+        ),
+        (
+            "scan 0 count lots | read | no",
+            "`SCAN`: COUNT `lots` is not a number",
+        ),
+        (
+            "SCAN 0 COUNT 0 | read | no",
+            "`SCAN`: COUNT 0 is not a positive number",
+        ),
         ("SCAN 0 TYPE string | read | no", "ok"),
-        ("SCAN 0 NOVALUES | read | no", "`SCAN`: unknown option `NOVALUES`"),
+        (
+            "SCAN 0 NOVALUES | read | no",
+            "`SCAN`: unknown option `NOVALUES`",
+        ),
         ("HSCAN h 0 NOVALUES COUNT 10 | read | no", "ok"),
-        ("SSCAN s 0 TYPE set | read | no", "`SSCAN`: unknown option `TYPE`"),
+        (
+            "SSCAN s 0 TYPE set | read | no",
+            "`SSCAN`: unknown option `TYPE`",
+        ),
         ("SCAN 0 MATCH | read | no", "`SCAN`: `MATCH` has no value"),
         ("MEMORY USAGE k SAMPLES 5 | read | no", "ok"),
         ("MEMORY USAGE k | read | no", "ok"),
-        ("MEMORY USAGE k SAMPLES 0 | read | no", "`MEMORY USAGE`: SAMPLES 0 reads every element of the key"),
-        ("MEMORY USAGE k SAMPLES 50 | read | no", "`MEMORY USAGE`: SAMPLES 50 is over this entry's cap of 5"),
-        ("MEMORY USAGE k SAMPLES 05 | read | no", "`MEMORY USAGE`: SAMPLES `05` is not a number"),
+        (
+            "MEMORY USAGE k SAMPLES 0 | read | no",
+            "`MEMORY USAGE`: SAMPLES 0 reads every element of the key",
+        ),
+        (
+            "MEMORY USAGE k SAMPLES 50 | read | no",
+            "`MEMORY USAGE`: SAMPLES 50 is over this entry's cap of 5",
+        ),
+        (
+            "MEMORY USAGE k SAMPLES 05 | read | no",
+            "`MEMORY USAGE`: SAMPLES `05` is not a number",
+        ),
         ("CONFIG GET maxmemory* | read | no", "ok"),
         ("CONFIG GET * | read | no", "ok"),
         ("CLIENT LIST | read | no", "ok"),
         ("SLOWLOG GET 10 | read | no", "ok"),
-        ("SLOWLOG GET 100000 | read | no", "`SLOWLOG GET`: the count 100000 is over this entry's cap of 1024"),
+        (
+            "SLOWLOG GET 100000 | read | no",
+            "`SLOWLOG GET`: the count 100000 is over this entry's cap of 1024",
+        ),
         ("OBJECT FREQ k | read | no", "ok"),
         ("GET a b | read | no", "`GET`: takes 1 argument(s), got 2"),
         ("MGET a b c | read | no", "ok"),
@@ -105,10 +132,24 @@ fn finding_config_get_of_a_secret() {
         ("ACL LIST | read | no", "`ACL LIST` reads or changes who may connect; only a `dangerous` catalogue entry may send it, and only with --confirm (this entry is `read`)"),
     ]);
     let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-    let flat = serde_json::json!(["maxmemory", "0", "requirepass", "hunter2", "masterauth", "x"]);
+    let flat = serde_json::json!([
+        "maxmemory",
+        "0",
+        "requirepass",
+        "hunter2",
+        "masterauth",
+        "x"
+    ]);
     assert_eq!(
         redact(&argv("CONFIG GET *"), flat),
-        serde_json::json!(["maxmemory", "0", "requirepass", "<redacted>", "masterauth", "<redacted>"])
+        serde_json::json!([
+            "maxmemory",
+            "0",
+            "requirepass",
+            "<redacted>",
+            "masterauth",
+            "<redacted>"
+        ])
     );
     let map = serde_json::json!({ "requirepass": "hunter2", "port": "6379" });
     assert_eq!(

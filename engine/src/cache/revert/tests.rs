@@ -27,8 +27,10 @@ fn pending_event(id: &str, old: &str, value: &str, pid: u32) -> RevertEvent {
 fn pending_reverts_fold_out_of_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let j = RevertJournal::new(&dir.path().join("reverts.jsonl"));
-    j.append(&pending_event("a", "allkeys-lru", "allkeys-lfu", 1)).unwrap();
-    j.append(&pending_event("b", "allkeys-lru", "noeviction", 1)).unwrap();
+    j.append(&pending_event("a", "allkeys-lru", "allkeys-lfu", 1))
+        .unwrap();
+    j.append(&pending_event("b", "allkeys-lru", "noeviction", 1))
+        .unwrap();
     j.append(&RevertEvent::Reverted {
         id: "a".into(),
         error: None,
@@ -49,7 +51,8 @@ fn pending_reverts_fold_out_of_the_journal() {
     text.push_str("{\"event\":\"rev");
     std::fs::write(j.path(), &text).unwrap();
     assert_eq!(j.pending().unwrap().len(), 1);
-    j.append(&pending_event("c", "allkeys-lru", "noeviction", 1)).unwrap();
+    j.append(&pending_event("c", "allkeys-lru", "noeviction", 1))
+        .unwrap();
     assert_eq!(j.pending().unwrap().len(), 2);
     // Damage that is not a torn write is an error that names the line.
     std::fs::write(j.path(), format!("garbage\n{text}\n")).unwrap();
@@ -90,8 +93,14 @@ fn check_settle(stack: &str, removing: &[&str], expect: &str) {
         })
         .collect();
     let group: Vec<&Pending> = entries.iter().collect();
-    let s = settle(&group, &|p| removing.contains(&p.id.as_str()), &|pid| pid <= 2);
-    let got = format!("off [{}] set {}", s.ids.join(" "), s.set_to.as_deref().unwrap_or("nothing"));
+    let s = settle(&group, &|p| removing.contains(&p.id.as_str()), &|pid| {
+        pid <= 2
+    });
+    let got = format!(
+        "off [{}] set {}",
+        s.ids.join(" "),
+        s.set_to.as_deref().unwrap_or("nothing")
+    );
     assert_eq!(got, expect, "stack {stack}, removing {removing:?}");
 }
 
