@@ -727,6 +727,13 @@ fn pause_and_abort_from_another_process() {
     assert!(stdout(&o).contains("aborted"), "{}", stdout(&o));
 }
 
+/// Records in a rollout's journal so far.
+fn journal_records(state: &Path) -> usize {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
 #[test]
 #[allow(clippy::zombie_processes)] // every path waits: `try_wait` or `kill` + `wait`
 fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
@@ -763,15 +770,26 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
             .spawn()
             .unwrap();
         if kills < 12 {
-            let wait = Duration::from_millis(300 + rng.next() % 2200);
+            // Kill points in progress, not in time: after 1 to 30 more journal records (plus
+            // up to 40 ms, to land anywhere between two appends), so every kill hits a
+            // rollout in flight however fast the machine is.
+            let target = journal_records(&lab.state) + 1 + (rng.next() % 30) as usize;
+            let extra = Duration::from_millis(rng.next() % 40);
             let t = Instant::now();
-            while t.elapsed() < wait {
+            let mut reached: Option<Instant> = None;
+            while t.elapsed() < Duration::from_secs(120) {
                 if let Some(s) = child.try_wait().unwrap() {
                     let _ = child.stderr.take().unwrap().read_to_string(&mut last_err);
                     finished = Some(s);
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                if reached.is_none() && journal_records(&lab.state) >= target {
+                    reached = Some(Instant::now());
+                }
+                if reached.is_some_and(|r| r.elapsed() >= extra) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
             if finished.is_none() {
                 child.kill().unwrap(); // SIGKILL
@@ -795,7 +813,8 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
     }
     assert!(
         kills >= 10,
-        "only {kills} kills before the rollout finished"
+        "only {kills} kills before the rollout finished: {finished:?}\n{last_err}\n{}",
+        lab.status()
     );
     let st = lab.status();
     assert_eq!(
