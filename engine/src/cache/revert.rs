@@ -15,7 +15,7 @@
 //! at the class recorded in the journal but never above `write` without `--confirm`.
 
 use super::client::CacheClient;
-use super::guard::{Guards, Safety, SECRET_SETTINGS};
+use super::guard::{is_secret, Guards, Safety};
 use super::runner::{send_guarded, Ledger, LedgerError, SetOutcome};
 use super::Node;
 use serde::{Deserialize, Serialize};
@@ -33,26 +33,8 @@ fn default_safety() -> Safety {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RevertEvent {
-    /// A setting is being changed to `value`; it must go back (to `old`, the value before
-    /// every change stacked on it) at `due` (RFC 3339).
-    Pending {
-        id: String,
-        node: NodeRef,
-        name: String,
-        old: String,
-        value: String,
-        due: String,
-        pid: u32,
-        /// The catalogue command that made the change.
-        #[serde(default)]
-        command: String,
-        /// Its safety class.
-        #[serde(default = "default_safety")]
-        safety: Safety,
-        /// The value right before this change (the one below it on the stack).
-        #[serde(default)]
-        prior: Option<String>,
-    },
+    /// A setting is being changed; it must go back at its `due` time.
+    Pending(Pending),
     /// The revert was made, or taken over, or the change never happened (`how`); a failed
     /// revert (`error`) stays pending.
     Reverted {
@@ -92,18 +74,22 @@ impl From<&NodeRef> for Node {
     }
 }
 
-/// One pending revert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One pending revert: `name` on `node` is changed to `value`, and goes back to `old` (the
+/// value before every change stacked on it) at `due` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub id: String,
     pub node: NodeRef,
     pub name: String,
-    /// The original value, before the stack.
     pub old: String,
     pub value: String,
     pub due: String,
     pub pid: u32,
+    /// The catalogue command that made the change.
+    #[serde(default)]
     pub command: String,
+    /// Its safety class.
+    #[serde(default = "default_safety")]
     pub safety: Safety,
 }
 
@@ -272,28 +258,7 @@ pub fn pending(events: &[RevertEvent]) -> Vec<Pending> {
     let mut out: Vec<Pending> = Vec::new();
     for e in events {
         match e {
-            RevertEvent::Pending {
-                id,
-                node,
-                name,
-                old,
-                value,
-                due,
-                pid,
-                command,
-                safety,
-                ..
-            } => out.push(Pending {
-                id: id.clone(),
-                node: node.clone(),
-                name: name.clone(),
-                old: old.clone(),
-                value: value.clone(),
-                due: due.clone(),
-                pid: *pid,
-                command: command.clone(),
-                safety: *safety,
-            }),
+            RevertEvent::Pending(p) => out.push(p.clone()),
             RevertEvent::Reverted {
                 id, error: None, ..
             } => out.retain(|p| &p.id != id),
@@ -536,12 +501,8 @@ pub struct RunInfo {
     pub due: Option<jiff::Timestamp>,
 }
 
-fn secret(name: &str) -> bool {
-    SECRET_SETTINGS.contains(&name.to_ascii_lowercase().as_str())
-}
-
 fn shown(name: &str, v: &str) -> String {
-    if secret(name) {
+    if is_secret(name) {
         "<redacted>".into()
     } else {
         v.to_string()
@@ -626,7 +587,7 @@ impl<'a> Recorder<'a> {
 impl Ledger for Recorder<'_> {
     fn changing(&self, node: &Node, name: &str, old: &str, value: &str) -> Result<(), LedgerError> {
         let fail = |e: RevertError| LedgerError(e.to_string());
-        if self.run.due.is_some() && secret(name) {
+        if self.run.due.is_some() && is_secret(name) {
             return Err(LedgerError(format!(
                 "a revert would keep the secret `{name}` in the revert journal; change it without a revert time"
             )));
@@ -670,18 +631,7 @@ impl Ledger for Recorder<'_> {
             safety: self.run.safety,
         };
         locked
-            .append(&RevertEvent::Pending {
-                id: p.id.clone(),
-                node: p.node.clone(),
-                name: p.name.clone(),
-                old: p.old.clone(),
-                value: p.value.clone(),
-                due: p.due.clone(),
-                pid: p.pid,
-                command: p.command.clone(),
-                safety: p.safety,
-                prior: Some(old.to_string()),
-            })
+            .append(&RevertEvent::Pending(p.clone()))
             .map_err(fail)?;
         drop(locked);
         if let Ok(mut m) = self.mine.lock() {

@@ -33,49 +33,6 @@ pub struct Coverage {
     pub stopped_by: Option<String>,
 }
 
-impl Coverage {
-    /// One line for people: "100,000 of 1,000,000 keys (10%); stopped by ...".
-    pub fn describe(&self) -> String {
-        let total = self.total.map(group);
-        let mut s = match (&self.pattern, self.total) {
-            (None, Some(t)) if t > 0 => format!(
-                "{} of {} keys ({:.0}%)",
-                group(self.examined),
-                group(t),
-                (self.examined as f64 / t as f64 * 100.0).min(100.0)
-            ),
-            (Some(p), _) => format!(
-                "{} keys matching `{p}` of {} keys",
-                group(self.examined),
-                total.unwrap_or_else(|| "?".into())
-            ),
-            _ => format!("{} keys", group(self.examined)),
-        };
-        if self.complete {
-            s.push_str("; the whole keyspace");
-        } else {
-            s.push_str("; stopped before the end of the keyspace");
-            if let Some(why) = &self.stopped_by {
-                s.push_str(&format!(" ({why})"));
-            }
-        }
-        s
-    }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn group(n: u64) -> String {
-    let d = n.to_string();
-    let mut out = String::new();
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// What one node did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeResult {
@@ -157,12 +114,15 @@ fn used_memory(info: &Value) -> Option<u64> {
 }
 
 /// Makes the live checks the guard asked for (collection sizes, used memory) in one
-/// pipelined round; `Err` names the first that fails.
+/// pipelined round, the probes through the guard like any command; `Err` names the first
+/// that fails.
 fn live_checks(
     client: &dyn CacheClient,
     node: &Node,
     sent: &[Vec<String>],
     needs: &[(usize, Need)],
+    safety: Safety,
+    guards: &Guards,
 ) -> Result<u64, SendError> {
     if needs.is_empty() {
         return Ok(0);
@@ -174,6 +134,7 @@ fn live_checks(
             Need::UsedMemoryAtMost { .. } => vec!["INFO".into(), "memory".into()],
         })
         .collect();
+    check_all(&probes, safety, guards, false)?;
     let replies = client.send(node, &probes)?;
     for ((i, need), reply) in needs.iter().zip(&replies) {
         let cmd = guard::name(sent.get(*i).map(Vec::as_slice).unwrap_or(&[])).0;
@@ -237,6 +198,23 @@ pub fn config_value(reply: &Value, name: &str) -> Option<String> {
     }
 }
 
+/// Every command of a round through [`guard::check`]: the live checks they need, each with
+/// the index of its command.
+fn check_all(
+    cmds: &[Vec<String>],
+    safety: Safety,
+    guards: &Guards,
+    confirmed: bool,
+) -> Result<Vec<(usize, Need)>, SendError> {
+    let mut needs = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        let n = guard::check(cmd, safety, guards, confirmed)
+            .map_err(|e| SendError::Refused(e.to_string()))?;
+        needs.extend(n.into_iter().map(|n| (i, n)));
+    }
+    Ok(needs)
+}
+
 /// The one way a command reaches a node: every command through [`guard::check`] at `safety`,
 /// the live checks it needs, every `CONFIG SET` read first and recorded in `ledger` before it
 /// is sent, secrets redacted from the replies. Returns the replies and the commands sent.
@@ -249,23 +227,15 @@ pub fn send_guarded(
     confirmed: bool,
     ledger: Option<&dyn Ledger>,
 ) -> Result<(Vec<Value>, u64), SendError> {
-    let mut needs = Vec::new();
-    for (i, cmd) in cmds.iter().enumerate() {
-        let n = guard::check(cmd, safety, guards, confirmed)
-            .map_err(|e| SendError::Refused(e.to_string()))?;
-        needs.extend(n.into_iter().map(|n| (i, n)));
-    }
-    let mut sent = live_checks(client, node, cmds, &needs)?;
+    let needs = check_all(cmds, safety, guards, confirmed)?;
+    let mut sent = live_checks(client, node, cmds, &needs, safety, guards)?;
     let sets = config_sets(cmds);
     if let (Some(ledger), false) = (ledger, sets.is_empty()) {
         let gets: Vec<Vec<String>> = sets
             .iter()
             .map(|(_, k, _)| vec!["CONFIG".into(), "GET".into(), k.clone()])
             .collect();
-        for g in &gets {
-            guard::check(g, safety, guards, confirmed)
-                .map_err(|e| SendError::Refused(e.to_string()))?;
-        }
+        check_all(&gets, safety, guards, confirmed)?;
         let olds = client.send(node, &gets)?;
         sent += gets.len() as u64;
         for ((_, k, v), reply) in sets.iter().zip(&olds) {
@@ -449,14 +419,21 @@ pub fn run_node(
         }
     })();
     if walk.scanned {
-        let total = client
-            .send(node, &[vec!["DBSIZE".to_string()]])
-            .ok()
-            .and_then(|r| r.first().and_then(Value::as_u64));
+        let total = send_guarded(
+            client,
+            node,
+            &[vec!["DBSIZE".to_string()]],
+            req.entry.safety,
+            guards,
+            req.confirmed,
+            None,
+        )
+        .ok()
+        .and_then(|(r, _)| r.first().and_then(Value::as_u64));
         let complete = walk.at_end && !walk.trimmed && result.is_ok();
         let stopped_by = match (complete, walk.trimmed, stopped_by) {
             (true, _, _) => None,
-            (false, true, _) => Some(format!("the `keys_per_node` guard of {}", group(walk.cap))),
+            (false, true, _) => Some(format!("the `keys_per_node` guard of {}", walk.cap)),
             (false, false, Some(w)) => Some(w),
             (false, false, None) if result.is_err() => Some("an error".into()),
             (false, false, None) => Some("the command's own limit".into()),
@@ -478,14 +455,12 @@ pub fn run_node(
 /// class allows it, retried while the server has not started answering yet. Returns what
 /// happened.
 fn kill_script(req: &Request<'_>, node: &Node, client: &dyn CacheClient, kind: &str) -> String {
-    let cmd = vec![kind.to_string(), "KILL".to_string()];
-    if let Err(e) = guard::check(&cmd, req.entry.safety, &req.entry.guards, req.confirmed) {
-        return format!("`{kind} KILL` not sent: {e}");
-    }
+    let cmd = [vec![kind.to_string(), "KILL".to_string()]];
+    let (safety, guards) = (req.entry.safety, &req.entry.guards);
     let mut last = String::new();
     for _ in 0..3 {
-        match client.send(node, std::slice::from_ref(&cmd)) {
-            Ok(r) => {
+        match send_guarded(client, node, &cmd, safety, guards, req.confirmed, None) {
+            Ok((r, _)) => {
                 return match r.first() {
                     Some(v) if v.get("error").is_some() => {
                         format!("sent `{kind} KILL`: {}", v["error"])
@@ -493,6 +468,7 @@ fn kill_script(req: &Request<'_>, node: &Node, client: &dyn CacheClient, kind: &
                     _ => format!("sent `{kind} KILL`: the script was stopped"),
                 }
             }
+            Err(e @ SendError::Refused(_)) => return format!("`{kind} KILL` not sent: {e}"),
             Err(e) => last = e.to_string(),
         }
     }

@@ -9,7 +9,7 @@ fn node() -> NodeRef {
 }
 
 fn pending_event(id: &str, old: &str, value: &str, pid: u32) -> RevertEvent {
-    RevertEvent::Pending {
+    RevertEvent::Pending(Pending {
         id: id.into(),
         node: node(),
         name: "maxmemory-policy".into(),
@@ -19,8 +19,7 @@ fn pending_event(id: &str, old: &str, value: &str, pid: u32) -> RevertEvent {
         pid,
         command: "config-set".into(),
         safety: Safety::Write,
-        prior: None,
-    }
+    })
 }
 
 #[test]
