@@ -404,16 +404,21 @@ fn probe(dir: &Path, inv: &str, name: &str, extra: &[&str]) -> (i32, Value) {
     (code, v)
 }
 
+/// One real node seeded with `keys` keys, its inventory, and the probe catalogue.
+fn probe_lab(keys: usize) -> (RedisFleet, String, tempfile::TempDir) {
+    let f = RedisFleet::start(1, keys);
+    let inv = f.inventory("").to_str().unwrap().to_string();
+    (f, inv, policy_dir(&[("cache.rhai", PROBES)]))
+}
+
 fn node_error(v: &Value) -> String {
     v["nodes"][0]["error"].as_str().unwrap_or("").to_string()
 }
 
 #[test]
 fn finding_duplicate_count_and_duplicate_samples() {
-    let f = RedisFleet::start(1, 1000);
-    let inv = f.inventory("");
-    let inv = inv.to_str().unwrap();
-    let d = policy_dir(&[("cache.rhai", PROBES)]);
+    let (f, inv, d) = probe_lab(1000);
+    let inv = inv.as_str();
     let p = f.ports[0];
     let (scans, memory) = (calls(&f, p, "scan"), calls(&f, p, "memory|usage"));
     let (code, v) = probe(d.path(), inv, "dup-count", &[]);
@@ -431,10 +436,8 @@ fn finding_duplicate_count_and_duplicate_samples() {
 
 #[test]
 fn finding_eval_ro_with_keys_and_eval_ro_looping() {
-    let f = RedisFleet::start(1, 100);
-    let inv = f.inventory("");
-    let inv = inv.to_str().unwrap();
-    let d = policy_dir(&[("cache.rhai", PROBES)]);
+    let (f, inv, d) = probe_lab(100);
+    let inv = inv.as_str();
     let p = f.ports[0];
     let (code, v) = probe(d.path(), inv, "ro-keys", &[]);
     assert_eq!(code, 2, "{v}");
@@ -661,10 +664,8 @@ fn finding_module_load_config_rewrite_bgsave_failover_and_maxmemory_1_from_a_wri
 
 #[test]
 fn finding_a_script_that_never_finishes_meets_the_deadline() {
-    let f = RedisFleet::start(1, 10);
-    let inv = f.inventory("");
-    let inv = inv.to_str().unwrap();
-    let d = policy_dir(&[("cache.rhai", PROBES)]);
+    let (_f, inv, d) = probe_lab(10);
+    let inv = inv.as_str();
     let t = Instant::now();
     let (code, v) = probe(d.path(), inv, "forever", &[]);
     assert_eq!(code, 2, "{v}");
