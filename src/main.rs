@@ -5,6 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
 mod output;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use output::{Exit, Format};

@@ -32,19 +32,6 @@ pub fn color() -> bool {
 }
 
 /// Prints a JSON value on one line of stdout.
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub fn json_line(v: &serde_json::Value) {
     println!("{v}");
 }
@@ -52,8 +39,8 @@ pub fn json_line(v: &serde_json::Value) {
 /// Reports a failed command: rendered diagnostics on stderr (human), or one JSON object on
 /// stdout.
 pub fn report_error(format: Format, e: &anyhow::Error) {
-    let policy = e.downcast_ref::<PolicyError>();
-    let inventory = e.downcast_ref::<InventoryError>();
+    let policy = policy_error(e);
+    let inventory = inventory_error(e);
     match format {
         Format::Json => {
             let diagnostics = policy.map(|p| p.diagnostics()).unwrap_or_default();
@@ -85,4 +72,55 @@ pub fn report_error(format: Format, e: &anyhow::Error) {
             _ => eprintln!("error: {e:#}"),
         },
     }
+}
+
+/// The policy error inside `e`, if any, however an engine error wraps it: its diagnostics
+/// render with their source snippet.
+fn policy_error(e: &anyhow::Error) -> Option<&PolicyError> {
+    use fleetward_engine::{drift, gate, plan, rollout, sim};
+    if let Some(p) = e.downcast_ref::<PolicyError>() {
+        return Some(p);
+    }
+    if let Some(plan::PlanError::Policy(p)) = e.downcast_ref() {
+        return Some(p);
+    }
+    if let Some(gate::GateError::Policy(p)) = e.downcast_ref() {
+        return Some(p);
+    }
+    if let Some(rollout::session::SessionError::Policy(p)) = e.downcast_ref() {
+        return Some(p);
+    }
+    if let Some(rollout::session::SessionError::Plan(plan::PlanError::Policy(p))) = e.downcast_ref()
+    {
+        return Some(p);
+    }
+    if let Some(sim::ScenarioError::Session(rollout::session::SessionError::Policy(p))) =
+        e.downcast_ref()
+    {
+        return Some(p);
+    }
+    if let Some(drift::session::DriftError::Policy(p)) = e.downcast_ref() {
+        return Some(p);
+    }
+    None
+}
+
+/// The inventory error inside `e`, if any.
+fn inventory_error(e: &anyhow::Error) -> Option<&InventoryError> {
+    use fleetward_engine::{drift, rollout, sim};
+    if let Some(i) = e.downcast_ref::<InventoryError>() {
+        return Some(i);
+    }
+    if let Some(rollout::session::SessionError::Inventory(i)) = e.downcast_ref() {
+        return Some(i);
+    }
+    if let Some(sim::ScenarioError::Session(rollout::session::SessionError::Inventory(i))) =
+        e.downcast_ref()
+    {
+        return Some(i);
+    }
+    if let Some(drift::session::DriftError::Inventory(i)) = e.downcast_ref() {
+        return Some(i);
+    }
+    None
 }

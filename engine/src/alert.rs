@@ -18,6 +18,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// `info`, `warning`, `critical`: the serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// What an alert says. Serialized as the webhook's JSON body and one line of the alert file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -236,6 +247,24 @@ impl AlertSink for Alerts {
     fn send(&self, a: &Alert) {
         for s in &self.sinks {
             s.send(a);
+        }
+    }
+}
+
+/// Keeps alerts in memory (simulations report them at the end).
+#[derive(Default)]
+pub struct Collected(pub Mutex<Vec<Alert>>);
+
+impl Collected {
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl AlertSink for Collected {
+    fn send(&self, a: &Alert) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(a.clone());
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Evaluation limits, inventory field mapping, and the `fleetward.toml` file that sets them.
+//! Evaluation limits and the `fleetward.toml` file that sets them; the sections other than
+//! `[limits]` belong to the domains that declare them.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -80,47 +81,109 @@ impl Limits {
     }
 }
 
-/// The parsed `fleetward.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    pub limits: Limits,
-    /// Which inventory variables hold which host fields.
-    pub inventory: crate::inventory::FieldMapSpec,
-    /// Sample-size floors, significance and correction for gates.
-    pub gates: crate::gate::GateSettings,
-    /// How `fleetward cache` reaches the cache nodes.
-    pub cache: CacheSettings,
+/// A section of `fleetward.toml` beyond `[limits]`, declared by the domain that reads it
+/// (`[inventory]`, `[gates]`, `[cache]`) and assembled into a registry one place above the
+/// runtime.
+#[derive(Clone, Copy)]
+pub struct SectionSpec {
+    pub name: &'static str,
+    /// Reads the section out of the whole file's text (absent: its defaults); errors carry a
+    /// 1-based line and column.
+    pub parse: fn(&str) -> Result<Section, ConfigError>,
 }
 
-/// `[cache]`: the ACL user for cache nodes and the environment variable holding its password
-/// (the password itself never lives in a policy directory).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheSettings {
-    pub user: Option<String>,
-    pub password_env: String,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            user: None,
-            password_env: "FLEETWARD_REDIS_PASSWORD".into(),
-        }
+impl std::fmt::Debug for SectionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SectionSpec")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
+/// What is wrong in `fleetward.toml`, at a 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: {message}")]
+pub struct ConfigError {
+    pub message: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+/// A parsed section, typed by its domain.
+pub type Section = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// The parsed `fleetward.toml`: the limits, and each registered section.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub limits: Limits,
+    pub sections: std::collections::BTreeMap<&'static str, Section>,
+}
+
+/// `[limits]` alone; other keys are the sections'.
+#[derive(Deserialize)]
+struct LimitsOnly {
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// Deserializes one section `T` named by the wrapper's field out of the file's text, keeping
+/// the spans of errors inside it.
+pub fn section_of<W: serde::de::DeserializeOwned>(text: &str) -> Result<W, ConfigError> {
+    toml::from_str::<W>(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| crate::error::line_col(text, s.start))
+            .unwrap_or((1, 1));
+        ConfigError {
+            message: e.message().to_string(),
+            line,
+            col,
+        }
+    })
+}
+
 impl Settings {
-    /// Parses `fleetward.toml` text. The error carries a 1-based line and column.
-    pub fn parse(text: &str) -> Result<Settings, (String, usize, usize)> {
-        toml::from_str::<Settings>(text).map_err(|e| {
+    /// Parses `fleetward.toml` text: `[limits]` and the `sections`; any other top-level key is
+    /// an error. Errors carry a 1-based line and column.
+    pub fn parse(text: &str, sections: &[SectionSpec]) -> Result<Settings, ConfigError> {
+        let limits = section_of::<LimitsOnly>(text)?.limits;
+        let table = toml::de::DeTable::parse(text).map_err(|e| {
             let (line, col) = e
                 .span()
                 .map(|s| crate::error::line_col(text, s.start))
                 .unwrap_or((1, 1));
-            (e.message().to_string(), line, col)
-        })
+            ConfigError {
+                message: e.message().to_string(),
+                line,
+                col,
+            }
+        })?;
+        for key in table.get_ref().keys() {
+            let name: &str = key.get_ref();
+            if name != "limits" && !sections.iter().any(|s| s.name == name) {
+                let (line, col) = crate::error::line_col(text, key.span().start);
+                let known: Vec<String> = std::iter::once("limits")
+                    .chain(sections.iter().map(|s| s.name))
+                    .map(|n| format!("`{n}`"))
+                    .collect();
+                return Err(ConfigError {
+                    message: format!(
+                        "unknown field `{name}`, expected one of {}",
+                        known.join(", ")
+                    ),
+                    line,
+                    col,
+                });
+            }
+        }
+        let mut out = Settings {
+            limits,
+            sections: Default::default(),
+        };
+        for s in sections {
+            out.sections.insert(s.name, (s.parse)(text)?);
+        }
+        Ok(out)
     }
 }
 
@@ -130,16 +193,31 @@ mod tests {
 
     #[test]
     fn parses_partial_settings() {
-        let s = Settings::parse("[limits]\nmax_operations = 10\n").unwrap();
+        let s = Settings::parse("[limits]\nmax_operations = 10\n", &[]).unwrap();
         assert_eq!(s.limits.max_operations, 10);
         assert_eq!(s.limits.max_call_depth, Limits::default().max_call_depth);
     }
 
     #[test]
     fn rejects_unknown_keys_with_location() {
-        let (msg, line, col) = Settings::parse("[limits]\nmax_opz = 10\n").unwrap_err();
+        let ConfigError {
+            message: msg,
+            line,
+            col,
+        } = Settings::parse("[limits]\nmax_opz = 10\n", &[]).unwrap_err();
         assert!(msg.contains("max_opz"), "{msg}");
         assert_eq!((line, col), (2, 1));
+    }
+
+    #[test]
+    fn rejects_unknown_sections_with_location() {
+        let ConfigError {
+            message: msg,
+            line,
+            col,
+        } = Settings::parse("[limits]\n\n[gatez]\nalpha = 1\n", &[]).unwrap_err();
+        assert!(msg.contains("unknown field `gatez`"), "{msg}");
+        assert_eq!((line, col), (3, 2));
     }
 
     #[test]

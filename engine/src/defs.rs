@@ -3,7 +3,7 @@
 
 use crate::config::Limits;
 use crate::error::PolicyError;
-use crate::runtime::kinds::KINDS;
+use crate::registry::REGISTRY;
 use std::path::{Path, PathBuf};
 
 /// The definition files as `(file name, contents)`.
@@ -19,7 +19,7 @@ pub fn definitions() -> Vec<(String, String)> {
     let mut api = String::from(
         "module static;\n\n// The functions each fleetward policy file defines. fleetward checks that they\n// exist with these parameters when it loads a policy set.\n",
     );
-    for k in KINDS {
+    for k in REGISTRY.kinds {
         api.push_str(&format!(
             "\n// ---- {} ({}) ----\n// {}\n",
             k.name,

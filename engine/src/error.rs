@@ -240,6 +240,41 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// A value that is not what it must be, in words (lowercase, user input in backticks): the
+/// error of the small parsers and checks (`--limit`, `--field`, scopes, eligibility,
+/// catalogue entries, step and signal specs). It converts to and from a message, so a check
+/// can build on another with `?`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Invalid(s)
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.0
+    }
+}
+
+fn closest_hint(closest: &[String]) -> String {
+    if closest.is_empty() {
+        "; `fleetward check -o json` lists every function".to_string()
+    } else {
+        format!(
+            "; the closest are {}",
+            closest
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 /// Errors from the fleetward engine.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -263,6 +298,8 @@ pub enum PolicyError {
     Eval(Box<Diagnostic>),
     #[error("no policy defines `fn {0}`")]
     NoSuchFunction(String),
+    #[error("no policy or module defines `fn {name}`{}", closest_hint(closest))]
+    UnknownFunction { name: String, closest: Vec<String> },
     #[error("`fn {name}` is defined in several policies ({}); qualify it as `KIND::{name}`", .files.join(", "))]
     AmbiguousFunction { name: String, files: Vec<String> },
     #[error("bad input for `fn {function}`: {message}")]

@@ -23,12 +23,51 @@ pub struct Host {
     pub facts: BTreeMap<String, serde_json::Value>,
 }
 
+/// A hardware × workload group: the unit canaries are taken from and gates judge. Written
+/// `hardware/workload`; this type is the only code that formats or splits that form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GroupKey {
+    pub hardware: String,
+    pub workload: String,
+}
+
+impl GroupKey {
+    pub fn new(hardware: impl Into<String>, workload: impl Into<String>) -> Self {
+        GroupKey {
+            hardware: hardware.into(),
+            workload: workload.into(),
+        }
+    }
+
+    /// Reads `hardware/workload`; `None` without a `/`.
+    pub fn parse(s: &str) -> Option<GroupKey> {
+        let (hw, wl) = s.split_once('/')?;
+        Some(GroupKey::new(hw, wl))
+    }
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.hardware, self.workload)
+    }
+}
+
 /// A host's Redis ports are not a port or a list of distinct ports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct BadPorts(pub String);
 
 impl Host {
+    /// The host's hardware × workload group.
+    pub fn group(&self) -> GroupKey {
+        GroupKey::new(&*self.hardware, &*self.workload)
+    }
+
+    /// The group's `hardware/workload` name.
+    pub fn group_name(&self) -> String {
+        self.group().to_string()
+    }
+
     /// The Redis instances a host declares: `redis_ports = [6379, 6380]`, or `redis_port`;
     /// `None` when it declares neither.
     pub fn redis_ports(&self) -> Result<Option<Vec<u16>>, BadPorts> {
@@ -81,6 +120,23 @@ pub enum VerdictKind {
     Pass,
     Pause,
     Fail,
+}
+
+impl VerdictKind {
+    /// `pass`, `pause`, `fail`: the serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Pass => "pass",
+            VerdictKind::Pause => "pause",
+            VerdictKind::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for VerdictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A gate's decision, as built by the stdlib's `pass()`, `pause(reason)`, `fail(reason)`.

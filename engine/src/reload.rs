@@ -85,6 +85,28 @@ impl PolicyStore {
         }
     }
 
+    /// A store over `dir` with its set loaded through the one load path; the typed
+    /// diagnostics of an invalid set otherwise.
+    pub fn load_valid(
+        dir: &Path,
+        opts: LoadOptions,
+    ) -> Result<(Arc<PolicyStore>, Arc<PolicySet>), PolicyError> {
+        let store = Arc::new(PolicyStore::new(dir, opts.clone()));
+        for _ in 0..3 {
+            store.reload();
+            if let Some(set) = store.current() {
+                return Ok((store, set));
+            }
+            // Load again the direct way for the typed diagnostics; a set that loads now was
+            // being written a moment ago, so the store tries again.
+            PolicySet::load(dir, &opts)?;
+        }
+        Err(PolicyError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other("the policy directory kept changing while it was loaded"),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

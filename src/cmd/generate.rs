@@ -4,7 +4,8 @@
 use super::Ctx;
 use crate::output::Exit;
 use anyhow::Context;
-use fleetward_engine::fleetgen::{self, FleetSpec};
+use fleetward_engine::sim::fleetgen::{self, FleetSpec};
+use fleetward_engine::sim::samplegen::{self, Scenario};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -63,14 +64,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         What::Fleet(f) => f,
         What::Samples(s) => return samples(ctx, s),
     };
-    let hosts = fleetgen::generate(&FleetSpec::example(f.hosts, f.seed));
-    let text = match f.format.as_str() {
-        "toml" => fleetgen::to_toml(&hosts),
-        "csv" => fleetgen::to_csv(&hosts),
-        "ini" => fleetgen::to_ansible_ini(&hosts),
-        "yaml" => fleetgen::to_ansible_yaml(&hosts),
-        other => anyhow::bail!("unknown format `{other}`; formats are toml, csv, ini, yaml"),
-    };
+    let text = fleetgen::write(
+        &fleetgen::generate(&FleetSpec::example(f.hosts, f.seed)),
+        &f.format,
+    )?;
     match &f.out {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing `{}`", p.display()))?,
         None => print!("{text}"),
@@ -79,38 +76,16 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
 }
 
 fn samples(_ctx: &Ctx, a: SamplesArgs) -> anyhow::Result<Exit> {
-    use fleetward_engine::samplegen::{self, Scenario};
     let scenario = Scenario::from_name(&a.scenario).ok_or_else(|| {
         anyhow::anyhow!("unknown scenario `{}`; scenarios are baseline, clean, io-regression, reboots, sparse-group", a.scenario)
     })?;
     let inv = fleetward_engine::inventory::load(&a.inventory, None, &Default::default())?;
-    let (updated, baseline) = samplegen::cohorts(&inv.hosts);
-    let hosts = if scenario == Scenario::Baseline {
-        if a.hosts_per_group == 0 {
-            baseline
-        } else {
-            let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
-            baseline
-                .into_iter()
-                .filter(|h| {
-                    let n = seen
-                        .entry((h.hardware.clone(), h.workload.clone()))
-                        .or_default();
-                    *n += 1;
-                    *n <= a.hosts_per_group
-                })
-                .collect()
-        }
-    } else {
-        updated
-    };
-    // 2026-12-07T14:00:00Z
-    let s = samplegen::generate(&hosts, scenario, a.timestamps, 1_796_738_400);
-    fleetward_engine::gate::frames::write(&s, &a.out)?;
+    let (s, hosts) =
+        samplegen::for_inventory(&inv.hosts, scenario, a.hosts_per_group, a.timestamps);
+    fleetward_engine::gate::frames::write(s.rows(), &a.out)?;
     eprintln!(
-        "wrote {} samples from {} hosts to `{}`",
+        "wrote {} samples from {hosts} hosts to `{}`",
         s.len(),
-        hosts.len(),
         a.out.display()
     );
     Ok(Exit::Ok)

@@ -14,7 +14,7 @@ mod gate;
 mod kernel;
 mod percent;
 mod select;
-mod stats;
+pub mod stats;
 mod testing;
 mod verdict;
 

@@ -2,6 +2,21 @@
 
 use rhai::plugin::*;
 
+/// The `q`-quantile of a sorted sample, linear between order statistics (numpy's default);
+/// `None` for an empty sample. The one quantile function of the project: policies, gates and
+/// benchmarks all use it.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+    let a = *sorted.get(lo)?;
+    let b = *sorted.get((lo + 1).min(n - 1))?;
+    Some(a + (b - a) * frac)
+}
+
 #[export_module]
 pub mod stats_fns {
     #[allow(unused_imports)]
@@ -39,7 +54,7 @@ pub mod stats_fns {
     #[rhai_fn(return_raw)]
     pub fn median(values: Array) -> Result<FLOAT, Box<EvalAltResult>> {
         let v = sorted(non_empty(&values, "median")?);
-        Ok(quantile(&v, 0.5))
+        Ok(quantile_of(&v, 0.5))
     }
 
     /// The `p`th percentile (0 to 100), interpolated linearly between the closest ranks.
@@ -54,7 +69,7 @@ pub mod stats_fns {
             return Err(err(format!("percentile `{p}` is outside 0..=100")));
         }
         let v = sorted(non_empty(&values, "percentile")?);
-        Ok(quantile(&v, p / 100.0))
+        Ok(quantile_of(&v, p / 100.0))
     }
     #[rhai_fn(name = "percentile", return_raw)]
     pub fn percentile_i(values: Array, p: rhai::INT) -> Result<FLOAT, Box<EvalAltResult>> {
@@ -149,12 +164,8 @@ mod helpers {
         v
     }
 
-    /// Linear interpolation between closest ranks (numpy's default); `v` sorted, non-empty.
-    pub(super) fn quantile(v: &[FLOAT], q: FLOAT) -> FLOAT {
-        let pos = q * (v.len() - 1) as FLOAT;
-        let lo = pos.floor() as usize;
-        let hi = pos.ceil() as usize;
-        let (a, b) = (v[lo.min(v.len() - 1)], v[hi.min(v.len() - 1)]);
-        a + (b - a) * (pos - lo as FLOAT)
+    /// [`quantile`](super::quantile) of a sorted, non-empty sample.
+    pub(super) fn quantile_of(v: &[FLOAT], q: FLOAT) -> FLOAT {
+        super::quantile(v, q).unwrap_or(FLOAT::NAN)
     }
 }

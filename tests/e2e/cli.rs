@@ -203,7 +203,7 @@ fn eval_reports_runtime_errors_with_location() {
     let o = run(&["eval", "--policy-dir", &d, "--fn", "nope"]);
     assert_eq!(code(&o), 1);
     assert!(
-        stderr(&o).contains("no policy defines `fn nope`"),
+        stderr(&o).contains("no policy or module defines `fn nope`"),
         "{}",
         stderr(&o)
     );
@@ -214,6 +214,80 @@ fn eval_reports_runtime_errors_with_location() {
         "{}",
         stderr(&o)
     );
+}
+
+/// `eval` calls functions of module files (`lib/…`), not only of policy kinds, and a name
+/// nothing defines gets the closest callable names.
+#[test]
+fn finding_eval_of_a_module_function_answers_no_policy_defines_it() {
+    let input = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(input.path(), br#""cpu_util_pct""#).expect("write");
+    let i = input.path().to_string_lossy().into_owned();
+    let o = run(&["eval", "--fn", "lib/thresholds::max_change", "--input", &i]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "10.0");
+    assert!(
+        stderr(&o).contains("lib/thresholds::max_change(metric) from lib/thresholds.rhai"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["eval", "--fn", "lib/thresholds::alpha", "--output", "json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["function"], "lib/thresholds::alpha()");
+    assert_eq!(v["file"], "lib/thresholds.rhai");
+    assert_eq!(v["result"], 0.01);
+
+    // A misspelt name lists the callable functions closest to it.
+    for (wrong, closest) in [
+        ("lib/thresholds::max_chnage", "`lib/thresholds::max_change`"),
+        ("eligble", "`rollout::eligible`"),
+        ("gates::gaet", "`gates::gate`"),
+    ] {
+        let o = run(&["eval", "--fn", wrong]);
+        assert_eq!(code(&o), 1, "{wrong}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("no policy or module defines `fn {wrong}`")),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("the closest are {closest}")),
+            "{wrong}: {e}"
+        );
+    }
+
+    // An error inside a module function is located in the module's file.
+    let dir = policy_dir(&[
+        ("rollout.rhai", ROLLOUT_OK.as_bytes()),
+        ("lib/bad.rhai", b"fn share(x) {\n    x.total / x.parts\n}\n"),
+    ]);
+    let d = dir.path().to_string_lossy().into_owned();
+    std::fs::write(input.path(), br#"{"total": 10}"#).expect("write");
+    let o = run(&[
+        "eval",
+        "--policy-dir",
+        &d,
+        "--fn",
+        "lib/bad::share",
+        "--input",
+        &i,
+    ]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stderr(&o).contains("lib/bad.rhai:2:"), "{}", stderr(&o));
+    std::fs::write(input.path(), br#"{"total": 10, "parts": 4}"#).expect("write");
+    let o = run(&[
+        "eval",
+        "--policy-dir",
+        &d,
+        "--fn",
+        "lib/bad::share",
+        "--input",
+        &i,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "2");
 }
 
 #[test]

@@ -35,6 +35,25 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
 }
 
+impl RedisOptions {
+    /// The set's `[cache]` credentials (the password from the environment variable it
+    /// names), `user` overriding its user.
+    pub fn for_set(
+        set: &crate::runtime::PolicySet,
+        user: Option<String>,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> RedisOptions {
+        let cfg = set.cache_settings();
+        RedisOptions {
+            username: user.or_else(|| cfg.user.clone()),
+            password: std::env::var(&cfg.password_env).ok(),
+            connect_timeout: connect_timeout.max(Duration::from_millis(1)),
+            command_timeout: command_timeout.max(Duration::from_millis(1)),
+        }
+    }
+}
+
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisOptions")

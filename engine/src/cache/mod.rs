@@ -12,6 +12,8 @@
 
 pub mod client;
 pub mod guard;
+pub mod kind;
+pub mod render;
 pub mod revert;
 pub mod runner;
 pub mod session;
@@ -33,6 +35,18 @@ pub enum ParamType {
     Float,
     String,
     Bool,
+}
+
+impl ParamType {
+    /// `int`, `float`, `string`, `bool`: the serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Int => "int",
+            ParamType::Float => "float",
+            ParamType::String => "string",
+            ParamType::Bool => "bool",
+        }
+    }
 }
 
 /// A typed parameter with its validation.
@@ -161,41 +175,49 @@ fn type_word(k: ParamType) -> &'static str {
 
 /// Turns `--param k=v` pairs into typed values, with defaults filled in and every value
 /// checked. Unknown and missing parameters are errors.
+/// A `--param` that does not fit the entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
 pub fn bind_params(
     entry: &Entry,
     given: &[(String, String)],
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, ParamError> {
     let mut out = BTreeMap::new();
     for (k, raw) in given {
         let spec = entry.params.get(k).ok_or_else(|| {
             let known: Vec<String> = entry.params.keys().map(|p| format!("`{p}`")).collect();
-            format!(
+            ParamError(format!(
                 "unknown parameter `{k}`; this command takes {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
                     known.join(", ")
                 }
-            )
+            ))
         })?;
         let v = match spec.kind {
-            ParamType::Int => raw
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| format!("parameter `{k}`: `{raw}` is not a whole number"))?,
+            ParamType::Int => raw.parse::<i64>().map(Value::from).map_err(|_| {
+                ParamError(format!("parameter `{k}`: `{raw}` is not a whole number"))
+            })?,
             ParamType::Float => raw
                 .parse::<f64>()
                 .ok()
                 .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
-                .ok_or_else(|| format!("parameter `{k}`: `{raw}` is not a number"))?,
+                .ok_or_else(|| ParamError(format!("parameter `{k}`: `{raw}` is not a number")))?,
             ParamType::Bool => match raw.as_str() {
                 "true" | "yes" | "1" => Value::Bool(true),
                 "false" | "no" | "0" => Value::Bool(false),
-                _ => return Err(format!("parameter `{k}`: `{raw}` is not true or false")),
+                _ => {
+                    return Err(ParamError(format!(
+                        "parameter `{k}`: `{raw}` is not true or false"
+                    )))
+                }
             },
             ParamType::String => Value::String(raw.clone()),
         };
-        check_value(spec, &v).map_err(|m| format!("parameter `{k}`: {m}"))?;
+        check_value(spec, &v).map_err(|m| ParamError(format!("parameter `{k}`: {m}")))?;
         out.insert(k.clone(), v);
     }
     for (k, spec) in &entry.params {
@@ -206,7 +228,11 @@ pub fn bind_params(
             Some(d) => {
                 out.insert(k.clone(), d.clone());
             }
-            None => return Err(format!("parameter `{k}` is required (`--param {k}=...`)")),
+            None => {
+                return Err(ParamError(format!(
+                    "parameter `{k}` is required (`--param {k}=...`)"
+                )))
+            }
         }
     }
     Ok(out)
@@ -223,15 +249,20 @@ pub struct Node {
 
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 
+/// A target that selects no usable node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectError(pub String);
+
 /// The hosts a selector picks: `key=value` terms joined by `,`, all of which must hold. Keys
 /// are host fields (`name`, `address`, `hardware`, `workload`, `datacenter`, `rack`,
 /// `kernel`), `tag`, or any fact.
-pub fn select_nodes(hosts: &[Host], selector: &str) -> Result<Vec<Node>, String> {
+pub fn select_nodes(hosts: &[Host], selector: &str) -> Result<Vec<Node>, SelectError> {
     let mut terms = Vec::new();
     for t in selector.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let (k, v) = t
             .split_once('=')
-            .ok_or_else(|| format!("selector term `{t}` is not `key=value`"))?;
+            .ok_or_else(|| SelectError(format!("selector term `{t}` is not `key=value`")))?;
         terms.push((k.trim(), v.trim()));
     }
     let field = |h: &Host, k: &str| -> Option<String> {
@@ -263,7 +294,7 @@ pub fn select_nodes(hosts: &[Host], selector: &str) -> Result<Vec<Node>, String>
         }
         let ports = h
             .redis_ports()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SelectError(e.to_string()))?
             .unwrap_or_else(|| vec![DEFAULT_REDIS_PORT]);
         let several = ports.len() > 1;
         for port in ports {
@@ -280,7 +311,9 @@ pub fn select_nodes(hosts: &[Host], selector: &str) -> Result<Vec<Node>, String>
         }
     }
     if out.is_empty() {
-        return Err(format!("no inventory host matches the target `{selector}`"));
+        return Err(SelectError(format!(
+            "no inventory host matches the target `{selector}`"
+        )));
     }
     Ok(out)
 }
@@ -389,6 +422,48 @@ pub fn parse_step(v: &Value) -> Result<Step, String> {
     Ok(s)
 }
 
+/// `[cache]`: the ACL user for cache nodes and the environment variable holding its password
+/// (the password itself never lives in a policy directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub user: Option<String>,
+    pub password_env: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            user: None,
+            password_env: "FLEETWARD_REDIS_PASSWORD".into(),
+        }
+    }
+}
+
+/// `[cache]` in `fleetward.toml`.
+pub const SECTION: crate::config::SectionSpec = crate::config::SectionSpec {
+    name: "cache",
+    parse: |text| {
+        #[derive(Deserialize)]
+        struct Only {
+            #[serde(default)]
+            cache: CacheSettings,
+        }
+        Ok(std::sync::Arc::new(
+            crate::config::section_of::<Only>(text)?.cache,
+        ))
+    },
+};
+
+impl PolicySet {
+    /// `[cache]` in `fleetward.toml`.
+    pub fn cache_settings(&self) -> &CacheSettings {
+        static DEFAULT: std::sync::OnceLock<CacheSettings> = std::sync::OnceLock::new();
+        self.section::<CacheSettings>(SECTION.name)
+            .unwrap_or_else(|| DEFAULT.get_or_init(CacheSettings::default))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,7 +503,7 @@ mod tests {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect();
-            bind_params(&e, &g).unwrap_err()
+            bind_params(&e, &g).unwrap_err().0
         };
         assert_eq!(
             err(&[]),

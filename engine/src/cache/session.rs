@@ -21,6 +21,92 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// A catalogue command bound to its parameters and the nodes its target selects.
+pub struct Invocation {
+    pub entry: Entry,
+    pub params: BTreeMap<String, Value>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    #[error("no cache command `{name}`; the catalogue has {known}")]
+    UnknownCommand { name: String, known: String },
+    #[error("--param `{0}` is not `k=v`")]
+    NotKeyValue(String),
+    #[error("`{name}`: {source}")]
+    Param {
+        name: String,
+        #[source]
+        source: super::ParamError,
+    },
+    #[error("`{0}` has no default target; pass --target")]
+    NoTarget(String),
+    #[error(transparent)]
+    Select(#[from] super::SelectError),
+}
+
+/// Looks `name` up in the set's catalogue, binds `k=v` parameters and selects the nodes of
+/// `target` (default: the entry's) in the inventory.
+pub fn invoke(
+    set: &PolicySet,
+    inventory: &crate::inventory::Source,
+    name: &str,
+    params: &[String],
+    target: Option<&str>,
+) -> Result<Invocation, InvokeError> {
+    let mut cat = super::catalogue(set)?;
+    let Some(entry) = cat.remove(name) else {
+        return Err(InvokeError::UnknownCommand {
+            name: name.to_string(),
+            known: cat
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let given: Vec<(String, String)> = params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| InvokeError::NotKeyValue(p.clone()))
+        })
+        .collect::<Result<_, _>>()?;
+    let params = super::bind_params(&entry, &given).map_err(|source| InvokeError::Param {
+        name: name.to_string(),
+        source,
+    })?;
+    let inv = inventory.load(set.field_map())?;
+    let selector = target
+        .map(str::to_string)
+        .or_else(|| entry.target.clone())
+        .ok_or_else(|| InvokeError::NoTarget(name.to_string()))?;
+    let nodes = super::select_nodes(&inv.hosts, &selector)?;
+    Ok(Invocation {
+        entry,
+        params,
+        nodes,
+    })
+}
+
+/// Who runs a command, for the audit log: the sudo caller, the login name, or the uid.
+pub fn user() -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| match std::fs::metadata("/proc/self") {
+            Ok(m) => format!("uid {}", m.uid()),
+            Err(_) => "unknown".into(),
+        })
+}
+
 /// Where a run keeps its records.
 #[derive(Debug, Clone)]
 pub struct Paths {

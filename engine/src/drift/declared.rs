@@ -249,7 +249,8 @@ impl HostSpec {
 
 /// How specific a group pattern is, and whether it matches.
 fn group_match(pattern: &str, hardware: &str, workload: &str) -> Option<u8> {
-    let (hw, wl) = pattern.split_once('/')?;
+    let key = crate::model::GroupKey::parse(pattern)?;
+    let (hw, wl) = (key.hardware.as_str(), key.workload.as_str());
     let hw_ok = hw == "*" || hw == hardware;
     let wl_ok = wl == "*" || wl == workload;
     (hw_ok && wl_ok).then_some(u8::from(hw != "*") + u8::from(wl != "*"))

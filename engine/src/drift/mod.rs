@@ -7,8 +7,10 @@ pub mod audit;
 pub mod declared;
 pub mod facts;
 pub mod frame;
+pub mod kind;
 pub mod remediate;
-pub mod sim;
+pub mod render;
+pub mod session;
 pub mod store;
 
 use crate::model::{DriftAction, DriftDecision, Host};
@@ -275,7 +277,7 @@ fn about(e: PolicyError, host: &str, d: &Divergence) -> PolicyError {
 
 /// The group name a host belongs to.
 pub fn group_of(h: &Host) -> String {
-    format!("{}/{}", h.hardware, h.workload)
+    h.group_name()
 }
 
 /// Decides one divergence: unreadable facts are `unknown` without asking the policy; the rest

@@ -13,6 +13,53 @@ pub enum StoreError {
     Write { path: PathBuf, message: String },
     #[error("cannot read `{}`: {message}", .path.display())]
     Read { path: PathBuf, message: String },
+    #[error("--drift-queue `{}` does not exist: run `fleetward drift audit` first", .path.display())]
+    NoQueue { path: PathBuf },
+}
+
+/// Which review queue holds hosts back from a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueChoice {
+    /// Plan as if no audit had been made.
+    Ignore,
+    /// The default queue in the default state directory, when there is one.
+    Default,
+    /// This queue, which must exist.
+    File(PathBuf),
+}
+
+impl QueueChoice {
+    /// The queue file to read, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            QueueChoice::Ignore => None,
+            QueueChoice::Default => Some(queue_path(&crate::paths::default_state_dir())),
+            QueueChoice::File(p) => Some(p.clone()),
+        }
+    }
+
+    /// The hosts of `hosts` the audit holds back.
+    pub fn held(&self, hosts: &[crate::model::Host]) -> Result<HeldHosts, StoreError> {
+        let Some(path) = self.path() else {
+            return Ok(HeldHosts::default());
+        };
+        match load_queue(&path)? {
+            Some(q) => Ok(HeldHosts {
+                hosts: q.held_among(hosts.iter().map(|h| h.name.as_str())),
+                source: Some((path.display().to_string(), q.audited_at)),
+            }),
+            None if matches!(self, QueueChoice::File(_)) => Err(StoreError::NoQueue { path }),
+            None => Ok(HeldHosts::default()),
+        }
+    }
+}
+
+/// The hosts a drift audit holds back, and where that came from.
+#[derive(Debug, Clone, Default)]
+pub struct HeldHosts {
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// The queue file and when its audit ran, when one was read.
+    pub source: Option<(String, String)>,
 }
 
 /// A review item waiting for a human.

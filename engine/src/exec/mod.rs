@@ -4,7 +4,6 @@
 //! a host fact holding shell metacharacters stays one literal argument.
 
 pub mod local;
-pub mod sim;
 pub mod ssh;
 
 use crate::clock::Clock;
@@ -166,5 +165,25 @@ mod tests {
             c.shell_line(),
             r#"install-kernel 6.8.0-45-generic 'a; rm -rf / #' 'it'\''s' '$(id)' ''"#
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// A real `sh` reads every quoted line back as the arguments it was made from.
+        #[test]
+        fn sh_reads_back_what_was_quoted(args in proptest::collection::vec("[ -~\t\n]{0,12}", 1..5)) {
+            let line = RemoteCommand::new(args.iter().cloned()).shell_line();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s\\0' {line}"))
+                .output()
+                .unwrap();
+            let got: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .split_terminator('\0')
+                .map(str::to_string)
+                .collect();
+            proptest::prop_assert_eq!(got, args);
+        }
     }
 }

@@ -10,6 +10,61 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How to reach hosts, as a rollout persists it (`rollout.json`) and the CLI flags fill it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SshSettings {
+    /// Identity file. Default: whatever ssh uses.
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+    /// A known_hosts file instead of the user's.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh config file instead of `~/.ssh/config`.
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
+    /// Accept and record keys of hosts never seen before.
+    #[serde(default)]
+    pub accept_new_host_keys: bool,
+    /// Seconds to wait for a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl SshSettings {
+    /// The same settings with every path made absolute (they outlive the working directory).
+    pub fn absolute(&self) -> SshSettings {
+        SshSettings {
+            ssh_key: self.ssh_key.as_deref().map(crate::paths::absolute),
+            known_hosts: self.known_hosts.as_deref().map(crate::paths::absolute),
+            ssh_config: self.ssh_config.as_deref().map(crate::paths::absolute),
+            ..self.clone()
+        }
+    }
+
+    /// An executor with its master sockets in `state_dir/ssh`.
+    pub fn executor(&self, state_dir: &std::path::Path) -> std::io::Result<SshExecutor> {
+        let control_dir = state_dir.join("ssh");
+        std::fs::create_dir_all(&control_dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create `{}`: {e}", control_dir.display()),
+            )
+        })?;
+        SshExecutor::new(SshOptions {
+            keyfile: self.ssh_key.clone(),
+            known_hosts_file: self.known_hosts.clone(),
+            config_file: self.ssh_config.clone(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            control_dir: Some(control_dir),
+        })
+    }
+}
+
 /// How to reach hosts.
 #[derive(Debug, Clone)]
 pub struct SshOptions {

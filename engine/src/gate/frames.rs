@@ -434,16 +434,24 @@ pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Coho
     Ok(out)
 }
 
+/// Long-form samples as columns of equal length: row `i` is one sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub host: &'a [String],
+    pub timestamp: &'a [i64],
+    pub metric: &'a [&'a str],
+    pub value: &'a [f64],
+}
+
 /// Writes samples as Parquet or CSV, by the file's extension.
-pub fn write(s: &crate::samplegen::Samples, path: &Path) -> Result<(), DataError> {
+pub fn write(s: Rows<'_>, path: &Path) -> Result<(), DataError> {
     let file = path.display().to_string();
     let err = read_err(&file);
-    let metric: Vec<&str> = s.metric.to_vec();
     let mut df = df!(
-        "host" => s.host.as_slice(),
-        "timestamp" => s.timestamp.as_slice(),
-        "metric" => metric,
-        "value" => s.value.as_slice(),
+        "host" => s.host,
+        "timestamp" => s.timestamp,
+        "metric" => s.metric,
+        "value" => s.value,
     )
     .map_err(&err)?;
     write_df(&mut df, path)

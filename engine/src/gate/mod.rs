@@ -6,8 +6,15 @@
 //! turns two cohorts (updated and baseline) into a [`Comparison`] with rank tests, shifts,
 //! event-rate tests and corrected p-values; `gates.rhai` decides on that.
 
+mod evaluate;
 pub mod frames;
+pub mod kind;
+pub mod render;
 pub mod stats;
+
+pub use evaluate::{
+    evaluate, gate_files, stage_name, warnings, FileGate, Files, GateError, Groups, Stage,
+};
 
 use serde::{Deserialize, Serialize};
 use stats::{Alternative, Shift};
@@ -472,6 +479,30 @@ pub fn compare(
         },
         groups: out_groups,
         events,
+    }
+}
+
+/// `[gates]` in `fleetward.toml`: sample floors, significance, correction.
+pub const SECTION: crate::config::SectionSpec = crate::config::SectionSpec {
+    name: "gates",
+    parse: |text| {
+        #[derive(Deserialize)]
+        struct Only {
+            #[serde(default)]
+            gates: GateSettings,
+        }
+        Ok(std::sync::Arc::new(
+            crate::config::section_of::<Only>(text)?.gates,
+        ))
+    },
+};
+
+impl crate::runtime::PolicySet {
+    /// `[gates]` in `fleetward.toml`.
+    pub fn gate_settings(&self) -> &GateSettings {
+        static DEFAULT: std::sync::OnceLock<GateSettings> = std::sync::OnceLock::new();
+        self.section::<GateSettings>(SECTION.name)
+            .unwrap_or_else(|| DEFAULT.get_or_init(GateSettings::default))
     }
 }
 

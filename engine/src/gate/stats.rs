@@ -280,18 +280,7 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
     out
 }
 
-/// The `q`-quantile of a sorted sample, linear between order statistics (numpy's default).
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
-    let a = *sorted.get(lo)?;
-    let b = *sorted.get((lo + 1).min(n - 1))?;
-    Some(a + (b - a) * frac)
-}
+pub use fleetward_stdlib::stats::quantile;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,11 @@ mod ansible;
 mod csv_format;
 mod fields;
 mod native;
+mod source;
 mod tree;
 
 pub use fields::{Field, FieldMap, FieldMapSpec, FieldSource, KernelCheck};
+pub use source::Source;
 
 use crate::model::Host;
 use serde::Serialize;
@@ -363,6 +365,34 @@ pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `[inventory]` in `fleetward.toml`: which variables hold which host fields.
+pub const SECTION: crate::config::SectionSpec = crate::config::SectionSpec {
+    name: "inventory",
+    parse: |text| {
+        #[derive(serde::Deserialize)]
+        struct Only {
+            #[serde(default)]
+            inventory: FieldMapSpec,
+        }
+        let spec = crate::config::section_of::<Only>(text)?.inventory;
+        let map = FieldMap::from_spec(&spec).map_err(|message| crate::config::ConfigError {
+            message,
+            line: 1,
+            col: 1,
+        })?;
+        Ok(std::sync::Arc::new(map))
+    },
+};
+
+impl crate::runtime::PolicySet {
+    /// How this set's inventories map variables to host fields (`[inventory]`).
+    pub fn field_map(&self) -> &FieldMap {
+        static DEFAULT: std::sync::OnceLock<FieldMap> = std::sync::OnceLock::new();
+        self.section::<FieldMap>(SECTION.name)
+            .unwrap_or_else(|| DEFAULT.get_or_init(FieldMap::default))
+    }
 }
 
 #[cfg(test)]

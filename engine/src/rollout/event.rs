@@ -20,7 +20,43 @@ pub enum Step {
     Undrain,
 }
 
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Step {
+    /// The step as the journal and JSON write it: `pre_check`, `drain`, … `undrain`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Step::PreCheck => "pre_check",
+            Step::Drain => "drain",
+            Step::Install => "install",
+            Step::SetBoot => "set_boot",
+            Step::Reboot => "reboot",
+            Step::WaitUp => "wait_up",
+            Step::Verify => "verify",
+            Step::PostCheck => "post_check",
+            Step::Undrain => "undrain",
+        }
+    }
+
+    /// The step in words: `pre-check`, `drain`, … `undrain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::PreCheck => "pre-check",
+            Step::Drain => "drain",
+            Step::Install => "install",
+            Step::SetBoot => "set-boot",
+            Step::Reboot => "reboot",
+            Step::WaitUp => "wait-up",
+            Step::Verify => "verify",
+            Step::PostCheck => "post-check",
+            Step::Undrain => "undrain",
+        }
+    }
+
     pub const ALL: [Step; 9] = [
         Step::PreCheck,
         Step::Drain,

@@ -4,6 +4,10 @@
 pub mod controller;
 pub mod event;
 pub mod journal;
+pub mod kind;
+pub mod render;
+pub mod session;
+pub mod settings;
 pub mod spec;
 pub mod state;
 

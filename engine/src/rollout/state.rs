@@ -81,6 +81,25 @@ pub enum Phase {
     Completed,
 }
 
+impl Phase {
+    /// The phase in words: `not started`, `running`, `paused`, `aborted`, `completed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::NotStarted => "not started",
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Aborted => "aborted",
+            Phase::Completed => "completed",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutState {
     pub phase: Phase,
@@ -243,12 +262,7 @@ impl RolloutState {
     /// Which host runs which kernel: what the host reported when last checked, or its
     /// inventory kernel (`initial`) when it was never rebooted.
     pub fn kernels(&self, initial: &dyn Fn(&str) -> Option<String>) -> Vec<HostKernel> {
-        let word = |s: Step| {
-            serde_json::to_value(s)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
+        let word = |s: Step| s.key();
         self.stages
             .iter()
             .flat_map(|st| st.hosts.iter())

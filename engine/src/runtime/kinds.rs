@@ -1,9 +1,8 @@
-//! The registry of policy kinds: which file holds each kind, the functions it must define, and
-//! the Rust type each function's result must convert to.
+//! What a policy kind is: its file, the functions it must (and may) define, and the check each
+//! function's result passes. The kinds themselves are declared by their domains and assembled
+//! into a [`Registry`] above the runtime, which knows none of them.
 
 use super::typed::from_dynamic;
-use crate::model::{DriftDecision, Verdict};
-use crate::plan::spec::{parse_blast_radius, parse_windows, Eligibility};
 use rhai::Dynamic;
 use serde_json::Value;
 
@@ -47,7 +46,8 @@ impl KindSpec {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+/// Converts a result to `T` and back to JSON, normalised.
+pub fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     d: &Dynamic,
 ) -> Result<(T, Value), String> {
     let t: T = from_dynamic(d)?;
@@ -55,17 +55,12 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     Ok((t, v))
 }
 
-fn json(d: &Dynamic) -> Result<Value, String> {
+/// A result as JSON.
+pub fn json(d: &Dynamic) -> Result<Value, String> {
     serde_json::to_value(d).map_err(|e| e.to_string())
 }
 
-fn check_eligible(d: &Dynamic) -> Result<Value, String> {
-    let v = json(d)?;
-    Eligibility::from_json(&v)?;
-    Ok(v)
-}
-
-fn check_positive(d: &Dynamic) -> Result<Value, String> {
+pub fn check_positive(d: &Dynamic) -> Result<Value, String> {
     let (n, v) = typed::<i64>(d)?;
     if n < 1 {
         return Err(format!("`{n}` is below 1"));
@@ -73,25 +68,13 @@ fn check_positive(d: &Dynamic) -> Result<Value, String> {
     Ok(v)
 }
 
-fn check_kernel(d: &Dynamic) -> Result<Value, String> {
+pub fn check_kernel(d: &Dynamic) -> Result<Value, String> {
     let (k, v) = typed::<String>(d)?;
     fleetward_stdlib::KernelVersion::parse(&k).map_err(|e| e.to_string())?;
     Ok(v)
 }
 
-fn check_blast_radius(d: &Dynamic) -> Result<Value, String> {
-    let v = json(d)?;
-    parse_blast_radius(&v)?;
-    Ok(v)
-}
-
-fn check_windows(d: &Dynamic) -> Result<Value, String> {
-    let v = json(d)?;
-    parse_windows(&v)?;
-    Ok(v)
-}
-
-fn check_count(d: &Dynamic) -> Result<Value, String> {
+pub fn check_count(d: &Dynamic) -> Result<Value, String> {
     let (n, v) = typed::<i64>(d)?;
     if n < 0 {
         return Err(format!("`{n}` is negative"));
@@ -99,198 +82,21 @@ fn check_count(d: &Dynamic) -> Result<Value, String> {
     Ok(v)
 }
 
-fn check_waves(d: &Dynamic) -> Result<Value, String> {
-    let (w, v) = typed::<Vec<f64>>(d)?;
-    if w.is_empty() {
-        return Err("the wave list is empty".into());
+/// The policy kinds and `fleetward.toml` sections a policy set is loaded with.
+#[derive(Debug, Clone, Copy)]
+pub struct Registry {
+    pub kinds: &'static [KindSpec],
+    pub sections: &'static [crate::config::SectionSpec],
+}
+
+impl Registry {
+    /// The kind whose file is `rel` (only files at the root of the policy directory).
+    pub fn kind_of_file(&self, rel: &str) -> Option<&'static KindSpec> {
+        self.kinds.iter().find(|k| k.file() == rel)
     }
-    let mut prev = 0.0;
-    for (i, p) in w.iter().enumerate() {
-        if !p.is_finite() || *p <= prev || *p > 100.0 {
-            return Err(format!(
-                "wave {i} is `{p}`: waves must be cumulative percentages, rising, in (0, 100]"
-            ));
-        }
-        prev = *p;
+
+    /// The kind called `name`.
+    pub fn kind(&self, name: &str) -> Option<&'static KindSpec> {
+        self.kinds.iter().find(|k| k.name == name)
     }
-    if (prev - 100.0).abs() > f64::EPSILON {
-        return Err(format!("the last wave is `{prev}`, it must be 100"));
-    }
-    Ok(v)
-}
-
-fn check_verdict(d: &Dynamic) -> Result<Value, String> {
-    typed::<Verdict>(d).map(|x| x.1)
-}
-
-fn check_drift(d: &Dynamic) -> Result<Value, String> {
-    typed::<DriftDecision>(d).map(|x| x.1)
-}
-
-fn check_steps(d: &Dynamic) -> Result<Value, String> {
-    let (s, v) = typed::<crate::rollout::spec::Steps>(d)?;
-    s.validate()?;
-    Ok(v)
-}
-
-fn check_budget(d: &Dynamic) -> Result<Value, String> {
-    typed::<crate::rollout::spec::FailureBudget>(d).map(|x| x.1)
-}
-
-fn check_signals(d: &Dynamic) -> Result<Value, String> {
-    let (s, v) = typed::<crate::rollout::spec::Signals>(d)?;
-    s.validate()?;
-    Ok(v)
-}
-
-fn check_catalogue(d: &Dynamic) -> Result<Value, String> {
-    if !d.is_map() {
-        return Err(format!("got `{}`", d.type_name()));
-    }
-    let v = serde_json::to_value(d).map_err(|e| e.to_string())?;
-    crate::cache::parse_catalogue(&v)?;
-    Ok(v)
-}
-
-/// Every policy kind fleetward knows.
-pub static KINDS: &[KindSpec] = &[
-    KindSpec {
-        name: "rollout",
-        doc: "Which hosts take the new kernel, in which waves, how fast.",
-        required: &[
-            FnSpec {
-                name: "eligible",
-                params: &["host"],
-                returns: "`true`, `false` or `exclude(reason)`",
-                doc: "Whether a host may take part in the rollout, and if not, why.",
-                check: check_eligible,
-            },
-            FnSpec {
-                name: "canary",
-                params: &["group"],
-                returns: "a non-negative int",
-                doc: "How many canaries to take from a hardware × workload group.",
-                check: check_count,
-            },
-            FnSpec {
-                name: "waves",
-                params: &[],
-                returns: "an array of rising cumulative percentages ending in 100",
-                doc: "The waves, as cumulative percentages of the eligible fleet.",
-                check: check_waves,
-            },
-            FnSpec {
-                name: "bake",
-                params: &["wave"],
-                returns: "a non-negative int (seconds)",
-                doc: "How long to watch a stage (`wave.kind`, `wave.wave`, `wave.part`) before its gate.",
-                check: check_count,
-            },
-        ],
-        optional: &[
-            FnSpec {
-                name: "target_kernel",
-                params: &[],
-                returns: "a kernel version string",
-                doc: "The kernel to roll out (`--kernel` overrides it).",
-                check: check_kernel,
-            },
-            FnSpec {
-                name: "max_in_flight",
-                params: &["wave"],
-                returns: "a positive int",
-                doc: "How many hosts of a stage may be updating at once. Default: no limit.",
-                check: check_positive,
-            },
-            FnSpec {
-                name: "blast_radius",
-                params: &[],
-                returns: "a map from scope to `#{in_flight, per_wave}` (counts or `percent(n)`)",
-                doc: "Limits per rack, datacenter, hardware, workload, group or `fact:NAME`. Default: none.",
-                check: check_blast_radius,
-            },
-            FnSpec {
-                name: "windows",
-                params: &[],
-                returns: "an array of `#{days, start, end, tz}`",
-                doc: "Maintenance windows batches must fit in. Default: `[]`, any time.",
-                check: check_windows,
-            },
-            FnSpec {
-                name: "host_time",
-                params: &["group"],
-                returns: "a non-negative int (seconds)",
-                doc: "Estimated time to update one host of a group. Default: 15 minutes.",
-                check: check_count,
-            },
-            FnSpec {
-                name: "steps",
-                params: &["host"],
-                returns: "a map of step name to commands (`#{name, run, timeout, expect}`)",
-                doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. Needed by `rollout start` and `simulate`.",
-                check: check_steps,
-            },
-            FnSpec {
-                name: "failure_budget",
-                params: &[],
-                returns: "a map `#{per_stage, total}` (counts or `percent(n)`)",
-                doc: "Failed hosts tolerated per stage and across the rollout before it pauses. Default: 1 per stage, 1% in all.",
-                check: check_budget,
-            },
-            FnSpec {
-                name: "signals",
-                params: &[],
-                returns: "a map `#{metrics, every, timeout}`",
-                doc: "The metrics command run on a stage's hosts during its bake, and how often. Needed by `rollout start` and `simulate`.",
-                check: check_signals,
-            },
-        ],
-    },
-    KindSpec {
-        name: "gates",
-        doc: "Whether a stage passes, pauses or fails, from its metrics and events.",
-        required: &[FnSpec {
-            name: "gate",
-            params: &["w"],
-            returns: "a verdict (`pass()`, `pause(reason)`, `fail(reason)`)",
-            doc: "The verdict on a stage.",
-            check: check_verdict,
-        }],
-        optional: &[],
-    },
-    KindSpec {
-        name: "drift",
-        doc: "What to do about each divergence from declared state.",
-        required: &[FnSpec {
-            name: "classify",
-            params: &["item"],
-            returns:
-                "`auto(reason, commands)`, `review(reason)` or `acknowledged(reason, expires)`: a map `#{action, reason, commands, expires}`",
-            doc: "The decision for one divergence.",
-            check: check_drift,
-        }],
-        optional: &[],
-    },
-    KindSpec {
-        name: "cache",
-        doc: "The catalogue of runtime cache commands.",
-        required: &[FnSpec {
-            name: "commands",
-            params: &[],
-            returns: "a map from command name to `#{description, safety, params, target, guards, run, revert_after}`",
-            doc: "The cache command catalogue: each entry's `run(p, r)` function sends Redis commands round by round.",
-            check: check_catalogue,
-        }],
-        optional: &[],
-    },
-];
-
-/// The kind whose file is `rel` (only files at the root of the policy directory).
-pub fn kind_of_file(rel: &str) -> Option<&'static KindSpec> {
-    KINDS.iter().find(|k| k.file() == rel)
-}
-
-/// The kind called `name`.
-pub fn kind(name: &str) -> Option<&'static KindSpec> {
-    KINDS.iter().find(|k| k.name == name)
 }

@@ -1,6 +1,7 @@
 //! The policy runtime: compiling a policy directory into a validated, hashed [`PolicySet`] and
 //! calling its functions under limits. Pure: it reads nothing but the snapshot it is given.
 
+pub mod callable;
 pub(crate) mod diag;
 pub(crate) mod engine;
 pub mod kinds;

@@ -2,13 +2,11 @@
 
 use super::diag::{eval_error, parse_error, Sources, SHIM_SOURCE};
 use super::engine::{build_engine, EvalScope};
-use super::kinds::{kind_of_file, KindSpec};
+use super::kinds::{KindSpec, Registry};
 use super::resolver::SetResolver;
 use super::typed::{from_dynamic, IntoArgs};
-use crate::config::{Limits, Settings, CONFIG_FILE};
+use crate::config::{Limits, Section, Settings, CONFIG_FILE};
 use crate::error::{line_col, Diagnostic, DiagnosticKind, PolicyError};
-use crate::gate::GateSettings;
-use crate::inventory::FieldMap;
 use crate::source::SourceTree;
 use rhai::{CallFnOptions, Dynamic, Engine, FnAccess, Module, Scope, AST};
 use serde::de::DeserializeOwned;
@@ -17,10 +15,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// How to load a set beyond what the directory says.
-#[derive(Debug, Clone, Default)]
+/// (`Default` gives fleetward's own kinds and sections; it lives with the registry, above the
+/// runtime.)
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// `--limit KEY=VALUE` overrides, applied after `fleetward.toml`.
     pub limit_overrides: Vec<String>,
+    /// The policy kinds and settings sections to load with.
+    pub registry: Registry,
 }
 
 /// A function a policy file defines.
@@ -74,16 +76,15 @@ pub struct Traced<T> {
 
 /// A compiled and validated policy directory. Immutable: a reload builds a new one.
 pub struct PolicySet {
-    tree: SourceTree,
-    limits: Limits,
-    field_map: FieldMap,
-    gate_settings: GateSettings,
-    cache_settings: crate::config::CacheSettings,
-    engine: Engine,
+    pub(super) tree: SourceTree,
+    pub(super) limits: Limits,
+    sections: BTreeMap<&'static str, Section>,
+    registry: Registry,
+    pub(super) engine: Engine,
     shims: AST,
     shim_names: HashSet<String>,
-    policies: BTreeMap<&'static str, PolicyFile>,
-    modules: Vec<String>,
+    pub(super) policies: BTreeMap<&'static str, PolicyFile>,
+    pub(super) modules: Vec<String>,
     pub(super) tests: Vec<TestFile>,
 }
 
@@ -122,7 +123,7 @@ pub(crate) fn fn_location(text: &str, name: &str) -> (usize, usize) {
 }
 
 /// Points `d` at the definition of `fn func` in `file` (or at its first line).
-fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic {
+pub(super) fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic {
     let text = tree.text(file);
     let (line, col) = text
         .as_deref()
@@ -133,7 +134,7 @@ fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic
 
 /// The functions a file defines by name (closures compile to anonymous ones, which nothing
 /// calls by name and no listing shows).
-fn public_fns(ast: &AST) -> Vec<FnSig> {
+pub(super) fn public_fns(ast: &AST) -> Vec<FnSig> {
     let ident = |n: &str| {
         n.chars()
             .next()
@@ -163,25 +164,18 @@ impl PolicySet {
     /// zero-argument functions. Every problem found is reported, not just the first.
     pub fn compile(tree: SourceTree, opts: &LoadOptions) -> Result<PolicySet, PolicyError> {
         let settings = match tree.config() {
-            None => Settings::default(),
-            Some(text) => Settings::parse(text).map_err(|(msg, line, col)| {
-                PolicyError::Invalid(vec![Diagnostic::new(
-                    DiagnosticKind::Config,
-                    format!("invalid `{CONFIG_FILE}`: {msg}"),
-                )
-                .at(CONFIG_FILE, line, col, Some(text.clone()))])
-            })?,
-        };
-        let field_map = FieldMap::from_spec(&settings.inventory).map_err(|m| {
+            None => Settings::parse("", opts.registry.sections),
+            Some(text) => Settings::parse(text, opts.registry.sections),
+        }
+        .map_err(|e| {
             PolicyError::Invalid(vec![Diagnostic::new(
                 DiagnosticKind::Config,
-                format!("invalid `{CONFIG_FILE}`: {m}"),
+                format!("invalid `{CONFIG_FILE}`: {}", e.message),
             )
-            .at(CONFIG_FILE, 1, 1, tree.config().cloned())])
+            .at(CONFIG_FILE, e.line, e.col, tree.config().cloned())])
         })?;
         let mut limits = settings.limits;
-        let gate_settings = settings.gates.clone();
-        let cache_settings = settings.cache.clone();
+        let sections = settings.sections;
         for o in &opts.limit_overrides {
             limits.set(o).map_err(|m| {
                 PolicyError::Invalid(vec![Diagnostic::new(DiagnosticKind::Config, m)])
@@ -221,7 +215,7 @@ impl PolicySet {
             .collect();
         for rel in asts.keys() {
             let fns = fns_of.get(rel).cloned().unwrap_or_default();
-            if let Some(spec) = kind_of_file(rel) {
+            if let Some(spec) = opts.registry.kind_of_file(rel) {
                 let text = tree.text(rel);
                 for req in spec.functions() {
                     let same_name: Vec<&FnSig> =
@@ -339,9 +333,8 @@ impl PolicySet {
         let set = PolicySet {
             tree,
             limits,
-            field_map,
-            gate_settings,
-            cache_settings,
+            sections,
+            registry: opts.registry,
             engine,
             shims,
             shim_names,
@@ -394,20 +387,14 @@ impl PolicySet {
         &self.limits
     }
 
-    /// `[gates]` in `fleetward.toml`: sample floors, significance, correction.
-    pub fn gate_settings(&self) -> &GateSettings {
-        &self.gate_settings
+    /// A section of `fleetward.toml`, as its domain parsed it.
+    pub fn section<T: 'static>(&self, name: &str) -> Option<&T> {
+        self.sections.get(name).and_then(|s| s.downcast_ref::<T>())
     }
 
-    /// `[cache]` in `fleetward.toml`.
-    pub fn cache_settings(&self) -> &crate::config::CacheSettings {
-        &self.cache_settings
-    }
-
-    /// How this set's inventories map variables to host fields (`[inventory]` in
-    /// `fleetward.toml`).
-    pub fn field_map(&self) -> &FieldMap {
-        &self.field_map
+    /// The kinds and sections this set was loaded with.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn engine(&self) -> &Engine {

@@ -17,6 +17,7 @@ fn load_with(files: &[(&str, &str)], limits: &[&str]) -> Result<PolicySet, Polic
         tree(files),
         &LoadOptions {
             limit_overrides: limits.iter().map(|s| s.to_string()).collect(),
+            ..LoadOptions::default()
         },
     )
 }

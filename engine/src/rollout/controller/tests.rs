@@ -5,11 +5,11 @@
 use super::*;
 use crate::alert::Alerts;
 use crate::clock::VirtualClock;
-use crate::exec::sim::{Faults, SimExecutor, Timing};
 use crate::plan::PlanRequest;
 use crate::rollout::state::RolloutState;
 use crate::runtime::LoadOptions;
-use crate::samplegen::{self, Scenario};
+use crate::sim::exec::{Faults, SimExecutor, Timing};
+use crate::sim::samplegen::{self, Scenario};
 
 const TARGET: &str = "6.8.0-45-generic";
 
@@ -75,7 +75,7 @@ fn world() -> World {
     let refs: Vec<&Host> = hosts.iter().collect();
     let samples = samplegen::generate(&refs, Scenario::Baseline, 24, 1_700_000_000);
     let base = dir.path().join("baseline.parquet");
-    frames::write(&samples, &base).unwrap();
+    crate::gate::frames::write(samples.rows(), &base).unwrap();
     // A Monday, 06:00 in Los Angeles: inside the shipped policy's windows.
     let start: jiff::Timestamp = "2026-12-07T14:00:00Z".parse().unwrap();
     let plan = crate::plan::plan(

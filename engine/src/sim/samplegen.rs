@@ -51,6 +51,16 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// The samples as rows for [`frames::write`](crate::gate::frames::write).
+    pub fn rows(&self) -> crate::gate::frames::Rows<'_> {
+        crate::gate::frames::Rows {
+            host: &self.host,
+            timestamp: &self.timestamp,
+            metric: &self.metric,
+            value: &self.value,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.value.len()
     }
@@ -149,7 +159,7 @@ pub fn generate_metrics(
     let mut reboots = 0;
     let mut sparse_seen = 0;
     for h in hosts {
-        let group = format!("{}/{}", h.hardware, h.workload);
+        let group = h.group_name();
         if scenario == Scenario::SparseGroup && group == SPARSE_GROUP {
             sparse_seen += 1;
             if sparse_seen > 1 {
@@ -188,10 +198,41 @@ pub fn generate_metrics(
     s
 }
 
+/// Samples of `scenario` for an inventory: the baseline from the hosts `cohorts` leaves out
+/// of the canaries (at most `per_group` of each group, 0 for all), any other scenario from
+/// the canaries. Timestamps start at 2026-12-07T14:00:00Z.
+pub fn for_inventory(
+    hosts: &[Host],
+    scenario: Scenario,
+    per_group: usize,
+    timestamps: usize,
+) -> (Samples, usize) {
+    let (updated, baseline) = cohorts(hosts);
+    let chosen: Vec<&Host> = if scenario == Scenario::Baseline && per_group > 0 {
+        let mut seen = BTreeMap::<crate::model::GroupKey, usize>::new();
+        baseline
+            .into_iter()
+            .filter(|h| {
+                let n = seen.entry(h.group()).or_default();
+                *n += 1;
+                *n <= per_group
+            })
+            .collect()
+    } else if scenario == Scenario::Baseline {
+        baseline
+    } else {
+        updated
+    };
+    (
+        generate(&chosen, scenario, timestamps, 1_796_738_400),
+        chosen.len(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleetgen::{generate as fleet, FleetSpec};
+    use crate::sim::fleetgen::{generate as fleet, FleetSpec};
 
     #[test]
     fn cohorts_cover_groups_and_samples_are_deterministic() {

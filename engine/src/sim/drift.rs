@@ -3,9 +3,9 @@
 //! (and, optionally, random ones at a given rate).
 //! The simulator answers the facts command and the usual fix commands from these tables.
 
-use super::declared::{Declared, HostSpec};
-use super::facts::Fact;
-use super::Kind;
+use crate::drift::declared::{Declared, HostSpec};
+use crate::drift::facts::Fact;
+use crate::drift::Kind;
 use crate::model::Host;
 use crate::plan::keyed_hash;
 use serde::Deserialize;
@@ -50,23 +50,50 @@ pub struct SimFile {
     pub drift: Vec<SimItem>,
 }
 
+/// A simulation file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SimFileError(pub String);
+
+/// An executor whose hosts report the facts `file` describes (and answer the shipped fix
+/// commands), for `drift --simulate FILE`.
+pub fn executor(
+    file: &Path,
+    declared: &Declared,
+    hosts: &[Host],
+    now: jiff::Timestamp,
+) -> Result<super::exec::SimExecutor, SimFileError> {
+    use super::exec::{Faults, SimExecutor, Timing};
+    let simfile = SimFile::load(file)?;
+    let (tables, unreachable) = tables(declared, hosts, &simfile)?;
+    let faults = Faults {
+        unreachable,
+        ..Faults::default()
+    };
+    let timing = Timing {
+        command: std::time::Duration::ZERO,
+        ..Timing::default()
+    };
+    Ok(SimExecutor::new(hosts, faults, timing, now).with_drift(tables))
+}
+
 impl SimFile {
-    pub fn load(path: &Path) -> Result<SimFile, String> {
+    pub fn load(path: &Path) -> Result<SimFile, SimFileError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            .map_err(|e| SimFileError(format!("cannot read `{}`: {e}", path.display())))?;
         let f: SimFile = toml::from_str(&text).map_err(|e| {
             let (line, col) = e
                 .span()
                 .map(|s| crate::error::line_col(&text, s.start))
                 .unwrap_or((1, 1));
-            format!("{}:{line}:{col}: {}", path.display(), e.message())
+            SimFileError(format!("{}:{line}:{col}: {}", path.display(), e.message()))
         })?;
         if !(0.0..=1.0).contains(&f.random_rate) {
-            return Err(format!(
+            return Err(SimFileError(format!(
                 "{}: random_rate `{}` is not between 0 and 1",
                 path.display(),
                 f.random_rate
-            ));
+            )));
         }
         Ok(f)
     }
@@ -106,7 +133,7 @@ pub fn tables(
     declared: &Declared,
     hosts: &[Host],
     sim: &SimFile,
-) -> Result<(HashMap<String, FactTable>, HashSet<String>), String> {
+) -> Result<(HashMap<String, FactTable>, HashSet<String>), SimFileError> {
     let names: HashSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     for n in sim
         .unreachable
@@ -114,7 +141,9 @@ pub fn tables(
         .chain(sim.drift.iter().map(|d| &d.host))
     {
         if !names.contains(n.as_str()) {
-            return Err(format!("simulated host `{n}` is not in the inventory"));
+            return Err(SimFileError(format!(
+                "simulated host `{n}` is not in the inventory"
+            )));
         }
     }
     let mut out = HashMap::with_capacity(hosts.len());
@@ -149,12 +178,12 @@ pub fn tables(
             (Some(a), None) => Fact::Value(a.clone()),
             (None, Some(u)) => Fact::Unknown(u.clone()),
             _ => {
-                return Err(format!(
+                return Err(SimFileError(format!(
                     "simulated drift on `{}` ({} `{}`) needs exactly one of `actual` and `unknown`",
                     d.host,
                     d.kind.as_str(),
                     d.key
-                ))
+                )))
             }
         };
         if let Some(t) = out.get_mut(&d.host) {

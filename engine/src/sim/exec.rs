@@ -12,15 +12,15 @@
 //!   (`sysctl -w`, the sysctl persister, `systemctl start|enable`, `modprobe`, `chmod`,
 //!   `apt-get install -y --no-install-recommends PKG=VERSION`)
 
-use super::{ExecError, Executor, Output, RemoteCommand};
+use super::drift::{FactKey, FactTable};
+use super::samplegen::{level, normal};
 use crate::clock::{epoch_secs, Clock};
 use crate::drift::facts::{as_facts_request, render_facts, Fact, Request};
-use crate::drift::sim::{FactKey, FactTable};
 use crate::drift::Kind;
+use crate::exec::{ExecError, Executor, Output, RemoteCommand};
 use crate::gate::STANDARD_METRICS;
 use crate::model::Host;
 use crate::plan::{keyed_hash, splitmix64_finish};
-use crate::samplegen::{level, normal};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -391,7 +391,7 @@ impl SimExecutor {
             stderr: e,
         };
         // The one-shot reboot wrapper: a marker of this boot means the reboot was issued.
-        let argv = match super::parse_reboot_once(argv) {
+        let argv = match crate::exec::parse_reboot_once(argv) {
             Some((token, _)) if h.reboot_markers.iter().any(|m| m == token) => {
                 return Ok(ok("this reboot was already issued in this boot\n".into()));
             }

@@ -205,77 +205,104 @@ fn fact_text(v: &Value) -> String {
     }
 }
 
-/// A TOML basic string (JSON's escapes are valid TOML).
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-/// fleetward's own TOML: one inline table per host.
+/// fleetward's own TOML: a `[[hosts]]` table per host, written by the `toml` serializer.
 pub fn to_toml(hosts: &[Host]) -> String {
-    let mut out = String::from("# fleetward inventory: one host per line.\nhosts = [\n");
-    for h in hosts {
-        let mut fields = vec![
-            format!("name = {}", toml_str(&h.name)),
-            format!("address = {}", toml_str(&h.address)),
-            format!("hardware = {}", toml_str(&h.hardware)),
-            format!("workload = {}", toml_str(&h.workload)),
-            format!("datacenter = {}", toml_str(&h.datacenter)),
-            format!("rack = {}", toml_str(&h.rack)),
-            format!("kernel = {}", toml_str(&h.kernel)),
-        ];
-        if !h.tags.is_empty() {
-            let t: Vec<String> = h.tags.iter().map(|t| toml_str(t)).collect();
-            fields.push(format!("tags = [{}]", t.join(", ")));
-        }
-        for (k, v) in &h.facts {
-            let tv = match v {
-                Value::Number(n) => n.to_string(),
-                other => toml_str(&fact_text(other)),
-            };
-            fields.push(format!("{k} = {tv}"));
-        }
-        let _ = writeln!(out, "  {{ {} }},", fields.join(", "));
-    }
-    out.push_str("]\n");
-    out
+    use toml::Value as T;
+    let rows: Vec<T> = hosts
+        .iter()
+        .map(|h| {
+            let mut t = toml::Table::new();
+            for (k, v) in [
+                ("name", &h.name),
+                ("address", &h.address),
+                ("hardware", &h.hardware),
+                ("workload", &h.workload),
+                ("datacenter", &h.datacenter),
+                ("rack", &h.rack),
+                ("kernel", &h.kernel),
+            ] {
+                t.insert(k.into(), T::String(v.clone()));
+            }
+            if !h.tags.is_empty() {
+                t.insert(
+                    "tags".into(),
+                    T::Array(h.tags.iter().cloned().map(T::String).collect()),
+                );
+            }
+            for (k, v) in &h.facts {
+                let tv = match v {
+                    Value::Number(n) => n
+                        .as_i64()
+                        .map(T::Integer)
+                        .or_else(|| n.as_f64().map(T::Float))
+                        .unwrap_or_else(|| T::String(n.to_string())),
+                    other => T::String(fact_text(other)),
+                };
+                t.insert(k.clone(), tv);
+            }
+            T::Table(t)
+        })
+        .collect();
+    let mut doc = toml::Table::new();
+    doc.insert("hosts".into(), T::Array(rows));
+    format!(
+        "# fleetward inventory.\n{}",
+        toml::to_string(&doc).unwrap_or_default()
+    )
 }
 
-/// CSV with a header row; tags separated by `;`.
+/// CSV with a header row; tags separated by `;`. Written by the `csv` crate, so a field with
+/// a comma or quote is quoted.
 pub fn to_csv(hosts: &[Host]) -> String {
     let fact_keys: Vec<String> = hosts
         .first()
         .map(|h| h.facts.keys().cloned().collect())
         .unwrap_or_default();
-    let mut out = format!(
-        "name,address,hardware,workload,datacenter,rack,kernel,tags{}\n",
-        fact_keys
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let header = [
+        "name",
+        "address",
+        "hardware",
+        "workload",
+        "datacenter",
+        "rack",
+        "kernel",
+        "tags",
+    ];
+    let _ = w.write_record(
+        header
             .iter()
-            .map(|k| format!(",{k}"))
-            .collect::<String>()
+            .copied()
+            .chain(fact_keys.iter().map(String::as_str)),
     );
     for h in hosts {
-        let _ = write!(
-            out,
-            "{},{},{},{},{},{},{},{}",
-            h.name,
-            h.address,
-            h.hardware,
-            h.workload,
-            h.datacenter,
-            h.rack,
-            h.kernel,
-            h.tags.join(";")
+        let tags = h.tags.join(";");
+        let facts: Vec<String> = fact_keys
+            .iter()
+            .map(|k| h.facts.get(k).map(fact_text).unwrap_or_default())
+            .collect();
+        let _ = w.write_record(
+            [
+                &h.name,
+                &h.address,
+                &h.hardware,
+                &h.workload,
+                &h.datacenter,
+                &h.rack,
+                &h.kernel,
+                &tags,
+            ]
+            .into_iter()
+            .map(String::as_str)
+            .chain(facts.iter().map(String::as_str)),
         );
-        for k in &fact_keys {
-            let _ = write!(
-                out,
-                ",{}",
-                h.facts.get(k).map(fact_text).unwrap_or_default()
-            );
-        }
-        out.push('\n');
     }
-    out
+    w.into_inner()
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 /// Hosts by datacenter, in fleet order.
@@ -348,6 +375,22 @@ pub fn to_ansible_yaml(hosts: &[Host]) -> String {
     }
     out
 }
+
+/// A generated fleet as inventory text in `format` (`toml`, `csv`, `ini`, `yaml`).
+pub fn write(hosts: &[Host], format: &str) -> Result<String, UnknownFormat> {
+    Ok(match format {
+        "toml" => to_toml(hosts),
+        "csv" => to_csv(hosts),
+        "ini" => to_ansible_ini(hosts),
+        "yaml" => to_ansible_yaml(hosts),
+        other => return Err(UnknownFormat(other.to_string())),
+    })
+}
+
+/// An inventory format the generator does not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format `{0}`; formats are toml, csv, ini, yaml")]
+pub struct UnknownFormat(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,24 @@
+//! The `gates` policy kind: `gate(w)` and the verdict it returns.
+
+use crate::model::Verdict;
+use crate::runtime::kinds::{typed, FnSpec, KindSpec};
+use rhai::Dynamic;
+use serde_json::Value;
+
+fn check_verdict(d: &Dynamic) -> Result<Value, String> {
+    typed::<Verdict>(d).map(|x| x.1)
+}
+
+/// The kind.
+pub const GATES: KindSpec = KindSpec {
+    name: "gates",
+    doc: "Whether a stage passes, pauses or fails, from its metrics and events.",
+    required: &[FnSpec {
+        name: "gate",
+        params: &["w"],
+        returns: "a verdict (`pass()`, `pause(reason)`, `fail(reason)`)",
+        doc: "The verdict on a stage.",
+        check: check_verdict,
+    }],
+    optional: &[],
+};

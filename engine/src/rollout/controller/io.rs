@@ -1,0 +1,182 @@
+//! What the controller touches outside itself: the live policy set, operator requests (and
+//! the control file that carries them), the observer, the options and the errors.
+
+use super::*;
+
+/// The live policy set, swapped by hot reload.
+pub trait PolicySource: Send + Sync {
+    fn current(&self) -> Option<Arc<PolicySet>>;
+}
+
+impl PolicySource for PolicyStore {
+    fn current(&self) -> Option<Arc<PolicySet>> {
+        PolicyStore::current(self)
+    }
+}
+
+/// A fixed policy set.
+impl PolicySource for Arc<PolicySet> {
+    fn current(&self) -> Option<Arc<PolicySet>> {
+        Some(Arc::clone(self))
+    }
+}
+
+/// An operator's request to a running controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Request {
+    Pause { reason: String },
+    Abort { reason: String },
+}
+
+/// Where requests from outside the controller come from: an operator's pause or abort, and
+/// hosts a drift audit says to leave alone.
+pub trait Control: Send + Sync {
+    /// The pending request, if any, consumed.
+    fn take(&self) -> Option<Request>;
+
+    /// Hosts to leave out from now on, with why; asked before each batch. Only hosts nothing
+    /// has been done to yet are left out: one in the middle of its update finishes it.
+    fn held(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}
+
+/// Requests as a file in the state directory: `rollout pause` and `rollout abort` write it
+/// while a controller holds the lock; the controller reads and removes it between steps.
+#[derive(Debug, Clone)]
+pub struct ControlFile {
+    path: PathBuf,
+    /// The review queue of `drift audit`, read before each batch.
+    drift_queue: Option<PathBuf>,
+}
+
+pub const CONTROL_FILE: &str = "control.json";
+
+impl ControlFile {
+    pub fn new(dir: &Path) -> Self {
+        ControlFile {
+            path: dir.join(CONTROL_FILE),
+            drift_queue: None,
+        }
+    }
+
+    /// Also holds back the hosts the drift review queue at `path` holds.
+    pub fn with_drift_queue(mut self, path: Option<PathBuf>) -> Self {
+        self.drift_queue = path;
+        self
+    }
+
+    /// Leaves a request for the controller (written whole, then renamed into place).
+    pub fn request(dir: &Path, req: &Request) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{CONTROL_FILE}.tmp"));
+        let body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, dir.join(CONTROL_FILE))
+    }
+}
+
+impl Control for ControlFile {
+    fn held(&self) -> BTreeMap<String, String> {
+        let Some(path) = &self.drift_queue else {
+            return BTreeMap::new();
+        };
+        match crate::drift::store::load_queue(path) {
+            Ok(Some(q)) => q.held.into_iter().map(|h| (h.host, h.reason)).collect(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!("ignoring the drift review queue: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn take(&self) -> Option<Request> {
+        let body = std::fs::read(&self.path).ok()?;
+        let _ = std::fs::remove_file(&self.path);
+        match serde_json::from_slice(&body) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("ignoring unreadable request `{}`: {e}", self.path.display());
+                None
+            }
+        }
+    }
+}
+
+/// No operator requests.
+pub struct NoControl;
+
+impl Control for NoControl {
+    fn take(&self) -> Option<Request> {
+        None
+    }
+}
+
+/// Sees every record as it is appended, and notes that are not records.
+pub trait Observer: Send + Sync {
+    fn record(&self, record: &Record, state: &RolloutState);
+    fn note(&self, _message: &str) {}
+    /// Before the run: how many hosts it covers.
+    fn begin(&self, _hosts: usize) {}
+    /// After the run, before the final report.
+    fn finish(&self) {}
+}
+
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn record(&self, _: &Record, _: &RolloutState) {}
+}
+
+/// Everything the controller touches outside itself.
+#[derive(Clone, Copy)]
+pub struct Io<'a> {
+    pub exec: &'a dyn Executor,
+    pub clock: &'a dyn Clock,
+    pub alerts: &'a dyn AlertSink,
+    pub policies: &'a dyn PolicySource,
+    pub control: &'a dyn Control,
+    pub observer: &'a dyn Observer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The rollout's name in alerts.
+    pub name: String,
+    /// Threads driving hosts at once (a batch never exceeds its planned size either).
+    pub workers: usize,
+    /// Overrides every bake, in seconds.
+    pub bake: Option<u64>,
+    /// Honour `windows()` before each batch.
+    pub windows: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name: "rollout".into(),
+            workers: 64,
+            bake: None,
+            windows: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,163 @@
+//! Operator requests and pauses: pause, abort, resume (acknowledging failures, accepting a
+//! gate), and the halt check every loop makes.
+
+use super::*;
+
+impl<'a> Controller<'a> {
+    /// Pauses (if running) and alerts.
+    pub(super) fn pause(
+        &self,
+        kind: &str,
+        severity: Severity,
+        stage: Option<usize>,
+        summary: String,
+        reasons: Vec<String>,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        let hash = self.hash();
+        {
+            let mut sh = self.lock();
+            if sh.state.phase != Phase::Running {
+                return Ok(());
+            }
+            self.append_locked(
+                &mut sh,
+                Event::Paused {
+                    reason: summary.clone(),
+                },
+                &hash,
+                clock,
+            )?;
+        }
+        self.alert(severity, kind, stage, summary, reasons);
+        Ok(())
+    }
+
+    /// Pauses because the live policy could not decide (the message names `file:line:col`).
+    pub(super) fn policy_pause(
+        &self,
+        stage: Option<usize>,
+        message: String,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        self.pause(
+            "policy_error",
+            Severity::Critical,
+            stage,
+            message,
+            vec![],
+            clock,
+        )
+    }
+
+    /// Applies an operator request.
+    pub(super) fn apply_request(
+        &self,
+        req: Request,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        match req {
+            Request::Pause { reason } => self.pause(
+                "manual_pause",
+                Severity::Info,
+                None,
+                format!("paused by an operator: {reason}"),
+                vec![],
+                clock,
+            ),
+            Request::Abort { reason } => self.abort(&reason, clock),
+        }
+    }
+
+    /// Stops the rollout for good; hosts stay as they are.
+    pub fn abort(&self, reason: &str, clock: &dyn Clock) -> Result<(), ControllerError> {
+        let done = self.with_state(|s| matches!(s.phase, Phase::Aborted | Phase::Completed));
+        if done {
+            return Ok(());
+        }
+        self.emit(
+            Event::Aborted {
+                reason: reason.to_string(),
+            },
+            clock,
+        )?;
+        self.alert(
+            Severity::Warning,
+            "aborted",
+            None,
+            format!("rollout aborted: {reason}"),
+            vec![],
+        );
+        Ok(())
+    }
+
+    /// Pauses a rollout that no controller is running (the caller holds the lock).
+    pub fn pause_now(&self, reason: &str) -> Result<(), ControllerError> {
+        self.apply_request(
+            Request::Pause {
+                reason: reason.to_string(),
+            },
+            self.io.clock,
+        )
+    }
+
+    /// Marks a paused rollout running again. With `acknowledge`, hosts that failed so far
+    /// stop counting against the failure budget. With `accept_gate`, the stage whose gate
+    /// paused is recorded as passed by the operator.
+    pub fn resume(&self, acknowledge: bool, accept_gate: bool) -> Result<(), ControllerError> {
+        let (phase, failed, paused_gate) = self.with_state(|s| {
+            let failed: Vec<String> = s
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.failed.is_some() && !h.acknowledged)
+                .map(|(n, _)| n.clone())
+                .collect();
+            let gate = s.next_stage().and_then(|st| {
+                s.gates
+                    .get(&st)
+                    .filter(|(v, _)| *v != VerdictKind::Pass)
+                    .map(|(_, r)| (st, r.clone()))
+            });
+            (s.phase.clone(), failed, gate)
+        });
+        match phase {
+            Phase::Paused => {}
+            Phase::Running => return Ok(()),
+            other => {
+                return Err(ControllerError::Invalid(format!(
+                    "the rollout is {}; only a paused rollout can be resumed",
+                    other.as_str()
+                )))
+            }
+        }
+        if accept_gate {
+            if let Some((stage, reasons)) = paused_gate {
+                let mut r = vec!["accepted by an operator at resume".to_string()];
+                r.extend(reasons.into_iter().map(|x| format!("the gate said: {x}")));
+                self.emit(
+                    Event::GateEvaluated {
+                        stage,
+                        verdict: VerdictKind::Pass,
+                        reasons: r,
+                    },
+                    self.io.clock,
+                )?;
+            }
+        }
+        self.halt.store(false, Ordering::SeqCst);
+        self.emit(
+            Event::Resumed {
+                acknowledged: if acknowledge { failed } else { Vec::new() },
+            },
+            self.io.clock,
+        )
+    }
+
+    /// Whether hosts must stop at their next step boundary. Takes pending operator requests.
+    pub(super) fn halted(&self, clock: &dyn Clock) -> Result<bool, ControllerError> {
+        if let Some(req) = self.io.control.take() {
+            self.apply_request(req, clock)?;
+        }
+        Ok(self.halt.load(Ordering::SeqCst))
+    }
+}

@@ -1,0 +1,339 @@
+//! The run loop: stages in order, batches in parallel under the worker limit, crash recovery
+//! first, the failure budget, maintenance windows, and the policy's steps, probe, budget and
+//! signals.
+
+use super::*;
+
+impl<'a> Controller<'a> {
+    /// Runs until the rollout completes, pauses or aborts. Returns the phase it stopped in.
+    pub fn run(&self) -> Result<Phase, ControllerError> {
+        let phase = self.with_state(|s| s.phase.clone());
+        if phase != Phase::Running {
+            return Ok(phase);
+        }
+        self.halt.store(false, Ordering::SeqCst);
+        self.recover()?;
+        loop {
+            if self.halted(self.io.clock)? {
+                break;
+            }
+            let (next, current) = self.with_state(|s| (s.next_stage(), s.stage));
+            let Some(stage) = next else {
+                self.emit(Event::Completed, self.io.clock)?;
+                let (n, failed) = self.with_state(|s| (s.planned_hosts(), s.failures(None)));
+                self.alert(
+                    Severity::Info,
+                    "completed",
+                    None,
+                    format!(
+                        "rollout completed: {} host(s), {failed} failed",
+                        n - failed.min(n)
+                    ),
+                    vec![],
+                );
+                break;
+            };
+            if !self.with_state(|s| s.stage_may_start(stage)) {
+                return Err(ControllerError::Invalid(format!(
+                    "stage {stage} cannot start: an earlier gate has not passed"
+                )));
+            }
+            if current != Some(stage) {
+                self.emit(Event::StageStarted { stage }, self.io.clock)?;
+            }
+            if !self.run_stage(stage)? {
+                continue; // halted: the loop head stops
+            }
+            if self.check_budget(stage, self.io.clock)? {
+                continue;
+            }
+            self.bake(stage)?;
+            if self.halted(self.io.clock)? {
+                continue;
+            }
+            self.gate(stage)?;
+        }
+        Ok(self.with_state(|s| s.phase.clone()))
+    }
+
+    /// Runs `f` for each name on up to `workers` threads, each name on its own fork of the
+    /// clock (so a virtual clock sees them side by side); the clock then joins the forks.
+    pub(super) fn parallel<F>(
+        &self,
+        names: &[String],
+        limit: usize,
+        f: F,
+    ) -> Result<(), ControllerError>
+    where
+        F: Fn(&str, &dyn Clock) -> Result<(), ControllerError> + Sync,
+    {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let forks: Mutex<Vec<Box<dyn Clock>>> = Mutex::new(Vec::with_capacity(names.len()));
+        let first_err: Mutex<Option<ControllerError>> = Mutex::new(None);
+        let threads = self.opts.workers.max(1).min(limit.max(1)).min(names.len());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(name) = names.get(i) else { break };
+            let clock = self.io.clock.fork();
+            if let Err(e) = f(name, clock.as_ref()) {
+                self.halt.store(true, Ordering::SeqCst);
+                if let Ok(mut slot) = first_err.lock() {
+                    slot.get_or_insert(e);
+                }
+            }
+            if let Ok(mut v) = forks.lock() {
+                v.push(clock);
+            }
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|sc| {
+                for _ in 0..threads {
+                    sc.spawn(work);
+                }
+            });
+        }
+        if let Ok(v) = forks.lock() {
+            self.io.clock.join(&v);
+        }
+        match first_err.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-checks hosts a crash interrupted mid-step: their kernel and boot id go on record
+    /// before anything else is done to them.
+    pub(super) fn recover(&self) -> Result<(), ControllerError> {
+        let hosts: Vec<String> =
+            self.with_state(|s| s.interrupted().into_iter().map(str::to_string).collect());
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        self.io.observer.note(&format!(
+            "re-checking {} host(s) interrupted mid-step",
+            hosts.len()
+        ));
+        let set = self.policy()?;
+        self.parallel(&hosts, usize::MAX, |name, clock| {
+            let Some(host) = self.fleet.host(name) else {
+                return Ok(());
+            };
+            let steps = match self.steps_for(&set, host) {
+                Ok(s) => s,
+                Err(m) => return self.policy_pause(None, m, clock),
+            };
+            let k = self.probe(host, &steps.probe.kernel, steps.probe.timeout, clock);
+            let b = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock);
+            match (k, b) {
+                (Ok(kernel), Ok(boot_id)) => self.emit(
+                    Event::HostChecked {
+                        host: name.to_string(),
+                        kernel,
+                        boot_id,
+                    },
+                    clock,
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    self.io
+                        .observer
+                        .note(&format!("host `{name}` could not be re-checked: {e}"));
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    pub(super) fn steps_for(&self, set: &PolicySet, host: &Host) -> Result<Steps, String> {
+        if !set.defines("rollout", "steps", 1) {
+            return Err(
+                "`rollout.rhai` does not define `steps(host)`, so fleetward cannot know how to install a kernel on these hosts".into(),
+            );
+        }
+        let v = set
+            .eval_json("rollout", "steps", vec![host_to_dynamic(host)])
+            .map_err(|e| format!("`steps(host)` for `{}`: {}", host.name, policy_message(&e)))?
+            .value;
+        let steps: Steps = serde_json::from_value(v).map_err(|e| format!("`steps(host)`: {e}"))?;
+        if let Ok(mut p) = self.probes.lock() {
+            p.insert(host.name.clone(), steps.probe.clone());
+        }
+        Ok(steps)
+    }
+
+    /// The host's probe commands, from the cache or a fresh `steps(host)`.
+    pub(super) fn probe_for(&self, set: &PolicySet, host: &Host) -> Option<Probe> {
+        let cached = self
+            .probes
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&host.name).cloned());
+        cached.or_else(|| self.steps_for(set, host).ok().map(|s| s.probe))
+    }
+
+    pub(super) fn budget(&self, set: &PolicySet) -> Result<FailureBudget, String> {
+        if !set.defines("rollout", "failure_budget", 0) {
+            return Ok(FailureBudget::default());
+        }
+        let v = set
+            .eval_json("rollout", "failure_budget", vec![])
+            .map_err(|e| policy_message(&e))?
+            .value;
+        serde_json::from_value(v).map_err(|e| format!("`failure_budget()`: {e}"))
+    }
+
+    pub(super) fn signals(&self, set: &PolicySet) -> Result<Signals, String> {
+        if !set.defines("rollout", "signals", 0) {
+            return Err("`rollout.rhai` does not define `signals()`, so fleetward cannot collect metrics to gate on".into());
+        }
+        let v = set
+            .eval_json("rollout", "signals", vec![])
+            .map_err(|e| policy_message(&e))?
+            .value;
+        serde_json::from_value(v).map_err(|e| format!("`signals()`: {e}"))
+    }
+
+    /// Pauses when failures in `stage`, or in all, exceed the budget. Returns whether it did.
+    pub(super) fn check_budget(
+        &self,
+        stage: usize,
+        clock: &dyn Clock,
+    ) -> Result<bool, ControllerError> {
+        let set = self.policy()?;
+        let budget = match self.budget(&set) {
+            Ok(b) => b,
+            Err(m) => {
+                self.policy_pause(Some(stage), m, clock)?;
+                return Ok(true);
+            }
+        };
+        let (stage_failed, stage_size, all_failed, all, names) = self.with_state(|s| {
+            let names: Vec<String> = s
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.failed.is_some() && !h.acknowledged)
+                .map(|(n, h)| {
+                    let (step, out) = h.failed.clone().unwrap_or((Step::PreCheck, String::new()));
+                    format!("{n}: {} failed: {out}", step.as_str())
+                })
+                .collect();
+            (
+                s.failures(Some(stage)),
+                s.stages.get(stage).map(|p| p.hosts.len()).unwrap_or(0),
+                s.failures(None),
+                s.planned_hosts(),
+                names,
+            )
+        });
+        let per = FailureBudget::allowed(budget.per_stage, stage_size);
+        let total = FailureBudget::allowed(budget.total, all);
+        let why = if stage_failed > per {
+            Some(format!(
+                "{stage_failed} host(s) failed in this stage; the budget allows {per}"
+            ))
+        } else if all_failed > total {
+            Some(format!(
+                "{all_failed} host(s) failed in the rollout; the budget allows {total}"
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(w) => {
+                self.pause(
+                    "budget_exceeded",
+                    Severity::Critical,
+                    Some(stage),
+                    format!("failure budget exceeded: {w}"),
+                    names,
+                    clock,
+                )?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Updates the stage's hosts batch by batch. Returns whether every host settled.
+    pub(super) fn run_stage(&self, stage: usize) -> Result<bool, ControllerError> {
+        let (batches, secs) = self.with_state(|s| {
+            s.stages
+                .get(stage)
+                .map(|p| (p.batches.clone(), p.batch_secs.clone()))
+                .unwrap_or_default()
+        });
+        for (i, batch) in batches.iter().enumerate() {
+            if self.halted(self.io.clock)? {
+                return Ok(false);
+            }
+            let held = self.io.control.held();
+            if !held.is_empty() {
+                let newly: Vec<(String, String)> = self.with_state(|s| {
+                    batch
+                        .iter()
+                        .filter(|h| s.hosts.get(*h).is_none_or(HostState::untouched))
+                        .filter_map(|h| held.get(h).map(|r| (h.clone(), r.clone())))
+                        .collect()
+                });
+                for (host, reason) in newly {
+                    self.emit(Event::HostHeld { host, reason }, self.io.clock)?;
+                }
+            }
+            let pending: Vec<String> = self.with_state(|s| {
+                batch
+                    .iter()
+                    .filter(|h| !s.hosts.get(*h).is_some_and(HostState::settled))
+                    .cloned()
+                    .collect()
+            });
+            if pending.is_empty() {
+                continue;
+            }
+            if self.opts.windows {
+                self.wait_for_window(secs.get(i).copied().unwrap_or(0))?;
+            }
+            self.parallel(&pending, batch.len(), |name, clock| {
+                let r = self.drive_host(stage, name, clock);
+                if let Some(h) = self.fleet.host(name) {
+                    self.io.exec.release(h);
+                }
+                r
+            })?;
+        }
+        Ok(self.with_state(|s| {
+            s.stages.get(stage).is_some_and(|p| {
+                p.hosts
+                    .iter()
+                    .all(|h| s.hosts.get(h).is_some_and(HostState::settled))
+            })
+        }))
+    }
+
+    /// Sleeps until a batch lasting `secs` fits in a maintenance window.
+    pub(super) fn wait_for_window(&self, secs: u64) -> Result<(), ControllerError> {
+        let set = self.policy()?;
+        let windows = PolicyRules::new(&set)
+            .windows()
+            .map_err(|e| ControllerError::Invalid(e.to_string()))?;
+        let now = self.io.clock.now();
+        let d = jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+        match window::next_fit(&windows, now, d) {
+            Some(t) if t > now => {
+                self.io
+                    .observer
+                    .note(&format!("waiting for the maintenance window at {t}"));
+                let wait = t.duration_since(now).unsigned_abs();
+                self.io.clock.sleep(wait);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(ControllerError::Invalid(format!(
+                "no maintenance window fits a batch of {secs} s"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The `rollout` policy kind: what `rollout.rhai` must and may define, and the checks its
+//! results pass (planning and the controller read them).
+
+use crate::plan::spec::{parse_blast_radius, parse_windows, Eligibility};
+use crate::rollout::spec::{FailureBudget, Signals, Steps};
+use crate::runtime::kinds::{
+    check_count, check_kernel, check_positive, json, typed, FnSpec, KindSpec,
+};
+use rhai::Dynamic;
+use serde_json::Value;
+
+fn check_eligible(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    Eligibility::from_json(&v)?;
+    Ok(v)
+}
+
+fn check_blast_radius(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    parse_blast_radius(&v)?;
+    Ok(v)
+}
+
+fn check_windows(d: &Dynamic) -> Result<Value, String> {
+    let v = json(d)?;
+    parse_windows(&v)?;
+    Ok(v)
+}
+
+fn check_waves(d: &Dynamic) -> Result<Value, String> {
+    let (w, v) = typed::<Vec<f64>>(d)?;
+    if w.is_empty() {
+        return Err("the wave list is empty".into());
+    }
+    let mut prev = 0.0;
+    for (i, p) in w.iter().enumerate() {
+        if !p.is_finite() || *p <= prev || *p > 100.0 {
+            return Err(format!(
+                "wave {i} is `{p}`: waves must be cumulative percentages, rising, in (0, 100]"
+            ));
+        }
+        prev = *p;
+    }
+    if (prev - 100.0).abs() > f64::EPSILON {
+        return Err(format!("the last wave is `{prev}`, it must be 100"));
+    }
+    Ok(v)
+}
+
+fn check_steps(d: &Dynamic) -> Result<Value, String> {
+    let (s, v) = typed::<Steps>(d)?;
+    s.validate()?;
+    Ok(v)
+}
+
+fn check_budget(d: &Dynamic) -> Result<Value, String> {
+    typed::<FailureBudget>(d).map(|x| x.1)
+}
+
+fn check_signals(d: &Dynamic) -> Result<Value, String> {
+    let (s, v) = typed::<Signals>(d)?;
+    s.validate()?;
+    Ok(v)
+}
+
+/// The kind.
+pub const ROLLOUT: KindSpec = KindSpec {
+    name: "rollout",
+    doc: "Which hosts take the new kernel, in which waves, how fast.",
+    required: &[
+        FnSpec {
+            name: "eligible",
+            params: &["host"],
+            returns: "`true`, `false` or `exclude(reason)`",
+            doc: "Whether a host may take part in the rollout, and if not, why.",
+            check: check_eligible,
+        },
+        FnSpec {
+            name: "canary",
+            params: &["group"],
+            returns: "a non-negative int",
+            doc: "How many canaries to take from a hardware × workload group.",
+            check: check_count,
+        },
+        FnSpec {
+            name: "waves",
+            params: &[],
+            returns: "an array of rising cumulative percentages ending in 100",
+            doc: "The waves, as cumulative percentages of the eligible fleet.",
+            check: check_waves,
+        },
+        FnSpec {
+            name: "bake",
+            params: &["wave"],
+            returns: "a non-negative int (seconds)",
+            doc: "How long to watch a stage (`wave.kind`, `wave.wave`, `wave.part`) before its gate.",
+            check: check_count,
+        },
+    ],
+    optional: &[
+        FnSpec {
+            name: "target_kernel",
+            params: &[],
+            returns: "a kernel version string",
+            doc: "The kernel to roll out (`--kernel` overrides it).",
+            check: check_kernel,
+        },
+        FnSpec {
+            name: "max_in_flight",
+            params: &["wave"],
+            returns: "a positive int",
+            doc: "How many hosts of a stage may be updating at once. Default: no limit.",
+            check: check_positive,
+        },
+        FnSpec {
+            name: "blast_radius",
+            params: &[],
+            returns: "a map from scope to `#{in_flight, per_wave}` (counts or `percent(n)`)",
+            doc: "Limits per rack, datacenter, hardware, workload, group or `fact:NAME`. Default: none.",
+            check: check_blast_radius,
+        },
+        FnSpec {
+            name: "windows",
+            params: &[],
+            returns: "an array of `#{days, start, end, tz}`",
+            doc: "Maintenance windows batches must fit in. Default: `[]`, any time.",
+            check: check_windows,
+        },
+        FnSpec {
+            name: "host_time",
+            params: &["group"],
+            returns: "a non-negative int (seconds)",
+            doc: "Estimated time to update one host of a group. Default: 15 minutes.",
+            check: check_count,
+        },
+        FnSpec {
+            name: "steps",
+            params: &["host"],
+            returns: "a map of step name to commands (`#{name, run, timeout, expect}`)",
+            doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. Needed by `rollout start` and `simulate`.",
+            check: check_steps,
+        },
+        FnSpec {
+            name: "failure_budget",
+            params: &[],
+            returns: "a map `#{per_stage, total}` (counts or `percent(n)`)",
+            doc: "Failed hosts tolerated per stage and across the rollout before it pauses. Default: 1 per stage, 1% in all.",
+            check: check_budget,
+        },
+        FnSpec {
+            name: "signals",
+            params: &[],
+            returns: "a map `#{metrics, every, timeout}`",
+            doc: "The metrics command run on a stage's hosts during its bake, and how often. Needed by `rollout start` and `simulate`.",
+            check: check_signals,
+        },
+    ],
+};

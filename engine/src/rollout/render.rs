@@ -1,0 +1,173 @@
+//! The human rendering of a rollout: one line per notable journal event while it runs, and
+//! the status report.
+
+use super::session::Status;
+use super::{Event, Phase, Record, RolloutState};
+use crate::source::short_hash;
+use std::fmt::Write as _;
+
+/// The line a notable event prints, if any; `hosts` adds a line per updated host.
+pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> {
+    let stage_name = |i: usize| st.stages.get(i).map(|s| s.name.clone()).unwrap_or_default();
+    let at = &r.at;
+    Some(match &r.event {
+        Event::Started {
+            target_kernel,
+            stages,
+            ..
+        } => format!(
+            "rollout of {target_kernel}: {} host(s) in {} stage(s), policy {}",
+            st.planned_hosts(),
+            stages.len(),
+            short_hash(&r.policy)
+        ),
+        Event::StageStarted { stage } => {
+            let n = st.stages.get(*stage).map(|s| s.hosts.len()).unwrap_or(0);
+            format!("{at}  stage {}: {n} host(s)", stage_name(*stage))
+        }
+        Event::HostFailed { host, step, output } => {
+            format!("{at}  host {host} failed at {step}: {output}")
+        }
+        Event::HostDone { host } if hosts => format!("{at}  host {host} updated"),
+        Event::BakeStarted { stage, until } => {
+            format!("{at}  stage {}: baking until {until}", stage_name(*stage))
+        }
+        Event::UnexpectedReboot { host, .. } => format!("{at}  host {host} rebooted unexpectedly"),
+        Event::GateEvaluated {
+            stage,
+            verdict,
+            reasons,
+        } => {
+            let mut o = format!(
+                "{at}  gate {}: {} (policy {})",
+                stage_name(*stage),
+                verdict.as_str().to_uppercase(),
+                short_hash(&r.policy)
+            );
+            for x in reasons {
+                let _ = write!(o, "\n      - {x}");
+            }
+            o
+        }
+        Event::HostHeld { host, reason } => format!("{at}  {host}: held back by drift: {reason}"),
+        Event::Paused { reason } => format!("{at}  PAUSED: {reason}"),
+        Event::Resumed { acknowledged } => format!(
+            "{at}  resumed{}",
+            if acknowledged.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failure(s) acknowledged)", acknowledged.len())
+            }
+        ),
+        Event::Aborted { reason } => format!("{at}  ABORTED: {reason}"),
+        Event::Completed => format!("{at}  rollout completed"),
+        _ => return None,
+    })
+}
+
+/// The stage message a progress bar shows after an event, if it changes.
+pub fn bar_message(r: &Record, st: &RolloutState) -> Option<String> {
+    let stage_name = |i: usize| st.stages.get(i).map(|s| s.name.clone()).unwrap_or_default();
+    match &r.event {
+        Event::StageStarted { stage } => Some(stage_name(*stage)),
+        Event::BakeStarted { stage, .. } => Some(format!("{} baking", stage_name(*stage))),
+        _ => None,
+    }
+}
+
+/// Stage-by-stage progress, failed and held hosts, and the kernels hosts run.
+pub fn status(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rollout of {}: {}{}",
+        s.target_kernel,
+        s.phase.as_str().to_uppercase(),
+        match &s.controller {
+            Some(h) => format!(" (controller running, {h})"),
+            None => String::new(),
+        }
+    );
+    if let Some(r) = &s.pause_reason {
+        let _ = writeln!(o, "  reason: {r}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<14} {:>6} {:>8} {:>7} {:>10}  gate",
+        "stage", "hosts", "updated", "failed", "in flight"
+    );
+    for r in &s.stages {
+        let _ = writeln!(
+            o,
+            "{:<14} {:>6} {:>8} {:>7} {:>10}  {}",
+            r.name,
+            r.hosts,
+            r.updated,
+            r.failed,
+            r.in_flight,
+            r.gate.as_deref().unwrap_or("-")
+        );
+        for x in &r.reasons {
+            let _ = writeln!(o, "{:<14}   - {x}", "");
+        }
+    }
+    if !s.failed.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "failed hosts (quarantined):");
+        for f in &s.failed {
+            let _ = writeln!(
+                o,
+                "  {}: {} failed{}: {}",
+                f.host,
+                f.step,
+                if f.acknowledged {
+                    " (acknowledged)"
+                } else {
+                    ""
+                },
+                f.output
+            );
+        }
+    }
+    if !s.held_for_drift.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "held back by drift (not in this rollout): {}",
+            s.held_for_drift.len()
+        );
+        for h in &s.held_for_drift {
+            let _ = writeln!(o, "  {}: {}", h.host, h.reason);
+        }
+    }
+    if matches!(s.phase, Phase::Aborted | Phase::Paused) {
+        let mut by_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
+        for k in &s.hosts {
+            *by_kernel.entry(k.kernel.as_str()).or_default() += 1;
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "kernels now:");
+        for (k, n) in by_kernel {
+            let _ = writeln!(o, "  {k}: {n} host(s)");
+        }
+        if s.phase == Phase::Aborted {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "{:<24} {:<24} status", "host", "kernel");
+            for k in &s.hosts {
+                let _ = writeln!(o, "{:<24} {:<24} {}", k.host, k.kernel, k.status);
+            }
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "policy sets that made decisions: {}",
+        s.policies
+            .iter()
+            .map(|p| short_hash(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    o
+}

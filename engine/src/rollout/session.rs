@@ -1,0 +1,508 @@
+//! A whole rollout over SSH, as `fleetward rollout` runs it: `start` freezes the plan and the
+//! settings in the state directory and drives the controller; `resume` needs nothing but the
+//! directory; `request` is the pause/abort protocol with a running (or dead) controller;
+//! `status` reads the journal. The CLI parses flags into these calls and renders the result.
+
+use super::controller::{
+    ensure_new, Control, ControlFile, Controller, ControllerError, Fleet, Io, Observer, Options,
+    PolicySource, Request, CONTROL_FILE,
+};
+use super::event::HeldHost;
+use super::settings::{Settings, SettingsError};
+use super::state::HostKernel;
+use super::{Event, Journal, JournalError, Phase, RolloutState, Step};
+use crate::alert::{AlertSink, Alerts, FileSink, LogSink, WebhookOptions, WebhookSink};
+use crate::clock::{Clock, WallClock};
+use crate::drift::store::{QueueChoice, StoreError};
+use crate::exec::Executor;
+use crate::gate::frames::DataError;
+use crate::inventory::{Inventory, InventoryError};
+use crate::plan::PlanError;
+use crate::reload::{PolicyStore, ReloadEvent};
+use crate::runtime::{LoadOptions, PolicySet};
+use crate::source::short_hash;
+use crate::watch::{watch_loop, FsWatcher, DEFAULT_DEBOUNCE};
+use crate::PolicyError;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Drift(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("`{}` holds no rollout: {source}", dir.display())]
+    NoRollout {
+        dir: PathBuf,
+        #[source]
+        source: JournalError,
+    },
+    #[error("the rollout is {phase}; nothing to {what}")]
+    Finished { phase: Phase, what: &'static str },
+    #[error("the controller has not acknowledged the request within {secs} s; it stays pending in `{}`", file.display())]
+    NotAcknowledged { secs: u64, file: PathBuf },
+    #[error("{what} `{}`: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `rollout start` asks for beyond the saved settings.
+pub struct StartRequest {
+    /// The settings to freeze (made absolute before they are saved).
+    pub settings: Settings,
+    /// Which drift review queue holds hosts back.
+    pub drift: QueueChoice,
+    /// The kernel; default `target_kernel()`.
+    pub kernel: Option<String>,
+    /// The host-order seed; default from the inventory's hash.
+    pub seed: Option<u64>,
+}
+
+/// What `rollout resume` changes.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    pub acknowledge_failures: bool,
+    pub accept_gate: bool,
+    pub webhook: Option<String>,
+    pub bake: Option<u64>,
+}
+
+/// Everything a running rollout uses, loaded from its settings.
+struct Setup {
+    store: Arc<PolicyStore>,
+    set: Arc<PolicySet>,
+    fleet: Fleet,
+    inventory: Inventory,
+}
+
+fn setup(s: &Settings, load: &LoadOptions) -> Result<Setup, SessionError> {
+    let (store, set) = PolicyStore::load_valid(&s.policy_dir, load.clone())?;
+    let inventory = s.inventory.load(set.field_map())?;
+    let fleet = Fleet::load(&inventory.hosts, &s.baseline)?;
+    Ok(Setup {
+        store,
+        set,
+        fleet,
+        inventory,
+    })
+}
+
+/// Plans and carries out a new rollout in `dir`.
+pub fn start(
+    dir: &Path,
+    req: StartRequest,
+    load: &LoadOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<Status, SessionError> {
+    std::fs::create_dir_all(dir).map_err(|source| SessionError::Io {
+        what: "cannot create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let settings = Settings {
+        drift_queue: req.drift.path(),
+        ..req.settings
+    }
+    .frozen();
+    let s = setup(&settings, load)?;
+    let held = req.drift.held(&s.inventory.hosts)?;
+    let plan = crate::plan::for_inventory(
+        &s.set,
+        &s.inventory,
+        req.kernel,
+        req.seed,
+        None,
+        &held.hosts,
+    )?;
+    let journal = Journal::open(dir)?;
+    // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
+    ensure_new(&journal)?;
+    observer.begin(plan.stages.iter().map(|st| st.info.size).sum());
+    drive(&settings, s, journal, Mode::Start(Box::new(plan)), observer)
+}
+
+/// Resumes the rollout in `dir` (paused, or interrupted by a crash).
+pub fn resume(
+    dir: &Path,
+    req: &ResumeRequest,
+    load: &LoadOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<Status, SessionError> {
+    let mut settings = Settings::load(dir)?;
+    if req.webhook.is_some() {
+        settings.run.webhook = req.webhook.clone();
+    }
+    if req.bake.is_some() {
+        settings.run.bake = req.bake;
+    }
+    let journal = Journal::open(dir)?;
+    let s = setup(&settings, load)?;
+    observer.begin(RolloutState::fold(journal.records()).planned_hosts());
+    drive(&settings, s, journal, Mode::Resume(req.clone()), observer)
+}
+
+enum Mode {
+    Start(Box<crate::plan::Plan>),
+    Resume(ResumeRequest),
+}
+
+fn sinks(s: &Settings, dir: &Path) -> (Alerts, Option<Arc<WebhookSink>>) {
+    let mut all = Alerts::default();
+    all.sinks.push(Arc::new(LogSink));
+    all.sinks.push(Arc::new(FileSink {
+        path: s
+            .run
+            .alert_file
+            .clone()
+            .unwrap_or_else(|| dir.join("alerts.jsonl")),
+    }));
+    let webhook = s
+        .run
+        .webhook
+        .as_ref()
+        .map(|u| Arc::new(WebhookSink::new(WebhookOptions::new(u))));
+    if let Some(w) = &webhook {
+        all.sinks.push(Arc::clone(w) as Arc<dyn AlertSink>);
+    }
+    (all, webhook)
+}
+
+/// Notes each hot reload to the observer.
+fn watch(store: &PolicyStore, observer: &dyn Observer) -> Result<(), SessionError> {
+    let mut w = FsWatcher::new(store.dir(), DEFAULT_DEBOUNCE).map_err(|e| SessionError::Io {
+        what: "cannot watch",
+        path: store.dir().to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    watch_loop(store, &mut w, |ev| {
+        match ev {
+            ReloadEvent::Reloaded { hash, .. } => observer.note(&format!(
+                "policy reloaded: {} is live from the next decision",
+                short_hash(hash)
+            )),
+            ReloadEvent::ReloadFailed { error, hash, .. } => observer.note(&format!(
+                "policy reload failed, keeping {}: {}",
+                hash.as_deref()
+                    .map(short_hash)
+                    .unwrap_or("the last good set"),
+                error.message
+            )),
+            ReloadEvent::Unchanged { .. } => {}
+        }
+        ControlFlow::Continue(())
+    });
+    Ok(())
+}
+
+fn drive(
+    settings: &Settings,
+    s: Setup,
+    journal: Journal,
+    mode: Mode,
+    observer: Arc<dyn Observer>,
+) -> Result<Status, SessionError> {
+    let dir = journal.dir().to_path_buf();
+    if journal.recovery().torn_bytes > 0 {
+        tracing::warn!(
+            "dropped a torn last journal record ({} bytes) left by a crash",
+            journal.recovery().torn_bytes
+        );
+    }
+    let exec = settings
+        .ssh
+        .executor(&dir)
+        .map_err(|source| SessionError::Io {
+            what: "cannot start ssh for",
+            path: dir.clone(),
+            source,
+        })?;
+    let (alerts, webhook) = sinks(settings, &dir);
+    let control = ControlFile::new(&dir).with_drift_queue(settings.drift_queue.clone());
+    let clock = WallClock;
+    if !settings.run.no_watch {
+        let store = Arc::clone(&s.store);
+        let obs = Arc::clone(&observer);
+        // Detached: it blocks on file events and ends with the process.
+        std::thread::Builder::new()
+            .name("fleetward-watch".into())
+            .spawn(move || {
+                if let Err(e) = watch(&store, obs.as_ref()) {
+                    obs.note(&e.to_string());
+                }
+            })
+            .map_err(|source| SessionError::Io {
+                what: "cannot start the policy watcher for",
+                path: s.store.dir().to_path_buf(),
+                source,
+            })?;
+    }
+    let io = Io {
+        exec: &exec as &dyn Executor,
+        clock: &clock as &dyn Clock,
+        alerts: &alerts,
+        policies: s.store.as_ref() as &dyn PolicySource,
+        control: &control as &dyn Control,
+        observer: observer.as_ref(),
+    };
+    let opts = Options {
+        name: format!("{}", dir.display()),
+        workers: settings.run.workers.max(1),
+        bake: settings.run.bake,
+        windows: !settings.run.ignore_windows,
+    };
+    let c = match mode {
+        Mode::Start(plan) => {
+            // The settings `resume` needs: written before the rollout goes on record,
+            // removed again if it cannot start.
+            let path = settings.save(&dir)?;
+            match Controller::start(journal, &s.fleet, io, opts, &plan, &s.inventory.hash) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            }
+        }
+        Mode::Resume(r) => {
+            let c = Controller::open(journal, &s.fleet, io, opts);
+            if c.with_state(|st| st.inventory.clone()) != s.inventory.hash {
+                observer.note(
+                    "the inventory changed since the rollout started; the frozen plan is kept",
+                );
+            }
+            c.resume(r.acknowledge_failures, r.accept_gate)?;
+            c
+        }
+    };
+    let phase = c.run();
+    observer.finish();
+    phase?;
+    let st = c.state();
+    drop(c);
+    if let Some(w) = &webhook {
+        if !w.flush(Duration::from_secs(15)) {
+            observer.note("webhook deliveries still pending at exit were dropped");
+        }
+        for d in w.deliveries().iter().filter(|d| !d.delivered) {
+            observer.note(&format!(
+                "webhook: alert `{}` not delivered after {} attempt(s): {}",
+                d.kind,
+                d.attempts,
+                d.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    Ok(Status::of(&st, &initial_kernels(&s.inventory), &dir))
+}
+
+fn initial_kernels(inv: &Inventory) -> HashMap<String, String> {
+    inv.hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.kernel.clone()))
+        .collect()
+}
+
+fn read_journal(dir: &Path) -> Result<RolloutState, SessionError> {
+    let records = Journal::read_only(dir).map_err(|source| SessionError::NoRollout {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(RolloutState::fold(&records))
+}
+
+/// Pause or abort: appended directly when no controller runs, else left as a request for the
+/// running controller and waited for until the journal shows it was taken. A request a dead
+/// controller left behind is taken over.
+pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionError> {
+    let abort = matches!(req, Request::Abort { .. });
+    let st = read_journal(dir)?;
+    if matches!(st.phase, Phase::Completed | Phase::Aborted) {
+        return Err(SessionError::Finished {
+            phase: st.phase,
+            what: if abort { "abort" } else { "pause" },
+        });
+    }
+    if !abort && st.phase == Phase::Paused {
+        return Ok(());
+    }
+    let record = |mut j: Journal, st: &RolloutState| -> Result<(), SessionError> {
+        let policy = st.policies.last().cloned().unwrap_or_default();
+        let event = match req {
+            Request::Abort { reason } => Event::Aborted {
+                reason: reason.clone(),
+            },
+            Request::Pause { reason } => Event::Paused {
+                reason: format!("paused by an operator: {reason}"),
+            },
+        };
+        j.append(event, &policy, &jiff::Timestamp::now().to_string())?;
+        Ok(())
+    };
+    match Journal::open(dir) {
+        Ok(j) => record(j, &st),
+        Err(JournalError::Locked { .. }) => {
+            ControlFile::request(dir, req).map_err(|source| SessionError::Io {
+                what: "cannot leave a request in",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let deadline = Instant::now() + wait;
+            loop {
+                let st = RolloutState::fold(&Journal::read_only(dir)?);
+                let done = if abort {
+                    st.phase == Phase::Aborted
+                } else {
+                    st.phase != Phase::Running
+                };
+                if done {
+                    return Ok(());
+                }
+                // A controller that exited without taking the request leaves it to us.
+                if Journal::holder(dir).is_none() && st.phase == Phase::Running {
+                    if let Ok(j) = Journal::open(dir) {
+                        let _ = ControlFile::new(dir).take();
+                        return record(j, &st);
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(SessionError::NotAcknowledged {
+                        secs: wait.as_secs(),
+                        file: dir.join(CONTROL_FILE),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the rollout in `dir` is, from its journal, with the kernel of every host.
+pub fn status(dir: &Path, load: &LoadOptions) -> Result<Status, SessionError> {
+    let st = read_journal(dir)?;
+    let initial = Settings::load(dir)
+        .ok()
+        .and_then(|s| {
+            let set = PolicySet::load(&s.policy_dir, load).ok()?;
+            s.inventory.load(set.field_map()).ok()
+        })
+        .map(|inv| initial_kernels(&inv))
+        .unwrap_or_default();
+    Ok(Status::of(&st, &initial, dir))
+}
+
+/// One stage's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    pub index: usize,
+    pub name: String,
+    pub hosts: usize,
+    pub updated: usize,
+    pub failed: usize,
+    pub in_flight: usize,
+    pub gate: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+/// A host that failed a step (quarantined).
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedHost {
+    pub host: String,
+    pub step: Step,
+    pub output: String,
+    pub acknowledged: bool,
+}
+
+/// Where a rollout is: `rollout status`, and the end of `start` and `resume`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state_dir: String,
+    pub phase: Phase,
+    /// The running controller, if one holds the journal.
+    pub controller: Option<String>,
+    pub target_kernel: String,
+    pub stage: Option<usize>,
+    pub pause_reason: Option<String>,
+    pub stages: Vec<StageRow>,
+    pub failed: Vec<FailedHost>,
+    /// The policy sets that made decisions.
+    pub policies: Vec<String>,
+    pub held_for_drift: Vec<HeldHost>,
+    pub hosts: Vec<HostKernel>,
+}
+
+impl Status {
+    pub fn of(st: &RolloutState, initial: &HashMap<String, String>, dir: &Path) -> Status {
+        let stages = st
+            .stages
+            .iter()
+            .map(|p| {
+                let hs: Vec<_> = p.hosts.iter().filter_map(|h| st.hosts.get(h)).collect();
+                let (gate, reasons) = st
+                    .gates
+                    .get(&p.index)
+                    .map(|(v, r)| (Some(v.as_str().to_string()), r.clone()))
+                    .unwrap_or((None, Vec::new()));
+                StageRow {
+                    index: p.index,
+                    name: p.name.clone(),
+                    hosts: p.hosts.len(),
+                    updated: hs.iter().filter(|h| h.done).count(),
+                    failed: hs.iter().filter(|h| h.failed.is_some()).count(),
+                    in_flight: hs
+                        .iter()
+                        .filter(|h| !h.settled() && (h.in_step.is_some() || h.done_step.is_some()))
+                        .count(),
+                    gate,
+                    reasons,
+                }
+            })
+            .collect();
+        let failed = st
+            .hosts
+            .iter()
+            .filter_map(|(n, h)| {
+                h.failed.as_ref().map(|(step, out)| FailedHost {
+                    host: n.clone(),
+                    step: *step,
+                    output: out.clone(),
+                    acknowledged: h.acknowledged,
+                })
+            })
+            .collect();
+        Status {
+            state_dir: dir.display().to_string(),
+            phase: st.phase.clone(),
+            controller: Journal::holder(dir),
+            target_kernel: st.target_kernel.clone(),
+            stage: st.stage,
+            pause_reason: st.pause_reason.clone(),
+            stages,
+            failed,
+            policies: st.policies.clone(),
+            held_for_drift: st.held.clone(),
+            hosts: st.kernels(&|h| initial.get(h).cloned()),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! `scenario.toml` and its run: the rollout controller, unchanged, against a simulated fleet
+//! on a virtual clock, with the faults the scenario injects resolved against its plan and
+//! inventory, and the invariants checked from the simulated hosts' own records.
+
+use super::exec::{Faults, Regression, SimExecutor, Timing};
+use crate::alert::{Alert, AlertSink, Alerts, Collected};
+use crate::clock::{Clock, VirtualClock};
+use crate::exec::Executor;
+use crate::inventory::Source;
+use crate::reload::PolicyStore;
+use crate::rollout::controller::{
+    Controller, Fleet, Io, NoControl, Observer, Options, PolicySource,
+};
+use crate::rollout::session::SessionError;
+use crate::rollout::{Journal, Phase};
+use crate::runtime::LoadOptions;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `scenario.toml`. Paths are relative to the scenario directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub description: String,
+    inventory: PathBuf,
+    policies: PathBuf,
+    baseline: PathBuf,
+    /// When the simulated rollout starts (RFC 3339).
+    start: String,
+    kernel: Option<String>,
+    seed: Option<u64>,
+    /// Bake override in seconds.
+    bake: Option<u64>,
+    #[serde(default)]
+    timing: TimingSpec,
+    #[serde(default)]
+    regression: Vec<RegressionSpec>,
+    #[serde(default)]
+    unexpected_reboot: Vec<RebootSpec>,
+    #[serde(default)]
+    faults: FaultSpec,
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TimingSpec {
+    install_secs: u64,
+    reboot_secs: u64,
+    command_secs: u64,
+}
+
+impl Default for TimingSpec {
+    fn default() -> Self {
+        let t = Timing::default();
+        TimingSpec {
+            install_secs: t.install.as_secs(),
+            reboot_secs: t.reboot_down.as_secs(),
+            command_secs: t.command.as_secs(),
+        }
+    }
+}
+
+/// A metric that worsens on `group`'s hosts in stages from `from_stage` on (0 = canaries),
+/// once they run the new kernel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegressionSpec {
+    group: String,
+    #[serde(default)]
+    from_stage: usize,
+    metric: String,
+    factor: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootSpec {
+    host: String,
+    after_secs: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FaultSpec {
+    unreachable: Vec<String>,
+    never_up: Vec<String>,
+    hang: Vec<HangSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HangSpec {
+    host: String,
+    command: String,
+}
+
+/// The outcome a scenario expects.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub phase: String,
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("scenario {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+fn session(e: impl Into<SessionError>) -> ScenarioError {
+    ScenarioError::Session(e.into())
+}
+
+impl Scenario {
+    /// Reads `dir/scenario.toml`; errors name `file:line:col`.
+    pub fn load(dir: &Path) -> Result<Scenario, ScenarioError> {
+        let path = dir.join("scenario.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| crate::error::line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            ScenarioError::Parse {
+                path,
+                line,
+                col,
+                message: e.message().to_string(),
+            }
+        })
+    }
+}
+
+/// How to run a scenario.
+pub struct RunOptions {
+    /// Where the journal, samples and gate reports go.
+    pub state_dir: PathBuf,
+    /// Driver threads.
+    pub workers: usize,
+}
+
+/// What a simulated rollout did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub phase: Phase,
+    pub stage: Option<String>,
+    pub pause_reason: Option<String>,
+    pub hosts: usize,
+    pub updated: usize,
+    pub failed: usize,
+    pub virtual_secs: f64,
+    pub wall_secs: f64,
+    pub events: usize,
+    pub alerts: Vec<Alert>,
+    /// Invariants the simulated hosts' records break (none, in a correct controller).
+    pub violations: Vec<String>,
+    pub expect: Option<Expect>,
+    pub expectation_met: Option<bool>,
+}
+
+impl Summary {
+    /// Passed: no invariant broken, and the outcome the scenario expects, if it names one.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty() && self.expectation_met != Some(false)
+    }
+}
+
+/// Faults, resolved against the plan and the inventory.
+fn faults(
+    sc: &Scenario,
+    hosts: &[crate::model::Host],
+    plan: &crate::plan::Plan,
+) -> Result<Faults, ScenarioError> {
+    let known: HashSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let check = |h: &str, what: &str| {
+        if known.contains(h) {
+            Ok(h.to_string())
+        } else {
+            Err(ScenarioError::Invalid(format!(
+                "{what}: host `{h}` is not in the inventory"
+            )))
+        }
+    };
+    let mut faults = Faults::default();
+    let group_of: BTreeMap<&str, String> = hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.group_name()))
+        .collect();
+    for r in &sc.regression {
+        if !group_of.values().any(|g| *g == r.group) {
+            return Err(ScenarioError::Invalid(format!(
+                "regression: no group `{}` in the inventory",
+                r.group
+            )));
+        }
+        for st in plan.stages.iter().filter(|s| s.info.index >= r.from_stage) {
+            for b in &st.batches {
+                for h in b
+                    .hosts
+                    .iter()
+                    .filter(|h| group_of.get(h.as_str()) == Some(&r.group))
+                {
+                    faults
+                        .regressions
+                        .entry(h.clone())
+                        .or_default()
+                        .push(Regression {
+                            metric: r.metric.clone(),
+                            factor: r.factor,
+                        });
+                }
+            }
+        }
+    }
+    for h in &sc.faults.unreachable {
+        faults.unreachable.insert(check(h, "unreachable")?);
+    }
+    for h in &sc.faults.never_up {
+        faults.never_up.insert(check(h, "never_up")?);
+    }
+    for x in &sc.faults.hang {
+        faults
+            .hang
+            .entry(check(&x.host, "hang")?)
+            .or_default()
+            .insert(x.command.clone());
+    }
+    for r in &sc.unexpected_reboot {
+        faults.unexpected_reboot_after.insert(
+            check(&r.host, "unexpected_reboot")?,
+            Duration::from_secs(r.after_secs),
+        );
+    }
+    Ok(faults)
+}
+
+/// Runs the scenario in `dir` (already read as `sc`).
+pub fn run(
+    dir: &Path,
+    sc: &Scenario,
+    opts: &RunOptions,
+    load: &LoadOptions,
+    observer: &dyn Observer,
+) -> Result<Summary, ScenarioError> {
+    let wall = Instant::now();
+    let rel = |p: &Path| dir.join(p);
+    let (store, set) =
+        PolicyStore::load_valid(&rel(&sc.policies), load.clone()).map_err(session)?;
+    let inv = Source::file(rel(&sc.inventory))
+        .load(set.field_map())
+        .map_err(session)?;
+    let start: jiff::Timestamp = sc.start.parse().map_err(|_| {
+        ScenarioError::Invalid(format!(
+            "start `{}` is not an RFC 3339 time such as `2026-12-07T14:00:00Z`",
+            sc.start
+        ))
+    })?;
+    let plan = crate::plan::for_inventory(
+        &set,
+        &inv,
+        sc.kernel.clone(),
+        sc.seed,
+        Some(start),
+        &Default::default(),
+    )
+    .map_err(session)?;
+    let fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline)).map_err(session)?;
+    let timing = Timing {
+        install: Duration::from_secs(sc.timing.install_secs),
+        reboot_down: Duration::from_secs(sc.timing.reboot_secs),
+        command: Duration::from_secs(sc.timing.command_secs),
+    };
+    let exec = SimExecutor::new(&inv.hosts, faults(sc, &inv.hosts, &plan)?, timing, start);
+    let clock = VirtualClock::new(start);
+    let collected = Arc::new(Collected::default());
+    let mut alerts = Alerts::default();
+    alerts
+        .sinks
+        .push(Arc::clone(&collected) as Arc<dyn AlertSink>);
+    let mut journal = Journal::open(&opts.state_dir).map_err(session)?;
+    journal.set_durable(false);
+    observer.begin(plan.stages.iter().map(|s| s.info.size).sum());
+    let io = Io {
+        exec: &exec as &dyn Executor,
+        clock: &clock as &dyn Clock,
+        alerts: &alerts,
+        policies: store.as_ref() as &dyn PolicySource,
+        control: &NoControl,
+        observer,
+    };
+    let ropts = Options {
+        name: format!("simulation {}", dir.display()),
+        workers: opts.workers.max(1),
+        bake: sc.bake,
+        windows: true,
+    };
+    let c = Controller::start(journal, &fleet, io, ropts, &plan, &inv.hash).map_err(session)?;
+    let phase = c.run();
+    observer.finish();
+    let phase = phase.map_err(session)?;
+    let st = c.state();
+    drop(c);
+    let events = Journal::read_only(&opts.state_dir)
+        .map(|r| r.len())
+        .unwrap_or(0);
+
+    // Invariants, from the simulated hosts' own records.
+    let mut violations = Vec::new();
+    for (name, r) in &exec.records() {
+        let planned = st.hosts.get(name);
+        let unexpected = planned.map(|h| h.unexpected_reboots).unwrap_or(0);
+        if r.reboots > 1 + unexpected {
+            violations.push(format!("host `{name}` was rebooted {} times", r.reboots));
+        }
+        if planned.is_some_and(|h| h.done) && r.kernel != st.target_kernel {
+            violations.push(format!(
+                "host `{name}` is marked updated but runs `{}`",
+                r.kernel
+            ));
+        }
+    }
+    if phase == Phase::Completed {
+        for (name, h) in &st.hosts {
+            if !h.settled() {
+                violations.push(format!("host `{name}` was skipped"));
+            }
+        }
+    }
+    let stage = st
+        .stage
+        .and_then(|s| st.stages.get(s))
+        .map(|s| s.name.clone());
+    let expectation_met = sc.expect.as_ref().map(|e| {
+        e.phase == phase.as_str() && e.stage.as_ref().is_none_or(|s| Some(s) == stage.as_ref())
+    });
+    Ok(Summary {
+        stage,
+        pause_reason: st.pause_reason.clone(),
+        hosts: st.planned_hosts(),
+        updated: st.hosts.values().filter(|h| h.done).count(),
+        failed: st.hosts.values().filter(|h| h.failed.is_some()).count(),
+        virtual_secs: clock.now().duration_since(start).as_secs_f64(),
+        wall_secs: wall.elapsed().as_secs_f64(),
+        events,
+        alerts: collected.alerts(),
+        violations,
+        expect: sc.expect.clone(),
+        expectation_met,
+        phase,
+    })
+}
+
+/// The human summary of a run.
+pub fn render(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{} after {} of virtual time: {} of {} host(s) updated, {} failed, {} journal events",
+        s.phase.as_str().to_uppercase(),
+        crate::plan::human_secs(s.virtual_secs as u64),
+        s.updated,
+        s.hosts,
+        s.failed,
+        s.events,
+    );
+    let _ = writeln!(o, "  wall time {:.2} s", s.wall_secs);
+    if let (Some(r), Some(st)) = (&s.pause_reason, &s.stage) {
+        let _ = writeln!(o, "  at stage {st}: {r}");
+    }
+    for al in &s.alerts {
+        let _ = writeln!(
+            o,
+            "  alert [{}] {}: {}",
+            al.severity.as_str(),
+            al.kind,
+            al.summary
+        );
+        for r in &al.reasons {
+            let _ = writeln!(o, "      - {r}");
+        }
+    }
+    for v in &s.violations {
+        let _ = writeln!(o, "  INVARIANT VIOLATED: {v}");
+    }
+    if let Some(e) = &s.expect {
+        let at = e
+            .stage
+            .as_deref()
+            .map(|st| format!(" at {st}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {}as the scenario expects: {}{at}",
+            if s.expectation_met == Some(true) {
+                ""
+            } else {
+                "NOT "
+            },
+            e.phase
+        );
+    }
+    o
+}
