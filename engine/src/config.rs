@@ -129,7 +129,12 @@ struct LimitsOnly {
 /// Deserializes one section `T` named by the wrapper's field out of the file's text, keeping
 /// the spans of errors inside it.
 pub fn section_of<W: serde::de::DeserializeOwned>(text: &str) -> Result<W, ConfigError> {
-    toml::from_str::<W>(text).map_err(|e| {
+    toml::from_str::<W>(text).map_err(|e| ConfigError::at(text, &e))
+}
+
+impl ConfigError {
+    /// A TOML error of `text`, at its span (or 1:1).
+    fn at(text: &str, e: &toml::de::Error) -> ConfigError {
         let (line, col) = e
             .span()
             .map(|s| crate::error::line_col(text, s.start))
@@ -139,7 +144,7 @@ pub fn section_of<W: serde::de::DeserializeOwned>(text: &str) -> Result<W, Confi
             line,
             col,
         }
-    })
+    }
 }
 
 impl Settings {
@@ -147,17 +152,7 @@ impl Settings {
     /// an error. Errors carry a 1-based line and column.
     pub fn parse(text: &str, sections: &[SectionSpec]) -> Result<Settings, ConfigError> {
         let limits = section_of::<LimitsOnly>(text)?.limits;
-        let table = toml::de::DeTable::parse(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| crate::error::line_col(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError {
-                message: e.message().to_string(),
-                line,
-                col,
-            }
-        })?;
+        let table = toml::de::DeTable::parse(text).map_err(|e| ConfigError::at(text, &e))?;
         for key in table.get_ref().keys() {
             let name: &str = key.get_ref();
             if name != "limits" && !sections.iter().any(|s| s.name == name) {

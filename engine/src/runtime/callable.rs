@@ -2,9 +2,8 @@
 //! one policy defines it) and of module files (`lib/thresholds::NAME`), chosen by the input's
 //! shape among overloads. A name nothing defines gets the closest callable names.
 
-use super::diag::{eval_error, Sources, SHIM_SOURCE};
 use super::engine::EvalScope;
-use super::set::{at_fn, public_fns, FnSig, PolicySet, Traced};
+use super::set::{public_fns, FnSig, PolicySet, Traced};
 use super::typed::to_dynamic;
 use crate::error::PolicyError;
 use rhai::{Dynamic, Scope};
@@ -224,17 +223,7 @@ impl PolicySet {
                     .unwrap_or_else(|_| serde_json::Value::String(v.to_string())),
                 prints,
             }),
-            Err(e) => {
-                let src = Sources {
-                    files: self.tree.files(),
-                };
-                let mut d = eval_error(&src, SHIM_SOURCE, &e, &self.limits);
-                if d.location.as_ref().is_none_or(|l| l.file == SHIM_SOURCE) {
-                    d.message = format!("in `fn {func}`: {}", d.message);
-                    d = at_fn(d, &self.tree, file, func);
-                }
-                Err(PolicyError::Eval(Box::new(d)))
-            }
+            Err(e) => Err(self.call_error(file, func, &e)),
         }
     }
 }

@@ -123,7 +123,7 @@ pub(crate) fn fn_location(text: &str, name: &str) -> (usize, usize) {
 }
 
 /// Points `d` at the definition of `fn func` in `file` (or at its first line).
-pub(super) fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic {
+fn at_fn(d: Diagnostic, tree: &SourceTree, file: &str, func: &str) -> Diagnostic {
     let text = tree.text(file);
     let (line, col) = text
         .as_deref()
@@ -563,18 +563,27 @@ impl PolicySet {
         drop(guard);
         match r {
             Ok(value) => Ok(Traced { value, prints }),
-            Err(e) => {
-                let src = Sources {
-                    files: self.tree.files(),
-                };
-                let mut d = eval_error(&src, SHIM_SOURCE, &e, &self.limits);
-                if d.location.as_ref().is_none_or(|l| l.file == SHIM_SOURCE) {
-                    d.message = format!("in `fn {func}`: {}", d.message);
-                    d = at_fn(d, &self.tree, file, func);
-                }
-                Err(PolicyError::Eval(Box::new(d)))
-            }
+            Err(e) => Err(self.call_error(file, func, &e)),
         }
+    }
+
+    /// A failed call of `func` (defined in `file`) through a call script: an error Rhai could
+    /// not locate (limits pass through without positions) is pinned to `fn func` there.
+    pub(super) fn call_error(
+        &self,
+        file: &str,
+        func: &str,
+        e: &rhai::EvalAltResult,
+    ) -> PolicyError {
+        let src = Sources {
+            files: self.tree.files(),
+        };
+        let mut d = eval_error(&src, SHIM_SOURCE, e, &self.limits);
+        if d.location.as_ref().is_none_or(|l| l.file == SHIM_SOURCE) {
+            d.message = format!("in `fn {func}`: {}", d.message);
+            d = at_fn(d, &self.tree, file, func);
+        }
+        PolicyError::Eval(Box::new(d))
     }
 
     fn return_type_error(
