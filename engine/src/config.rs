@@ -1,6 +1,7 @@
 //! Evaluation limits and the `fleetward.toml` file that sets them; the sections other than
 //! `[limits]` belong to the domains that declare them.
 
+use crate::error::Invalid;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl Limits {
     }
 
     /// Sets one limit by name, as given on the command line (`max_operations=500000`).
-    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+    pub fn set(&mut self, assignment: &str) -> Result<(), Invalid> {
         let (key, value) = assignment
             .split_once('=')
             .ok_or_else(|| format!("limit `{assignment}` must look like `name=value`"))?;
@@ -75,7 +76,7 @@ impl Limits {
             "max_map_size" => self.max_map_size = u,
             "max_modules" => self.max_modules = u,
             "deadline_ms" => self.deadline_ms = n,
-            _ => return Err(format!("unknown limit `{key}`")),
+            _ => return Err(format!("unknown limit `{key}`").into()),
         }
         Ok(())
     }

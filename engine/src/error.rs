@@ -254,6 +254,12 @@ impl From<String> for Invalid {
     }
 }
 
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Invalid(s.to_string())
+    }
+}
+
 impl From<Invalid> for String {
     fn from(e: Invalid) -> String {
         e.0

@@ -81,11 +81,14 @@ pub fn native_docs() -> Result<Vec<FnDoc>, String> {
 }
 
 /// Every function of the stdlib script modules.
-pub fn script_docs() -> Result<Vec<FnDoc>, String> {
+pub fn script_docs() -> Result<Vec<FnDoc>, ModuleError> {
     let engine = Engine::new_raw();
     let mut out = Vec::new();
     for (path, src) in crate::SCRIPT_MODULES {
-        let ast = engine.compile(src).map_err(|e| format!("{path}: {e}"))?;
+        let ast = engine.compile(src).map_err(|e| ModuleError {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
         for f in ast.iter_functions() {
             let comments: Vec<String> = f.comments.iter().map(|c| c.to_string()).collect();
             let doc = doc_text(&comments);
@@ -106,17 +109,30 @@ pub fn script_docs() -> Result<Vec<FnDoc>, String> {
     Ok(out)
 }
 
+/// A stdlib script module that does not compile or run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ModuleError {
+    pub path: String,
+    pub message: String,
+}
+
 /// A resolver serving only the stdlib script modules, for running examples outside a
 /// policy set.
 pub fn std_resolver(
     engine: &Engine,
-) -> Result<rhai::module_resolvers::StaticModuleResolver, String> {
+) -> Result<rhai::module_resolvers::StaticModuleResolver, ModuleError> {
     let mut r = rhai::module_resolvers::StaticModuleResolver::new();
     for (path, src) in crate::SCRIPT_MODULES {
-        let mut ast = engine.compile(src).map_err(|e| format!("{path}: {e}"))?;
+        let mut ast = engine.compile(src).map_err(|e| ModuleError {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
         ast.set_source(*path);
-        let m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| format!("{path}: {e}"))?;
+        let m = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| ModuleError {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
         r.insert(*path, m);
     }
     Ok(r)

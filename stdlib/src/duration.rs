@@ -71,7 +71,7 @@ pub mod duration_fns {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn duration(text: &str) -> Result<INT, Box<EvalAltResult>> {
-        parse_duration(text).map_err(err)
+        parse_duration(text).map_err(|e| err(e.to_string()))
     }
 
     /// Formats whole seconds as a compact duration, the inverse of `duration`.
@@ -111,11 +111,22 @@ mod helpers {
     }
 }
 
+/// A duration that does not read, in words (user input in backticks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+impl From<String> for DurationError {
+    fn from(s: String) -> Self {
+        DurationError(s)
+    }
+}
+
 /// Parses `1h30m`-style durations into seconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
+pub fn parse_duration(text: &str) -> Result<i64, DurationError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("duration `` is empty".to_string());
+        return Err("duration `` is empty".to_string().into());
     }
     let mut total: i64 = 0;
     let mut num = String::new();
@@ -130,13 +141,13 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             'm' => 60,
             's' => 1,
             _ => {
-                return Err(format!(
-                    "duration `{text}` has unknown unit `{c}` (use d, h, m, s)"
-                ))
+                return Err(
+                    format!("duration `{text}` has unknown unit `{c}` (use d, h, m, s)").into(),
+                )
             }
         };
         if num.is_empty() {
-            return Err(format!("duration `{text}` has a unit without a number"));
+            return Err(format!("duration `{text}` has a unit without a number").into());
         }
         let n: i64 = num
             .parse()
@@ -148,9 +159,9 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!(
-            "duration `{text}` ends in a number without a unit (use d, h, m, s)"
-        ));
+        return Err(
+            format!("duration `{text}` ends in a number without a unit (use d, h, m, s)").into(),
+        );
     }
     Ok(total)
 }

@@ -1,12 +1,13 @@
 //! The `cache` policy kind: `commands()`, the catalogue of runtime cache commands.
 
+use crate::error::Invalid;
 use crate::runtime::kinds::{FnSpec, KindSpec};
 use rhai::Dynamic;
 use serde_json::Value;
 
-fn check_catalogue(d: &Dynamic) -> Result<Value, String> {
+fn check_catalogue(d: &Dynamic) -> Result<Value, Invalid> {
     if !d.is_map() {
-        return Err(format!("got `{}`", d.type_name()));
+        return Err(format!("got `{}`", d.type_name()).into());
     }
     let v = serde_json::to_value(d).map_err(|e| e.to_string())?;
     super::parse_catalogue(&v)?;

@@ -10,6 +10,7 @@
 //! whether the command is finished. So one SCAN-based command walks its cursor round by round,
 //! and every command it builds passes the guard.
 
+use crate::error::Invalid;
 pub mod client;
 pub mod guard;
 pub mod kind;
@@ -94,7 +95,7 @@ pub struct Entry {
 pub type Catalogue = BTreeMap<String, Entry>;
 
 /// Reads `commands()`'s result, naming the entry and field of any problem.
-pub fn parse_catalogue(v: &Value) -> Result<Catalogue, String> {
+pub fn parse_catalogue(v: &Value) -> Result<Catalogue, Invalid> {
     let map = v
         .as_object()
         .ok_or_else(|| format!("`commands()` must return a map of entries, got `{v}`"))?;
@@ -105,9 +106,9 @@ pub fn parse_catalogue(v: &Value) -> Result<Catalogue, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "command name `{name}` must be letters, digits, `-` or `_`"
-            ));
+            return Err(
+                format!("command name `{name}` must be letters, digits, `-` or `_`").into(),
+            );
         }
         let entry: Entry =
             serde_json::from_value(e.clone()).map_err(|err| format!("command `{name}`: {err}"))?;
@@ -121,7 +122,8 @@ pub fn parse_catalogue(v: &Value) -> Result<Catalogue, String> {
             if !entry.params.contains_key(r) {
                 return Err(format!(
                     "command `{name}`: `revert_after` names `{r}`, which is not a parameter"
-                ));
+                )
+                .into());
             }
         }
         out.insert(name.clone(), entry);
@@ -129,7 +131,7 @@ pub fn parse_catalogue(v: &Value) -> Result<Catalogue, String> {
     Ok(out)
 }
 
-fn check_value(spec: &Param, v: &Value) -> Result<(), String> {
+fn check_value(spec: &Param, v: &Value) -> Result<(), Invalid> {
     let ok_type = match spec.kind {
         ParamType::Int => v.as_i64().is_some(),
         ParamType::Float => v.as_f64().is_some(),
@@ -137,17 +139,17 @@ fn check_value(spec: &Param, v: &Value) -> Result<(), String> {
         ParamType::Bool => v.is_boolean(),
     };
     if !ok_type {
-        return Err(format!("`{v}` is not a {}", type_word(spec.kind)));
+        return Err(format!("`{v}` is not a {}", type_word(spec.kind)).into());
     }
     if let Some(x) = v.as_f64() {
         if let Some(min) = spec.min {
             if x < min {
-                return Err(format!("`{v}` is below the minimum {min}"));
+                return Err(format!("`{v}` is below the minimum {min}").into());
             }
         }
         if let Some(max) = spec.max {
             if x > max {
-                return Err(format!("`{v}` is above the maximum {max}"));
+                return Err(format!("`{v}` is above the maximum {max}").into());
             }
         }
     }
@@ -159,7 +161,8 @@ fn check_value(spec: &Param, v: &Value) -> Result<(), String> {
                 .map(|c| format!("`{c}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -358,7 +361,7 @@ pub fn catalogue(set: &PolicySet) -> Result<Catalogue, PolicyError> {
     let v = set.eval_json("cache", "commands", vec![])?.value;
     let cat = parse_catalogue(&v).map_err(|message| PolicyError::BadInput {
         function: "commands".into(),
-        message,
+        message: message.0,
     })?;
     for (name, e) in &cat {
         if !set.defines("cache", &e.run, 2) {
@@ -381,16 +384,16 @@ pub fn call_round(
     params: &BTreeMap<String, Value>,
     round: &Round,
 ) -> Result<Step, PolicyError> {
-    let bad = |message: String| PolicyError::BadInput {
+    let bad = |e: Invalid| PolicyError::BadInput {
         function: entry.run.clone(),
-        message,
+        message: e.0,
     };
     let p = to_dynamic(params).map_err(bad)?;
     let r = to_dynamic(round).map_err(bad)?;
     let out = set.eval_json("cache", &entry.run, vec![p, r])?;
     parse_step(&out.value).map_err(|message| PolicyError::BadInput {
         function: entry.run.clone(),
-        message,
+        message: message.0,
     })
 }
 
@@ -413,7 +416,7 @@ pub struct Step {
 }
 
 /// Parses a round's result.
-pub fn parse_step(v: &Value) -> Result<Step, String> {
+pub fn parse_step(v: &Value) -> Result<Step, Invalid> {
     let s: Step =
         serde_json::from_value(v.clone()).map_err(|e| format!("a round returned `{v}`: {e}"))?;
     if !s.done && s.send.is_empty() {
@@ -529,7 +532,7 @@ mod tests {
 
     #[test]
     fn catalogue_problems_name_the_entry() {
-        let bad = |v: Value| parse_catalogue(&v).unwrap_err();
+        let bad = |v: Value| parse_catalogue(&v).unwrap_err().0;
         assert!(
             bad(json!({"x": {"description": "d", "safety": "sometimes", "run": "f"}}))
                 .starts_with("command `x`: unknown variant `sometimes`")
@@ -565,7 +568,7 @@ mod tests {
                 .done
         );
         assert_eq!(
-            parse_step(&json!({})).unwrap_err(),
+            parse_step(&json!({})).unwrap_err().0,
             "a round that is not `done` must `send` something"
         );
     }

@@ -87,7 +87,24 @@ pub struct CollectOptions {
 }
 
 /// What collection got from one host.
-pub type Collected = Result<Facts, String>;
+pub type Collected = Result<Facts, Unreadable>;
+
+/// Why a host's facts could not be read, in words (the audit reports the host unreachable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+impl From<String> for Unreadable {
+    fn from(s: String) -> Self {
+        Unreadable(s)
+    }
+}
+
+impl From<&str> for Unreadable {
+    fn from(s: &str) -> Self {
+        Unreadable(s.to_string())
+    }
+}
 
 /// Runs the facts command on every host, `workers` at a time; `progress` is told after each.
 pub fn collect(
@@ -123,7 +140,8 @@ fn collect_one(exec: &dyn Executor, h: &Host, spec: &HostSpec, timeout: Duration
             } else {
                 format!(": {}", err.lines().last().unwrap_or(err))
             }
-        ));
+        )
+        .into());
     }
     let (facts, _bad) = parse_facts(&out.stdout);
     if facts.is_empty() {
@@ -149,7 +167,7 @@ pub fn audit_host(
                 group,
                 status: HostStatus::Unreachable,
                 checked: 0,
-                error: Some(e.clone()),
+                error: Some(e.0.clone()),
                 findings: Vec::new(),
             })
         }

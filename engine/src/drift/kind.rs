@@ -1,11 +1,12 @@
 //! The `drift` policy kind: `classify(item)` and the decision it returns.
 
+use crate::error::Invalid;
 use crate::model::DriftDecision;
 use crate::runtime::kinds::{typed, FnSpec, KindSpec};
 use rhai::Dynamic;
 use serde_json::Value;
 
-fn check_drift(d: &Dynamic) -> Result<Value, String> {
+fn check_drift(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<DriftDecision>(d).map(|x| x.1)
 }
 

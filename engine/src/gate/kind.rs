@@ -1,11 +1,12 @@
 //! The `gates` policy kind: `gate(w)` and the verdict it returns.
 
+use crate::error::Invalid;
 use crate::model::Verdict;
 use crate::runtime::kinds::{typed, FnSpec, KindSpec};
 use rhai::Dynamic;
 use serde_json::Value;
 
-fn check_verdict(d: &Dynamic) -> Result<Value, String> {
+fn check_verdict(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<Verdict>(d).map(|x| x.1)
 }
 

@@ -2,6 +2,7 @@
 //! `fleetward.toml`, overridable per run with `--field FIELD=SOURCE`.
 
 use super::{Problem, RawHost};
+use crate::error::Invalid;
 use crate::model::Host;
 use fleetward_stdlib::KernelVersion;
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ pub enum FieldSource {
 }
 
 impl FieldSource {
-    pub fn parse(s: &str) -> Result<FieldSource, String> {
+    pub fn parse(s: &str) -> Result<FieldSource, Invalid> {
         let s = s.trim();
         match s.strip_prefix("group:") {
             Some("") => Err("`group:` needs a prefix, as in `group:hw_`".into()),
@@ -167,7 +168,7 @@ impl Default for FieldMap {
 
 impl FieldMap {
     /// The default mapping with `spec`'s entries replacing the defaults they name.
-    pub fn from_spec(spec: &FieldMapSpec) -> Result<FieldMap, String> {
+    pub fn from_spec(spec: &FieldMapSpec) -> Result<FieldMap, Invalid> {
         let mut map = FieldMap::default();
         let list = |s: &Sources| match s {
             Sources::One(x) => vec![x.clone()],
@@ -192,7 +193,7 @@ impl FieldMap {
     }
 
     /// Applies one `FIELD=SOURCE[,SOURCE...]` override from the command line.
-    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+    pub fn set(&mut self, assignment: &str) -> Result<(), Invalid> {
         let (field, sources) = assignment
             .split_once('=')
             .ok_or_else(|| format!("field mapping `{assignment}` must look like `field=source`"))?;
@@ -385,17 +386,17 @@ enum Found {
 /// Kernel versions already checked while reading one inventory.
 #[derive(Debug, Default)]
 pub struct KernelCheck {
-    seen: std::collections::HashMap<String, Result<(), String>>,
+    seen: std::collections::HashMap<String, Result<(), Invalid>>,
 }
 
 impl KernelCheck {
-    fn check(&mut self, k: &str) -> Result<(), String> {
+    fn check(&mut self, k: &str) -> Result<(), Invalid> {
         if let Some(r) = self.seen.get(k) {
             return r.clone();
         }
         let r = KernelVersion::parse(k)
             .map(|_| ())
-            .map_err(|e| e.to_string());
+            .map_err(|e| Invalid(e.to_string()));
         self.seen.insert(k.to_string(), r.clone());
         r
     }

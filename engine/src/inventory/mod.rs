@@ -5,6 +5,7 @@
 //! was declared on, its variables and groups); the [`FieldMap`] then turns variables into host
 //! fields, so sites whose Ansible vars have other names need no conversion.
 
+use crate::error::Invalid;
 mod ansible;
 mod csv_format;
 mod fields;
@@ -354,7 +355,7 @@ pub(crate) fn infer_scalar(s: &str) -> Value {
 }
 
 /// Whether `name` is usable as a host name: not empty, no whitespace or control characters.
-pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_host_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
         return Err("a host name is empty".into());
     }
@@ -362,7 +363,8 @@ pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "host name `{}` contains whitespace or control characters",
             name.escape_debug()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -378,7 +380,7 @@ pub const SECTION: crate::config::SectionSpec = crate::config::SectionSpec {
         }
         let spec = crate::config::section_of::<Only>(text)?.inventory;
         let map = FieldMap::from_spec(&spec).map_err(|message| crate::config::ConfigError {
-            message,
+            message: message.0,
             line: 1,
             col: 1,
         })?;

@@ -329,6 +329,7 @@ fn field_map_from_settings_and_flags() {
     assert!(map
         .set("nonsense=x")
         .unwrap_err()
+        .0
         .contains("unknown host field"));
     assert!(map.set("rack").is_err());
     assert!(map.set("rack=group:").is_err());

@@ -54,7 +54,7 @@ impl<'a> PolicyRules<'a> {
     fn arg<T: serde::Serialize>(func: &str, v: &T) -> Result<Vec<rhai::Dynamic>, PlanError> {
         let d = to_dynamic(v).map_err(|message| PolicyError::BadInput {
             function: func.to_string(),
-            message,
+            message: message.0,
         })?;
         Ok(vec![d])
     }
@@ -79,7 +79,7 @@ impl<'a> PolicyRules<'a> {
         let v = self
             .json("eligible", vec![host_to_dynamic(h)])
             .map_err(|e| about(e, &what()))?;
-        Eligibility::from_json(&v).map_err(|m| about(PlanError::Invalid(m), &what()))
+        Eligibility::from_json(&v).map_err(|m| about(PlanError::Invalid(m.0), &what()))
     }
 
     fn eligible_some(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
@@ -146,14 +146,15 @@ impl RolloutRules for PolicyRules<'_> {
         if !self.set.defines(KIND, "blast_radius", 0) {
             return Ok(Vec::new());
         }
-        parse_blast_radius(&self.json("blast_radius", Vec::new())?).map_err(PlanError::Invalid)
+        parse_blast_radius(&self.json("blast_radius", Vec::new())?)
+            .map_err(|e| PlanError::Invalid(e.0))
     }
 
     fn windows(&self) -> Result<Vec<Window>, PlanError> {
         if !self.set.defines(KIND, "windows", 0) {
             return Ok(Vec::new());
         }
-        parse_windows(&self.json("windows", Vec::new())?).map_err(PlanError::Invalid)
+        parse_windows(&self.json("windows", Vec::new())?).map_err(|e| PlanError::Invalid(e.0))
     }
 
     fn host_time(&self, group: &GroupInfo) -> Result<u64, PlanError> {

@@ -1,6 +1,7 @@
 //! What `rollout.rhai` returns, as checked Rust types: eligibility, blast-radius limits and
 //! maintenance windows, and the group and stage records the policy is called with.
 
+use crate::error::Invalid;
 use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ struct EligibilityMap {
 
 impl Eligibility {
     /// Reads `eligible(host)`'s result as JSON.
-    pub fn from_json(v: &serde_json::Value) -> Result<Eligibility, String> {
+    pub fn from_json(v: &serde_json::Value) -> Result<Eligibility, Invalid> {
         let r: EligibilityRepr =
             serde_json::from_value(v.clone()).map_err(|_| format!("got `{v}`"))?;
         Ok(match r {
@@ -69,12 +70,12 @@ impl Amount {
         }
     }
 
-    fn check(&self, what: &str) -> Result<(), String> {
+    fn check(&self, what: &str) -> Result<(), Invalid> {
         match *self {
-            Amount::Count(0) => Err(format!("{what} is 0, which would stop every host")),
-            Amount::Percent { percent } if !(percent > 0.0 && percent <= 100.0) => Err(format!(
-                "{what} is `{percent}%`; a share must be in (0, 100]"
-            )),
+            Amount::Count(0) => Err(format!("{what} is 0, which would stop every host").into()),
+            Amount::Percent { percent } if !(percent > 0.0 && percent <= 100.0) => {
+                Err(format!("{what} is `{percent}%`; a share must be in (0, 100]").into())
+            }
             _ => Ok(()),
         }
     }
@@ -105,7 +106,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn parse(s: &str) -> Result<Scope, String> {
+    pub fn parse(s: &str) -> Result<Scope, Invalid> {
         Ok(match s {
             "hardware" => Scope::Hardware,
             "workload" => Scope::Workload,
@@ -117,7 +118,7 @@ impl Scope {
                 _ => {
                     return Err(format!(
                         "unknown scope `{s}`; scopes are hardware, workload, datacenter, rack, group and fact:NAME"
-                    ))
+                    ).into())
                 }
             },
         })
@@ -174,7 +175,7 @@ pub struct ScopeLimit {
 }
 
 /// Reads `blast_radius()`: `#{ rack: #{ in_flight: 1 }, datacenter: #{ per_wave: percent(10) } }`.
-pub fn parse_blast_radius(v: &serde_json::Value) -> Result<Vec<ScopeLimit>, String> {
+pub fn parse_blast_radius(v: &serde_json::Value) -> Result<Vec<ScopeLimit>, Invalid> {
     let m: BTreeMap<String, ScopeLimitRepr> = serde_json::from_value(v.clone()).map_err(|e| {
         format!("got `{v}`: {e}; expected a map like `#{{ rack: #{{ in_flight: 1 }} }}`")
     })?;
@@ -182,7 +183,7 @@ pub fn parse_blast_radius(v: &serde_json::Value) -> Result<Vec<ScopeLimit>, Stri
     for (k, r) in m {
         let scope = Scope::parse(&k)?;
         if r.in_flight.is_none() && r.per_wave.is_none() {
-            return Err(format!("`{k}` sets neither `in_flight` nor `per_wave`"));
+            return Err(format!("`{k}` sets neither `in_flight` nor `per_wave`").into());
         }
         if let Some(a) = &r.in_flight {
             a.check(&format!("`{k}.in_flight`"))?;
@@ -238,7 +239,7 @@ const WEEK: [(&str, Weekday); 7] = [
     ("sun", Weekday::Sunday),
 ];
 
-fn weekday(s: &str) -> Result<usize, String> {
+fn weekday(s: &str) -> Result<usize, Invalid> {
     const FULL: [&str; 7] = [
         "monday",
         "tuesday",
@@ -251,10 +252,14 @@ fn weekday(s: &str) -> Result<usize, String> {
     let l = s.trim().to_ascii_lowercase();
     FULL.iter()
         .position(|f| l.len() >= 3 && f.starts_with(&l))
-        .ok_or_else(|| format!("`{s}` is not a day of the week (mon, tue, ... sun)"))
+        .ok_or_else(|| {
+            Invalid(format!(
+                "`{s}` is not a day of the week (mon, tue, ... sun)"
+            ))
+        })
 }
 
-fn days(list: &[String]) -> Result<Vec<Weekday>, String> {
+fn days(list: &[String]) -> Result<Vec<Weekday>, Invalid> {
     let mut out = Vec::new();
     for d in list {
         match d.split_once('-') {
@@ -283,26 +288,27 @@ fn days(list: &[String]) -> Result<Vec<Weekday>, String> {
     Ok(out)
 }
 
-fn clock(s: &str, what: &str) -> Result<Time, String> {
+fn clock(s: &str, what: &str) -> Result<Time, Invalid> {
     let bad = || format!("`{what}` is `{s}`; write times as `HH:MM` (00:00 to 24:00)");
     let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
     let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if h == 24 && m == 0 {
         return Ok(Time::MAX);
     }
-    Time::new(h, m, 0, 0).map_err(|_| bad())
+    Time::new(h, m, 0, 0).map_err(|_| bad().into())
 }
 
 /// Reads `windows()`: an array of `#{days, start, end, tz}`. An empty array means "any time".
-pub fn parse_windows(v: &serde_json::Value) -> Result<Vec<Window>, String> {
+pub fn parse_windows(v: &serde_json::Value) -> Result<Vec<Window>, Invalid> {
     let reprs: Vec<WindowRepr> = serde_json::from_value(v.clone()).map_err(|e| {
         format!("got `{v}`: {e}; expected an array like `[#{{ days: [\"mon-thu\"], start: \"02:00\", end: \"06:00\", tz: \"UTC\" }}]`")
     })?;
     let mut out = Vec::new();
     for (i, r) in reprs.into_iter().enumerate() {
-        let ctx = |e: String| format!("window {i}: {e}");
+        let ctx = |e: Invalid| Invalid(format!("window {i}: {e}"));
         let tz = r.tz.unwrap_or_else(|| "UTC".to_string());
-        let zone = TimeZone::get(&tz).map_err(|_| ctx(format!("unknown time zone `{tz}`")))?;
+        let zone =
+            TimeZone::get(&tz).map_err(|_| ctx(Invalid(format!("unknown time zone `{tz}`"))))?;
         let day_names = r.days.unwrap_or_else(|| vec!["mon-sun".to_string()]);
         let weekdays = days(&day_names).map_err(ctx)?;
         if weekdays.is_empty() {

@@ -1,6 +1,7 @@
 //! The `rollout` policy kind: what `rollout.rhai` must and may define, and the checks its
 //! results pass (planning and the controller read them).
 
+use crate::error::Invalid;
 use crate::plan::spec::{parse_blast_radius, parse_windows, Eligibility};
 use crate::rollout::spec::{FailureBudget, Signals, Steps};
 use crate::runtime::kinds::{
@@ -9,25 +10,25 @@ use crate::runtime::kinds::{
 use rhai::Dynamic;
 use serde_json::Value;
 
-fn check_eligible(d: &Dynamic) -> Result<Value, String> {
+fn check_eligible(d: &Dynamic) -> Result<Value, Invalid> {
     let v = json(d)?;
     Eligibility::from_json(&v)?;
     Ok(v)
 }
 
-fn check_blast_radius(d: &Dynamic) -> Result<Value, String> {
+fn check_blast_radius(d: &Dynamic) -> Result<Value, Invalid> {
     let v = json(d)?;
     parse_blast_radius(&v)?;
     Ok(v)
 }
 
-fn check_windows(d: &Dynamic) -> Result<Value, String> {
+fn check_windows(d: &Dynamic) -> Result<Value, Invalid> {
     let v = json(d)?;
     parse_windows(&v)?;
     Ok(v)
 }
 
-fn check_waves(d: &Dynamic) -> Result<Value, String> {
+fn check_waves(d: &Dynamic) -> Result<Value, Invalid> {
     let (w, v) = typed::<Vec<f64>>(d)?;
     if w.is_empty() {
         return Err("the wave list is empty".into());
@@ -37,27 +38,28 @@ fn check_waves(d: &Dynamic) -> Result<Value, String> {
         if !p.is_finite() || *p <= prev || *p > 100.0 {
             return Err(format!(
                 "wave {i} is `{p}`: waves must be cumulative percentages, rising, in (0, 100]"
-            ));
+            )
+            .into());
         }
         prev = *p;
     }
     if (prev - 100.0).abs() > f64::EPSILON {
-        return Err(format!("the last wave is `{prev}`, it must be 100"));
+        return Err(format!("the last wave is `{prev}`, it must be 100").into());
     }
     Ok(v)
 }
 
-fn check_steps(d: &Dynamic) -> Result<Value, String> {
+fn check_steps(d: &Dynamic) -> Result<Value, Invalid> {
     let (s, v) = typed::<Steps>(d)?;
     s.validate()?;
     Ok(v)
 }
 
-fn check_budget(d: &Dynamic) -> Result<Value, String> {
+fn check_budget(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<FailureBudget>(d).map(|x| x.1)
 }
 
-fn check_signals(d: &Dynamic) -> Result<Value, String> {
+fn check_signals(d: &Dynamic) -> Result<Value, Invalid> {
     let (s, v) = typed::<Signals>(d)?;
     s.validate()?;
     Ok(v)

@@ -2,6 +2,7 @@
 //! and timeouts of every step (`steps(host)`), the failure budget (`failure_budget()`) and
 //! how signals are collected during a bake (`signals()`).
 
+use crate::error::Invalid;
 use crate::exec::RemoteCommand;
 use crate::plan::spec::Amount;
 use serde::{Deserialize, Serialize};
@@ -132,7 +133,7 @@ pub struct Steps {
 
 impl Steps {
     /// Checks what serde cannot: non-empty commands and positive timeouts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let lists: [(&str, &[CommandSpec]); 6] = [
             ("pre_check", &self.pre_check),
             ("drain", &self.drain),
@@ -147,13 +148,12 @@ impl Steps {
         {
             for (i, c) in cmds.iter().enumerate() {
                 if c.run.is_empty() || c.run.first().is_some_and(|a| a.is_empty()) {
-                    return Err(format!("`{step}[{i}]` has an empty `run`"));
+                    return Err(format!("`{step}[{i}]` has an empty `run`").into());
                 }
                 if c.timeout == 0 {
-                    return Err(format!(
-                        "`{step}[{i}]` (`{}`) has a zero timeout",
-                        c.label()
-                    ));
+                    return Err(
+                        format!("`{step}[{i}]` (`{}`) has a zero timeout", c.label()).into(),
+                    );
                 }
             }
         }
@@ -219,7 +219,7 @@ fn default_signal_timeout() -> u64 {
 }
 
 impl Signals {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.metrics.is_empty() {
             return Err("`metrics` is an empty command".into());
         }

@@ -179,7 +179,7 @@ impl PolicySet {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|message| PolicyError::BadInput {
                 function: qualified(&sig.name),
-                message,
+                message: message.0,
             })?;
         let start = std::time::Instant::now();
         let out = match &c.home {

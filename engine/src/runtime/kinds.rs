@@ -3,11 +3,12 @@
 //! into a [`Registry`] above the runtime, which knows none of them.
 
 use super::typed::from_dynamic;
+use crate::error::Invalid;
 use rhai::Dynamic;
 use serde_json::Value;
 
 /// Converts and checks a function's result, returning its normalised JSON form.
-pub type Check = fn(&Dynamic) -> Result<Value, String>;
+pub type Check = fn(&Dynamic) -> Result<Value, Invalid>;
 
 /// A function a policy kind defines.
 #[derive(Debug, Clone, Copy)]
@@ -49,35 +50,35 @@ impl KindSpec {
 /// Converts a result to `T` and back to JSON, normalised.
 pub fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     d: &Dynamic,
-) -> Result<(T, Value), String> {
+) -> Result<(T, Value), Invalid> {
     let t: T = from_dynamic(d)?;
     let v = serde_json::to_value(&t).map_err(|e| e.to_string())?;
     Ok((t, v))
 }
 
 /// A result as JSON.
-pub fn json(d: &Dynamic) -> Result<Value, String> {
-    serde_json::to_value(d).map_err(|e| e.to_string())
+pub fn json(d: &Dynamic) -> Result<Value, Invalid> {
+    serde_json::to_value(d).map_err(|e| Invalid(e.to_string()))
 }
 
-pub fn check_positive(d: &Dynamic) -> Result<Value, String> {
+pub fn check_positive(d: &Dynamic) -> Result<Value, Invalid> {
     let (n, v) = typed::<i64>(d)?;
     if n < 1 {
-        return Err(format!("`{n}` is below 1"));
+        return Err(format!("`{n}` is below 1").into());
     }
     Ok(v)
 }
 
-pub fn check_kernel(d: &Dynamic) -> Result<Value, String> {
+pub fn check_kernel(d: &Dynamic) -> Result<Value, Invalid> {
     let (k, v) = typed::<String>(d)?;
     fleetward_stdlib::KernelVersion::parse(&k).map_err(|e| e.to_string())?;
     Ok(v)
 }
 
-pub fn check_count(d: &Dynamic) -> Result<Value, String> {
+pub fn check_count(d: &Dynamic) -> Result<Value, Invalid> {
     let (n, v) = typed::<i64>(d)?;
     if n < 0 {
-        return Err(format!("`{n}` is negative"));
+        return Err(format!("`{n}` is negative").into());
     }
     Ok(v)
 }

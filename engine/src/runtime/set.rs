@@ -356,7 +356,7 @@ impl PolicySet {
                     .call_dynamic(p.kind, req.name, Vec::new())
                     .and_then(|d| {
                         (req.check)(&d)
-                            .map_err(|m| set.return_type_error(p, req.name, req.returns, &m))
+                            .map_err(|m| set.return_type_error(p, req.name, req.returns, &m.0))
                     });
                 if let Err(e) = r {
                     problems.extend(e.diagnostics());
@@ -468,7 +468,7 @@ impl PolicySet {
     ) -> Result<T, PolicyError> {
         let args = args.into_args().map_err(|message| PolicyError::BadInput {
             function: func.to_string(),
-            message,
+            message: message.0,
         })?;
         let d = self.call_dynamic(kind, func, args)?;
         from_dynamic::<T>(&d).map_err(|m| {
@@ -479,7 +479,7 @@ impl PolicySet {
                 .map(|f| f.returns.to_string())
                 .unwrap_or_else(|| format!("`{}`", std::any::type_name::<T>()));
             match self.policies.get(kind) {
-                Some(p) => self.return_type_error(p, func, &expected, &m),
+                Some(p) => self.return_type_error(p, func, &expected, &m.0),
                 None => PolicyError::NoSuchFunction(func.to_string()),
             }
         })
@@ -524,7 +524,7 @@ impl PolicySet {
             .filter(|f| f.params.len() == arity)
         {
             Some(spec) => (spec.check)(&t.value)
-                .map_err(|m| self.return_type_error(policy, func, spec.returns, &m))?,
+                .map_err(|m| self.return_type_error(policy, func, spec.returns, &m.0))?,
             None => serde_json::to_value(&t.value)
                 .unwrap_or_else(|_| serde_json::Value::String(t.value.to_string())),
         };

@@ -18,7 +18,7 @@ impl<'a> Controller<'a> {
         let set = self.policy()?;
         let signals = match self.signals(&set) {
             Ok(s) => s,
-            Err(m) => return self.policy_pause(Some(stage), m, clock),
+            Err(m) => return self.policy_pause(Some(stage), m.0, clock),
         };
         let until = match self.with_state(|s| s.bake_until.get(&stage).cloned()) {
             Some(u) => u

@@ -26,7 +26,8 @@ pub(super) fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
             "`{}`: {why}; output: {}",
             c.label(),
             tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
-        )),
+        )
+        .into()),
     }
 }
 
@@ -50,7 +51,7 @@ impl<'a> Controller<'a> {
         let set = self.policy()?;
         let steps = match self.steps_for(&set, host) {
             Ok(s) => s,
-            Err(m) => return self.policy_pause(Some(stage), m, clock),
+            Err(m) => return self.policy_pause(Some(stage), m.0, clock),
         };
         drop(set);
         loop {
@@ -96,7 +97,7 @@ impl<'a> Controller<'a> {
                     },
                     clock,
                 )?,
-                Err(why) => return self.fail_host(stage, name, step, why, clock),
+                Err(why) => return self.fail_host(stage, name, step, why.0, clock),
             }
         }
     }
@@ -125,7 +126,7 @@ impl<'a> Controller<'a> {
     pub(super) fn run_one(&self, host: &Host, c: &CommandSpec, clock: &dyn Clock) -> StepResult {
         match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
             Ok(out) => judged(c, &out),
-            Err(e) => Err(format!("`{}`: {e}", c.label())),
+            Err(e) => Err(format!("`{}`: {e}", c.label()).into()),
         }
     }
 
@@ -151,7 +152,7 @@ impl<'a> Controller<'a> {
         argv: &[String],
         timeout: u64,
         clock: &dyn Clock,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepFailure> {
         let cmd = RemoteCommand::new(argv.iter().cloned());
         match self
             .io
@@ -164,8 +165,9 @@ impl<'a> Controller<'a> {
                 cmd.shell_line(),
                 o.status,
                 tail(&o.stderr, 200)
-            )),
-            Err(e) => Err(e.to_string()),
+            )
+            .into()),
+            Err(e) => Err(e.to_string().into()),
         }
     }
 
@@ -186,7 +188,8 @@ impl<'a> Controller<'a> {
             Err(e) => {
                 return Ok(Err(format!(
                     "cannot read the boot id before rebooting: {e}"
-                )))
+                )
+                .into()))
             }
         };
         self.emit(
@@ -223,7 +226,7 @@ impl<'a> Controller<'a> {
             Err(ExecError::Unreachable { .. } | ExecError::Timeout { .. }) => {
                 Ok("connection closed by the reboot".into())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.to_string().into()),
         }
     }
 
@@ -267,14 +270,15 @@ impl<'a> Controller<'a> {
                     return Ok(format!("up after {secs:.1} s, boot id {id}{resent}"));
                 }
                 Ok(_) => format!("boot id unchanged{resent}"),
-                Err(e) => e,
+                Err(e) => e.0,
             };
             let now = clock.now();
             if now >= deadline {
                 return Err(format!(
                     "did not come back within {} s after the reboot (last: {last})",
                     w.timeout
-                ));
+                )
+                .into());
             }
             let left = deadline.duration_since(now).unsigned_abs();
             clock.sleep(interval.min(left));
@@ -293,11 +297,11 @@ impl<'a> Controller<'a> {
         let p = &steps.probe;
         let kernel = match self.probe(host, &p.kernel, p.timeout, clock) {
             Ok(k) => k,
-            Err(e) => return Ok(Err(format!("cannot read the kernel: {e}"))),
+            Err(e) => return Ok(Err(format!("cannot read the kernel: {e}").into())),
         };
         let boot_id = match self.probe(host, &p.boot_id, p.timeout, clock) {
             Ok(b) => b,
-            Err(e) => return Ok(Err(format!("cannot read the boot id: {e}"))),
+            Err(e) => return Ok(Err(format!("cannot read the boot id: {e}").into())),
         };
         self.emit(
             Event::HostChecked {
@@ -309,11 +313,9 @@ impl<'a> Controller<'a> {
         )?;
         let target = self.with_state(|s| s.target_kernel.clone());
         Ok(if kernel != target {
-            Err(format!("runs `{kernel}` after the reboot, not `{target}`"))
+            Err(format!("runs `{kernel}` after the reboot, not `{target}`").into())
         } else if hs.boot_id_before.as_deref() == Some(boot_id.as_str()) {
-            Err(format!(
-                "boot id `{boot_id}` did not change: the host did not reboot"
-            ))
+            Err(format!("boot id `{boot_id}` did not change: the host did not reboot").into())
         } else {
             Ok(format!("{kernel}, boot id {boot_id}"))
         })

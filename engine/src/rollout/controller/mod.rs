@@ -72,7 +72,24 @@ pub struct Controller<'a> {
 }
 
 /// What a step did: its output for the record, or why it failed.
-type StepResult = Result<String, String>;
+type StepResult = Result<String, StepFailure>;
+
+/// Why a host step failed, in words, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct StepFailure(String);
+
+impl From<String> for StepFailure {
+    fn from(s: String) -> Self {
+        StepFailure(s)
+    }
+}
+
+impl From<&str> for StepFailure {
+    fn from(s: &str) -> Self {
+        StepFailure(s.to_string())
+    }
+}
 
 impl<'a> Controller<'a> {
     /// A controller over an existing journal (`resume`, `pause`, `abort`).
@@ -126,8 +143,10 @@ impl<'a> Controller<'a> {
     /// how to collect signals, and what the failure budget is.
     fn preflight(&self, plan: &Plan) -> Result<(), ControllerError> {
         let set = self.policy()?;
-        self.signals(&set).map_err(ControllerError::Invalid)?;
-        self.budget(&set).map_err(ControllerError::Invalid)?;
+        self.signals(&set)
+            .map_err(|e| ControllerError::Invalid(e.0))?;
+        self.budget(&set)
+            .map_err(|e| ControllerError::Invalid(e.0))?;
         let mut problems = Vec::new();
         for name in plan
             .stages
@@ -139,7 +158,7 @@ impl<'a> Controller<'a> {
                 continue;
             };
             if let Err(m) = self.steps_for(&set, host) {
-                problems.push(m);
+                problems.push(m.0);
             }
             if problems.len() >= 5 {
                 break;

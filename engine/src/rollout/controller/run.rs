@@ -3,6 +3,7 @@
 //! signals.
 
 use super::*;
+use crate::error::Invalid;
 
 impl<'a> Controller<'a> {
     /// Runs until the rollout completes, pauses or aborts. Returns the phase it stopped in.
@@ -125,7 +126,7 @@ impl<'a> Controller<'a> {
             };
             let steps = match self.steps_for(&set, host) {
                 Ok(s) => s,
-                Err(m) => return self.policy_pause(None, m, clock),
+                Err(m) => return self.policy_pause(None, m.0, clock),
             };
             let k = self.probe(host, &steps.probe.kernel, steps.probe.timeout, clock);
             let b = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock);
@@ -148,7 +149,7 @@ impl<'a> Controller<'a> {
         })
     }
 
-    pub(super) fn steps_for(&self, set: &PolicySet, host: &Host) -> Result<Steps, String> {
+    pub(super) fn steps_for(&self, set: &PolicySet, host: &Host) -> Result<Steps, Invalid> {
         if !set.defines("rollout", "steps", 1) {
             return Err(
                 "`rollout.rhai` does not define `steps(host)`, so fleetward cannot know how to install a kernel on these hosts".into(),
@@ -175,7 +176,7 @@ impl<'a> Controller<'a> {
         cached.or_else(|| self.steps_for(set, host).ok().map(|s| s.probe))
     }
 
-    pub(super) fn budget(&self, set: &PolicySet) -> Result<FailureBudget, String> {
+    pub(super) fn budget(&self, set: &PolicySet) -> Result<FailureBudget, Invalid> {
         if !set.defines("rollout", "failure_budget", 0) {
             return Ok(FailureBudget::default());
         }
@@ -183,10 +184,10 @@ impl<'a> Controller<'a> {
             .eval_json("rollout", "failure_budget", vec![])
             .map_err(|e| policy_message(&e))?
             .value;
-        serde_json::from_value(v).map_err(|e| format!("`failure_budget()`: {e}"))
+        serde_json::from_value(v).map_err(|e| Invalid(format!("`failure_budget()`: {e}")))
     }
 
-    pub(super) fn signals(&self, set: &PolicySet) -> Result<Signals, String> {
+    pub(super) fn signals(&self, set: &PolicySet) -> Result<Signals, Invalid> {
         if !set.defines("rollout", "signals", 0) {
             return Err("`rollout.rhai` does not define `signals()`, so fleetward cannot collect metrics to gate on".into());
         }
@@ -194,7 +195,7 @@ impl<'a> Controller<'a> {
             .eval_json("rollout", "signals", vec![])
             .map_err(|e| policy_message(&e))?
             .value;
-        serde_json::from_value(v).map_err(|e| format!("`signals()`: {e}"))
+        serde_json::from_value(v).map_err(|e| Invalid(format!("`signals()`: {e}")))
     }
 
     /// Pauses when failures in `stage`, or in all, exceed the budget. Returns whether it did.
@@ -207,7 +208,7 @@ impl<'a> Controller<'a> {
         let budget = match self.budget(&set) {
             Ok(b) => b,
             Err(m) => {
-                self.policy_pause(Some(stage), m, clock)?;
+                self.policy_pause(Some(stage), m.0, clock)?;
                 return Ok(true);
             }
         };
