@@ -240,24 +240,36 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// A value that is not what it must be, in words (lowercase, user input in backticks): the
-/// error of the small parsers and checks (`--limit`, `--field`, scopes, eligibility,
-/// catalogue entries, step and signal specs). It converts to and from a message, so a check
-/// can build on another with `?`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+/// Declares an error that is one message in words, built from a `String` or `&str`, so
+/// `Err(format!(..).into())` and `?` on a message work.
+macro_rules! message_error {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("{0}")]
+        $vis struct $name(pub String);
 
-impl From<String> for Invalid {
-    fn from(s: String) -> Self {
-        Invalid(s)
-    }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+    };
 }
+pub(crate) use message_error;
 
-impl From<&str> for Invalid {
-    fn from(s: &str) -> Self {
-        Invalid(s.to_string())
-    }
+message_error! {
+    /// A value that is not what it must be, in words (lowercase, user input in backticks): the
+    /// error of the small parsers and checks (`--limit`, `--field`, scopes, eligibility,
+    /// catalogue entries, step and signal specs). It converts to and from a message, so a
+    /// check can build on another with `?`.
+    pub struct Invalid;
 }
 
 impl From<Invalid> for String {

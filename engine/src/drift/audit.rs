@@ -89,21 +89,9 @@ pub struct CollectOptions {
 /// What collection got from one host.
 pub type Collected = Result<Facts, Unreadable>;
 
-/// Why a host's facts could not be read, in words (the audit reports the host unreachable).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Unreadable(pub String);
-
-impl From<String> for Unreadable {
-    fn from(s: String) -> Self {
-        Unreadable(s)
-    }
-}
-
-impl From<&str> for Unreadable {
-    fn from(s: &str) -> Self {
-        Unreadable(s.to_string())
-    }
+crate::error::message_error! {
+    /// Why a host's facts could not be read, in words (the audit reports the host unreachable).
+    pub struct Unreadable;
 }
 
 /// Runs the facts command on every host, `workers` at a time; `progress` is told after each.

@@ -63,6 +63,12 @@ pub enum PlanError {
     NoTarget,
 }
 
+impl From<crate::error::Invalid> for PlanError {
+    fn from(e: crate::error::Invalid) -> Self {
+        PlanError::Invalid(e.0)
+    }
+}
+
 /// What to plan.
 #[derive(Debug, Clone)]
 pub struct PlanRequest<'a> {

@@ -79,7 +79,7 @@ impl<'a> PolicyRules<'a> {
         let v = self
             .json("eligible", vec![host_to_dynamic(h)])
             .map_err(|e| about(e, &what()))?;
-        Eligibility::from_json(&v).map_err(|m| about(PlanError::Invalid(m.0), &what()))
+        Eligibility::from_json(&v).map_err(|m| about(PlanError::from(m), &what()))
     }
 
     fn eligible_some(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError> {
@@ -146,15 +146,14 @@ impl RolloutRules for PolicyRules<'_> {
         if !self.set.defines(KIND, "blast_radius", 0) {
             return Ok(Vec::new());
         }
-        parse_blast_radius(&self.json("blast_radius", Vec::new())?)
-            .map_err(|e| PlanError::Invalid(e.0))
+        parse_blast_radius(&self.json("blast_radius", Vec::new())?).map_err(PlanError::from)
     }
 
     fn windows(&self) -> Result<Vec<Window>, PlanError> {
         if !self.set.defines(KIND, "windows", 0) {
             return Ok(Vec::new());
         }
-        parse_windows(&self.json("windows", Vec::new())?).map_err(|e| PlanError::Invalid(e.0))
+        parse_windows(&self.json("windows", Vec::new())?).map_err(PlanError::from)
     }
 
     fn host_time(&self, group: &GroupInfo) -> Result<u64, PlanError> {

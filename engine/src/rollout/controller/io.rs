@@ -180,3 +180,9 @@ pub enum ControllerError {
         source: std::io::Error,
     },
 }
+
+impl From<crate::error::Invalid> for ControllerError {
+    fn from(e: crate::error::Invalid) -> Self {
+        ControllerError::Invalid(e.0)
+    }
+}

@@ -74,21 +74,9 @@ pub struct Controller<'a> {
 /// What a step did: its output for the record, or why it failed.
 type StepResult = Result<String, StepFailure>;
 
-/// Why a host step failed, in words, as the journal records it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-struct StepFailure(String);
-
-impl From<String> for StepFailure {
-    fn from(s: String) -> Self {
-        StepFailure(s)
-    }
-}
-
-impl From<&str> for StepFailure {
-    fn from(s: &str) -> Self {
-        StepFailure(s.to_string())
-    }
+crate::error::message_error! {
+    /// Why a host step failed, in words, as the journal records it.
+    struct StepFailure;
 }
 
 impl<'a> Controller<'a> {
@@ -143,10 +131,8 @@ impl<'a> Controller<'a> {
     /// how to collect signals, and what the failure budget is.
     fn preflight(&self, plan: &Plan) -> Result<(), ControllerError> {
         let set = self.policy()?;
-        self.signals(&set)
-            .map_err(|e| ControllerError::Invalid(e.0))?;
-        self.budget(&set)
-            .map_err(|e| ControllerError::Invalid(e.0))?;
+        self.signals(&set)?;
+        self.budget(&set)?;
         let mut problems = Vec::new();
         for name in plan
             .stages
