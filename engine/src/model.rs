@@ -44,6 +44,12 @@ impl GroupKey {
         let (hw, wl) = s.split_once('/')?;
         Some(GroupKey::new(hw, wl))
     }
+
+    /// The name of a pooled level: `r750/*` (a hardware class), `*/db` (a workload), `*/*`
+    /// (the fleet).
+    pub fn pooled(hardware: Option<&str>, workload: Option<&str>) -> String {
+        format!("{}/{}", hardware.unwrap_or("*"), workload.unwrap_or("*"))
+    }
 }
 
 impl std::fmt::Display for GroupKey {
@@ -118,6 +124,8 @@ impl Host {
 #[serde(rename_all = "lowercase")]
 pub enum VerdictKind {
     Pass,
+    /// The data cannot decide: the controller extends the bake, then pauses.
+    Inconclusive,
     Pause,
     Fail,
 }
@@ -127,6 +135,7 @@ impl VerdictKind {
     pub fn as_str(self) -> &'static str {
         match self {
             VerdictKind::Pass => "pass",
+            VerdictKind::Inconclusive => "inconclusive",
             VerdictKind::Pause => "pause",
             VerdictKind::Fail => "fail",
         }

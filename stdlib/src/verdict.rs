@@ -74,6 +74,29 @@ pub mod verdict_fns {
         raise(v, "pause", reason)
     }
 
+    /// A verdict that says the data cannot decide (too few hosts, or a minimum detectable
+    /// effect above the threshold), with what is missing. The controller extends the bake
+    /// as `extend_bake(stage)` allows, then pauses. As a method, it raises a `pass` to
+    /// `inconclusive` and adds the reason; a `pause` or `fail` stays.
+    ///
+    /// ```rhai
+    /// assert_eq(inconclusive("r750/db: mde 14% > 10%").verdict, "inconclusive");
+    /// let v = verdict();
+    /// v.inconclusive("3 hosts cannot detect 5%");
+    /// assert_eq(v.verdict, "inconclusive");
+    /// v.pause("io p99 +20%");
+    /// v.inconclusive("more");
+    /// assert_eq(v.verdict, "pause");
+    /// ```
+    #[rhai_fn(name = "inconclusive")]
+    pub fn inconclusive(reason: &str) -> Map {
+        make("inconclusive", Some(reason))
+    }
+    #[rhai_fn(name = "inconclusive", return_raw)]
+    pub fn inconclusive_on(v: &mut Map, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "inconclusive", reason)
+    }
+
     /// A verdict that fails the rollout, with a reason. As a method, it raises a verdict to
     /// `fail` and adds the reason.
     ///
@@ -92,7 +115,7 @@ pub mod verdict_fns {
         raise(v, "fail", reason)
     }
 
-    /// The more severe of two verdicts (`fail` > `pause` > `pass`), with both sets of reasons.
+    /// The more severe of two verdicts (`fail` > `pause` > `inconclusive` > `pass`), with both sets of reasons.
     ///
     /// ```rhai
     /// let v = worst(pause("a"), pass("b"));
@@ -129,8 +152,9 @@ mod helpers {
     pub(super) fn level(kind: &str) -> Option<u8> {
         match kind {
             "pass" => Some(0),
-            "pause" => Some(1),
-            "fail" => Some(2),
+            "inconclusive" => Some(1),
+            "pause" => Some(2),
+            "fail" => Some(3),
             _ => None,
         }
     }

@@ -1,16 +1,15 @@
 //! Metric samples with Polars: scanning CSV or Parquet in long form (`host, timestamp, metric,
-//! value`), joining with the inventory's groups, and aggregating a cohort per group × metric.
-//! The only file reading of the gate path.
+//! value`), precomputed baseline summaries, and writing both. With [`super::aggregate`], the
+//! only file I/O of the gate path.
 
-use super::{Cell, Cohort, EVENTS};
+use super::aggregate::HostCohort;
+use super::EVENTS;
 use polars::prelude::*;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The columns a sample file must have.
 pub const COLUMNS: [&str; 4] = ["host", "timestamp", "metric", "value"];
-
-/// Seconds a host counts as observed when it reported only once.
-const MIN_SPAN_SECS: f64 = 60.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -22,7 +21,7 @@ pub enum DataError {
     Invalid { file: String, message: String },
 }
 
-fn read_err(file: &str) -> impl Fn(PolarsError) -> DataError + '_ {
+pub(super) fn read_err(file: &str) -> impl Fn(PolarsError) -> DataError + '_ {
     move |e| DataError::Read {
         file: file.to_string(),
         message: e.to_string().lines().next().unwrap_or("").to_string(),
@@ -65,16 +64,78 @@ pub fn scan_baseline(path: &Path) -> Result<Baseline, DataError> {
     scan(path).map(Baseline::Samples)
 }
 
-/// Reads a precomputed baseline frame into a cohort: aggregates without values, so the
-/// comparison uses sign tests against the baseline median instead of rank tests.
-pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
+/// A precomputed baseline: a level per group × metric, and event counts with their host-hours.
+/// The fallback reference when a gate has no concurrent controls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// (group, metric) → (samples, hosts, mean of the host values).
+    pub cells: BTreeMap<(String, String), (f64, f64, f64)>,
+    pub events: BTreeMap<(String, String), f64>,
+    pub host_hours: BTreeMap<String, f64>,
+}
+
+impl Summary {
+    /// The baseline's level of a metric in a group.
+    pub fn level(&self, group: &str, metric: &str) -> Option<f64> {
+        self.cells
+            .get(&(group.to_string(), metric.to_string()))
+            .map(|c| c.2)
+            .filter(|x| x.is_finite())
+    }
+
+    /// Event count and host-hours, of one group or of all.
+    pub fn events(&self, group: Option<&str>, event: &str) -> (f64, f64) {
+        let k = self
+            .events
+            .iter()
+            .filter(|((g, e), _)| e == event && group.is_none_or(|x| x == g))
+            .map(|(_, v)| *v)
+            .sum();
+        let t = self
+            .host_hours
+            .iter()
+            .filter(|(g, _)| group.is_none_or(|x| x == g.as_str()))
+            .map(|(_, v)| *v)
+            .sum();
+        (k, t)
+    }
+
+    /// A summary of host-level data: per group × metric the mean of the host means.
+    pub fn of(c: &HostCohort) -> Summary {
+        let mut out = Summary::default();
+        let mut acc: BTreeMap<(String, String), (f64, f64, f64)> = BTreeMap::new();
+        for ((h, m), w) in &c.values {
+            let (Some(g), Some(a)) = (c.group_of.get(h), w.after.or(w.before)) else {
+                continue;
+            };
+            let e = acc.entry((g.clone(), m.clone())).or_default();
+            e.0 += a.n as f64;
+            e.1 += 1.0;
+            e.2 += a.mean;
+        }
+        for (k, (n, hosts, sum)) in acc {
+            out.cells.insert(k, (n, hosts, sum / hosts));
+        }
+        for (h, x) in &c.after {
+            let Some(g) = c.group_of.get(h) else { continue };
+            *out.host_hours.entry(g.clone()).or_default() += x.hours;
+            for (e, k) in &x.events {
+                *out.events.entry((g.clone(), e.clone())).or_default() += k;
+            }
+        }
+        out
+    }
+}
+
+/// Reads a precomputed baseline frame.
+pub fn read_summary(lf: LazyFrame, file: &str) -> Result<Summary, DataError> {
     let df = lf.collect().map_err(read_err(file))?;
     let (gs, ms) = (strs(&df, "group", file)?, strs(&df, "metric", file)?);
     let cols: Vec<Vec<Option<f64>>> = SUMMARY_COLUMNS[2..]
         .iter()
         .map(|c| floats(&df, c, file))
         .collect::<Result<_, _>>()?;
-    let mut out = Cohort::default();
+    let mut out = Summary::default();
     for i in 0..df.height() {
         let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else {
             return Err(DataError::Invalid {
@@ -98,25 +159,11 @@ pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
             let h = out.host_hours.entry(g.clone()).or_default();
             *h = h.max(hours);
         }
-        let e = out.hosts.entry(g.clone()).or_default();
-        *e = (*e).max(hosts as usize);
         if EVENTS.contains(&m.as_str()) {
             out.events.insert((g.clone(), m.clone()), n);
             continue;
         }
-        out.samples += n as usize;
-        out.cells.insert(
-            (g.clone(), m.clone()),
-            Cell {
-                n: n as usize,
-                hosts: hosts as usize,
-                mean: v(2),
-                p50: v(3),
-                p90: v(4),
-                p99: v(5),
-                values: Vec::new(),
-            },
-        );
+        out.cells.insert((g.clone(), m.clone()), (n, hosts, v(2)));
     }
     Ok(out)
 }
@@ -124,29 +171,43 @@ pub fn summary_cohort(lf: LazyFrame, file: &str) -> Result<Cohort, DataError> {
 /// group, metric, n, hosts, mean, p50, p90, p99, host_hours.
 type SummaryRow = (String, String, f64, f64, f64, f64, f64, f64, f64);
 
-/// Writes a cohort's aggregates as a precomputed baseline frame (Parquet or CSV): one row per
-/// group × metric, and one per group × event with the count in `n`.
-pub fn write_summary(c: &Cohort, path: &Path) -> Result<(), DataError> {
+/// Writes a cohort's host-level aggregates as a precomputed baseline frame (Parquet or CSV):
+/// one row per group × metric (the mean and quantiles of the host means), and one per group ×
+/// event with the count in `n`.
+pub fn write_summary(c: &HostCohort, path: &Path) -> Result<(), DataError> {
     let file = path.display().to_string();
     let err = read_err(&file);
+    let summary = Summary::of(c);
+    let mut host_means: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for ((h, m), w) in &c.values {
+        if let (Some(g), Some(a)) = (c.group_of.get(h), w.after.or(w.before)) {
+            host_means.entry((g.clone(), m.clone())).or_default().push(a.mean);
+        }
+    }
+    let q = |k: &(String, String), p: f64| {
+        let mut v = host_means.get(k).cloned().unwrap_or_default();
+        v.sort_by(f64::total_cmp);
+        super::stats::quantile(&v, p).unwrap_or(f64::NAN)
+    };
     let mut rows: Vec<SummaryRow> = Vec::new();
-    for ((g, m), cell) in &c.cells {
-        let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
+    for (k, (n, hosts, mean)) in &summary.cells {
+        let hours = summary.host_hours.get(&k.0).copied().unwrap_or(0.0);
         rows.push((
-            g.clone(),
-            m.clone(),
-            cell.n as f64,
-            cell.hosts as f64,
-            cell.mean,
-            cell.p50,
-            cell.p90,
-            cell.p99,
+            k.0.clone(),
+            k.1.clone(),
+            *n,
+            *hosts,
+            *mean,
+            q(k, 0.5),
+            q(k, 0.9),
+            q(k, 0.99),
             hours,
         ));
     }
-    for ((g, e), n) in &c.events {
-        let hours = c.host_hours.get(g).copied().unwrap_or(0.0);
-        let hosts = c.hosts.get(g).copied().unwrap_or(0) as f64;
+    let hosts_of = c.hosts_per_group();
+    for ((g, e), n) in &summary.events {
+        let hours = summary.host_hours.get(g).copied().unwrap_or(0.0);
+        let hosts = hosts_of.get(g.as_str()).copied().unwrap_or(0) as f64;
         rows.push((
             g.clone(),
             e.clone(),
@@ -246,13 +307,13 @@ fn cell(cols: &[Vec<Option<f64>>], c: usize, i: usize) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn strs(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<String>>, DataError> {
+pub(super) fn strs(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<String>>, DataError> {
     let c = df.column(name).map_err(read_err(file))?;
     let s = c.str().map_err(read_err(file))?;
     Ok(s.iter().map(|x| x.map(str::to_string)).collect())
 }
 
-fn floats(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<f64>>, DataError> {
+pub(super) fn floats(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<f64>>, DataError> {
     let c = df
         .column(name)
         .map_err(read_err(file))?
@@ -260,178 +321,6 @@ fn floats(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<f64>>, Da
         .map_err(read_err(file))?;
     let f = c.f64().map_err(read_err(file))?;
     Ok(f.iter().collect())
-}
-
-/// Aggregates one cohort: samples joined with `groups` (host → group); samples of hosts not in
-/// `groups` are counted and left out.
-pub fn cohort(samples: LazyFrame, groups: &DataFrame, file: &str) -> Result<Cohort, DataError> {
-    let err = read_err(file);
-    let joined = samples
-        .join(
-            groups.clone().lazy(),
-            [col("host")],
-            [col("host")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .collect()
-        .map_err(&err)?;
-    let mut out = Cohort {
-        samples: joined.height(),
-        ..Cohort::default()
-    };
-
-    // Samples from hosts the cohort does not know.
-    let unknown = joined
-        .clone()
-        .lazy()
-        .filter(col("group").is_null())
-        .group_by([col("host")])
-        .agg([col("value").count().alias("n")])
-        .sort_by_exprs([col("host")], SortMultipleOptions::default())
-        .collect()
-        .map_err(&err)?;
-    let unknown_n = floats(&unknown, "n", file)?;
-    out.unknown_samples = unknown_n.iter().flatten().sum::<f64>() as usize;
-    out.unknown_hosts = strs(&unknown, "host", file)?
-        .into_iter()
-        .flatten()
-        .take(5)
-        .collect();
-    out.samples -= out.unknown_samples;
-
-    let known = joined.lazy().filter(col("group").is_not_null());
-    let is_event = EVENTS
-        .iter()
-        .map(|e| col("metric").eq(lit(*e)))
-        .reduce(|a, b| a.or(b))
-        .unwrap_or(lit(false));
-
-    // Hosts reporting and host-hours observed, per group.
-    let spans = known
-        .clone()
-        .group_by([col("group"), col("host")])
-        .agg([(col("timestamp").max() - col("timestamp").min()).alias("span")])
-        .group_by([col("group")])
-        .agg([
-            col("host").count().alias("hosts"),
-            when(col("span").lt(lit(MIN_SPAN_SECS)))
-                .then(lit(MIN_SPAN_SECS))
-                .otherwise(col("span"))
-                .sum()
-                .alias("seconds"),
-        ])
-        .collect()
-        .map_err(&err)?;
-    for ((g, h), s) in strs(&spans, "group", file)?
-        .into_iter()
-        .zip(floats(&spans, "hosts", file)?)
-        .zip(floats(&spans, "seconds", file)?)
-    {
-        if let Some(g) = g {
-            out.hosts.insert(g.clone(), h.unwrap_or(0.0) as usize);
-            out.host_hours.insert(g, s.unwrap_or(0.0) / 3600.0);
-        }
-    }
-
-    // Event totals.
-    let events = known
-        .clone()
-        .filter(is_event.clone())
-        .group_by([col("group"), col("metric")])
-        .agg([col("value").sum().alias("count")])
-        .collect()
-        .map_err(&err)?;
-    for ((g, m), c) in strs(&events, "group", file)?
-        .into_iter()
-        .zip(strs(&events, "metric", file)?)
-        .zip(floats(&events, "count", file)?)
-    {
-        if let (Some(g), Some(m)) = (g, m) {
-            out.events.insert((g, m), c.unwrap_or(0.0));
-        }
-    }
-
-    // Metrics: NaN and unparsable values are counted and dropped.
-    let metrics = known.filter(is_event.not());
-    let bad = metrics
-        .clone()
-        .filter(col("value").is_null().or(col("value").is_nan()))
-        .select([len().alias("n")])
-        .collect()
-        .map_err(&err)?;
-    out.nan_samples = floats(&bad, "n", file)?
-        .first()
-        .copied()
-        .flatten()
-        .unwrap_or(0.0) as usize;
-    let good = metrics.filter(col("value").is_not_null().and(col("value").is_not_nan()));
-    let agg = good
-        .clone()
-        .group_by([col("group"), col("metric")])
-        .agg([
-            col("value").count().alias("n"),
-            col("host").n_unique().alias("hosts"),
-            col("value").mean().alias("mean"),
-            col("value")
-                .quantile(lit(0.5), QuantileMethod::Linear)
-                .alias("p50"),
-            col("value")
-                .quantile(lit(0.9), QuantileMethod::Linear)
-                .alias("p90"),
-            col("value")
-                .quantile(lit(0.99), QuantileMethod::Linear)
-                .alias("p99"),
-        ])
-        .collect()
-        .map_err(&err)?;
-    let (gs, ms) = (strs(&agg, "group", file)?, strs(&agg, "metric", file)?);
-    let cols: Vec<Vec<Option<f64>>> = ["n", "hosts", "mean", "p50", "p90", "p99"]
-        .iter()
-        .map(|c| floats(&agg, c, file))
-        .collect::<Result<_, _>>()?;
-    for i in 0..agg.height() {
-        let (Some(Some(g)), Some(Some(m))) = (gs.get(i), ms.get(i)) else {
-            continue;
-        };
-        let v = |c: usize| cell(&cols, c, i);
-        out.cells.insert(
-            (g.clone(), m.clone()),
-            Cell {
-                n: v(0) as usize,
-                hosts: v(1) as usize,
-                mean: v(2),
-                p50: v(3),
-                p90: v(4),
-                p99: v(5),
-                values: Vec::new(),
-            },
-        );
-    }
-
-    // Every value, sorted within its group × metric, for the rank tests: one sort per cell,
-    // in parallel, rather than one sort of every sample by string keys.
-    let lists = good
-        .group_by([col("group"), col("metric")])
-        .agg([col("value").sort(SortOptions::default()).alias("values")])
-        .collect()
-        .map_err(&err)?;
-    let (gs, ms) = (strs(&lists, "group", file)?, strs(&lists, "metric", file)?);
-    let values = lists
-        .column("values")
-        .map_err(&err)?
-        .list()
-        .map_err(&err)?
-        .clone();
-    for (i, (g, m)) in gs.into_iter().zip(ms).enumerate() {
-        let (Some(g), Some(m), Some(list)) = (g, m, values.get_as_series(i)) else {
-            continue;
-        };
-        let v: Vec<f64> = list.f64().map_err(&err)?.iter().flatten().collect();
-        if let Some(c) = out.cells.get_mut(&(g, m)) {
-            c.values = v;
-        }
-    }
-    Ok(out)
 }
 
 /// Long-form samples as columns of equal length: row `i` is one sample.

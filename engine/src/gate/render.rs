@@ -14,8 +14,16 @@ pub fn num(x: f64) -> String {
     }
 }
 
-/// The human rendering of a gate: verdict, reasons, totals, then a row per group × metric
-/// and one per event.
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:+.1}%")
+    } else {
+        "-".into()
+    }
+}
+
+/// The human rendering of a gate: verdict, reasons, totals and method, then a row per level ×
+/// metric (pooled levels first) and one per event.
 pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
@@ -27,64 +35,62 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
     }
     let _ = writeln!(
         o,
-        "  {} samples from {} hosts in {} groups; baseline {} samples from {} hosts; {} comparisons, {} correction; {} insufficient",
-        t.samples, t.hosts, c.groups.len(), t.baseline_samples, t.baseline_hosts, t.comparisons, t.correction.describe(), t.insufficient
+        "  {} updated hosts ({} samples) in {} groups; {} control hosts ({} samples); {} tests, {} correction; {} insufficient",
+        t.hosts, t.samples, c.groups.len(), t.control_hosts, t.control_samples, t.comparisons, t.correction.describe(), t.insufficient
     );
+    let _ = writeln!(o, "  method: {}", c.method.describe());
     for w in warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "{:<18} {:<20} {:>5} {:>10} {:>10} {:>8} {:>10} {:>26}  flags",
-        "group", "metric", "n", "mean", "baseline", "change", "p (adj)", "shift [95% CI]"
+        "{:<18} {:<20} {:>5} {:>5} {:>10} {:>10} {:>26} {:>7} {:>9}  flags",
+        "level", "metric", "hosts", "ctrl", "mean", "control", "effect [95% CI]", "mde", "p (adj)"
     );
-    for g in &c.groups {
-        for m in &g.metrics {
-            let flags = if m.insufficient {
-                format!("insufficient: {}", m.reason)
-            } else if m.worse {
-                "worse".to_string()
-            } else {
-                String::new()
-            };
-            let shift = if m.insufficient {
-                "-".to_string()
-            } else {
-                format!(
-                    "{} [{}, {}]",
-                    num(m.shift),
-                    num(m.shift_low),
-                    num(m.shift_high)
-                )
-            };
-            let _ = writeln!(
-                o,
-                "{:<18} {:<20} {:>5} {:>10} {:>10} {:>7}% {:>10} {:>26}  {flags}",
-                g.name,
-                m.name,
-                m.n,
-                num(m.mean),
-                num(m.baseline_mean),
-                if m.pct_change.is_nan() {
-                    "-".into()
-                } else {
-                    format!("{:+.2}", m.pct_change)
-                },
-                if m.insufficient {
-                    "-".into()
-                } else {
-                    num(m.p_adjusted)
-                },
-                shift
-            );
-        }
+    let rows = c
+        .levels
+        .iter()
+        .flat_map(|l| &l.metrics)
+        .chain(c.groups.iter().flat_map(|g| &g.metrics));
+    for m in rows {
+        let flags = if m.pooled_only {
+            "pooled only".to_string()
+        } else if m.insufficient {
+            format!("insufficient: {}", m.reason)
+        } else if m.worse {
+            "worse".to_string()
+        } else {
+            String::new()
+        };
+        let (effect, mde, p) = if m.insufficient || m.pooled_only && !m.mde.is_finite() {
+            ("-".to_string(), "-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{} [{}, {}]", pct(m.effect), pct(m.effect_low), pct(m.effect_high)),
+                format!("{:.1}%", m.mde),
+                num(m.p_adjusted),
+            )
+        };
+        let _ = writeln!(
+            o,
+            "{:<18} {:<20} {:>5} {:>5} {:>10} {:>10} {:>26} {:>7} {:>9}  {flags}",
+            m.level,
+            m.name,
+            m.hosts,
+            m.control_hosts,
+            num(m.mean),
+            num(m.control_mean),
+            effect,
+            mde,
+            p
+        );
     }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
         "{:<22} {:>6} {:>12} {:>12} {:>10}",
-        "event", "count", "per host-h", "baseline", "p"
+        "event", "count", "per host-h", "controls", "p"
     );
     for (name, e) in &c.events {
         let _ = writeln!(
@@ -93,7 +99,7 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
             name,
             e.count,
             num(e.rate),
-            num(e.baseline_rate),
+            num(e.control_rate),
             num(e.p_value)
         );
     }

@@ -152,6 +152,24 @@ pub enum Event {
         step: Step,
         output: String,
     },
+    /// The control hosts of a stage: not-updated hosts of its groups, recorded over the same
+    /// windows as the stage's hosts.
+    ControlsChosen {
+        stage: usize,
+        hosts: Vec<String>,
+    },
+    /// The before window of a stage began (its hosts and controls recorded before any update);
+    /// it ends at `until` (RFC 3339).
+    BeforeStarted {
+        stage: usize,
+        until: String,
+    },
+    /// An inconclusive gate extended the bake to `until`, for the reasons given.
+    BakeExtended {
+        stage: usize,
+        until: String,
+        reasons: Vec<String>,
+    },
     /// The bake of a stage began; it ends at `until` (RFC 3339), also after a restart.
     BakeStarted {
         stage: usize,

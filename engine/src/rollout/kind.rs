@@ -156,5 +156,26 @@ pub const ROLLOUT: KindSpec = KindSpec {
             doc: "The metrics command run on a stage's hosts during its bake, and how often. Needed by `rollout start` and `simulate`.",
             check: check_signals,
         },
+        FnSpec {
+            name: "before",
+            params: &["wave"],
+            returns: "a non-negative int (seconds)",
+            doc: "How long a stage's hosts and controls are recorded before the first update, for the before/after comparison. Default: the stage's bake; 0 compares host-level values against the controls without a before window.",
+            check: check_count,
+        },
+        FnSpec {
+            name: "controls",
+            params: &["group"],
+            returns: "a non-negative int (hosts)",
+            doc: "How many control hosts (not-updated hosts of the group, recorded over the same windows) a group of a stage gets; `group` has `name`, `hardware`, `workload`, `updated` and `available`. Default: 3× the updated hosts, at least 5 and at most 30.",
+            check: check_count,
+        },
+        FnSpec {
+            name: "extend_bake",
+            params: &["stage"],
+            returns: "a non-negative int (seconds; 0 pauses)",
+            doc: "How much longer to bake when a gate is inconclusive; `stage` has `index`, `name`, `bake` (seconds) and `extensions` (how many so far). Default: one more bake, once.",
+            check: check_count,
+        },
     ],
 };

@@ -32,6 +32,29 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
         Event::BakeStarted { stage, until } => {
             format!("{at}  stage {}: baking until {until}", stage_name(*stage))
         }
+        Event::ControlsChosen { stage, hosts } => format!(
+            "{at}  stage {}: {} control host(s)",
+            stage_name(*stage),
+            hosts.len()
+        ),
+        Event::BeforeStarted { stage, until } => format!(
+            "{at}  stage {}: recording the before window until {until}",
+            stage_name(*stage)
+        ),
+        Event::BakeExtended {
+            stage,
+            until,
+            reasons,
+        } => {
+            let mut o = format!(
+                "{at}  stage {}: gate inconclusive, bake extended until {until}",
+                stage_name(*stage)
+            );
+            for x in reasons {
+                let _ = write!(o, "\n      - {x}");
+            }
+            o
+        }
         Event::UnexpectedReboot { host, .. } => format!("{at}  host {host} rebooted unexpectedly"),
         Event::GateEvaluated {
             stage,
@@ -71,6 +94,12 @@ pub fn bar_message(r: &Record, st: &RolloutState) -> Option<String> {
     match &r.event {
         Event::StageStarted { stage } => Some(stage_name(*stage)),
         Event::BakeStarted { stage, .. } => Some(format!("{} baking", stage_name(*stage))),
+        Event::BeforeStarted { stage, .. } => {
+            Some(format!("{} before window", stage_name(*stage)))
+        }
+        Event::BakeExtended { stage, .. } => {
+            Some(format!("{} baking (extended)", stage_name(*stage)))
+        }
         _ => None,
     }
 }

@@ -114,6 +114,12 @@ pub struct RolloutState {
     pub policies: Vec<String>,
     /// When each stage's bake ends (RFC 3339).
     pub bake_until: BTreeMap<usize, String>,
+    /// When each stage's before window ends (RFC 3339).
+    pub before_until: BTreeMap<usize, String>,
+    /// Each stage's control hosts.
+    pub controls: BTreeMap<usize, Vec<String>>,
+    /// Bake extensions per stage, with the reasons of each.
+    pub extensions: BTreeMap<usize, Vec<Vec<String>>>,
     pub inventory: String,
     /// Hosts left out because of unresolved drift.
     pub held: Vec<super::event::HeldHost>,
@@ -131,6 +137,9 @@ impl Default for RolloutState {
             pause_reason: None,
             policies: Vec::new(),
             bake_until: BTreeMap::new(),
+            before_until: BTreeMap::new(),
+            controls: BTreeMap::new(),
+            extensions: BTreeMap::new(),
             inventory: String::new(),
             held: Vec::new(),
         }
@@ -213,6 +222,23 @@ impl RolloutState {
             }
             Event::BakeStarted { stage, until } => {
                 self.bake_until.insert(*stage, until.clone());
+            }
+            Event::ControlsChosen { stage, hosts } => {
+                self.controls.insert(*stage, hosts.clone());
+            }
+            Event::BeforeStarted { stage, until } => {
+                self.before_until.insert(*stage, until.clone());
+            }
+            Event::BakeExtended {
+                stage,
+                until,
+                reasons,
+            } => {
+                self.bake_until.insert(*stage, until.clone());
+                self.extensions
+                    .entry(*stage)
+                    .or_default()
+                    .push(reasons.clone());
             }
             Event::UnexpectedReboot { host, boot_id } => {
                 let h = self.host(host);

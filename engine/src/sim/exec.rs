@@ -13,7 +13,7 @@
 //!   `apt-get install -y --no-install-recommends PKG=VERSION`)
 
 use super::drift::{FactKey, FactTable};
-use super::samplegen::{level, normal};
+use super::samplegen::{level, Variation};
 use crate::clock::{epoch_secs, Clock};
 use crate::drift::facts::{as_facts_request, render_facts, Fact, Request};
 use crate::drift::Kind;
@@ -54,6 +54,8 @@ pub struct Faults {
     pub unexpected_reboot_after: HashMap<String, Duration>,
     /// Commands (by first word) that hang on a host.
     pub hang: HashMap<String, HashSet<String>>,
+    /// How the hosts' metrics vary (host spread, daily swing, noise).
+    pub variation: Variation,
 }
 
 #[derive(Debug, Clone)]
@@ -296,8 +298,11 @@ impl SimExecutor {
         let mut out = String::new();
         let step = (window / SAMPLES_PER_CALL as u64).max(1) as i64;
         let t_end = now.as_second();
+        let var = self.faults.variation;
+        let group = host.group_name();
         for (metric, _) in STANDARD_METRICS {
             let base = level(metric, &host.hardware, &host.workload);
+            let own = var.host_factor(&host.name, metric);
             let factor: f64 = regress
                 .map(|rs| {
                     rs.iter()
@@ -309,7 +314,7 @@ impl SimExecutor {
             for i in 0..SAMPLES_PER_CALL as i64 {
                 let ts = t_end - (SAMPLES_PER_CALL as i64 - 1 - i) * step;
                 let key = keyed_hash(ts as u64, &format!("{}/{metric}", host.name));
-                let v = (base * factor * (1.0 + 0.08 * normal(key))).max(0.0);
+                let v = var.sample(metric, base * factor, own, var.time_factor(&group, ts), key);
                 out.push_str(&format!("{ts} {metric} {v:.6}\n"));
             }
         }

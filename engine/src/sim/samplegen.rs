@@ -136,6 +136,61 @@ pub fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
     base * f
 }
 
+/// How simulated metrics vary, as production metrics do: each host has its own level, traffic
+/// swings through the day, a slower wobble per group, and noise per sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Variation {
+    /// Standard deviation of a host's level around its group's, as a fraction.
+    pub host_spread: f64,
+    /// Amplitude of the daily swing (peak at 20:00 UTC), as a fraction.
+    pub daily_swing: f64,
+    /// Amplitude of an hourly wobble whose phase differs per group.
+    pub wobble: f64,
+    /// Standard deviation of one sample's noise, as a fraction.
+    pub noise: f64,
+}
+
+impl Default for Variation {
+    fn default() -> Self {
+        Variation::FLEET
+    }
+}
+
+impl Variation {
+    /// A production-like fleet: 10% host spread, ±25% over the day, 3% wobble, 8% noise.
+    pub const FLEET: Variation = Variation {
+        host_spread: 0.10,
+        daily_swing: 0.25,
+        wobble: 0.03,
+        noise: 0.08,
+    };
+
+    /// A host's own level factor for a metric (keyed, so it is the same in every run).
+    pub fn host_factor(&self, host: &str, metric: &str) -> f64 {
+        (1.0 + self.host_spread * normal(keyed_hash(0x4057, &format!("{host}/{metric}")))).max(0.2)
+    }
+
+    /// The time-of-day factor at `ts` (epoch seconds) for a group.
+    pub fn time_factor(&self, group: &str, ts: i64) -> f64 {
+        use std::f64::consts::TAU;
+        let day = ((ts - 20 * 3600).rem_euclid(86_400)) as f64 / 86_400.0;
+        let phase = (keyed_hash(0x9a5e, group) % 1000) as f64 / 1000.0;
+        let hour = (ts.rem_euclid(3600)) as f64 / 3600.0;
+        (1.0 + self.daily_swing * (TAU * day).cos()) * (1.0 + self.wobble * (TAU * (hour + phase)).sin())
+    }
+
+    /// One sample: `base` × host × time × noise (drawn from `key`), never negative, and
+    /// percentages never over 100.
+    pub fn sample(&self, metric: &str, base: f64, host: f64, time: f64, key: u64) -> f64 {
+        let v = (base * host * time * (1.0 + self.noise * normal(key))).max(0.0);
+        if metric.ends_with("_pct") {
+            v.min(100.0)
+        } else {
+            v
+        }
+    }
+}
+
 /// Generates `timestamps` samples per host and standard metric (every 5 minutes from
 /// `start`), with 8% multiplicative noise, plus the scenario's changes.
 pub fn generate(hosts: &[&Host], scenario: Scenario, timestamps: usize, start: i64) -> Samples {

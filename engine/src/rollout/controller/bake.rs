@@ -1,14 +1,294 @@
-//! The bake: signals collected from a stage's updated hosts every `signals().every`, boot ids
-//! checked for unexpected reboots, rows appended to the stage's sample file.
+//! The windows of a stage: the before window (its hosts and controls before any update) and
+//! the bake (the updated hosts and the controls after), with signals collected every
+//! `signals().every`, boot ids checked for unexpected reboots, and rows appended to the
+//! stage's sample files.
 
 use super::*;
+use crate::error::Invalid;
 
 pub(super) const SAMPLES_HEADER: [&str; 4] = ["host", "timestamp", "metric", "value"];
+
+/// Which window a round of signals belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Window {
+    Before,
+    After,
+}
+
+/// The default number of controls for a group with `updated` hosts in a stage.
+pub(super) fn default_controls(updated: usize) -> usize {
+    (3 * updated).clamp(5, 30)
+}
 
 impl<'a> Controller<'a> {
     pub fn samples_path(&self, stage: usize) -> PathBuf {
         let dir = self.lock().journal.dir().to_path_buf();
         dir.join(format!("stage-{stage:02}.samples.csv"))
+    }
+
+    /// The stage's before-window samples, beside its samples.
+    pub fn before_path(&self, stage: usize) -> PathBuf {
+        let dir = self.lock().journal.dir().to_path_buf();
+        dir.join(format!("stage-{stage:02}.before.csv"))
+    }
+
+    /// An end time `secs` from now on `clock`.
+    fn deadline(clock: &dyn Clock, secs: u64) -> jiff::Timestamp {
+        let now = clock.now();
+        now.checked_add(jiff::SignedDuration::from_secs(
+            i64::try_from(secs).unwrap_or(i64::MAX),
+        ))
+        .unwrap_or(now)
+    }
+
+    /// The stage's bake length: the operator's override, or `bake(wave)`.
+    fn bake_secs(&self, set: &PolicySet, stage: usize) -> Result<u64, Invalid> {
+        if let Some(b) = self.opts.bake {
+            return Ok(b);
+        }
+        let info = self.with_state(|s| s.stages.get(stage).map(|p| p.info.clone()));
+        match info.map(|i| PolicyRules::new(set).bake(&i)) {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => Err(Invalid(format!("`bake(wave)`: {e}"))),
+            None => Ok(0),
+        }
+    }
+
+    /// The before window's length: `before(wave)`, by default the bake; never longer than
+    /// an operator's bake override.
+    fn before_secs(&self, set: &PolicySet, stage: usize) -> Result<u64, Invalid> {
+        let bake = self.bake_secs(set, stage)?;
+        if !set.defines("rollout", "before", 1) {
+            return Ok(bake);
+        }
+        let info = self.with_state(|s| s.stages.get(stage).map(|p| p.info.clone()));
+        let Some(info) = info else { return Ok(0) };
+        let arg = crate::runtime::typed::to_dynamic(&info)?;
+        let v = set
+            .eval_json("rollout", "before", vec![arg])
+            .map_err(|e| Invalid(format!("`before(wave)`: {}", policy_message(&e))))?
+            .value;
+        let secs = v
+            .as_u64()
+            .ok_or_else(|| Invalid(format!("`before(wave)` returned `{v}`, not a count")))?;
+        Ok(match self.opts.bake {
+            Some(b) => secs.min(b),
+            None => secs,
+        })
+    }
+
+    /// Chooses the stage's controls per group: hosts of the group outside this stage that
+    /// are not yet updated first, then hosts updated in stages whose gates passed. How many:
+    /// `controls(group)`, by default [`default_controls`].
+    fn choose_controls(&self, set: &PolicySet, stage: usize) -> Result<Vec<String>, Invalid> {
+        let (mine, later, settled): (Vec<String>, std::collections::BTreeSet<String>, Vec<String>) =
+            self.with_state(|s| {
+                let mine = s.stages.get(stage).map(|p| p.hosts.clone()).unwrap_or_default();
+                let later = s
+                    .stages
+                    .iter()
+                    .skip(stage + 1)
+                    .flat_map(|p| p.hosts.iter().cloned())
+                    .collect();
+                let settled = s
+                    .stages
+                    .iter()
+                    .take(stage)
+                    .flat_map(|p| p.hosts.iter())
+                    .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
+                    .cloned()
+                    .collect();
+                (mine, later, settled)
+            });
+        let mine_set: std::collections::BTreeSet<&str> = mine.iter().map(String::as_str).collect();
+        let mut updated: BTreeMap<String, usize> = BTreeMap::new();
+        for h in &mine {
+            if let Some(g) = self.fleet.groups.of(h) {
+                *updated.entry(g.to_string()).or_default() += 1;
+            }
+        }
+        let settled_set: std::collections::BTreeSet<&str> =
+            settled.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for (group, n) in &updated {
+            // Not-updated hosts of the group: later stages first, then hosts outside the
+            // plan; then settled hosts. Each list in name order.
+            let mut untouched: Vec<&str> = self
+                .fleet
+                .names()
+                .filter(|h| {
+                    !mine_set.contains(h)
+                        && !settled_set.contains(h)
+                        && self.fleet.groups.of(h).is_some_and(|g| g.to_string() == *group)
+                })
+                .collect();
+            untouched.sort_by_key(|h| (!later.contains(*h), *h));
+            let mut pool: Vec<&str> = untouched;
+            let mut old: Vec<&str> = settled
+                .iter()
+                .map(String::as_str)
+                .filter(|h| self.fleet.groups.of(h).is_some_and(|g| g.to_string() == *group))
+                .collect();
+            old.sort_unstable();
+            pool.extend(old);
+            let want = if set.defines("rollout", "controls", 1) {
+                let key = crate::model::GroupKey::parse(group);
+                let arg = crate::runtime::typed::to_dynamic(&serde_json::json!({
+                    "name": group,
+                    "hardware": key.as_ref().map(|k| k.hardware.clone()).unwrap_or_default(),
+                    "workload": key.as_ref().map(|k| k.workload.clone()).unwrap_or_default(),
+                    "updated": n,
+                    "available": pool.len(),
+                }))?;
+                let v = set
+                    .eval_json("rollout", "controls", vec![arg])
+                    .map_err(|e| {
+                        Invalid(format!("`controls(group)` for `{group}`: {}", policy_message(&e)))
+                    })?
+                    .value;
+                v.as_u64().ok_or_else(|| {
+                    Invalid(format!("`controls(group)` returned `{v}`, not a count"))
+                })? as usize
+            } else {
+                default_controls(*n)
+            };
+            out.extend(pool.into_iter().take(want).map(str::to_string));
+        }
+        Ok(out)
+    }
+
+    /// The before window of a stage: controls chosen, then the stage's hosts and controls
+    /// recorded until the window ends (which the journal keeps, so a restart records only
+    /// what is left). Skipped once any host of the stage has started.
+    pub(super) fn before_window(&self, stage: usize) -> Result<(), ControllerError> {
+        let clock = self.io.clock;
+        let started = self.with_state(|s| {
+            s.stages.get(stage).is_some_and(|p| {
+                p.hosts
+                    .iter()
+                    .any(|h| s.hosts.get(h).is_some_and(|x| x.in_step.is_some() || x.done || x.failed.is_some()))
+            })
+        });
+        if started {
+            return Ok(());
+        }
+        let set = self.policy()?;
+        if self.with_state(|s| !s.controls.contains_key(&stage)) {
+            let hosts = match self.choose_controls(&set, stage) {
+                Ok(h) => h,
+                Err(m) => return self.policy_pause(Some(stage), m.0, clock),
+            };
+            self.emit(Event::ControlsChosen { stage, hosts }, clock)?;
+        }
+        let until = match self.with_state(|s| s.before_until.get(&stage).cloned()) {
+            Some(u) => u
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| ControllerError::Invalid(format!("journal before-window end `{u}`: {e}")))?,
+            None => {
+                let secs = match self.before_secs(&set, stage) {
+                    Ok(s) => s,
+                    Err(m) => return self.policy_pause(Some(stage), m.0, clock),
+                };
+                let until = Self::deadline(clock, secs);
+                self.emit(
+                    Event::BeforeStarted {
+                        stage,
+                        until: rfc3339(until),
+                    },
+                    clock,
+                )?;
+                if secs == 0 {
+                    return Ok(());
+                }
+                until
+            }
+        };
+        if clock.now() >= until {
+            return Ok(());
+        }
+        let signals = match self.signals(&set) {
+            Ok(s) => s,
+            Err(m) => return self.policy_pause(Some(stage), m.0, clock),
+        };
+        drop(set);
+        self.record_until(stage, &signals, Window::Before, until)
+    }
+
+    /// Collects signals every `signals.every` until `until` (at least once).
+    fn record_until(
+        &self,
+        stage: usize,
+        signals: &Signals,
+        window: Window,
+        until: jiff::Timestamp,
+    ) -> Result<(), ControllerError> {
+        let clock = self.io.clock;
+        loop {
+            if self.halted(clock)? {
+                return Ok(());
+            }
+            self.collect(stage, signals, window)?;
+            let now = clock.now();
+            if now >= until {
+                return Ok(());
+            }
+            let left = until.duration_since(now).unsigned_abs();
+            clock.sleep(Duration::from_secs(signals.every).min(left));
+        }
+    }
+
+    /// Extends an inconclusive stage's bake as `extend_bake(stage)` allows. Returns whether
+    /// it did (else the caller pauses).
+    pub(super) fn extend_bake(
+        &self,
+        set: &PolicySet,
+        stage: usize,
+        reasons: &[String],
+    ) -> Result<bool, ControllerError> {
+        let clock = self.io.clock;
+        let (done, name) = self.with_state(|s| {
+            (
+                s.extensions.get(&stage).map_or(0, Vec::len),
+                s.stages.get(stage).map(|p| p.name.clone()).unwrap_or_default(),
+            )
+        });
+        let bake = self.bake_secs(set, stage).unwrap_or(0);
+        let secs = if set.defines("rollout", "extend_bake", 1) {
+            let arg = crate::runtime::typed::to_dynamic(&serde_json::json!({
+                "index": stage,
+                "name": name,
+                "bake": bake,
+                "extensions": done,
+            }))
+            .map_err(ControllerError::from)?;
+            match set.eval_json("rollout", "extend_bake", vec![arg]) {
+                Ok(v) => v.value.as_u64().unwrap_or(0),
+                Err(e) => {
+                    self.io.observer.note(&format!(
+                        "`extend_bake(stage)` failed, so the bake is not extended: {}",
+                        policy_message(&e)
+                    ));
+                    0
+                }
+            }
+        } else if done == 0 {
+            bake
+        } else {
+            0
+        };
+        if secs == 0 {
+            return Ok(false);
+        }
+        let until = Self::deadline(clock, secs);
+        self.emit(
+            Event::BakeExtended {
+                stage,
+                until: rfc3339(until),
+                reasons: reasons.to_vec(),
+            },
+            clock,
+        )?;
+        Ok(true)
     }
 
     /// Bakes a stage: collects signals every `signals().every` until the bake ends (which
@@ -25,29 +305,11 @@ impl<'a> Controller<'a> {
                 .parse::<jiff::Timestamp>()
                 .map_err(|e| ControllerError::Invalid(format!("journal bake end `{u}`: {e}")))?,
             None => {
-                let secs = match self.opts.bake {
-                    Some(b) => b,
-                    None => {
-                        let info = self.with_state(|s| s.stages.get(stage).map(|p| p.info.clone()));
-                        match info.map(|i| PolicyRules::new(&set).bake(&i)) {
-                            Some(Ok(b)) => b,
-                            Some(Err(e)) => {
-                                return self.policy_pause(
-                                    Some(stage),
-                                    format!("`bake(wave)`: {e}"),
-                                    clock,
-                                )
-                            }
-                            None => 0,
-                        }
-                    }
+                let secs = match self.bake_secs(&set, stage) {
+                    Ok(s) => s,
+                    Err(m) => return self.policy_pause(Some(stage), m.0, clock),
                 };
-                let now = clock.now();
-                let until = now
-                    .checked_add(jiff::SignedDuration::from_secs(
-                        i64::try_from(secs).unwrap_or(i64::MAX),
-                    ))
-                    .unwrap_or(now);
+                let until = Self::deadline(clock, secs);
                 self.emit(
                     Event::BakeStarted {
                         stage,
@@ -59,35 +321,36 @@ impl<'a> Controller<'a> {
             }
         };
         drop(set);
-        loop {
-            if self.halted(clock)? {
-                return Ok(());
-            }
-            self.collect(stage, &signals)?;
-            let now = clock.now();
-            if now >= until {
-                return Ok(());
-            }
-            let left = until.duration_since(now).unsigned_abs();
-            clock.sleep(Duration::from_secs(signals.every).min(left));
-        }
+        self.record_until(stage, &signals, Window::After, until)
     }
 
-    /// One round of signals from the stage's updated hosts: metrics, and a boot-id check for
-    /// unexpected reboots. Appended to the stage's sample file.
-    pub(super) fn collect(&self, stage: usize, signals: &Signals) -> Result<(), ControllerError> {
+    /// One round of signals from the stage's hosts (after: the updated ones) and its
+    /// controls: metrics, and a boot-id check for unexpected reboots of updated hosts.
+    /// Appended to the window's sample file.
+    pub(super) fn collect(
+        &self,
+        stage: usize,
+        signals: &Signals,
+        window: Window,
+    ) -> Result<(), ControllerError> {
         let hosts: Vec<String> = self.with_state(|s| {
-            s.stages
+            let mut v: Vec<String> = s
+                .stages
                 .get(stage)
                 .map(|p| {
                     p.hosts
                         .iter()
-                        .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
+                        .filter(|h| window == Window::Before || s.hosts.get(*h).is_some_and(|x| x.done))
                         .cloned()
                         .collect()
                 })
-                .unwrap_or_default()
+                .unwrap_or_default();
+            v.extend(s.controls.get(&stage).into_iter().flatten().cloned());
+            v
         });
+        let controls: std::collections::BTreeSet<String> =
+            self.with_state(|s| s.controls.get(&stage).into_iter().flatten().cloned().collect());
+        let is_control = |h: &str| controls.contains(h);
         let set = self.policy()?;
         let rows: Mutex<Vec<(String, Sample)>> = Mutex::new(Vec::new());
         let cmd = RemoteCommand::new(signals.metrics.iter().cloned());
@@ -113,14 +376,19 @@ impl<'a> Controller<'a> {
                     }
                     mine.extend(samples);
                 }
+                // A control that does not answer only leaves the comparison with fewer
+                // controls, which the gate reports; a stage host's silence is news.
+                Ok(_) | Err(_) if is_control(name) => {}
                 Ok(o) => self.io.observer.note(&format!(
                     "host `{name}`: metrics command exited {}",
                     o.status
                 )),
                 Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
             }
-            // Unexpected reboots: the boot id moved since the host was verified.
-            if let Some(probe) = self.probe_for(&set, host) {
+            // Unexpected reboots of updated hosts: the boot id moved since the host was verified.
+            let updated = window == Window::After
+                && self.with_state(|s| s.hosts.get(name).is_some_and(|h| h.done));
+            if let Some(probe) = updated.then(|| self.probe_for(&set, host)).flatten() {
                 let known = self.with_state(|s| s.hosts.get(name).and_then(|h| h.boot_id.clone()));
                 if let (Ok(id), Some(known)) = (
                     self.probe(host, &probe.boot_id, probe.timeout, clock),
@@ -150,20 +418,27 @@ impl<'a> Controller<'a> {
             Ok(())
         })?;
         let rows = rows.into_inner().unwrap_or_default();
-        self.append_samples(stage, &rows)
+        let path = match window {
+            Window::Before => self.before_path(stage),
+            Window::After => self.samples_path(stage),
+        };
+        self.append_samples(&path, &rows)
     }
 
     pub(super) fn append_samples(
         &self,
-        stage: usize,
+        path: &Path,
         rows: &[(String, Sample)],
     ) -> Result<(), ControllerError> {
         let _guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.samples_path(stage);
+        let path = path.to_path_buf();
         let io_err = |source| ControllerError::Io {
             path: path.clone(),
             source,
         };
+        if rows.is_empty() {
+            return Ok(());
+        }
         let fresh = !path.exists();
         let mut f = std::fs::OpenOptions::new()
             .create(true)

@@ -3,11 +3,12 @@
 
 use super::*;
 
-/// The hosts a rollout may touch, their groups, and the production baseline.
+/// The hosts a rollout may touch, their groups, and the static production baseline (the
+/// fallback reference of a stage without controls).
 pub struct Fleet {
     hosts: HashMap<String, Host>,
     pub(super) groups: gate::Groups,
-    pub(super) baseline: Cohort,
+    pub(super) baseline: gate::Summary,
 }
 
 impl Fleet {
@@ -15,7 +16,10 @@ impl Fleet {
     /// samples, joined with those groups, or a precomputed summary).
     pub fn load(hosts: &[Host], baseline: &Path) -> Result<Fleet, DataError> {
         let groups = gate::Groups::of_hosts(hosts)?;
-        let baseline = groups.baseline(baseline)?;
+        let baseline = match groups.baseline(baseline, &gate::Split::None)? {
+            gate::Baseline::Hosts(c) => gate::Summary::of(&c),
+            gate::Baseline::Summary(s) => s,
+        };
         Ok(Fleet {
             groups,
             hosts: hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),
@@ -25,6 +29,11 @@ impl Fleet {
 
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.get(name)
+    }
+
+    /// Every host's name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().map(String::as_str)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::alert::{Alert, AlertSink, Severity};
 use crate::clock::{epoch_secs, Clock};
 use crate::exec::{ExecError, Executor, RemoteCommand};
 use crate::gate::frames::DataError;
-use crate::gate::{self, Cohort};
+use crate::gate;
 use crate::model::{Host, Verdict, VerdictKind};
 use crate::plan::policy::PolicyRules;
 use crate::plan::{window, Plan, RolloutRules};

@@ -42,6 +42,10 @@ impl<'a> Controller<'a> {
             if current != Some(stage) {
                 self.emit(Event::StageStarted { stage }, self.io.clock)?;
             }
+            self.before_window(stage)?;
+            if self.halted(self.io.clock)? {
+                continue;
+            }
             if !self.run_stage(stage)? {
                 continue; // halted: the loop head stops
             }

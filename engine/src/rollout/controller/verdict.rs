@@ -1,34 +1,60 @@
-//! The gate of a stage: its samples against the baseline through the one gate path, the
-//! verdict journaled, and the pause or approval alert it calls for.
+//! The gate of a stage: its updated hosts against its controls (before and after) through the
+//! one gate path, or against the static baseline when it has no controls; the verdict
+//! journaled, an inconclusive gate's bake extended, and the pause or approval alert.
 
 use super::*;
 
 impl<'a> Controller<'a> {
-    /// Compares the stage's samples with the baseline and asks `gates.rhai`.
+    /// The stage's host-level data: its after window, merged with its before window.
+    fn stage_data(&self, stage: usize) -> Result<gate::HostCohort, ControllerError> {
+        let path = self.samples_path(stage);
+        let mut all = if path.exists() {
+            self.fleet.groups.aggregate(&path, &gate::Split::None)?
+        } else {
+            gate::HostCohort::default()
+        };
+        let before = self.before_path(stage);
+        if before.exists() {
+            all.merge(self.fleet.groups.aggregate(&before, &gate::Split::AllBefore)?);
+        }
+        Ok(all)
+    }
+
+    /// Compares the stage's updated hosts with its controls and asks `gates.rhai`.
     pub(super) fn gate(&self, stage: usize) -> Result<(), ControllerError> {
         let clock = self.io.clock;
         let set = self.policy()?;
-        let path = self.samples_path(stage);
-        let updated = if path.exists() {
-            self.fleet.groups.cohort(&path)?
-        } else {
-            Cohort::default()
-        };
-        let (name, specs) = self.with_state(|s| {
-            let done = s.stages.get(stage).into_iter().flat_map(|p| {
-                p.hosts
-                    .iter()
-                    .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
-                    .map(String::as_str)
-            });
-            let specs = self.fleet.groups.expected(done);
+        let all = self.stage_data(stage)?;
+        let (name, specs, done, controls) = self.with_state(|s| {
+            let done: std::collections::BTreeSet<String> = s
+                .stages
+                .get(stage)
+                .into_iter()
+                .flat_map(|p| {
+                    p.hosts
+                        .iter()
+                        .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
+                        .cloned()
+                })
+                .collect();
+            let specs = self.fleet.groups.expected(done.iter().map(String::as_str));
             let name = s
                 .stages
                 .get(stage)
                 .map(|p| p.name.clone())
                 .unwrap_or_default();
-            (name, specs)
+            let controls: std::collections::BTreeSet<String> = s
+                .controls
+                .get(&stage)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            (name, specs, done, controls)
         });
+        let updated = all.retain(|h| done.contains(h));
+        let controls = all.retain(|h| controls.contains(h) && !done.contains(h));
+        let summary = controls.group_of.is_empty().then_some(&self.fleet.baseline);
         let (cmp, verdict) = gate::evaluate(
             &set,
             &gate::Stage {
@@ -36,10 +62,15 @@ impl<'a> Controller<'a> {
                 name: &name,
                 groups: &specs,
                 updated: &updated,
-                baseline: &self.fleet.baseline,
+                reference: gate::Reference {
+                    controls: &controls,
+                    summary,
+                },
             },
         );
-        let gate_file = path.with_file_name(format!("stage-{stage:02}.gate.json"));
+        let gate_file = self
+            .samples_path(stage)
+            .with_file_name(format!("stage-{stage:02}.gate.json"));
         if let Ok(body) = serde_json::to_vec_pretty(&cmp) {
             std::fs::write(&gate_file, body).map_err(|source| ControllerError::Io {
                 path: gate_file.clone(),
@@ -59,6 +90,22 @@ impl<'a> Controller<'a> {
             clock,
         )?;
         match verdict.verdict {
+            VerdictKind::Inconclusive => {
+                if self.extend_bake(&set, stage, &verdict.reasons)? {
+                    return Ok(());
+                }
+                let n = self.with_state(|s| s.extensions.get(&stage).map_or(0, Vec::len));
+                self.pause(
+                    "gate_inconclusive",
+                    Severity::Warning,
+                    Some(stage),
+                    format!(
+                        "the gate of `{name}` is inconclusive after {n} bake extension(s): the data cannot decide"
+                    ),
+                    verdict.reasons,
+                    clock,
+                )
+            }
             VerdictKind::Pass => {
                 let canary = self.with_state(|s| {
                     s.stages

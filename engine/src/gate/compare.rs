@@ -1,0 +1,633 @@
+//! The pure comparison of a gate: host-level values of the updated hosts against concurrent
+//! controls (difference in differences when both have a before window), or against a static
+//! baseline summary when there are no controls, at the group level and pooled per hardware
+//! class, per workload and fleet-wide, with one correction over every test of the gate.
+
+use super::aggregate::{Agg, HostCohort, Windows};
+use super::frames::Summary;
+use super::hosts::{self, Estimate, NoEstimate, Scale, Stratum};
+use super::{stats, Correction, Direction, GateSettings, HostStatistic, EVENTS};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the updated hosts were compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Each host's change over its update, against the controls' change over the same hours.
+    DiffInDiff,
+    /// Host-level values against the controls' over the same hours (no before window).
+    Controls,
+    /// Host-level values against a static baseline's level (no controls).
+    Baseline,
+}
+
+impl Method {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Method::DiffInDiff => "difference in differences: each host after its update against itself before, against concurrent controls",
+            Method::Controls => "host-level values against concurrent controls (no before window)",
+            Method::Baseline => "host-level values against the static baseline (no controls)",
+        }
+    }
+}
+
+/// One metric at one level, compared. Effects are in percent (of the ratio on the log scale).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricComparison {
+    /// The metric.
+    pub name: String,
+    /// The level: a group (`r750/db`), a hardware class (`r750/*`), a workload (`*/db`) or the
+    /// fleet (`*/*`).
+    pub level: String,
+    pub direction: Direction,
+    pub method: Method,
+    pub scale: Scale,
+    /// Updated and control hosts whose values entered the test.
+    pub hosts: usize,
+    pub control_hosts: usize,
+    /// Samples behind them.
+    pub n: usize,
+    pub control_n: usize,
+    /// Means of the host values: updated after (and before), controls after (and before);
+    /// for the baseline method `control_mean` is the baseline's level.
+    pub mean: f64,
+    pub before_mean: f64,
+    pub control_mean: f64,
+    pub control_before_mean: f64,
+    pub effect: f64,
+    pub effect_low: f64,
+    pub effect_high: f64,
+    /// Minimum detectable effect (either way) at the policy's alpha and power, in percent.
+    pub mde: f64,
+    pub p_value: f64,
+    /// After the one correction over every test of this gate.
+    pub p_adjusted: f64,
+    /// The whole interval lies on the bad side of zero.
+    pub worse: bool,
+    pub insufficient: bool,
+    /// Why the data is insufficient, or empty.
+    pub reason: String,
+    /// A group with fewer updated hosts than a test needs, judged through its pooled levels.
+    pub pooled_only: bool,
+    /// The host values behind the test, for the report.
+    #[serde(skip)]
+    pub points: Vec<Point>,
+}
+
+/// One host's values in a comparison, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub host: String,
+    pub control: bool,
+    pub before: Option<f64>,
+    pub after: f64,
+}
+
+/// An event counter, compared as rates per host-hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventComparison {
+    pub count: u64,
+    pub host_hours: f64,
+    pub rate: f64,
+    pub control_count: u64,
+    pub control_host_hours: f64,
+    pub control_rate: f64,
+    /// Exact conditional test that the updated rate is higher; 1 without exposure.
+    pub p_value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupComparison {
+    pub name: String,
+    pub hardware: String,
+    pub workload: String,
+    /// Updated hosts reporting, and how many the plan expected (equal without a plan).
+    pub hosts: usize,
+    pub expected_hosts: usize,
+    pub control_hosts: usize,
+    pub metrics: Vec<MetricComparison>,
+    pub events: BTreeMap<String, EventComparison>,
+}
+
+/// A pooled level: the groups of a hardware class, of a workload, or the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelComparison {
+    pub name: String,
+    /// `hardware`, `workload` or `fleet`.
+    pub kind: String,
+    pub groups: Vec<String>,
+    pub hosts: usize,
+    pub control_hosts: usize,
+    pub metrics: Vec<MetricComparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Totals {
+    pub method: Method,
+    pub hosts: usize,
+    pub expected_hosts: usize,
+    pub samples: usize,
+    pub control_hosts: usize,
+    pub control_samples: usize,
+    pub nan_samples: usize,
+    pub unknown_samples: usize,
+    pub comparisons: usize,
+    pub insufficient: usize,
+    pub correction: Correction,
+}
+
+/// What `gates.rhai`'s `gate(w)` receives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub index: usize,
+    pub name: String,
+    pub method: Method,
+    pub groups: Vec<GroupComparison>,
+    /// Pooled levels, hardware classes first, then workloads, then the fleet.
+    pub levels: Vec<LevelComparison>,
+    /// Fleet-wide event comparisons.
+    pub events: BTreeMap<String, EventComparison>,
+    pub totals: Totals,
+}
+
+/// A group's identity and how many updated hosts it should have (from the plan, if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub hardware: String,
+    pub workload: String,
+    pub expected_hosts: Option<usize>,
+}
+
+/// What the updated hosts are compared with.
+pub struct Reference<'a> {
+    /// Concurrent controls: not-updated hosts over the same windows.
+    pub controls: &'a HostCohort,
+    /// A static baseline, used when there are no controls.
+    pub summary: Option<&'a Summary>,
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn stat(a: &Agg, s: HostStatistic) -> f64 {
+    match s {
+        HostStatistic::Mean => a.mean,
+        HostStatistic::Median => a.median,
+        HostStatistic::P99 => a.p99,
+    }
+}
+
+fn event_comparison(k1: f64, t1: f64, k0: f64, t0: f64) -> EventComparison {
+    let (k1u, k0u) = (k1.max(0.0).round() as u64, k0.max(0.0).round() as u64);
+    let rate = |k: u64, t: f64| if t > 0.0 { k as f64 / t } else { 0.0 };
+    EventComparison {
+        count: k1u,
+        host_hours: round2(t1),
+        rate: rate(k1u, t1),
+        control_count: k0u,
+        control_host_hours: round2(t0),
+        control_rate: rate(k0u, t0),
+        p_value: stats::poisson_rate_greater(k1u, t1, k0u, t0).unwrap_or(1.0),
+    }
+}
+
+/// The host values of one side of one group × metric.
+struct Side {
+    /// (host, before, after) in the statistic of the settings.
+    rows: Vec<(String, Option<f64>, f64)>,
+    n: usize,
+    /// Hosts left out for too few samples in a window.
+    thin: usize,
+}
+
+fn side(
+    c: &HostCohort,
+    group: &str,
+    metric: &str,
+    need_before: bool,
+    settings: &GateSettings,
+) -> Side {
+    let mut s = Side {
+        rows: Vec::new(),
+        n: 0,
+        thin: 0,
+    };
+    let empty = Windows::default();
+    for h in c.hosts_of(group) {
+        let w = c
+            .values
+            .get(&(h.to_string(), metric.to_string()))
+            .unwrap_or(&empty);
+        let ok = |a: &Option<Agg>| a.filter(|a| a.n >= settings.min_host_samples);
+        let Some(after) = ok(&w.after) else {
+            if w.after.is_some() {
+                s.thin += 1;
+            }
+            continue;
+        };
+        let before = ok(&w.before);
+        if need_before && before.is_none() {
+            s.thin += 1;
+            continue;
+        }
+        let (b, a) = (
+            before.map(|x| stat(&x, settings.host_statistic)),
+            stat(&after, settings.host_statistic),
+        );
+        if !a.is_finite() || b.is_some_and(|b| !b.is_finite()) {
+            continue;
+        }
+        s.n += after.n + before.map_or(0, |x| x.n);
+        s.rows.push((h.to_string(), b, a));
+    }
+    s
+}
+
+fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
+}
+
+/// One test: `metric` over the groups of one level.
+fn test_level(
+    level: &str,
+    groups: &[&str],
+    metric: &str,
+    method: Method,
+    updated: &HostCohort,
+    reference: &Reference<'_>,
+    settings: &GateSettings,
+) -> MetricComparison {
+    let did = method == Method::DiffInDiff;
+    let sides: Vec<(Side, Side, Option<f64>)> = groups
+        .iter()
+        .map(|g| {
+            let u = side(updated, g, metric, did, settings);
+            let c = side(reference.controls, g, metric, did, settings);
+            let r = reference.summary.and_then(|s| s.level(g, metric));
+            (u, c, r)
+        })
+        .collect();
+    let all = |f: &dyn Fn(&(String, Option<f64>, f64)) -> bool| {
+        sides
+            .iter()
+            .flat_map(|(u, c, _)| u.rows.iter().chain(&c.rows))
+            .all(f)
+    };
+    let positive_refs = sides.iter().all(|(_, _, r)| r.is_none_or(|r| r > 0.0));
+    let scale = if all(&|(_, b, a)| *a > 0.0 && b.is_none_or(|b| b > 0.0)) && positive_refs {
+        Scale::Log
+    } else {
+        Scale::Linear
+    };
+    let f = |x: f64| hosts::transform(x, scale);
+    let y = |(_, b, a): &(String, Option<f64>, f64)| match b {
+        Some(b) if did => f(*a) - f(*b),
+        _ => f(*a),
+    };
+    let strata: Vec<Stratum> = sides
+        .iter()
+        .map(|(u, c, r)| Stratum {
+            updated: u.rows.iter().map(y).collect(),
+            controls: if method == Method::Baseline {
+                Vec::new()
+            } else {
+                c.rows.iter().map(y).collect()
+            },
+            reference: if method == Method::Baseline {
+                r.map(f)
+            } else {
+                None
+            },
+        })
+        .collect();
+    let upd = || sides.iter().flat_map(|(u, _, _)| &u.rows);
+    let ctl = || sides.iter().flat_map(|(_, c, _)| &c.rows);
+    let hosts_n = upd().count();
+    let controls_n = if method == Method::Baseline {
+        0
+    } else {
+        ctl().count()
+    };
+    let control_mean = if method == Method::Baseline {
+        mean_of(sides.iter().filter_map(|s| s.2))
+    } else {
+        mean_of(ctl().map(|r| r.2))
+    };
+    let mean = mean_of(upd().map(|r| r.2));
+    let mut c = MetricComparison {
+        name: metric.to_string(),
+        level: level.to_string(),
+        direction: settings.direction(metric),
+        method,
+        scale,
+        hosts: hosts_n,
+        control_hosts: controls_n,
+        n: sides.iter().map(|s| s.0.n).sum(),
+        control_n: if method == Method::Baseline {
+            0
+        } else {
+            sides.iter().map(|s| s.1.n).sum()
+        },
+        mean,
+        before_mean: mean_of(upd().filter_map(|r| r.1)),
+        control_mean,
+        control_before_mean: mean_of(ctl().filter_map(|r| r.1)),
+        effect: 0.0,
+        effect_low: 0.0,
+        effect_high: 0.0,
+        mde: f64::INFINITY,
+        p_value: 1.0,
+        p_adjusted: 1.0,
+        worse: false,
+        insufficient: false,
+        reason: String::new(),
+        pooled_only: false,
+        points: upd()
+            .map(|r| (r, false))
+            .chain(ctl().map(|r| (r, true)))
+            .map(|((h, b, a), control)| Point {
+                host: h.clone(),
+                control,
+                before: *b,
+                after: *a,
+            })
+            .collect(),
+    };
+    let mut reasons = Vec::new();
+    let thin: usize = sides.iter().map(|(u, _, _)| u.thin).sum();
+    if hosts_n < settings.min_hosts {
+        let mut r = format!(
+            "{hosts_n} updated host(s) with data (need {})",
+            settings.min_hosts
+        );
+        if thin > 0 {
+            r += &format!(
+                "; {thin} had fewer than {} samples{}",
+                settings.min_host_samples,
+                if did { " in a window" } else { "" }
+            );
+        }
+        reasons.push(r);
+    }
+    match method {
+        Method::Baseline => {
+            if sides.iter().all(|s| s.2.is_none()) {
+                reasons.push(format!("the baseline has no `{metric}`"));
+            }
+        }
+        _ if controls_n < settings.min_controls => reasons.push(format!(
+            "{controls_n} control host(s) with data (need {})",
+            settings.min_controls
+        )),
+        _ => {}
+    }
+    if reasons.is_empty() {
+        match hosts::estimate(&strata, settings.alpha, settings.power) {
+            Ok(e) => apply(&mut c, &e, scale, control_mean),
+            Err(NoEstimate::NoComparison) => {
+                reasons.push("no group has both updated hosts and a reference".into())
+            }
+            Err(NoEstimate::NoVariance) => {
+                reasons.push("one host per side: no spread to test against".into())
+            }
+        }
+    }
+    c.insufficient = !reasons.is_empty();
+    c.reason = reasons.join("; ");
+    c
+}
+
+fn apply(c: &mut MetricComparison, e: &Estimate, scale: Scale, level: f64) {
+    let pct = |x: f64| round2(hosts::percent(x, scale, level));
+    c.effect = pct(e.effect);
+    c.effect_low = pct(e.low);
+    c.effect_high = pct(e.high);
+    c.mde = round2(match scale {
+        // The smaller of the two directions on the ratio scale, so "detects ±mde%".
+        Scale::Log => hosts::percent(e.mde, scale, level)
+            .min(-hosts::percent(-e.mde, scale, level)),
+        Scale::Linear => hosts::percent(e.mde, scale, level),
+    });
+    c.p_value = e.p_value;
+    c.worse = match c.direction {
+        Direction::HigherIsWorse => e.low > 0.0,
+        Direction::LowerIsWorse => e.high < 0.0,
+    };
+}
+
+/// The pooled levels of a gate's groups: hardware classes, workloads and the fleet, each
+/// only where it spans at least two groups and differs from a level already listed.
+fn levels(groups: &[GroupSpec]) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut seen: BTreeSet<Vec<String>> = groups.iter().map(|g| vec![g.name.clone()]).collect();
+    let mut push = |name: String, kind: &str, gs: Vec<String>| {
+        if gs.len() >= 2 && seen.insert(gs.clone()) {
+            out.push((name, kind.to_string(), gs));
+        }
+    };
+    let mut by_hw: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_wl: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for g in groups {
+        by_hw.entry(&g.hardware).or_default().push(g.name.clone());
+        by_wl.entry(&g.workload).or_default().push(g.name.clone());
+    }
+    for (hw, gs) in by_hw {
+        push(crate::model::GroupKey::pooled(Some(hw), None), "hardware", gs);
+    }
+    for (wl, gs) in by_wl {
+        push(crate::model::GroupKey::pooled(None, Some(wl)), "workload", gs);
+    }
+    push(
+        crate::model::GroupKey::pooled(None, None),
+        "fleet",
+        groups.iter().map(|g| g.name.clone()).collect(),
+    );
+    out
+}
+
+/// Compares the updated hosts with the reference, per group and pooled level.
+pub fn compare(
+    index: usize,
+    name: &str,
+    groups: &[GroupSpec],
+    updated: &HostCohort,
+    reference: &Reference<'_>,
+    settings: &GateSettings,
+) -> Comparison {
+    let controls = reference.controls;
+    let method = if !controls.group_of.is_empty() || reference.summary.is_none() {
+        if updated.has_before() && controls.has_before() {
+            Method::DiffInDiff
+        } else {
+            Method::Controls
+        }
+    } else {
+        Method::Baseline
+    };
+    let per_group_u = updated.hosts_per_group();
+    let per_group_c = controls.hosts_per_group();
+    let mut out_groups = Vec::new();
+    for spec in groups {
+        let g = spec.name.as_str();
+        let hosts = per_group_u.get(g).copied().unwrap_or(0);
+        let expected = spec.expected_hosts.unwrap_or(hosts);
+        let floor = (settings.min_reporting * expected as f64).ceil() as usize;
+        let mut ms = Vec::new();
+        for m in updated.metrics_of(g) {
+            let mut c = test_level(g, &[g], m, method, updated, reference, settings);
+            if expected < settings.min_hosts {
+                // Too few updated hosts planned for a test of its own: the pooled levels judge
+                // this group (a gate with nothing to pool tests only events).
+                c.pooled_only = true;
+                c.insufficient = false;
+                c.reason = if groups.len() >= 2 {
+                    format!("{expected} updated host(s) planned: judged in the pooled levels")
+                } else {
+                    format!("{expected} updated host(s) planned: too few to test")
+                };
+            } else if spec.expected_hosts.is_some() && hosts < floor {
+                c.insufficient = true;
+                let r = format!("{hosts} of {expected} updated hosts reporting");
+                c.reason = if c.reason.is_empty() {
+                    r
+                } else {
+                    format!("{r}; {}", c.reason)
+                };
+            }
+            ms.push(c);
+        }
+        let mut events = BTreeMap::new();
+        for e in EVENTS {
+            let (k1, t1) = events_of(updated, Some(g), e);
+            let (k0, t0) = reference_events(reference, method, Some(g), e);
+            events.insert(e.to_string(), event_comparison(k1, t1, k0, t0));
+        }
+        out_groups.push(GroupComparison {
+            name: spec.name.clone(),
+            hardware: spec.hardware.clone(),
+            workload: spec.workload.clone(),
+            hosts,
+            expected_hosts: expected,
+            control_hosts: per_group_c.get(g).copied().unwrap_or(0),
+            metrics: ms,
+            events,
+        });
+    }
+    let mut out_levels = Vec::new();
+    let planned: BTreeMap<&str, usize> = out_groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.expected_hosts))
+        .collect();
+    for (lname, kind, gs) in levels(groups) {
+        let refs: Vec<&str> = gs.iter().map(String::as_str).collect();
+        let metrics: BTreeSet<&str> = refs.iter().flat_map(|g| updated.metrics_of(g)).collect();
+        // A level with too few planned hosts that is not the top one is left to the levels
+        // above it, as a small group is.
+        let top = gs.len() == groups.len();
+        let level_planned: usize = refs.iter().map(|g| planned.get(g).copied().unwrap_or(0)).sum();
+        let ms = metrics
+            .into_iter()
+            .map(|m| {
+                let mut c = test_level(&lname, &refs, m, method, updated, reference, settings);
+                if !top && level_planned < settings.min_hosts {
+                    c.pooled_only = true;
+                    c.insufficient = false;
+                    c.reason = format!(
+                        "{level_planned} updated host(s) planned: judged in the levels above"
+                    );
+                }
+                c
+            })
+            .collect();
+        out_levels.push(LevelComparison {
+            hosts: refs.iter().map(|g| per_group_u.get(g).copied().unwrap_or(0)).sum(),
+            control_hosts: refs.iter().map(|g| per_group_c.get(g).copied().unwrap_or(0)).sum(),
+            name: lname,
+            kind,
+            groups: gs,
+            metrics: ms,
+        });
+    }
+    // One correction over every test of this gate.
+    let mut tested: Vec<&mut MetricComparison> = out_groups
+        .iter_mut()
+        .flat_map(|g| g.metrics.iter_mut())
+        .chain(out_levels.iter_mut().flat_map(|l| l.metrics.iter_mut()))
+        .filter(|m| !m.insufficient && m.mde.is_finite())
+        .collect();
+    let raw: Vec<f64> = tested.iter().map(|m| m.p_value).collect();
+    let adjusted = match settings.correction {
+        Correction::Bh => stats::benjamini_hochberg(&raw),
+        Correction::Holm => stats::holm(&raw),
+        Correction::None => raw.clone(),
+    };
+    let comparisons = tested.len();
+    for (m, a) in tested.iter_mut().zip(adjusted) {
+        m.p_adjusted = a;
+    }
+    let events = EVENTS
+        .iter()
+        .map(|e| {
+            let (k1, t1) = events_of(updated, None, e);
+            let (k0, t0) = reference_events(reference, method, None, e);
+            (e.to_string(), event_comparison(k1, t1, k0, t0))
+        })
+        .collect();
+    let insufficient = out_groups
+        .iter()
+        .flat_map(|g| &g.metrics)
+        .chain(out_levels.iter().flat_map(|l| &l.metrics))
+        .filter(|m| m.insufficient)
+        .count();
+    Comparison {
+        index,
+        name: name.to_string(),
+        method,
+        totals: Totals {
+            method,
+            hosts: out_groups.iter().map(|g| g.hosts).sum(),
+            expected_hosts: out_groups.iter().map(|g| g.expected_hosts).sum(),
+            samples: updated.samples,
+            control_hosts: controls.group_of.len(),
+            control_samples: controls.samples,
+            nan_samples: updated.nan_samples + controls.nan_samples,
+            unknown_samples: updated.unknown_samples + controls.unknown_samples,
+            comparisons,
+            insufficient,
+            correction: settings.correction,
+        },
+        groups: out_groups,
+        levels: out_levels,
+        events,
+    }
+}
+
+/// Event count and host-hours after the update, of one group or of all.
+fn events_of(c: &HostCohort, group: Option<&str>, event: &str) -> (f64, f64) {
+    c.after
+        .iter()
+        .filter(|(h, _)| group.is_none_or(|g| c.group_of.get(*h).is_some_and(|x| x == g)))
+        .fold((0.0, 0.0), |(k, t), (_, x)| {
+            (k + x.events.get(event).copied().unwrap_or(0.0), t + x.hours)
+        })
+}
+
+fn reference_events(
+    r: &Reference<'_>,
+    method: Method,
+    group: Option<&str>,
+    event: &str,
+) -> (f64, f64) {
+    match (method, r.summary) {
+        (Method::Baseline, Some(s)) => s.events(group, event),
+        _ => events_of(r.controls, group, event),
+    }
+}

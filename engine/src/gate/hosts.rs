@@ -1,0 +1,224 @@
+//! The host-level estimator of a gate: one value per host, strata (groups) as fixed effects,
+//! one pooled residual variance, a t interval, a p-value and the minimum detectable effect.
+//!
+//! Each host contributes one number `y`: with a before window, `f(after) − f(before)` (the
+//! host's own change, so host-to-host spread cancels); without one, `f(value)`. `f` is `ln` on
+//! the log scale (ratio metrics) and the identity on the linear scale. The effect is the
+//! inverse-variance weighted mean over strata of `mean(y | updated) − mean(y | controls)`,
+//! which cancels what the controls saw over the same hours (the time of day). Against a
+//! static reference level instead of controls, it is `mean(y) − f(reference)` per stratum.
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+use std::collections::BTreeMap;
+
+/// How the host values are transformed before differences are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// `ln`: effects are ratios, reported in percent. Used when every value is positive.
+    Log,
+    /// The identity: effects are differences, reported in percent of the control level.
+    Linear,
+}
+
+/// One stratum (a hardware × workload group) of an estimate.
+#[derive(Debug, Clone, Default)]
+pub struct Stratum {
+    /// The updated hosts' `y`.
+    pub updated: Vec<f64>,
+    /// The controls' `y`, or empty when judged against `reference`.
+    pub controls: Vec<f64>,
+    /// `f(reference level)`, when there are no controls.
+    pub reference: Option<f64>,
+}
+
+/// An effect with its uncertainty, on the estimate's scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub effect: f64,
+    pub se: f64,
+    pub df: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Two-sided p-value of no effect.
+    pub p_value: f64,
+    /// The smallest effect (either way) this data detects with the given power at `alpha`.
+    pub mde: f64,
+}
+
+/// Why no estimate could be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoEstimate {
+    /// No stratum has both updated hosts and a reference (controls or a level).
+    NoComparison,
+    /// No residual degrees of freedom: every stratum has one host per side.
+    NoVariance,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn ss(v: &[f64]) -> f64 {
+    let m = mean(v);
+    v.iter().map(|x| (x - m) * (x - m)).sum()
+}
+
+/// The estimate over `strata` at `1 − alpha` confidence, with the MDE at `power`.
+pub fn estimate(strata: &[Stratum], alpha: f64, power: f64) -> Result<Estimate, NoEstimate> {
+    let mut num = 0.0;
+    let mut weights = 0.0;
+    let mut resid = 0.0;
+    let mut df = 0.0;
+    let mut used = 0;
+    for s in strata {
+        if s.updated.is_empty() {
+            continue;
+        }
+        let (nu, mu) = (s.updated.len() as f64, mean(&s.updated));
+        let (d, inv_w) = if !s.controls.is_empty() {
+            let nc = s.controls.len() as f64;
+            resid += ss(&s.controls);
+            df += nc - 1.0;
+            (mu - mean(&s.controls), 1.0 / nu + 1.0 / nc)
+        } else if let Some(r) = s.reference {
+            (mu - r, 1.0 / nu)
+        } else {
+            continue;
+        };
+        resid += ss(&s.updated);
+        df += nu - 1.0;
+        let w = 1.0 / inv_w;
+        num += w * d;
+        weights += w;
+        used += 1;
+    }
+    if used == 0 || weights <= 0.0 {
+        return Err(NoEstimate::NoComparison);
+    }
+    if df < 1.0 {
+        return Err(NoEstimate::NoVariance);
+    }
+    let effect = num / weights;
+    let s2 = resid / df;
+    let se = (s2 / weights).sqrt();
+    let t = StudentsT::new(0.0, 1.0, df).map_err(|_| NoEstimate::NoVariance)?;
+    let crit = t.inverse_cdf(1.0 - alpha / 2.0);
+    let p_value = if se > 0.0 {
+        (2.0 * t.sf((effect / se).abs())).clamp(0.0, 1.0)
+    } else if effect == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    let mde = (crit + t.inverse_cdf(power.clamp(0.5, 0.999))) * se;
+    Ok(Estimate {
+        effect,
+        se,
+        df,
+        low: effect - crit * se,
+        high: effect + crit * se,
+        p_value,
+        mde,
+    })
+}
+
+/// An effect on `scale` in percent: of the ratio on the log scale, of `level` on the linear.
+pub fn percent(x: f64, scale: Scale, level: f64) -> f64 {
+    match scale {
+        Scale::Log => (x.exp() - 1.0) * 100.0,
+        Scale::Linear if level != 0.0 => x / level.abs() * 100.0,
+        Scale::Linear => f64::NAN,
+    }
+}
+
+/// The transform of `scale`.
+pub fn transform(x: f64, scale: Scale) -> f64 {
+    match scale {
+        Scale::Log => x.ln(),
+        Scale::Linear => x,
+    }
+}
+
+/// Groups values by key, in key order: a small helper for building strata.
+pub fn by_key<K: Ord, V>(items: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, Vec<V>> {
+    let mut m: BTreeMap<K, Vec<V>> = BTreeMap::new();
+    for (k, v) in items {
+        m.entry(k).or_default().push(v);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stratum(u: &[f64], c: &[f64]) -> Stratum {
+        Stratum {
+            updated: u.to_vec(),
+            controls: c.to_vec(),
+            reference: None,
+        }
+    }
+
+    /// Reference values from scipy 1.17.1 `ttest_ind(u, c, equal_var=True)` and
+    /// `t.ppf(0.975, df)` on one stratum.
+    #[test]
+    fn one_stratum_is_the_pooled_two_sample_t_test() {
+        let u = [1.0, 2.0, 3.0, 4.0];
+        let c = [2.0, 3.0, 4.0, 5.0, 6.0];
+        let e = estimate(&[stratum(&u, &c)], 0.05, 0.8).expect("estimate");
+        assert!((e.effect - (-1.5)).abs() < 1e-12, "{e:?}");
+        assert_eq!(e.df, 7.0);
+        // t = -1.5 / (sqrt(s2) * sqrt(1/4 + 1/5)), s2 = (5 + 10) / 7
+        let se = ((15.0f64 / 7.0) * (0.25 + 0.2)).sqrt();
+        assert!((e.se - se).abs() < 1e-12);
+        assert!((e.p_value - 0.170_8).abs() < 5e-4, "{e:?}");
+        assert!((e.high - (-1.5 + 2.364_624 * se)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn strata_cancel_their_levels() {
+        // Two groups at very different levels with the same shift of +1 for updated hosts.
+        let a = stratum(&[11.0, 12.0, 13.0], &[10.0, 11.0, 12.0, 10.5]);
+        let b = stratum(&[101.0, 102.0, 103.0], &[100.0, 101.0, 102.0, 100.5]);
+        let e = estimate(&[a, b], 0.05, 0.8).expect("estimate");
+        assert!((e.effect - 1.125).abs() < 1e-9, "{e:?}");
+        assert!(e.high - e.low < 3.0, "levels must not widen the interval: {e:?}");
+    }
+
+    #[test]
+    fn a_reference_level_is_a_one_sample_test() {
+        let s = Stratum {
+            updated: vec![1.0, 2.0, 3.0],
+            controls: vec![],
+            reference: Some(0.0),
+        };
+        let e = estimate(&[s], 0.05, 0.8).expect("estimate");
+        assert_eq!(e.effect, 2.0);
+        assert_eq!(e.df, 2.0);
+        assert!((e.se - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_little_data_says_why() {
+        assert_eq!(
+            estimate(&[stratum(&[1.0], &[])], 0.05, 0.8),
+            Err(NoEstimate::NoComparison)
+        );
+        assert_eq!(
+            estimate(&[stratum(&[1.0], &[2.0])], 0.05, 0.8),
+            Err(NoEstimate::NoVariance)
+        );
+    }
+
+    #[test]
+    fn mde_shrinks_with_hosts() {
+        let few = estimate(&[stratum(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0])], 0.05, 0.8)
+            .expect("few");
+        let many: Vec<f64> = (0..30).map(|i| 1.0 + (i % 3) as f64).collect();
+        let lots = estimate(&[stratum(&many, &many)], 0.05, 0.8).expect("many");
+        assert!(lots.mde < few.mde / 3.0, "{} vs {}", lots.mde, few.mde);
+        assert_eq!(few.p_value, 1.0);
+    }
+}
