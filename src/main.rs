@@ -15,7 +15,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  ok / pass
   1  error: bad input, invalid policy, I/O failure
-  2  needs attention: gate paused, rollout paused, drift found, review items pending
+  2  needs attention: gate paused or inconclusive, rollout paused, drift found,
+     review items pending
   3  failed: gate failed, rollout aborted, policy tests failed,
      simulation outcome differs from the scenario's expectation";
 
@@ -59,6 +60,9 @@ enum Command {
     /// The verdict of `gates.rhai` on a stage's recorded samples against baselines (a dry run).
     #[command(after_help = EXIT_CODES)]
     Gate(cmd::gate::Args),
+    /// Why each decision of a rollout was made, from its journal.
+    #[command(after_help = EXIT_CODES)]
+    Explain(cmd::explain::Args),
     /// Carry out a rollout over SSH: start, status, pause, resume, abort.
     #[command(after_help = EXIT_CODES)]
     Rollout(cmd::rollout::Args),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(&ctx, a),
         Command::Gate(a) => cmd::gate::run(&ctx, a),
         Command::Rollout(a) => cmd::rollout::run(&ctx, a),
+        Command::Explain(a) => cmd::explain::run(&ctx, a),
         Command::Simulate(a) => cmd::simulate::run(&ctx, a),
         Command::Drift(a) => cmd::drift::run(&ctx, a),
         Command::Cache(a) => cmd::cache::run(&ctx, a),

@@ -1,4 +1,5 @@
-//! `fleetward bench`: measured figures for hot reload, the typed call path and planning.
+//! `fleetward bench`: measured figures for hot reload, the typed call path, planning, the
+//! gate, simulation, drift audits, and the gate's calibration (`verdicts`).
 //!
 //! `reload` copies the policy directory to a temporary one (your files are never touched),
 //! edits a policy file N times and times each write until the new set is live. `call` times
@@ -77,6 +78,21 @@ pub enum What {
         workers: usize,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+    },
+    /// Calibration of the gate: the real gate path over generated fleets with host spread, a
+    /// daily swing and injected regressions, over many seeds per scenario; prints the
+    /// false-pause and catch rates.
+    Verdicts {
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        seeds: usize,
+        /// The before window and the bake, each.
+        #[arg(long, default_value_t = 4.0)]
+        bake_hours: f64,
+        /// Only the scenarios whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Cost of one typed call of `rollout::eligible(host)`.
     Call {
@@ -170,6 +186,16 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
                 }
                 o
             })
+        }
+        What::Verdicts {
+            policy_dir,
+            seeds,
+            bake_hours,
+            only,
+        } => {
+            let set = ctx.load(&policy_dir)?;
+            let r = fleetward_engine::sim::verdicts::verdicts(&set, seeds, bake_hours, only.as_deref())?;
+            show(ctx, "verdicts", &r, fleetward_engine::sim::verdicts::render)
         }
         What::Call {
             policy_dir,

@@ -33,6 +33,10 @@ pub struct Args {
     /// median update time.
     #[arg(long, value_name = "FILE")]
     pub updates: Option<PathBuf>,
+    /// Also write the report people look at: self-contained HTML with SVG plots of every
+    /// host's values and each effect against the threshold.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// The stage's index (0 for the canaries), as the policy sees it.
     #[arg(long, default_value_t = 1)]
     pub wave: usize,
@@ -58,6 +62,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         save_baseline: a.save_baseline.as_deref(),
     };
     let g = gate::gate_files(&set, &inv.hosts, &files, a.wave, a.name.as_deref())?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, gate::report(&set, &g.comparison, &g.verdict, &g.warnings))
+            .map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", path.display()))?;
+    }
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": true,

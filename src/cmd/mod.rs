@@ -7,6 +7,7 @@ pub mod check;
 pub mod defs;
 pub mod drift;
 pub mod eval;
+pub mod explain;
 pub mod gate;
 pub mod generate;
 pub mod plan;

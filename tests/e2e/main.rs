@@ -11,6 +11,7 @@ mod drift;
 mod gate;
 mod plan;
 mod redisd;
+mod report;
 mod rollout;
 mod simulate;
 mod ssh;

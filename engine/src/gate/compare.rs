@@ -255,8 +255,38 @@ fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// One test: `metric` over the groups of one level.
+/// One test: `metric` over the groups of one level; with too few controls and a static
+/// baseline at hand, against the baseline instead.
 fn test_level(
+    level: &str,
+    groups: &[&str],
+    metric: &str,
+    method: Method,
+    updated: &HostCohort,
+    reference: &Reference<'_>,
+    settings: &GateSettings,
+) -> MetricComparison {
+    let c = test_with(level, groups, metric, method, updated, reference, settings);
+    let few_controls = method != Method::Baseline && c.control_hosts < settings.min_controls;
+    match reference.summary {
+        Some(s) if few_controls && groups.iter().any(|g| s.level(g, metric).is_some()) => {
+            let mut b = test_with(level, groups, metric, Method::Baseline, updated, reference, settings);
+            let why = format!(
+                "{} control host(s): judged against the static baseline",
+                c.control_hosts
+            );
+            b.reason = if b.reason.is_empty() {
+                why
+            } else {
+                format!("{why}; {}", b.reason)
+            };
+            b
+        }
+        _ => c,
+    }
+}
+
+fn test_with(
     level: &str,
     groups: &[&str],
     metric: &str,
@@ -483,7 +513,7 @@ pub fn compare(
         let mut ms = Vec::new();
         for m in updated.metrics_of(g) {
             let mut c = test_level(g, &[g], m, method, updated, reference, settings);
-            if expected < settings.min_hosts {
+            if spec.expected_hosts.is_some() && expected < settings.min_hosts {
                 // Too few updated hosts planned for a test of its own: the pooled levels judge
                 // this group (a gate with nothing to pool tests only events).
                 c.pooled_only = true;

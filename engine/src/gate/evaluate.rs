@@ -125,6 +125,17 @@ pub fn evaluate(set: &PolicySet, stage: &Stage<'_>) -> (Comparison, Result<Verdi
     (cmp, verdict)
 }
 
+/// The HTML report of a gate, with the thresholds of `gates.rhai`'s optional
+/// `threshold(metric)`.
+pub fn report(set: &PolicySet, c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
+    let has = set.defines("gates", "threshold", 1);
+    let threshold = |m: &str| {
+        has.then(|| set.call::<f64>("gates", "threshold", (&m,)).ok())
+            .flatten()
+    };
+    super::report::html(c, v, warnings, &threshold)
+}
+
 /// What a cohort's file held that was left out, in words.
 pub fn warnings(file: &str, c: &HostCohort) -> Vec<String> {
     let mut w = Vec::new();

@@ -10,6 +10,10 @@ fn check_verdict(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<Verdict>(d).map(|x| x.1)
 }
 
+fn check_number(d: &Dynamic) -> Result<Value, Invalid> {
+    typed::<f64>(d).map(|x| x.1)
+}
+
 /// The kind.
 pub const GATES: KindSpec = KindSpec {
     name: "gates",
@@ -21,5 +25,11 @@ pub const GATES: KindSpec = KindSpec {
         doc: "The verdict on a stage.",
         check: check_verdict,
     }],
-    optional: &[],
+    optional: &[FnSpec {
+        name: "threshold",
+        params: &["metric"],
+        returns: "a number (percent)",
+        doc: "The largest tolerated change of a metric, drawn on the HTML report's effect axis.",
+        check: check_number,
+    }],
 };

@@ -14,6 +14,7 @@ pub mod frames;
 pub mod hosts;
 pub mod kind;
 pub mod render;
+pub mod report;
 pub mod stats;
 
 pub use aggregate::{HostCohort, Split};
@@ -22,7 +23,7 @@ pub use compare::{
     MetricComparison, Point, Reference, Totals,
 };
 pub use evaluate::{
-    evaluate, gate_files, parse_time, read_updates, stage_name, warnings, Baseline, FileGate,
+    evaluate, gate_files, parse_time, read_updates, report, stage_name, warnings, Baseline, FileGate,
     Files, GateError, Groups, Stage,
 };
 pub use frames::Summary;

@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod event;
+pub mod explain;
 pub mod journal;
 pub mod kind;
 pub mod render;

@@ -54,6 +54,8 @@ pub enum SessionError {
         #[source]
         source: JournalError,
     },
+    #[error(transparent)]
+    Invalid(#[from] crate::error::Invalid),
     #[error("the rollout is {phase}; nothing to {what}")]
     Finished { phase: Phase, what: &'static str },
     #[error("the controller has not acknowledged the request within {secs} s; it stays pending in `{}`", file.display())]
@@ -321,6 +323,19 @@ fn initial_kernels(inv: &Inventory) -> HashMap<String, String> {
         .iter()
         .map(|h| (h.name.clone(), h.kernel.clone()))
         .collect()
+}
+
+/// Why each decision of the rollout in `dir` was made (see [`super::explain`]).
+pub fn explain(
+    dir: &Path,
+    stage: Option<&str>,
+    host: Option<&str>,
+) -> Result<super::explain::Explanation, SessionError> {
+    let records = Journal::read_only(dir).map_err(|source| SessionError::NoRollout {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(super::explain::explain(&records, stage, host)?)
 }
 
 fn read_journal(dir: &Path) -> Result<RolloutState, SessionError> {

@@ -8,5 +8,6 @@ pub mod exec;
 pub mod fleetgen;
 pub mod samplegen;
 pub mod scenario;
+pub mod verdicts;
 
 pub use scenario::{Scenario, ScenarioError, Summary};

@@ -16,7 +16,7 @@ pub(super) enum Window {
 }
 
 /// The default number of controls for a group with `updated` hosts in a stage.
-pub(super) fn default_controls(updated: usize) -> usize {
+pub fn default_controls(updated: usize) -> usize {
     (3 * updated).clamp(5, 30)
 }
 

@@ -43,6 +43,7 @@ mod requests;
 mod run;
 mod verdict;
 
+pub use bake::default_controls;
 pub use fleet::{stage_plans, Fleet};
 pub use io::*;
 

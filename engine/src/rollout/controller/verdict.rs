@@ -54,7 +54,8 @@ impl<'a> Controller<'a> {
         });
         let updated = all.retain(|h| done.contains(h));
         let controls = all.retain(|h| controls.contains(h) && !done.contains(h));
-        let summary = controls.group_of.is_empty().then_some(&self.fleet.baseline);
+        // The static baseline: the reference of comparisons with too few controls.
+        let summary = Some(&self.fleet.baseline);
         let (cmp, verdict) = gate::evaluate(
             &set,
             &gate::Stage {
@@ -81,6 +82,14 @@ impl<'a> Controller<'a> {
             verdict: VerdictKind::Pause,
             reasons: vec![format!("the gate policy failed: {}", policy_message(&e))],
         });
+        // The report people look at, beside the gate's JSON.
+        let html = gate_file.with_file_name(format!("stage-{stage:02}.html"));
+        std::fs::write(&html, gate::report(&set, &cmp, &verdict, &[])).map_err(|source| {
+            ControllerError::Io {
+                path: html.clone(),
+                source,
+            }
+        })?;
         self.emit(
             Event::GateEvaluated {
                 stage,
@@ -100,7 +109,7 @@ impl<'a> Controller<'a> {
                     Severity::Warning,
                     Some(stage),
                     format!(
-                        "the gate of `{name}` is inconclusive after {n} bake extension(s): the data cannot decide"
+                        "the gate of `{name}` is inconclusive: the data cannot decide ({n} bake extension(s) used)"
                     ),
                     verdict.reasons,
                     clock,

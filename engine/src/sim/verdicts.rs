@@ -1,0 +1,402 @@
+//! `fleetward bench verdicts`: calibration of the gate. Independent synthetic fleets (24
+//! hardware × workload groups, 10% host spread, a daily swing, noise per sample, a before
+//! window and a bake of the same length) go through the real gate path (Polars aggregation,
+//! `compare`, `gates.rhai`) over many seeds per scenario, and the verdicts are counted.
+
+use super::samplegen::{level, normal, Variation};
+use crate::gate::{self, aggregate, frames, GroupSpec, HostCohort, Reference, Split};
+use crate::model::VerdictKind;
+use crate::plan::keyed_hash;
+use crate::runtime::PolicySet;
+use polars::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+const HARDWARE: [&str; 6] = ["r650", "r750", "c6420", "hpe-dl380", "sm-x12", "r640"];
+const WORKLOADS: [&str; 4] = ["web", "db", "cache", "batch"];
+/// The hardware class of the class-wide regression.
+pub const CLASS: &str = "r750";
+/// The group of the single-group regressions.
+pub const GROUP: &str = "r750/db";
+const STEP: i64 = 300;
+
+/// What one scenario injects and how it is judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    /// What a run of this scenario should do: `pass` (a pause is a false alarm) or `pause`
+    /// (a pause is a catch).
+    pub expect: String,
+    /// The gate's index: 0 judges as the canary gate (power required).
+    pub stage: usize,
+    pub updated_per_group: usize,
+    /// `controls` (concurrent, before and after) or `stale` (a static baseline recorded
+    /// twelve hours earlier on other hosts, no controls).
+    pub reference: String,
+    /// Multiplier of `io_latency_p99_ms` after the update, and where.
+    pub effect: f64,
+    pub effect_on: String,
+}
+
+/// The scenarios the issue's acceptance asks for.
+pub fn scenarios() -> Vec<Scenario> {
+    let s = |name: &str, expect: &str, stage, n, reference: &str, effect, on: &str| Scenario {
+        name: name.into(),
+        expect: expect.into(),
+        stage,
+        updated_per_group: n,
+        reference: reference.into(),
+        effect,
+        effect_on: on.into(),
+    };
+    vec![
+        s("clean, concurrent controls", "pass", 0, 3, "controls", 1.0, ""),
+        s("clean, stale static baseline", "pass", 0, 3, "stale", 1.0, ""),
+        s("r750/* io p99 +10%, canary gate", "pause", 0, 3, "controls", 1.10, CLASS),
+        s("r750/db io p99 +5%, 3 hosts", "pause", 1, 3, "controls", 1.05, GROUP),
+        s("r750/db io p99 +10%, 3 hosts", "pause", 1, 3, "controls", 1.10, GROUP),
+        s("r750/db io p99 +5%, 10 hosts", "pause", 1, 10, "controls", 1.05, GROUP),
+        s("r750/db io p99 +10%, 10 hosts", "pause", 1, 10, "controls", 1.10, GROUP),
+    ]
+}
+
+/// The verdicts of one scenario over its seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub seeds: usize,
+    pub pass: usize,
+    pub inconclusive: usize,
+    pub pause: usize,
+    pub fail: usize,
+    /// `pause / seeds`: the false-pause rate of a clean scenario, the catch rate of a
+    /// regression.
+    pub pause_rate: f64,
+    /// A few reasons of the unexpected verdicts, for reading.
+    pub examples: Vec<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdicts {
+    pub bake_hours: f64,
+    pub variation: VariationDoc,
+    pub outcomes: Vec<Outcome>,
+    /// Gates judged per second, generation included.
+    pub gates_per_second: f64,
+}
+
+/// The generator's variation, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariationDoc {
+    pub host_spread: f64,
+    pub daily_swing: f64,
+    pub wobble: f64,
+    pub noise: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictsError {
+    #[error(transparent)]
+    Data(#[from] frames::DataError),
+    #[error(transparent)]
+    Policy(#[from] crate::PolicyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+struct Columns {
+    host: Vec<String>,
+    ts: Vec<i64>,
+    metric: Vec<&'static str>,
+    value: Vec<f64>,
+}
+
+impl Columns {
+    fn new() -> Self {
+        Columns {
+            host: Vec::new(),
+            ts: Vec::new(),
+            metric: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    fn frame(self) -> Result<LazyFrame, frames::DataError> {
+        df!(
+            "host" => self.host,
+            "timestamp" => self.ts.iter().map(|t| *t as f64).collect::<Vec<f64>>(),
+            "metric" => self.metric,
+            "value" => self.value,
+        )
+        .map(IntoLazy::lazy)
+        .map_err(|e| frames::DataError::Invalid {
+            file: "generated".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// One host's samples from `from` for `steps` 5-minute steps; `effect` applies to io p99 at
+/// or after `update`.
+#[allow(clippy::too_many_arguments)]
+fn host_samples(
+    c: &mut Columns,
+    v: &Variation,
+    seed: u64,
+    name: &str,
+    hw: &str,
+    wl: &str,
+    from: i64,
+    steps: i64,
+    update: Option<(i64, f64)>,
+) {
+    let group = format!("{hw}/{wl}");
+    for (metric, _) in gate::STANDARD_METRICS {
+        let base = level(metric, hw, wl);
+        let own = v.host_factor(name, metric);
+        let key0 = keyed_hash(seed, &format!("{name}/{metric}"));
+        for i in 0..steps {
+            let ts = from + i * STEP;
+            let effect = match update {
+                Some((at, f)) if ts >= at && metric == "io_latency_p99_ms" => f,
+                _ => 1.0,
+            };
+            let val = v.sample(
+                metric,
+                base * effect,
+                own,
+                v.time_factor(&group, ts),
+                key0 ^ (ts as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            c.host.push(name.to_string());
+            c.ts.push(ts);
+            c.metric.push(metric);
+            c.value.push(val);
+        }
+    }
+}
+
+/// One gate of `s` for `seed`: its verdict and reasons.
+fn one(
+    set: &PolicySet,
+    s: &Scenario,
+    seed: u64,
+    bake_secs: i64,
+) -> Result<(VerdictKind, Vec<String>), VerdictsError> {
+    let v = Variation::FLEET;
+    // The update happens at a random time of day.
+    let update = 1_796_738_400 + (normal(keyed_hash(seed, "hour")).abs() * 7.0 * 3600.0) as i64
+        + (keyed_hash(seed, "start") % 24) as i64 * 3600;
+    let from = update - bake_secs;
+    let steps = 2 * bake_secs / STEP;
+    let n_controls = crate::rollout::controller::default_controls(s.updated_per_group);
+    let (mut upd, mut ctl, mut stale) = (Columns::new(), Columns::new(), Columns::new());
+    let mut pairs = Vec::new();
+    let mut specs = Vec::new();
+    for hw in HARDWARE {
+        for wl in WORKLOADS {
+            let group = format!("{hw}/{wl}");
+            let hit = s.effect != 1.0
+                && (s.effect_on == group || s.effect_on == hw);
+            for i in 0..s.updated_per_group {
+                let name = format!("s{seed}-{group}-u{i}");
+                let u = hit.then_some((update, s.effect));
+                host_samples(&mut upd, &v, seed, &name, hw, wl, from, steps, u);
+                pairs.push((name, group.clone()));
+            }
+            if s.reference == "stale" {
+                // Other hosts, twelve hours earlier, over the bake's length.
+                for i in 0..n_controls {
+                    let name = format!("s{seed}-{group}-b{i}");
+                    let t = update - 12 * 3600;
+                    host_samples(&mut stale, &v, seed, &name, hw, wl, t, bake_secs / STEP, None);
+                    pairs.push((name, group.clone()));
+                }
+            } else {
+                for i in 0..n_controls {
+                    let name = format!("s{seed}-{group}-c{i}");
+                    host_samples(&mut ctl, &v, seed, &name, hw, wl, from, steps, None);
+                    pairs.push((name, group.clone()));
+                }
+            }
+            specs.push(GroupSpec {
+                name: group.clone(),
+                hardware: hw.into(),
+                workload: wl.into(),
+                expected_hosts: Some(s.updated_per_group),
+            });
+        }
+    }
+    let groups = frames::host_groups(&pairs)?;
+    let split = Split::At {
+        hosts: BTreeMap::new(),
+        default: Some(update as f64),
+    };
+    let (updated, controls, summary) = if s.reference == "stale" {
+        // Only the after window of the updated hosts, against the static level.
+        let mut after = Columns::new();
+        for (i, t) in upd.ts.iter().enumerate() {
+            if *t >= update {
+                after.host.push(upd.host[i].clone());
+                after.ts.push(*t);
+                after.metric.push(upd.metric[i]);
+                after.value.push(upd.value[i]);
+            }
+        }
+        let u = aggregate::aggregate(after.frame()?, &groups, &Split::None, "generated")?;
+        let b = aggregate::aggregate(stale.frame()?, &groups, &Split::None, "generated")?;
+        (u, HostCohort::default(), Some(frames::Summary::of(&b)))
+    } else {
+        let u = aggregate::aggregate(upd.frame()?, &groups, &split, "generated")?;
+        let c = aggregate::aggregate(ctl.frame()?, &groups, &split, "generated")?;
+        (u, c, None)
+    };
+    let name = gate::stage_name(s.stage);
+    let (_, verdict) = gate::evaluate(
+        set,
+        &gate::Stage {
+            index: s.stage,
+            name: &name,
+            groups: &specs,
+            updated: &updated,
+            reference: Reference {
+                controls: &controls,
+                summary: summary.as_ref(),
+            },
+        },
+    );
+    let v = verdict?;
+    Ok((v.verdict, v.reasons))
+}
+
+/// Runs every scenario (or those whose name contains `only`) over `seeds` seeds.
+pub fn verdicts(
+    set: &PolicySet,
+    seeds: usize,
+    bake_hours: f64,
+    only: Option<&str>,
+) -> Result<Verdicts, VerdictsError> {
+    if seeds == 0 || !(bake_hours > 0.0) {
+        return Err(VerdictsError::Invalid(
+            "`--seeds` and `--bake-hours` must be positive".into(),
+        ));
+    }
+    let bake_secs = ((bake_hours * 3600.0) as i64 / STEP).max(1) * STEP;
+    let started = std::time::Instant::now();
+    let mut outcomes = Vec::new();
+    let mut gates_run = 0usize;
+    for s in scenarios()
+        .into_iter()
+        .filter(|s| only.is_none_or(|o| s.name.contains(o)))
+    {
+        let t0 = std::time::Instant::now();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(seeds);
+        let results: Vec<Result<(VerdictKind, Vec<String>), VerdictsError>> =
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let s = &s;
+                        sc.spawn(move || {
+                            (t..seeds)
+                                .step_by(threads)
+                                .map(|seed| one(set, s, seed as u64 + 1, bake_secs))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(VerdictsError::Invalid("a worker stopped".into()))]
+                        })
+                    })
+                    .collect()
+            });
+        let mut o = Outcome {
+            scenario: s.clone(),
+            seeds,
+            pass: 0,
+            inconclusive: 0,
+            pause: 0,
+            fail: 0,
+            pause_rate: 0.0,
+            examples: Vec::new(),
+            seconds: 0.0,
+        };
+        for r in results {
+            let (kind, reasons) = r?;
+            match kind {
+                VerdictKind::Pass => o.pass += 1,
+                VerdictKind::Inconclusive => o.inconclusive += 1,
+                VerdictKind::Pause => o.pause += 1,
+                VerdictKind::Fail => o.fail += 1,
+            }
+            let unexpected = (s.expect == "pass") != (kind == VerdictKind::Pass);
+            if unexpected && o.examples.len() < 3 {
+                if let Some(r) = reasons.first() {
+                    o.examples.push(format!("{kind}: {r}"));
+                }
+            }
+        }
+        gates_run += seeds;
+        o.pause_rate = o.pause as f64 / seeds as f64;
+        o.seconds = t0.elapsed().as_secs_f64();
+        outcomes.push(o);
+    }
+    let v = Variation::FLEET;
+    Ok(Verdicts {
+        bake_hours,
+        variation: VariationDoc {
+            host_spread: v.host_spread,
+            daily_swing: v.daily_swing,
+            wobble: v.wobble,
+            noise: v.noise,
+        },
+        gates_per_second: gates_run as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        outcomes,
+    })
+}
+
+/// The human table of [`verdicts`].
+pub fn render(v: &Verdicts) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "verdicts: the real gate path over generated fleets (24 groups, {}% host spread, ±{}% daily swing, {}% noise), before window and bake {} h each",
+        v.variation.host_spread * 100.0,
+        v.variation.daily_swing * 100.0,
+        v.variation.noise * 100.0,
+        v.bake_hours
+    );
+    let _ = writeln!(
+        o,
+        "{:<34} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}",
+        "scenario", "seeds", "pass", "incon", "pause", "fail", "paused"
+    );
+    for x in &v.outcomes {
+        let what = if x.scenario.expect == "pass" {
+            "false"
+        } else {
+            "caught"
+        };
+        let _ = writeln!(
+            o,
+            "{:<34} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>6.1}% {what}",
+            x.scenario.name,
+            x.seeds,
+            x.pass,
+            x.inconclusive,
+            x.pause,
+            x.fail,
+            x.pause_rate * 100.0
+        );
+        for e in &x.examples {
+            let _ = writeln!(o, "      e.g. {e}");
+        }
+    }
+    let _ = writeln!(o, "  {:.1} gates/s, generation included", v.gates_per_second);
+    o
+}
