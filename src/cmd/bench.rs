@@ -194,7 +194,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             only,
         } => {
             let set = ctx.load(&policy_dir)?;
-            let r = fleetward_engine::sim::verdicts::verdicts(&set, seeds, bake_hours, only.as_deref())?;
+            let r = fleetward_engine::sim::verdicts::verdicts(
+                &set,
+                seeds,
+                bake_hours,
+                only.as_deref(),
+            )?;
             show(ctx, "verdicts", &r, fleetward_engine::sim::verdicts::render)
         }
         What::Call {

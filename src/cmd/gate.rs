@@ -63,8 +63,11 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     };
     let g = gate::gate_files(&set, &inv.hosts, &files, a.wave, a.name.as_deref())?;
     if let Some(path) = &a.report {
-        std::fs::write(path, gate::report(&set, &g.comparison, &g.verdict, &g.warnings))
-            .map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            gate::report(&set, &g.comparison, &g.verdict, &g.warnings),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", path.display()))?;
     }
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({

@@ -589,10 +589,27 @@ fn every_kind_of_drift_is_found_and_only_safe_items_are_fixed_over_real_ssh() {
 
     // A rollout started with the review queue leaves the held hosts alone and says so.
     let queue_path = dl.state.join("drift/review-queue.json");
-    let started = dl
+    let mut started = dl
         .lab
         .start(&["--drift-queue", queue_path.to_str().unwrap()]);
-    assert_eq!(code(&started), 0, "{}", crate::support::stderr(&started));
+    // Six hosts left in four groups are too few for the gates to judge (they call it
+    // inconclusive and pause); the operator accepts each gate, as they would on a fleet this
+    // small.
+    for _ in 0..8 {
+        if code(&started) != 2 {
+            break;
+        }
+        let text = crate::support::stdout(&started);
+        assert!(text.contains("\"verdict\":\"inconclusive\""), "{text}");
+        started = dl.lab.resume(&["--accept-gate"]);
+    }
+    assert_eq!(
+        code(&started),
+        0,
+        "{}\n{}",
+        crate::support::stdout(&started),
+        crate::support::stderr(&started)
+    );
     let st = dl.lab.status();
     let held_now: BTreeSet<&str> = st["held_for_drift"]
         .as_array()

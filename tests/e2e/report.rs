@@ -62,7 +62,10 @@ fn the_gate_report_is_self_contained_and_puts_what_paused_first() {
     let first = html.find(r#"<div class="panel"#).unwrap();
     let panel = &html[first..first + 200];
     assert!(panel.contains("flag0"), "{panel}");
-    assert!(panel.contains(r#"data-metric="io_latency_p99_ms""#), "{panel}");
+    assert!(
+        panel.contains(r#"data-metric="io_latency_p99_ms""#),
+        "{panel}"
+    );
     assert!(panel.contains(r#"data-level="r750/"#), "{panel}");
     // Host points for updated hosts and controls, and the threshold on the effect axis.
     assert!(html.matches(r#"class="pt""#).count() > 1000);
@@ -105,7 +108,7 @@ fn the_gate_report_renders_in_headless_chromium() {
 fn distinct_colours(png: &[u8]) -> usize {
     let decoder = png::Decoder::new(std::io::Cursor::new(png));
     let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
     let step = info.color_type.samples();
     let mut seen = std::collections::HashSet::new();
@@ -140,7 +143,13 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
         let p = state.join(format!("stage-{n:02}.html"));
         assert!(p.is_file(), "no {}", p.display());
     }
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "-o", "json"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = v["decisions"].as_array().unwrap();
@@ -153,10 +162,7 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
     assert_eq!(policy.len(), 64);
     assert!(d.iter().all(|x| x["policy"].as_str().unwrap().len() == 64));
     // The pausing gate names its levels and reasons, and the pause belongs to wave 2.
-    let gate = d
-        .iter()
-        .rfind(|x| x["kind"] == "gate")
-        .unwrap();
+    let gate = d.iter().rfind(|x| x["kind"] == "gate").unwrap();
     assert_eq!(gate["stage_name"], "wave 2");
     assert_eq!(gate["summary"], "gate: pause");
     let levels: Vec<&str> = gate["levels"]
@@ -165,32 +171,72 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
         .iter()
         .map(|l| l.as_str().unwrap())
         .collect();
-    assert!(levels.contains(&"r750/db") && levels.contains(&"r750/*"), "{levels:?}");
-    assert!(gate["reasons"][0].as_str().unwrap().contains("io_latency_p99_ms"));
+    assert!(
+        levels.contains(&"r750/db") && levels.contains(&"r750/*"),
+        "{levels:?}"
+    );
+    assert!(gate["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("io_latency_p99_ms"));
     let paused = d.iter().find(|x| x["kind"] == "paused").unwrap();
     assert_eq!(paused["stage_name"], "wave 2");
 
     // One stage, by name; a host, with the gates of its stage.
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "--stage", "canary", "-o", "json"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--stage",
+        "canary",
+        "-o",
+        "json",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["decisions"]
         .as_array()
         .unwrap()
         .iter()
         .all(|x| x["stage_name"] == "canary"));
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "--stage", "canary"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--stage",
+        "canary",
+    ]);
     let text = stdout(&o);
     assert!(text.contains("[canary] gate: pass"), "{text}");
     assert!(text.contains("control host(s) chosen"), "{text}");
 
     // Bad input is a clear error.
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "--stage", "wave 9"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--stage",
+        "wave 9",
+    ]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("no stage `wave 9`"), "{}", stderr(&o));
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "--host", "nosuch"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--host",
+        "nosuch",
+    ]);
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("host `nosuch` takes no part"), "{}", stderr(&o));
-    let o = run(&["explain", "--state-dir", dir.path().join("none").to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("host `nosuch` takes no part"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("holds no rollout"), "{}", stderr(&o));
 }
@@ -206,7 +252,13 @@ fn explain_of_a_host_shows_its_quarantine_and_its_stage_gates() {
         state.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "-o", "json"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let q: Vec<&Value> = v["decisions"]
         .as_array()
@@ -216,7 +268,15 @@ fn explain_of_a_host_shows_its_quarantine_and_its_stage_gates() {
         .collect();
     assert_eq!(q.len(), 2, "the clean scenario's two bad hosts");
     let host = q[0]["hosts"][0].as_str().unwrap();
-    let o = run(&["explain", "--state-dir", state.to_str().unwrap(), "--host", host, "-o", "json"]);
+    let o = run(&[
+        "explain",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--host",
+        host,
+        "-o",
+        "json",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let kinds: Vec<&str> = v["decisions"]
         .as_array()

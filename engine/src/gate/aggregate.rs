@@ -222,12 +222,11 @@ pub fn aggregate(
         Ok(c.bool().map_err(&err)?.iter().collect())
     };
     let (after, event) = (bools("after")?, bools("event")?);
-    let cols: Vec<Vec<Option<f64>>> = [
-        "rows", "n", "mean", "median", "p99", "sum", "first", "last",
-    ]
-    .iter()
-    .map(|c| floats(&agg, c, file))
-    .collect::<Result<_, _>>()?;
+    let cols: Vec<Vec<Option<f64>>> =
+        ["rows", "n", "mean", "median", "p99", "sum", "first", "last"]
+            .iter()
+            .map(|c| floats(&agg, c, file))
+            .collect::<Result<_, _>>()?;
     let v = |c: usize, i: usize| -> f64 {
         cols.get(c)
             .and_then(|x| x.get(i))
@@ -280,7 +279,10 @@ pub fn aggregate(
             p99: v(4, i),
             sum: v(5, i),
         };
-        let w = out.values.entry((host.clone(), metric.clone())).or_default();
+        let w = out
+            .values
+            .entry((host.clone(), metric.clone()))
+            .or_default();
         if after {
             w.after = Some(a);
         } else {

@@ -195,9 +195,11 @@ fn event_comparison(k1: f64, t1: f64, k0: f64, t0: f64) -> EventComparison {
 }
 
 /// The host values of one side of one group × metric.
+/// One host's window values: (host, before, after) in the statistic of the settings.
+type HostRow = (String, Option<f64>, f64);
+
 struct Side {
-    /// (host, before, after) in the statistic of the settings.
-    rows: Vec<(String, Option<f64>, f64)>,
+    rows: Vec<HostRow>,
     n: usize,
     /// Hosts left out for too few samples in a window.
     thin: usize,
@@ -270,7 +272,15 @@ fn test_level(
     let few_controls = method != Method::Baseline && c.control_hosts < settings.min_controls;
     match reference.summary {
         Some(s) if few_controls && groups.iter().any(|g| s.level(g, metric).is_some()) => {
-            let mut b = test_with(level, groups, metric, Method::Baseline, updated, reference, settings);
+            let mut b = test_with(
+                level,
+                groups,
+                metric,
+                Method::Baseline,
+                updated,
+                reference,
+                settings,
+            );
             let why = format!(
                 "{} control host(s): judged against the static baseline",
                 c.control_hosts
@@ -305,7 +315,7 @@ fn test_with(
             (u, c, r)
         })
         .collect();
-    let all = |f: &dyn Fn(&(String, Option<f64>, f64)) -> bool| {
+    let all = |f: &dyn Fn(&HostRow) -> bool| {
         sides
             .iter()
             .flat_map(|(u, c, _)| u.rows.iter().chain(&c.rows))
@@ -318,7 +328,7 @@ fn test_with(
         Scale::Linear
     };
     let f = |x: f64| hosts::transform(x, scale);
-    let y = |(_, b, a): &(String, Option<f64>, f64)| match b {
+    let y = |(_, b, a): &HostRow| match b {
         Some(b) if did => f(*a) - f(*b),
         _ => f(*a),
     };
@@ -408,11 +418,10 @@ fn test_with(
         reasons.push(r);
     }
     match method {
-        Method::Baseline => {
-            if sides.iter().all(|s| s.2.is_none()) {
-                reasons.push(format!("the baseline has no `{metric}`"));
-            }
+        Method::Baseline if sides.iter().all(|s| s.2.is_none()) => {
+            reasons.push(format!("the baseline has no `{metric}`"));
         }
+        Method::Baseline => {}
         _ if controls_n < settings.min_controls => reasons.push(format!(
             "{controls_n} control host(s) with data (need {})",
             settings.min_controls
@@ -442,8 +451,9 @@ fn apply(c: &mut MetricComparison, e: &Estimate, scale: Scale, level: f64) {
     c.effect_high = pct(e.high);
     c.mde = round2(match scale {
         // The smaller of the two directions on the ratio scale, so "detects ±mde%".
-        Scale::Log => hosts::percent(e.mde, scale, level)
-            .min(-hosts::percent(-e.mde, scale, level)),
+        Scale::Log => {
+            hosts::percent(e.mde, scale, level).min(-hosts::percent(-e.mde, scale, level))
+        }
         Scale::Linear => hosts::percent(e.mde, scale, level),
     });
     c.p_value = e.p_value;
@@ -470,10 +480,18 @@ fn levels(groups: &[GroupSpec]) -> Vec<(String, String, Vec<String>)> {
         by_wl.entry(&g.workload).or_default().push(g.name.clone());
     }
     for (hw, gs) in by_hw {
-        push(crate::model::GroupKey::pooled(Some(hw), None), "hardware", gs);
+        push(
+            crate::model::GroupKey::pooled(Some(hw), None),
+            "hardware",
+            gs,
+        );
     }
     for (wl, gs) in by_wl {
-        push(crate::model::GroupKey::pooled(None, Some(wl)), "workload", gs);
+        push(
+            crate::model::GroupKey::pooled(None, Some(wl)),
+            "workload",
+            gs,
+        );
     }
     push(
         crate::model::GroupKey::pooled(None, None),
@@ -562,7 +580,10 @@ pub fn compare(
         // A level with too few planned hosts that is not the top one is left to the levels
         // above it, as a small group is.
         let top = gs.len() == groups.len();
-        let level_planned: usize = refs.iter().map(|g| planned.get(g).copied().unwrap_or(0)).sum();
+        let level_planned: usize = refs
+            .iter()
+            .map(|g| planned.get(g).copied().unwrap_or(0))
+            .sum();
         let ms = metrics
             .into_iter()
             .map(|m| {
@@ -578,8 +599,14 @@ pub fn compare(
             })
             .collect();
         out_levels.push(LevelComparison {
-            hosts: refs.iter().map(|g| per_group_u.get(g).copied().unwrap_or(0)).sum(),
-            control_hosts: refs.iter().map(|g| per_group_c.get(g).copied().unwrap_or(0)).sum(),
+            hosts: refs
+                .iter()
+                .map(|g| per_group_u.get(g).copied().unwrap_or(0))
+                .sum(),
+            control_hosts: refs
+                .iter()
+                .map(|g| per_group_c.get(g).copied().unwrap_or(0))
+                .sum(),
             name: lname,
             kind,
             groups: gs,

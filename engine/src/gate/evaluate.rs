@@ -60,7 +60,9 @@ impl Groups {
             frames::Baseline::Samples(lf) => Ok(Baseline::Hosts(aggregate::aggregate(
                 lf, &self.df, split, &file,
             )?)),
-            frames::Baseline::Summary(lf) => Ok(Baseline::Summary(frames::read_summary(lf, &file)?)),
+            frames::Baseline::Summary(lf) => {
+                Ok(Baseline::Summary(frames::read_summary(lf, &file)?))
+            }
         }
     }
 
@@ -218,10 +220,11 @@ pub fn read_updates(path: &Path) -> Result<BTreeMap<String, f64>, GateError> {
         .map_err(|e| err(e.to_string()))?;
     let headers = r.headers().map_err(|e| err(e.to_string()))?.clone();
     let idx = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| err(format!("no column `{name}`; updates files have columns host, updated_at")))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            err(format!(
+                "no column `{name}`; updates files have columns host, updated_at"
+            ))
+        })
     };
     let (hi, ti) = (idx("host")?, idx("updated_at")?);
     let mut out = BTreeMap::new();
@@ -232,8 +235,8 @@ pub fn read_updates(path: &Path) -> Result<BTreeMap<String, f64>, GateError> {
         if host.is_empty() {
             return Err(err(format!("line {line}: no host")));
         }
-        let t = parse_time(rec.get(ti).unwrap_or(""))
-            .map_err(|e| err(format!("line {line}: {e}")))?;
+        let t =
+            parse_time(rec.get(ti).unwrap_or("")).map_err(|e| err(format!("line {line}: {e}")))?;
         if out.insert(host.clone(), t).is_some() {
             return Err(err(format!("line {line}: host `{host}` is listed twice")));
         }
@@ -314,12 +317,14 @@ pub fn gate_files(
     if let Some(out) = files.save_baseline {
         match &baseline {
             Baseline::Hosts(c) => frames::write_summary(c, out)?,
-            Baseline::Summary(_) => std::fs::copy(files.baseline, out)
-                .map(|_| ())
-                .map_err(|e| DataError::Read {
-                    file: out.display().to_string(),
-                    message: e.to_string(),
-                })?,
+            Baseline::Summary(_) => {
+                std::fs::copy(files.baseline, out)
+                    .map(|_| ())
+                    .map_err(|e| DataError::Read {
+                        file: out.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
         }
     }
     let specs = groups.reporting(&updated);

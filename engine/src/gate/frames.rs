@@ -181,7 +181,10 @@ pub fn write_summary(c: &HostCohort, path: &Path) -> Result<(), DataError> {
     let mut host_means: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for ((h, m), w) in &c.values {
         if let (Some(g), Some(a)) = (c.group_of.get(h), w.after.or(w.before)) {
-            host_means.entry((g.clone(), m.clone())).or_default().push(a.mean);
+            host_means
+                .entry((g.clone(), m.clone()))
+                .or_default()
+                .push(a.mean);
         }
     }
     let q = |k: &(String, String), p: f64| {
@@ -307,13 +310,21 @@ fn cell(cols: &[Vec<Option<f64>>], c: usize, i: usize) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub(super) fn strs(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<String>>, DataError> {
+pub(super) fn strs(
+    df: &DataFrame,
+    name: &str,
+    file: &str,
+) -> Result<Vec<Option<String>>, DataError> {
     let c = df.column(name).map_err(read_err(file))?;
     let s = c.str().map_err(read_err(file))?;
     Ok(s.iter().map(|x| x.map(str::to_string)).collect())
 }
 
-pub(super) fn floats(df: &DataFrame, name: &str, file: &str) -> Result<Vec<Option<f64>>, DataError> {
+pub(super) fn floats(
+    df: &DataFrame,
+    name: &str,
+    file: &str,
+) -> Result<Vec<Option<f64>>, DataError> {
     let c = df
         .column(name)
         .map_err(read_err(file))?

@@ -184,7 +184,10 @@ mod tests {
         let b = stratum(&[101.0, 102.0, 103.0], &[100.0, 101.0, 102.0, 100.5]);
         let e = estimate(&[a, b], 0.05, 0.8).expect("estimate");
         assert!((e.effect - 1.125).abs() < 1e-9, "{e:?}");
-        assert!(e.high - e.low < 3.0, "levels must not widen the interval: {e:?}");
+        assert!(
+            e.high - e.low < 3.0,
+            "levels must not widen the interval: {e:?}"
+        );
     }
 
     #[test]
@@ -214,8 +217,7 @@ mod tests {
 
     #[test]
     fn mde_shrinks_with_hosts() {
-        let few = estimate(&[stratum(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0])], 0.05, 0.8)
-            .expect("few");
+        let few = estimate(&[stratum(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0])], 0.05, 0.8).expect("few");
         let many: Vec<f64> = (0..30).map(|i| 1.0 + (i % 3) as f64).collect();
         let lots = estimate(&[stratum(&many, &many)], 0.05, 0.8).expect("many");
         assert!(lots.mde < few.mde / 3.0, "{} vs {}", lots.mde, few.mde);

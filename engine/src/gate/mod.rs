@@ -23,8 +23,8 @@ pub use compare::{
     MetricComparison, Point, Reference, Totals,
 };
 pub use evaluate::{
-    evaluate, gate_files, parse_time, read_updates, report, stage_name, warnings, Baseline, FileGate,
-    Files, GateError, Groups, Stage,
+    evaluate, gate_files, parse_time, read_updates, report, stage_name, warnings, Baseline,
+    FileGate, Files, GateError, Groups, Stage,
 };
 pub use frames::Summary;
 

@@ -67,7 +67,12 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
             ("-".to_string(), "-".to_string(), "-".to_string())
         } else {
             (
-                format!("{} [{}, {}]", pct(m.effect), pct(m.effect_low), pct(m.effect_high)),
+                format!(
+                    "{} [{}, {}]",
+                    pct(m.effect),
+                    pct(m.effect_low),
+                    pct(m.effect_high)
+                ),
                 format!("{:.1}%", m.mde),
                 num(m.p_adjusted),
             )

@@ -3,7 +3,7 @@
 //! and the controls as strip plots, the effect with its interval against the policy's
 //! threshold, and the verdict with its reasons; flagged comparisons first.
 
-use super::{Comparison, MetricComparison, Method};
+use super::{Comparison, Method, MetricComparison};
 use crate::model::{Verdict, VerdictKind};
 use std::fmt::Write as _;
 
@@ -34,9 +34,11 @@ fn colour(v: VerdictKind) -> &'static str {
 
 /// How a comparison reads in the report: flagged ones come first.
 fn flag(m: &MetricComparison, reasons: &[String]) -> (u8, &'static str) {
-    let named = reasons
-        .iter()
-        .any(|r| r.starts_with(&format!("{}: {} ", m.level, m.name)) || r.starts_with(&format!("{}: insufficient data for {} ", m.level, m.name)) || r.starts_with(&format!("{}: {} cannot", m.level, m.name)));
+    let named = reasons.iter().any(|r| {
+        r.starts_with(&format!("{}: {} ", m.level, m.name))
+            || r.starts_with(&format!("{}: insufficient data for {} ", m.level, m.name))
+            || r.starts_with(&format!("{}: {} cannot", m.level, m.name))
+    });
     if named {
         (0, "named in the verdict")
     } else if m.worse {
@@ -74,8 +76,14 @@ fn strips(m: &MetricComparison) -> String {
     }
     let (lo, hi) = vals
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
-    let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) * 0.1 };
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        });
+    let span = if hi > lo {
+        hi - lo
+    } else {
+        hi.abs().max(1.0) * 0.1
+    };
     let (lo, hi) = (lo - span * 0.05, hi + span * 0.05);
     let y = |v: f64| H - PAD - (v - lo) / (hi - lo) * (H - 2.0 * PAD);
     let col = |i: usize| PAD + 20.0 + i as f64 * (W - 2.0 * PAD - 20.0) / 3.0;
@@ -89,7 +97,10 @@ fn strips(m: &MetricComparison) -> String {
         H - PAD,
         super::render::num(lo)
     );
-    for (i, label) in ["upd before", "upd after", "ctl before", "ctl after"].iter().enumerate() {
+    for (i, label) in ["upd before", "upd after", "ctl before", "ctl after"]
+        .iter()
+        .enumerate()
+    {
         let _ = write!(
             o,
             r#"<text x="{}" y="{}" font-size="9" text-anchor="middle">{label}</text>"#,
@@ -98,7 +109,11 @@ fn strips(m: &MetricComparison) -> String {
         );
     }
     for (k, p) in m.points.iter().enumerate() {
-        let (c0, fill) = if p.control { (2, "#0969da") } else { (0, "#bc4c00") };
+        let (c0, fill) = if p.control {
+            (2, "#0969da")
+        } else {
+            (0, "#bc4c00")
+        };
         let jitter = ((k * 37 % 17) as f64 - 8.0) * 1.2;
         let ya = y(p.after);
         if let Some(b) = p.before.filter(|b| b.is_finite()) {
@@ -139,10 +154,16 @@ fn interval(m: &MetricComparison, threshold: Option<f64>) -> String {
         return o;
     }
     let t = threshold.unwrap_or(0.0).abs();
-    let reach = [m.effect_low.abs(), m.effect_high.abs(), t, m.mde.abs().min(100.0), 1.0]
-        .into_iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0, f64::max)
+    let reach = [
+        m.effect_low.abs(),
+        m.effect_high.abs(),
+        t,
+        m.mde.abs().min(100.0),
+        1.0,
+    ]
+    .into_iter()
+    .filter(|x| x.is_finite())
+    .fold(0.0, f64::max)
         * 1.15;
     let x = |v: f64| W / 2.0 + v / reach * (W / 2.0 - 12.0);
     let _ = write!(

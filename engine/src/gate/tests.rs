@@ -122,8 +122,26 @@ fn metric<'a>(c: &'a Comparison, level: &str, name: &str) -> &'a MetricCompariso
 #[test]
 fn difference_in_differences_cancels_host_spread_and_the_time_of_day() {
     // 10% host spread, the day swings +25% between the windows, +10% regression.
-    let u = hosts("u", "r750/db", "io_latency_p99_ms", 6, 0.10, 1.25, 0.10, 0.01);
-    let c = hosts("c", "r750/db", "io_latency_p99_ms", 18, 0.10, 1.25, 0.0, 0.01);
+    let u = hosts(
+        "u",
+        "r750/db",
+        "io_latency_p99_ms",
+        6,
+        0.10,
+        1.25,
+        0.10,
+        0.01,
+    );
+    let c = hosts(
+        "c",
+        "r750/db",
+        "io_latency_p99_ms",
+        18,
+        0.10,
+        1.25,
+        0.0,
+        0.01,
+    );
     let cmp = run(&build(&u, true), &build(&c, true), &[spec("r750/db", None)]);
     assert_eq!(cmp.method, Method::DiffInDiff);
     let m = metric(&cmp, "r750/db", "io_latency_p99_ms");
@@ -147,7 +165,11 @@ fn finding_three_hot_hosts_are_not_a_regression() {
         r.3 = r.3.map(|b| b * 0.95);
     }
     for before in [false, true] {
-        let cmp = run(&build(&u, before), &build(&c, before), &[spec("r750/db", None)]);
+        let cmp = run(
+            &build(&u, before),
+            &build(&c, before),
+            &[spec("r750/db", None)],
+        );
         let m = metric(&cmp, "r750/db", "mem_used_pct");
         if before {
             assert!(!m.worse && m.effect.abs() < 3.0, "{m:?}");
@@ -163,8 +185,26 @@ fn a_class_wide_regression_shows_pooled_where_each_group_cannot() {
     let groups = ["r750/batch", "r750/cache", "r750/db", "r750/web"];
     let (mut u, mut c) = (Vec::new(), Vec::new());
     for (i, g) in groups.iter().enumerate() {
-        u.extend(hosts(&format!("u{i}-"), g, "io_latency_p99_ms", 3, 0.1, 1.1, 0.10, 0.12));
-        c.extend(hosts(&format!("c{i}-"), g, "io_latency_p99_ms", 9, 0.1, 1.1, 0.0, 0.12));
+        u.extend(hosts(
+            &format!("u{i}-"),
+            g,
+            "io_latency_p99_ms",
+            3,
+            0.1,
+            1.1,
+            0.10,
+            0.12,
+        ));
+        c.extend(hosts(
+            &format!("c{i}-"),
+            g,
+            "io_latency_p99_ms",
+            9,
+            0.1,
+            1.1,
+            0.0,
+            0.12,
+        ));
     }
     let specs: Vec<GroupSpec> = groups.iter().map(|g| spec(g, None)).collect();
     let cmp = run(&build(&u, true), &build(&c, true), &specs);
@@ -184,11 +224,19 @@ fn too_few_hosts_is_pooled_only_or_insufficient_never_a_pass() {
     let u = hosts("u", "sm-x12/db", "cpu_util_pct", 1, 0.1, 1.0, 0.0, 0.01);
     let c = hosts("c", "sm-x12/db", "cpu_util_pct", 2, 0.1, 1.0, 0.0, 0.01);
     // One host planned: judged in the pooled levels.
-    let cmp = run(&build(&u, true), &build(&c, true), &[spec("sm-x12/db", Some(1))]);
+    let cmp = run(
+        &build(&u, true),
+        &build(&c, true),
+        &[spec("sm-x12/db", Some(1))],
+    );
     let m = metric(&cmp, "sm-x12/db", "cpu_util_pct");
     assert!(m.pooled_only && !m.insufficient, "{m:?}");
     // Four planned, one reporting, two controls.
-    let cmp = run(&build(&u, true), &build(&c, true), &[spec("sm-x12/db", Some(4))]);
+    let cmp = run(
+        &build(&u, true),
+        &build(&c, true),
+        &[spec("sm-x12/db", Some(4))],
+    );
     let m = metric(&cmp, "sm-x12/db", "cpu_util_pct");
     assert!(m.insufficient, "{m:?}");
     assert_eq!(
@@ -225,8 +273,14 @@ fn without_controls_the_static_baseline_is_a_one_sample_reference() {
 
 #[test]
 fn events_are_rates_per_host_hour_against_the_controls() {
-    let mut u = build(&hosts("u", "c6420/db", "cpu_util_pct", 5, 0.1, 1.0, 0.0, 0.01), true);
-    let mut c = build(&hosts("c", "c6420/db", "cpu_util_pct", 50, 0.1, 1.0, 0.0, 0.01), true);
+    let mut u = build(
+        &hosts("u", "c6420/db", "cpu_util_pct", 5, 0.1, 1.0, 0.0, 0.01),
+        true,
+    );
+    let mut c = build(
+        &hosts("c", "c6420/db", "cpu_util_pct", 50, 0.1, 1.0, 0.0, 0.01),
+        true,
+    );
     for (i, x) in u.after.values_mut().enumerate() {
         x.hours = 10.0;
         if i < 3 {
@@ -244,7 +298,11 @@ fn events_are_rates_per_host_hour_against_the_controls() {
     assert_eq!((e.count, e.control_count), (3, 2));
     assert!((e.rate - 0.06).abs() < 1e-12);
     // scipy.stats.binomtest(3, 5, 50/1050, alternative="greater").pvalue
-    assert!((e.p_value - 0.0010041377527147343).abs() < 1e-9, "{}", e.p_value);
+    assert!(
+        (e.p_value - 0.0010041377527147343).abs() < 1e-9,
+        "{}",
+        e.p_value
+    );
     assert_eq!(cmp.groups[0].events["kernel_panics"].count, 0);
 }
 
@@ -282,7 +340,9 @@ fn corrections_apply_across_the_gate() {
         .map(|l| metric(&none, l, "m1").p_value)
         .collect();
     assert_eq!(metric(&none, "g/a", "m1").p_adjusted, raw[0]);
-    assert!((metric(&bh, "g/a", "m1").p_adjusted - stats::benjamini_hochberg(&raw)[0]).abs() < 1e-15);
+    assert!(
+        (metric(&bh, "g/a", "m1").p_adjusted - stats::benjamini_hochberg(&raw)[0]).abs() < 1e-15
+    );
     assert!((metric(&holm, "g/a", "m1").p_adjusted - stats::holm(&raw)[0]).abs() < 1e-15);
 }
 

@@ -161,14 +161,22 @@ pub fn explain(
             }
             Event::HostFailed { host, step, output } => {
                 let st = members.iter().position(|m| m.contains(host));
-                let mut x = d(st, "quarantined", format!("{host} failed at {step} and was left out"));
+                let mut x = d(
+                    st,
+                    "quarantined",
+                    format!("{host} failed at {step} and was left out"),
+                );
                 x.hosts = vec![host.clone()];
                 x.reasons = vec![output.clone()];
                 Some(x)
             }
             Event::UnexpectedReboot { host, .. } => {
                 let st = members.iter().position(|m| m.contains(host));
-                let mut x = d(st, "unexpected_reboot", format!("{host} rebooted unexpectedly"));
+                let mut x = d(
+                    st,
+                    "unexpected_reboot",
+                    format!("{host} rebooted unexpectedly"),
+                );
                 x.hosts = vec![host.clone()];
                 Some(x)
             }

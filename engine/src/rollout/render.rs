@@ -94,9 +94,7 @@ pub fn bar_message(r: &Record, st: &RolloutState) -> Option<String> {
     match &r.event {
         Event::StageStarted { stage } => Some(stage_name(*stage)),
         Event::BakeStarted { stage, .. } => Some(format!("{} baking", stage_name(*stage))),
-        Event::BeforeStarted { stage, .. } => {
-            Some(format!("{} before window", stage_name(*stage)))
-        }
+        Event::BeforeStarted { stage, .. } => Some(format!("{} before window", stage_name(*stage))),
         Event::BakeExtended { stage, .. } => {
             Some(format!("{} baking (extended)", stage_name(*stage)))
         }

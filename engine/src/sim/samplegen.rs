@@ -176,7 +176,8 @@ impl Variation {
         let day = ((ts - 20 * 3600).rem_euclid(86_400)) as f64 / 86_400.0;
         let phase = (keyed_hash(0x9a5e, group) % 1000) as f64 / 1000.0;
         let hour = (ts.rem_euclid(3600)) as f64 / 3600.0;
-        (1.0 + self.daily_swing * (TAU * day).cos()) * (1.0 + self.wobble * (TAU * (hour + phase)).sin())
+        (1.0 + self.daily_swing * (TAU * day).cos())
+            * (1.0 + self.wobble * (TAU * (hour + phase)).sin())
     }
 
     /// One sample: `base` × host × time × noise (drawn from `key`), never negative, and

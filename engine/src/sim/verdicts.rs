@@ -50,13 +50,69 @@ pub fn scenarios() -> Vec<Scenario> {
         effect_on: on.into(),
     };
     vec![
-        s("clean, concurrent controls", "pass", 0, 3, "controls", 1.0, ""),
-        s("clean, stale static baseline", "pass", 0, 3, "stale", 1.0, ""),
-        s("r750/* io p99 +10%, canary gate", "pause", 0, 3, "controls", 1.10, CLASS),
-        s("r750/db io p99 +5%, 3 hosts", "pause", 1, 3, "controls", 1.05, GROUP),
-        s("r750/db io p99 +10%, 3 hosts", "pause", 1, 3, "controls", 1.10, GROUP),
-        s("r750/db io p99 +5%, 10 hosts", "pause", 1, 10, "controls", 1.05, GROUP),
-        s("r750/db io p99 +10%, 10 hosts", "pause", 1, 10, "controls", 1.10, GROUP),
+        s(
+            "clean, concurrent controls",
+            "pass",
+            0,
+            3,
+            "controls",
+            1.0,
+            "",
+        ),
+        s(
+            "clean, stale static baseline",
+            "pass",
+            0,
+            3,
+            "stale",
+            1.0,
+            "",
+        ),
+        s(
+            "r750/* io p99 +10%, canary gate",
+            "pause",
+            0,
+            3,
+            "controls",
+            1.10,
+            CLASS,
+        ),
+        s(
+            "r750/db io p99 +5%, 3 hosts",
+            "pause",
+            1,
+            3,
+            "controls",
+            1.05,
+            GROUP,
+        ),
+        s(
+            "r750/db io p99 +10%, 3 hosts",
+            "pause",
+            1,
+            3,
+            "controls",
+            1.10,
+            GROUP,
+        ),
+        s(
+            "r750/db io p99 +5%, 10 hosts",
+            "pause",
+            1,
+            10,
+            "controls",
+            1.05,
+            GROUP,
+        ),
+        s(
+            "r750/db io p99 +10%, 10 hosts",
+            "pause",
+            1,
+            10,
+            "controls",
+            1.10,
+            GROUP,
+        ),
     ]
 }
 
@@ -186,7 +242,8 @@ fn one(
 ) -> Result<(VerdictKind, Vec<String>), VerdictsError> {
     let v = Variation::FLEET;
     // The update happens at a random time of day.
-    let update = 1_796_738_400 + (normal(keyed_hash(seed, "hour")).abs() * 7.0 * 3600.0) as i64
+    let update = 1_796_738_400
+        + (normal(keyed_hash(seed, "hour")).abs() * 7.0 * 3600.0) as i64
         + (keyed_hash(seed, "start") % 24) as i64 * 3600;
     let from = update - bake_secs;
     let steps = 2 * bake_secs / STEP;
@@ -197,8 +254,7 @@ fn one(
     for hw in HARDWARE {
         for wl in WORKLOADS {
             let group = format!("{hw}/{wl}");
-            let hit = s.effect != 1.0
-                && (s.effect_on == group || s.effect_on == hw);
+            let hit = s.effect != 1.0 && (s.effect_on == group || s.effect_on == hw);
             for i in 0..s.updated_per_group {
                 let name = format!("s{seed}-{group}-u{i}");
                 let u = hit.then_some((update, s.effect));
@@ -210,7 +266,17 @@ fn one(
                 for i in 0..n_controls {
                     let name = format!("s{seed}-{group}-b{i}");
                     let t = update - 12 * 3600;
-                    host_samples(&mut stale, &v, seed, &name, hw, wl, t, bake_secs / STEP, None);
+                    host_samples(
+                        &mut stale,
+                        &v,
+                        seed,
+                        &name,
+                        hw,
+                        wl,
+                        t,
+                        bake_secs / STEP,
+                        None,
+                    );
                     pairs.push((name, group.clone()));
                 }
             } else {
@@ -277,7 +343,7 @@ pub fn verdicts(
     bake_hours: f64,
     only: Option<&str>,
 ) -> Result<Verdicts, VerdictsError> {
-    if seeds == 0 || !(bake_hours > 0.0) {
+    if seeds == 0 || bake_hours.is_nan() || bake_hours <= 0.0 {
         return Err(VerdictsError::Invalid(
             "`--seeds` and `--bake-hours` must be positive".into(),
         ));
@@ -291,7 +357,9 @@ pub fn verdicts(
         .filter(|s| only.is_none_or(|o| s.name.contains(o)))
     {
         let t0 = std::time::Instant::now();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(seeds);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(seeds);
         let results: Vec<Result<(VerdictKind, Vec<String>), VerdictsError>> =
             std::thread::scope(|sc| {
                 let handles: Vec<_> = (0..threads)
@@ -397,6 +465,10 @@ pub fn render(v: &Verdicts) -> String {
             let _ = writeln!(o, "      e.g. {e}");
         }
     }
-    let _ = writeln!(o, "  {:.1} gates/s, generation included", v.gates_per_second);
+    let _ = writeln!(
+        o,
+        "  {:.1} gates/s, generation included",
+        v.gates_per_second
+    );
     o
 }

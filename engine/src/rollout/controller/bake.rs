@@ -83,7 +83,11 @@ impl<'a> Controller<'a> {
     fn choose_controls(&self, set: &PolicySet, stage: usize) -> Result<Vec<String>, Invalid> {
         let (mine, later, settled): (Vec<String>, std::collections::BTreeSet<String>, Vec<String>) =
             self.with_state(|s| {
-                let mine = s.stages.get(stage).map(|p| p.hosts.clone()).unwrap_or_default();
+                let mine = s
+                    .stages
+                    .get(stage)
+                    .map(|p| p.hosts.clone())
+                    .unwrap_or_default();
                 let later = s
                     .stages
                     .iter()
@@ -119,7 +123,11 @@ impl<'a> Controller<'a> {
                 .filter(|h| {
                     !mine_set.contains(h)
                         && !settled_set.contains(h)
-                        && self.fleet.groups.of(h).is_some_and(|g| g.to_string() == *group)
+                        && self
+                            .fleet
+                            .groups
+                            .of(h)
+                            .is_some_and(|g| g.to_string() == *group)
                 })
                 .collect();
             untouched.sort_by_key(|h| (!later.contains(*h), *h));
@@ -127,7 +135,12 @@ impl<'a> Controller<'a> {
             let mut old: Vec<&str> = settled
                 .iter()
                 .map(String::as_str)
-                .filter(|h| self.fleet.groups.of(h).is_some_and(|g| g.to_string() == *group))
+                .filter(|h| {
+                    self.fleet
+                        .groups
+                        .of(h)
+                        .is_some_and(|g| g.to_string() == *group)
+                })
                 .collect();
             old.sort_unstable();
             pool.extend(old);
@@ -143,7 +156,10 @@ impl<'a> Controller<'a> {
                 let v = set
                     .eval_json("rollout", "controls", vec![arg])
                     .map_err(|e| {
-                        Invalid(format!("`controls(group)` for `{group}`: {}", policy_message(&e)))
+                        Invalid(format!(
+                            "`controls(group)` for `{group}`: {}",
+                            policy_message(&e)
+                        ))
                     })?
                     .value;
                 v.as_u64().ok_or_else(|| {
@@ -164,9 +180,11 @@ impl<'a> Controller<'a> {
         let clock = self.io.clock;
         let started = self.with_state(|s| {
             s.stages.get(stage).is_some_and(|p| {
-                p.hosts
-                    .iter()
-                    .any(|h| s.hosts.get(h).is_some_and(|x| x.in_step.is_some() || x.done || x.failed.is_some()))
+                p.hosts.iter().any(|h| {
+                    s.hosts
+                        .get(h)
+                        .is_some_and(|x| x.in_step.is_some() || x.done || x.failed.is_some())
+                })
             })
         });
         if started {
@@ -181,9 +199,9 @@ impl<'a> Controller<'a> {
             self.emit(Event::ControlsChosen { stage, hosts }, clock)?;
         }
         let until = match self.with_state(|s| s.before_until.get(&stage).cloned()) {
-            Some(u) => u
-                .parse::<jiff::Timestamp>()
-                .map_err(|e| ControllerError::Invalid(format!("journal before-window end `{u}`: {e}")))?,
+            Some(u) => u.parse::<jiff::Timestamp>().map_err(|e| {
+                ControllerError::Invalid(format!("journal before-window end `{u}`: {e}"))
+            })?,
             None => {
                 let secs = match self.before_secs(&set, stage) {
                     Ok(s) => s,
@@ -249,7 +267,10 @@ impl<'a> Controller<'a> {
         let (done, name) = self.with_state(|s| {
             (
                 s.extensions.get(&stage).map_or(0, Vec::len),
-                s.stages.get(stage).map(|p| p.name.clone()).unwrap_or_default(),
+                s.stages
+                    .get(stage)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
             )
         });
         let bake = self.bake_secs(set, stage).unwrap_or(0);
@@ -340,7 +361,9 @@ impl<'a> Controller<'a> {
                 .map(|p| {
                     p.hosts
                         .iter()
-                        .filter(|h| window == Window::Before || s.hosts.get(*h).is_some_and(|x| x.done))
+                        .filter(|h| {
+                            window == Window::Before || s.hosts.get(*h).is_some_and(|x| x.done)
+                        })
                         .cloned()
                         .collect()
                 })
@@ -348,8 +371,14 @@ impl<'a> Controller<'a> {
             v.extend(s.controls.get(&stage).into_iter().flatten().cloned());
             v
         });
-        let controls: std::collections::BTreeSet<String> =
-            self.with_state(|s| s.controls.get(&stage).into_iter().flatten().cloned().collect());
+        let controls: std::collections::BTreeSet<String> = self.with_state(|s| {
+            s.controls
+                .get(&stage)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
+        });
         let is_control = |h: &str| controls.contains(h);
         let set = self.policy()?;
         let rows: Mutex<Vec<(String, Sample)>> = Mutex::new(Vec::new());

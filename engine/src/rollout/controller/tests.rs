@@ -75,7 +75,11 @@ fn world() -> World {
     let text = std::fs::read_to_string(&th).unwrap();
     let from = "fn power_required() {\n    true\n}";
     assert!(text.contains(from));
-    std::fs::write(&th, text.replace(from, "fn power_required() {\n    false\n}")).unwrap();
+    std::fs::write(
+        &th,
+        text.replace(from, "fn power_required() {\n    false\n}"),
+    )
+    .unwrap();
     let set = Arc::new(PolicySet::load(&policies, &LoadOptions::default()).unwrap());
     let hosts = hosts();
     // Production history from the same distributions the simulator draws from.

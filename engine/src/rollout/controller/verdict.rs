@@ -15,7 +15,11 @@ impl<'a> Controller<'a> {
         };
         let before = self.before_path(stage);
         if before.exists() {
-            all.merge(self.fleet.groups.aggregate(&before, &gate::Split::AllBefore)?);
+            all.merge(
+                self.fleet
+                    .groups
+                    .aggregate(&before, &gate::Split::AllBefore)?,
+            );
         }
         Ok(all)
     }
