@@ -12,14 +12,20 @@ pub mod gate_fns {
     use crate::err;
     use rhai::{Dynamic, EvalAltResult, Map};
 
-    /// The comparison of metric `name` in a group: `n`, `mean`, `p50`..`p99` and their
-    /// `baseline_` twins, `ratio`, `pct_change`, `p_value`, `p_adjusted`, `shift` with
-    /// `shift_low`/`shift_high`, `worse`, `insufficient` and `reason`. An error names the
-    /// metrics the group has when `name` is not one of them.
+    /// The comparison of metric `name` in a group (or a pooled level) of `gate(w)`: `effect`
+    /// with `effect_low`/`effect_high` (its interval at the gate's alpha) and `mde` (the
+    /// minimum detectable effect at the gate's power), all in percent; `level` (`r750/db`, or
+    /// `r750/*`, `*/db`, `*/*` for a pooled level); `hosts` and `control_hosts` (the unit of
+    /// analysis), `n` and `control_n` (samples, for the report); `mean`, `before_mean`,
+    /// `control_mean`, `control_before_mean`; `method` (`diff_in_diff`, `controls` or
+    /// `baseline`); `direction`, `worse`, `p_value`, `p_adjusted`; `insufficient` with its
+    /// `reason`; and `pooled_only` (too few hosts for a test of its own: its levels judge it).
+    /// An error names the metrics the group has when `name` is not one of them.
     ///
     /// ```rhai
-    /// let g = #{ name: "r750/db", metrics: [#{ name: "io_latency_p99_ms", ratio: 1.08 }] };
-    /// assert_eq(g.metric("io_latency_p99_ms").ratio, 1.08);
+    /// let g = #{ name: "r750/db", metrics: [#{ name: "io_latency_p99_ms", effect: 9.8, mde: 3.1 }] };
+    /// let m = g.metric("io_latency_p99_ms");
+    /// assert(m.effect > m.mde);
     /// ```
     #[rhai_fn(return_raw)]
     pub fn metric(group: &mut Map, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
