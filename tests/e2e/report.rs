@@ -121,6 +121,16 @@ fn distinct_colours(png: &[u8]) -> usize {
     seen.len()
 }
 
+/// `fleetward explain --state-dir STATE EXTRA… -o json`: exit 0 and its JSON.
+fn explain_json(state: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["explain", "--state-dir", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-o", "json"]);
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A real simulated rollout's journal: the I/O regression scenario, which pauses at wave 2.
 fn simulated(dir: &Path) -> std::path::PathBuf {
     let state = dir.join("state");
@@ -143,15 +153,7 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
         let p = state.join(format!("stage-{n:02}.html"));
         assert!(p.is_file(), "no {}", p.display());
     }
-    let o = run(&[
-        "explain",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = explain_json(&state, &[]);
     let d = v["decisions"].as_array().unwrap();
     let kinds: Vec<&str> = d.iter().map(|x| x["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"started"));
@@ -183,16 +185,7 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
     assert_eq!(paused["stage_name"], "wave 2");
 
     // One stage, by name; a host, with the gates of its stage.
-    let o = run(&[
-        "explain",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--stage",
-        "canary",
-        "-o",
-        "json",
-    ]);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = explain_json(&state, &["--stage", "canary"]);
     assert!(v["decisions"]
         .as_array()
         .unwrap()
@@ -252,14 +245,7 @@ fn explain_of_a_host_shows_its_quarantine_and_its_stage_gates() {
         state.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = run(&[
-        "explain",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = explain_json(&state, &[]);
     let q: Vec<&Value> = v["decisions"]
         .as_array()
         .unwrap()
@@ -268,16 +254,7 @@ fn explain_of_a_host_shows_its_quarantine_and_its_stage_gates() {
         .collect();
     assert_eq!(q.len(), 2, "the clean scenario's two bad hosts");
     let host = q[0]["hosts"][0].as_str().unwrap();
-    let o = run(&[
-        "explain",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--host",
-        host,
-        "-o",
-        "json",
-    ]);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = explain_json(&state, &["--host", host]);
     let kinds: Vec<&str> = v["decisions"]
         .as_array()
         .unwrap()

@@ -354,7 +354,14 @@ impl<'a> Controller<'a> {
         signals: &Signals,
         window: Window,
     ) -> Result<(), ControllerError> {
-        let hosts: Vec<String> = self.with_state(|s| {
+        let (hosts, controls) = self.with_state(|s| {
+            let controls: std::collections::BTreeSet<String> = s
+                .controls
+                .get(&stage)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
             let mut v: Vec<String> = s
                 .stages
                 .get(stage)
@@ -368,16 +375,8 @@ impl<'a> Controller<'a> {
                         .collect()
                 })
                 .unwrap_or_default();
-            v.extend(s.controls.get(&stage).into_iter().flatten().cloned());
-            v
-        });
-        let controls: std::collections::BTreeSet<String> = self.with_state(|s| {
-            s.controls
-                .get(&stage)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect()
+            v.extend(controls.iter().cloned());
+            (v, controls)
         });
         let is_control = |h: &str| controls.contains(h);
         let set = self.policy()?;
