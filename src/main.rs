@@ -16,7 +16,7 @@ Exit codes:
   0  ok / pass
   1  error: bad input, invalid policy, I/O failure
   2  needs attention: gate paused or inconclusive, rollout paused, drift found,
-     review items pending
+     review items pending, hosts that returned no signals (collect)
   3  failed: gate failed, rollout aborted, policy tests failed,
      simulation outcome differs from the scenario's expectation";
 
@@ -60,6 +60,9 @@ enum Command {
     /// The verdict of `gates.rhai` on a stage's recorded samples against baselines (a dry run).
     #[command(after_help = EXIT_CODES)]
     Gate(cmd::gate::Args),
+    /// Signals from real hosts in the gate's schema, written as CSV or Parquet.
+    #[command(after_help = EXIT_CODES)]
+    Collect(cmd::collect::Args),
     /// Why each decision of a rollout was made, from its journal.
     #[command(after_help = EXIT_CODES)]
     Explain(cmd::explain::Args),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(&ctx, a),
         Command::Gate(a) => cmd::gate::run(&ctx, a),
         Command::Rollout(a) => cmd::rollout::run(&ctx, a),
+        Command::Collect(a) => cmd::collect::run(&ctx, a),
         Command::Explain(a) => cmd::explain::run(&ctx, a),
         Command::Simulate(a) => cmd::simulate::run(&ctx, a),
         Command::Drift(a) => cmd::drift::run(&ctx, a),

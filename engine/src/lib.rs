@@ -23,6 +23,7 @@ pub mod registry;
 pub mod reload;
 pub mod rollout;
 pub mod runtime;
+pub mod signals;
 pub mod sim;
 pub mod source;
 pub mod text;

@@ -12,3 +12,12 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// `s` cut to at most `n` characters, on one line, with `…` where it was cut.
+pub fn clip(s: &str, n: usize) -> String {
+    let one = s.replace('\n', " | ");
+    match one.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", one.get(..i).unwrap_or("")),
+        None => one,
+    }
+}

@@ -4,6 +4,7 @@ pub mod args;
 pub mod bench;
 pub mod cache;
 pub mod check;
+pub mod collect;
 pub mod defs;
 pub mod drift;
 pub mod eval;

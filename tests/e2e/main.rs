@@ -13,6 +13,7 @@ mod plan;
 mod redisd;
 mod report;
 mod rollout;
+mod signals;
 mod simulate;
 mod ssh;
 mod sshd;

@@ -30,7 +30,13 @@ const LEVELS: [(&str, f64); 5] = [
 
 /// Edits every test policy gets: short reboot waits, waves not split by datacenter (the
 /// loopback fleet is one datacenter).
-const BASE_PATCHES: [(&str, &str); 4] = [
+const BASE_PATCHES: [(&str, &str); 6] = [
+    // The stand-in plays the load balancer, so the site hook is on.
+    ("const DRAIN = [];", r#"const DRAIN = ["lbctl", "drain"];"#),
+    (
+        "const UNDRAIN = [];",
+        r#"const UNDRAIN = ["lbctl", "undrain"];"#,
+    ),
     ("const REBOOT_TIMEOUT = 900;", "const REBOOT_TIMEOUT = 15;"),
     (
         "const REBOOT_FIRST_POLL = 30;",
@@ -366,7 +372,7 @@ fn assert_stage_order(lab: &Lab, stages: &[(String, Vec<String>)]) {
         let first = cur
             .iter()
             .flat_map(|h| lab.commands(h))
-            .filter(|(_, c)| c.starts_with("systemctl is-system-running"))
+            .filter(|(_, c)| c.starts_with("sh -c fleetward-check units"))
             .map(|(t, _)| t)
             .min();
         if let Some(b) = first {
@@ -404,16 +410,15 @@ fn a_clean_rollout_updates_every_host_once_and_in_stage_order() {
             at = i + 1;
         };
         let order = [
-            "systemctl is-system-running",
+            "sh -c fleetward-check units",
             "lbctl drain",
             "apt-get install -y linux-image-6.8.0-45-generic",
             "grub-set-default",
             "systemctl reboot",
-            "fleetward-validate stability",
-            "fleetward-validate perf",
-            "fleetward-validate health",
+            "sh -c fleetward-signals 0 0",
+            "sh -c fleetward-check units",
             "lbctl undrain",
-            "fleetward-metrics",
+            "sh -c fleetward-signals 10 ",
         ];
         for p in order {
             pos(p);
@@ -526,7 +531,8 @@ fn a_regression_in_one_hardware_class_pauses_at_the_stage_where_it_appears() {
         for h in hosts {
             let cmds = lab.commands(h);
             assert!(
-                cmds.iter().all(|(_, c)| c.starts_with("fleetward-metrics")),
+                cmds.iter()
+                    .all(|(_, c)| c.starts_with("sh -c fleetward-signals 10 ")),
                 "{h} was touched: {cmds:?}"
             );
             assert_eq!(lab.kernel(h), "6.8.0-40-generic");
@@ -651,8 +657,9 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
     let stages = lab.plan_stages();
     // Two hosts of the canary stage fail: the budget allows one per stage.
     let canaries = &stages[0].1;
-    lab.fault(&canaries[0], "fault-validate-health", "");
-    lab.fault(&canaries[1], "fault-validate-health", "");
+    // The new kernel oopses on both: their post-boot kernel-log check fails.
+    lab.fault(&canaries[0], "fault-klog-oops", "");
+    lab.fault(&canaries[1], "fault-klog-oops", "");
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/alerts", dead.local_addr().unwrap());
     drop(dead);
@@ -696,7 +703,7 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
         assert_eq!(
             lab.reboots(h),
             1,
-            "{h} rebooted once, then failed its health check"
+            "{h} rebooted once, then failed its kernel-log check"
         );
         let cmds = lab.commands(h);
         assert!(

@@ -6,7 +6,9 @@
 #   uname -r | cat /proc/sys/kernel/random/boot_id | apt-get install -y linux-image-V
 #   grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux V' | systemctl reboot
 #   systemctl is-system-running | lbctl drain|undrain NAME | fleetward-validate SUITE
-#   fleetward-metrics --window SECS
+#   fleetward-metrics --window SECS (the site-agent form of `signals()`)
+#   sh -c SCRIPT fleetward-signals ARGS… (the signals collector) and
+#   sh -c SCRIPT fleetward-check units|http ARGS… (the built-in checks)
 # and the short forms older tests use (uname, boot-id, install-kernel, set-default-boot, reboot).
 #
 # Usage: standin.sh --state DIR, with the command in SSH_ORIGINAL_COMMAND (as sshd's
@@ -22,7 +24,11 @@
 #
 # Faults, by files in the state directory: `fault-unreachable` (always down),
 # `fault-never-up` (down for good after a reboot), `fault-hang-NAME` (command NAME hangs),
-# `fault-validate-SUITE` (that validation suite fails), `fault-fail-NAME` (command NAME exits 1). A file `regress` with `metric factor`
+# `fault-validate-SUITE` (that validation suite fails), `fault-fail-NAME` (command NAME exits 1),
+# `fault-klog-CLASS` (the kernel log holds a line of that class once the host runs the kernel it
+# was told to boot), `fault-unit-failed-UNIT` and
+# `fault-unit-inactive-UNIT` (systemd says so); `real-signals` runs the real collector on this
+# machine's /proc, with `dmesg-fixture` as the kernel log when that file exists. A file `regress` with `metric factor`
 # lines scales those metrics once the host runs the kernel it was told to boot.
 # Exit 255 means "unreachable", as ssh reports a connection failure.
 
@@ -51,6 +57,9 @@ fi
 # The one-shot reboot wrapper is logged as the command it wraps.
 if [ "${1:-}" = sh ] && [ "${4:-}" = fleetward-reboot-once ]; then
     echo "$now $(shift 5; echo "$*") (one-shot ${5:-})" >> "$STATE/commands.log"
+elif [ "${1:-}" = sh ] && [ "${2:-}" = -c ] && [ $# -ge 4 ]; then
+    # A fixed script with its arguments: logged on one line as `sh -c NAME ARGS…`.
+    echo "$now sh -c $(shift 3; echo "$*")" >> "$STATE/commands.log"
 else
     echo "$now $*" >> "$STATE/commands.log"
 fi
@@ -200,6 +209,52 @@ case "$name" in
     metrics)
         metrics 300 ;;
     sh)
+        # The signals collector: this machine's real /proc when the test asks for it (file
+        # `real-signals`), else the host's metrics as direct samples, its boot id, and the
+        # kernel-log classes named by `fault-klog-CLASS` files counted once each (on the new
+        # kernel).
+        if [ "${4:-}" = fleetward-signals ]; then
+            if [ -e "$STATE/real-signals" ]; then
+                # This machine's /proc, with the boot id of the host the stand-in plays.
+                # A `dmesg-fixture` file stands for the kernel log where the login user
+                # cannot read the machine's own (dmesg_restrict, no journal access).
+                script=$3; shift 3
+                if [ -e "$STATE/dmesg-fixture" ]; then
+                    mkdir -p "$STATE/klog-shim"
+                    printf '#!/bin/sh\ncat "%s"\n' "$STATE/dmesg-fixture" > "$STATE/klog-shim/dmesg"
+                    printf '#!/bin/sh\nexit 0\n' > "$STATE/klog-shim/journalctl"
+                    chmod +x "$STATE/klog-shim/dmesg" "$STATE/klog-shim/journalctl"
+                    PATH="$STATE/klog-shim:$PATH"
+                fi
+                sh -c "$script" "$@" | awk -v id="$(cat "$STATE/boot_id")" '$1 == "boot_id" { $2 = id } { print }'
+                exit 0
+            fi
+            echo "fleetward-signals 1"
+            echo "boot_id $(cat "$STATE/boot_id")"
+            metrics 300 | sed 's/^/s /'
+            on_target=""
+            [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel" && on_target=1
+            for c in panic oops bug soft_lockup hung_task mce io_error; do
+                if [ -n "$on_target" ] && [ -e "$STATE/fault-klog-$c" ]; then echo "klog standin $c 1"; else echo "klog standin $c 0"; fi
+            done
+            n=0; for f in "$STATE"/fault-unit-failed-*; do [ -e "$f" ] && n=$((n + 1)); done
+            echo "units_failed $n"
+            exit 0
+        fi
+        # The checks script: `units` from `fault-unit-failed-UNIT` / `fault-unit-inactive-UNIT`
+        # files; `http` through the real script (a real fetch from this machine).
+        if [ "${4:-}" = fleetward-check ]; then
+            if [ "${5:-}" = units ]; then
+                echo "fleetward-check 1"
+                for f in "$STATE"/fault-unit-failed-*; do [ -e "$f" ] && echo "failed ${f##*/fault-unit-failed-}"; done
+                shift 5
+                for u; do
+                    if [ -e "$STATE/fault-unit-inactive-$u" ]; then echo "unit $u inactive"; else echo "unit $u active"; fi
+                done
+                exit 0
+            fi
+            script=$3; shift 3; exec sh -c "$script" "$@"
+        fi
         # The one-shot reboot wrapper: a marker of this boot means the reboot was issued.
         if [ "${4:-}" = fleetward-reboot-once ]; then
             marker="$STATE/run/reboot-${5:-}"

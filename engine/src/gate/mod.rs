@@ -32,7 +32,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Event counters: summed per host, tested as rates per host-hour, never rank-tested.
-pub const EVENTS: [&str; 3] = ["unexpected_reboots", "kernel_panics", "app_health_failures"];
+/// `kernel_panics` counts panics, oopses and `BUG:`s; `kernel_errors` soft lockups, hung
+/// tasks, machine checks and I/O errors (see [`crate::signals::KLOG_CLASSES`]).
+pub const EVENTS: [&str; 4] = [
+    "unexpected_reboots",
+    "kernel_panics",
+    "kernel_errors",
+    "app_health_failures",
+];
 
 /// Which direction of change is bad for a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,25 +2,161 @@
 //! and timeouts of every step (`steps(host)`), the failure budget (`failure_budget()`) and
 //! how signals are collected during a bake (`signals()`).
 
+use super::check::Check;
 use crate::error::Invalid;
 use crate::exec::RemoteCommand;
 use crate::plan::spec::Amount;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// One command of a step: an argument vector (never a shell line), its timeout, and what
-/// counts as a pass.
+/// One command of a step: an argument vector (never a shell line) judged by `expect`, or a
+/// built-in check (`check: "kernel_log" | "units" | "http"`); with its timeout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawCommand", into = "RawCommand")]
 pub struct CommandSpec {
     /// What the command checks or does, for reports.
-    #[serde(default)]
     pub name: String,
-    pub run: Vec<String>,
     /// Seconds.
     pub timeout: u64,
+    pub action: Action,
+}
+
+/// What a step command does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Run { argv: Vec<String>, expect: Expect },
+    Check(Check),
+}
+
+/// A step command as a policy writes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
     #[serde(default)]
-    pub expect: Expect,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    run: Vec<String>,
+    timeout: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect: Option<Expect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    active: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_contains: Option<String>,
+}
+
+impl TryFrom<RawCommand> for CommandSpec {
+    type Error = String;
+
+    fn try_from(r: RawCommand) -> Result<Self, String> {
+        let kind = r.check.as_deref().unwrap_or("command");
+        let only = |allowed: &[&str]| -> Result<(), String> {
+            let given = [
+                ("run", !r.run.is_empty()),
+                ("expect", r.expect.is_some()),
+                ("classes", r.classes.is_some()),
+                ("active", r.active.is_some()),
+                ("url", r.url.is_some()),
+                ("status", r.status.is_some()),
+                ("body_contains", r.body_contains.is_some()),
+            ];
+            match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
+                Some((f, _)) => Err(format!("`{f}` does not apply to a `{kind}` check")),
+                None => Ok(()),
+            }
+        };
+        let action = match kind {
+            "command" => {
+                only(&["run", "expect"])?;
+                Action::Run {
+                    argv: r.run,
+                    expect: r.expect.unwrap_or_default(),
+                }
+            }
+            "kernel_log" => {
+                only(&["classes"])?;
+                Action::Check(Check::KernelLog {
+                    classes: r.classes.unwrap_or_else(|| {
+                        crate::signals::KLOG_CLASSES
+                            .iter()
+                            .map(|(c, _)| c.to_string())
+                            .collect()
+                    }),
+                })
+            }
+            "units" => {
+                only(&["active"])?;
+                Action::Check(Check::Units {
+                    active: r.active.unwrap_or_default(),
+                })
+            }
+            "http" => {
+                only(&["url", "status", "body_contains"])?;
+                Action::Check(Check::Http {
+                    url: r.url.ok_or("an `http` check needs a `url`")?,
+                    status: r.status.unwrap_or(200),
+                    body_contains: r.body_contains,
+                })
+            }
+            other => {
+                return Err(format!(
+                    "unknown check `{other}` (known: {})",
+                    super::check::KINDS.join(", ")
+                ))
+            }
+        };
+        if let Action::Check(c) = &action {
+            c.validate()?;
+        }
+        Ok(CommandSpec {
+            name: r.name,
+            timeout: r.timeout,
+            action,
+        })
+    }
+}
+
+impl From<CommandSpec> for RawCommand {
+    fn from(c: CommandSpec) -> Self {
+        let mut r = RawCommand {
+            name: c.name,
+            timeout: c.timeout,
+            ..RawCommand::default()
+        };
+        match c.action {
+            Action::Run { argv, expect } => {
+                r.run = argv;
+                r.expect = Some(expect);
+            }
+            Action::Check(Check::KernelLog { classes }) => {
+                r.check = Some("kernel_log".into());
+                r.classes = Some(classes);
+            }
+            Action::Check(Check::Units { active }) => {
+                r.check = Some("units".into());
+                r.active = Some(active);
+            }
+            Action::Check(Check::Http {
+                url,
+                status,
+                body_contains,
+            }) => {
+                r.check = Some("http".into());
+                r.url = Some(url);
+                r.status = Some(status);
+                r.body_contains = body_contains;
+            }
+        }
+        r
+    }
 }
 
 /// Pass criteria: the exit status, and optionally text the output must (not) contain.
@@ -53,20 +189,57 @@ impl Expect {
 }
 
 impl CommandSpec {
+    /// A plain command, for tests and defaults.
+    pub fn run<I: IntoIterator<Item = S>, S: Into<String>>(argv: I, timeout: u64) -> Self {
+        CommandSpec {
+            name: String::new(),
+            timeout,
+            action: Action::Run {
+                argv: argv.into_iter().map(Into::into).collect(),
+                expect: Expect::default(),
+            },
+        }
+    }
+
+    /// The command sent to the host.
     pub fn command(&self) -> RemoteCommand {
-        RemoteCommand::new(self.run.iter().cloned())
+        match &self.action {
+            Action::Run { argv, .. } => RemoteCommand::new(argv.iter().cloned()),
+            Action::Check(c) => c.command(self.timeout),
+        }
+    }
+
+    /// The argument vector of a plain command (empty for a check).
+    pub fn argv(&self) -> &[String] {
+        match &self.action {
+            Action::Run { argv, .. } => argv,
+            Action::Check(_) => &[],
+        }
+    }
+
+    /// What the host answered, judged: a summary for the record, or why it failed.
+    pub fn judge(&self, out: &crate::exec::Output) -> Result<String, String> {
+        match &self.action {
+            Action::Run { expect, .. } => match expect.judge(out.status, &out.stdout) {
+                None => Ok(out.stdout.clone()),
+                Some(why) => Err(why),
+            },
+            Action::Check(c) => c.judge(out),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
     }
 
-    /// The name, or the command line when there is none.
+    /// The name, or the command line (or the check) when there is none.
     pub fn label(&self) -> String {
-        if self.name.is_empty() {
-            self.command().shell_line()
-        } else {
-            self.name.clone()
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        match &self.action {
+            Action::Run { .. } => self.command().shell_line(),
+            Action::Check(c) => c.label(),
         }
     }
 }
@@ -147,7 +320,9 @@ impl Steps {
             .chain([("reboot", std::slice::from_ref(&self.reboot))])
         {
             for (i, c) in cmds.iter().enumerate() {
-                if c.run.is_empty() || c.run.first().is_some_and(|a| a.is_empty()) {
+                let plain = matches!(c.action, Action::Run { .. });
+                if plain && (c.argv().is_empty() || c.argv().first().is_some_and(|a| a.is_empty()))
+                {
                     return Err(format!("`{step}[{i}]` has an empty `run`").into());
                 }
                 if c.timeout == 0 {
@@ -156,6 +331,9 @@ impl Steps {
                     );
                 }
             }
+        }
+        if !matches!(self.reboot.action, Action::Run { .. }) {
+            return Err("`reboot` must be a command (`run`), not a check".into());
         }
         if self.install.is_empty() {
             return Err("`install` has no commands".into());
@@ -197,17 +375,43 @@ impl FailureBudget {
     }
 }
 
+/// Where a bake's signals come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalSource {
+    /// fleetward's agentless collector: one script over SSH reading `/proc`.
+    Ssh,
+    /// A command of the site's that prints `[timestamp] metric value` lines.
+    Command,
+}
+
 /// `signals()`: how metrics are collected from a stage's hosts while it bakes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signals {
-    /// Prints `[timestamp] metric value` lines.
+    /// `ssh` (the default) or `command` (the default when `metrics` is given).
+    #[serde(default)]
+    pub source: Option<SignalSource>,
+    /// For `command`: the argument vector that prints `[timestamp] metric value` lines.
+    #[serde(default)]
     pub metrics: Vec<String>,
     /// Seconds between collections.
     #[serde(default = "default_every")]
     pub every: u64,
     #[serde(default = "default_signal_timeout")]
     pub timeout: u64,
+    /// For `ssh`: seconds of one-second readings per collection.
+    #[serde(default = "default_window")]
+    pub window: u64,
+    /// For `ssh`: block devices to time (empty: every device with a backing device).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// For `ssh`: interfaces to count (empty: every interface with a backing device).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// For `ssh`: kernel-log classes counted as events (default: all of them).
+    #[serde(default = "default_klog")]
+    pub kernel_log: Vec<String>,
 }
 
 fn default_every() -> u64 {
@@ -218,74 +422,90 @@ fn default_signal_timeout() -> u64 {
     30
 }
 
+fn default_window() -> u64 {
+    10
+}
+
+fn default_klog() -> Vec<String> {
+    crate::signals::KLOG_CLASSES
+        .iter()
+        .map(|(c, _)| c.to_string())
+        .collect()
+}
+
 impl Signals {
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if self.metrics.is_empty() {
-            return Err("`metrics` is an empty command".into());
+    /// The source, resolved: as given, else `command` when `metrics` is set, else `ssh`.
+    pub fn source(&self) -> SignalSource {
+        match self.source {
+            Some(s) => s,
+            None if !self.metrics.is_empty() => SignalSource::Command,
+            None => SignalSource::Ssh,
         }
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.every == 0 || self.timeout == 0 {
             return Err("`every` and `timeout` must be positive".into());
         }
-        Ok(())
+        match self.source() {
+            SignalSource::Command if self.metrics.is_empty() => {
+                Err("`source: \"command\"` needs `metrics`, a command".into())
+            }
+            SignalSource::Command => Ok(()),
+            SignalSource::Ssh => {
+                if !self.metrics.is_empty() {
+                    return Err("`metrics` is a command, for `source: \"command\"`; the ssh collector takes none".into());
+                }
+                if self.window == 0 {
+                    return Err("`window` must be at least 1 second".into());
+                }
+                if self.timeout <= self.window {
+                    return Err(format!(
+                        "`timeout` ({} s) must exceed `window` ({} s)",
+                        self.timeout, self.window
+                    )
+                    .into());
+                }
+                for c in &self.kernel_log {
+                    if !crate::signals::KLOG_CLASSES.iter().any(|(k, _)| k == c) {
+                        let known: Vec<&str> = crate::signals::KLOG_CLASSES
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .collect();
+                        return Err(format!(
+                            "unknown kernel-log class `{c}` (known: {})",
+                            known.join(", ")
+                        )
+                        .into());
+                    }
+                }
+                for d in self.devices.iter().chain(&self.interfaces) {
+                    if d.is_empty() || d.contains(char::is_whitespace) || d.contains('/') {
+                        return Err(format!("`{d}` is not a device or interface name").into());
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The collector request for a collection at `now` (epoch seconds): kernel-log lines of
+    /// the last `every` seconds.
+    pub fn request(&self, now: u64) -> crate::signals::Request {
+        crate::signals::Request {
+            window: self.window,
+            since: now.saturating_sub(self.every),
+            devices: self.devices.clone(),
+            interfaces: self.interfaces.clone(),
+        }
     }
 }
 
-/// One metric sample a host printed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub timestamp: f64,
-    pub metric: String,
-    pub value: f64,
-}
-
-/// Parses a metrics command's output: `metric value` or `timestamp metric value` per line;
-/// blank lines and `#` comments are skipped. Returns the samples and the lines it could not
-/// read (reported, never guessed).
-pub fn parse_metrics(text: &str, now: f64) -> (Vec<Sample>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let parts: Vec<&str> = t.split_whitespace().collect();
-        let parsed = match parts.as_slice() {
-            [m, v] => v.parse::<f64>().ok().map(|v| (now, *m, v)),
-            [ts, m, v] => match (ts.parse::<f64>(), v.parse::<f64>()) {
-                (Ok(ts), Ok(v)) => Some((ts, *m, v)),
-                _ => None,
-            },
-            _ => None,
-        };
-        match parsed {
-            Some((timestamp, metric, value)) if value.is_finite() && timestamp.is_finite() => out
-                .push(Sample {
-                    timestamp,
-                    metric: metric.to_string(),
-                    value,
-                }),
-            _ => bad.push(t.to_string()),
-        }
-    }
-    (out, bad)
-}
+pub use crate::signals::{parse_metrics, Sample};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_lines() {
-        let (s, bad) = parse_metrics(
-            "# comment\ncpu_util_pct 41.5\n1700000000 io_latency_p99_ms 12\nbroken\nx y z\n",
-            5.0,
-        );
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].timestamp, 5.0);
-        assert_eq!(s[1].timestamp, 1_700_000_000.0);
-        assert_eq!(bad, vec!["broken", "x y z"]);
-    }
 
     #[test]
     fn expectations() {

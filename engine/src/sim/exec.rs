@@ -8,6 +8,9 @@
 //! - `systemctl reboot`, `systemctl is-system-running`
 //! - `lbctl drain|undrain NAME`, `fleetward-validate SUITE`
 //! - `fleetward-metrics --window SECS`: `timestamp metric value` lines
+//! - the signals collector (`sh -c SCRIPT fleetward-signals …`): its protocol, with the
+//!   metrics as direct samples; the checks script (`sh -c SCRIPT fleetward-check units|http`):
+//!   every unit active, every URL answering 200
 //! - for drift: the facts command and the fix commands of the shipped `drift.rhai`
 //!   (`sysctl -w`, the sysctl persister, `systemctl start|enable`, `modprobe`, `chmod`,
 //!   `apt-get install -y --no-install-recommends PKG=VERSION`)
@@ -32,6 +35,9 @@ pub const GRUB_TITLE_PREFIX: &str = "Advanced options for Ubuntu>Ubuntu, with Li
 
 /// Samples per metric a `fleetward-metrics` call returns, spread over its window.
 const SAMPLES_PER_CALL: usize = 5;
+
+/// The span a simulated collection's samples cover: the shipped policy's `every`.
+const COLLECTION_SPAN: u64 = 300;
 
 /// A metric that gets worse on some hosts once they run the new kernel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,6 +327,28 @@ impl SimExecutor {
         out
     }
 
+    /// What the signals collector prints on a simulated host: its boot id, the metrics of
+    /// [`Self::metrics`] as direct samples over the last `every` (5 minutes), and no
+    /// kernel-log errors.
+    fn collection(&self, host: &Host, h: &SimHost, now: Timestamp, window: u64) -> String {
+        let _ = window;
+        let mut out = format!(
+            "{} {}\nboot_id {}\n",
+            crate::signals::ARGV0,
+            crate::signals::PROTOCOL,
+            Self::boot_id(&host.name, h.boot)
+        );
+        for line in self.metrics(host, h, now, COLLECTION_SPAN).lines() {
+            out.push_str("s ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (class, _) in crate::signals::KLOG_CLASSES {
+            out.push_str(&format!("klog sim {class} 0\n"));
+        }
+        out
+    }
+
     fn answer(
         &self,
         host: &Host,
@@ -453,6 +481,28 @@ impl SimExecutor {
                 ["lbctl", "drain" | "undrain", _] => (ok("ok\n".into()), self.timing.command),
                 ["fleetward-validate", suite] => {
                     (ok(format!("{suite}: pass\n")), Duration::from_secs(30))
+                }
+                ["sh", "-c", _, argv0, kind, rest @ ..]
+                    if *argv0 == crate::rollout::check::ARGV0 =>
+                {
+                    let mut out = format!("{argv0} 1\n");
+                    match *kind {
+                        "units" => {
+                            for u in rest {
+                                out.push_str(&format!("unit {u} active\n"));
+                            }
+                        }
+                        "http" => out.push_str("tool sim\nstatus 200\nbody\nok\n"),
+                        _ => out.push_str(&format!("missing check unknown check `{kind}`\n")),
+                    }
+                    (ok(out), self.timing.command)
+                }
+                _ if crate::signals::Request::from_argv(argv).is_some() => {
+                    let window = crate::signals::Request::from_argv(argv).map_or(0, |r| r.window);
+                    (
+                        ok(self.collection(host, h, now, window)),
+                        self.timing.command + Duration::from_secs(window),
+                    )
                 }
                 ["fleetward-metrics", "--window", w] => match w.parse::<u64>() {
                     Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),

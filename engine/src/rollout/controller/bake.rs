@@ -5,6 +5,17 @@
 
 use super::*;
 use crate::error::Invalid;
+use crate::rollout::spec::SignalSource;
+
+/// The first non-empty line of a command's output, for notes.
+fn first_line<'a>(stdout: &'a str, stderr: &'a str) -> &'a str {
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+}
 
 pub(super) const SAMPLES_HEADER: [&str; 4] = ["host", "timestamp", "metric", "value"];
 
@@ -381,20 +392,40 @@ impl<'a> Controller<'a> {
         let is_control = |h: &str| controls.contains(h);
         let set = self.policy()?;
         let rows: Mutex<Vec<(String, Sample)>> = Mutex::new(Vec::new());
-        let cmd = RemoteCommand::new(signals.metrics.iter().cloned());
+        let source = signals.source();
         self.parallel(&hosts, usize::MAX, |name, clock| {
             let Some(host) = self.fleet.host(name) else {
                 return Ok(());
             };
             let now = epoch_secs(clock.now());
+            let cmd = match source {
+                SignalSource::Ssh => signals.request(now.max(0.0) as u64).command(),
+                SignalSource::Command => RemoteCommand::new(signals.metrics.iter().cloned()),
+            };
             let mut mine = Vec::new();
+            // The boot id the collector read, which spares the probe's round trip.
+            let mut seen_boot: Option<String> = None;
             match self
                 .io
                 .exec
                 .run_at(host, &cmd, Duration::from_secs(signals.timeout), clock)
             {
                 Ok(o) if o.success() => {
-                    let (samples, bad) = parse_metrics(&o.stdout, now);
+                    let (samples, bad) = match source {
+                        SignalSource::Command => parse_metrics(&o.stdout, now),
+                        SignalSource::Ssh => {
+                            match crate::signals::parse(&o.stdout, now, &signals.kernel_log) {
+                                Ok(c) => {
+                                    seen_boot = c.boot_id;
+                                    (c.samples, c.bad)
+                                }
+                                Err(e) => {
+                                    self.io.observer.note(&format!("host `{name}`: {e}"));
+                                    (Vec::new(), Vec::new())
+                                }
+                            }
+                        }
+                    };
                     if !bad.is_empty() {
                         self.io.observer.note(&format!(
                             "host `{name}`: {} unreadable metrics line(s), e.g. `{}`",
@@ -408,8 +439,9 @@ impl<'a> Controller<'a> {
                 // controls, which the gate reports; a stage host's silence is news.
                 Ok(_) | Err(_) if is_control(name) => {}
                 Ok(o) => self.io.observer.note(&format!(
-                    "host `{name}`: metrics command exited {}",
-                    o.status
+                    "host `{name}`: metrics command exited {}: {}",
+                    o.status,
+                    first_line(&o.stdout, &o.stderr)
                 )),
                 Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
             }
@@ -418,10 +450,11 @@ impl<'a> Controller<'a> {
                 && self.with_state(|s| s.hosts.get(name).is_some_and(|h| h.done));
             if let Some(probe) = updated.then(|| self.probe_for(&set, host)).flatten() {
                 let known = self.with_state(|s| s.hosts.get(name).and_then(|h| h.boot_id.clone()));
-                if let (Ok(id), Some(known)) = (
-                    self.probe(host, &probe.boot_id, probe.timeout, clock),
-                    known,
-                ) {
+                let id = match seen_boot.take() {
+                    Some(id) => Ok(id),
+                    None => self.probe(host, &probe.boot_id, probe.timeout, clock),
+                };
+                if let (Ok(id), Some(known)) = (id, known) {
                     let rebooted = id != known;
                     if rebooted {
                         self.emit(

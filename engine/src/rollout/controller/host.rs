@@ -20,9 +20,9 @@ pub(super) fn tail(text: &str, n: usize) -> String {
 
 /// A finished command against its `expect`: its output for the record, or why it failed.
 pub(super) fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
-    match c.expect.judge(out.status, &out.stdout) {
-        None => Ok(tail(&out.stdout, 200)),
-        Some(why) => Err(format!(
+    match c.judge(out) {
+        Ok(summary) => Ok(tail(&summary, 200)),
+        Err(why) => Err(format!(
             "`{}`: {why}; output: {}",
             c.label(),
             tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
@@ -219,7 +219,7 @@ impl<'a> Controller<'a> {
             .map(|b| format!("{b:02x}"))
             .collect();
         let c = &steps.reboot;
-        let cmd = crate::exec::reboot_once(&token, &c.run);
+        let cmd = crate::exec::reboot_once(&token, c.argv());
         match self.io.exec.run_at(host, &cmd, c.timeout(), clock) {
             Ok(out) => judged(c, &out),
             // The connection dropping under a reboot is what a reboot looks like.
