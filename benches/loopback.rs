@@ -4,6 +4,11 @@
 //! Then a drift audit of the same kind of fleet: its wall time and the SSH round trips each
 //! host saw (from the hosts' own command logs).
 //!
+//! Then `fleetward collect` over the same kind of fleet with the real collector on this
+//! machine's `/proc` (1 s window): wall time, bytes and milliseconds per host, and round
+//! trips; side by side with plain OpenSSH (one `ssh` process per host, all at once) sending
+//! the same script.
+//!
 //! Run with `cargo bench --bench loopback` (as root: it starts sshd). Each run gets a fresh
 //! fleet. The hosts' own step time is read from the journal: for each batch, the longest time
 //! any of its hosts spent inside steps (from `step_started` to `step_succeeded`, the command
@@ -113,6 +118,115 @@ fn main() {
     );
 
     drift_audit(hosts, runs);
+    collect(hosts, runs);
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn collect(hosts: usize, runs: usize) {
+    let script = fleetward_engine::signals::SCRIPT;
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let lab = rollout::Lab::new(hosts, &[]);
+        for h in lab.names() {
+            lab.fault(&h, "real-signals", "");
+        }
+        let d = lab.fleet.dir.path();
+        let out = d.join("samples.csv");
+        let args: Vec<String> = [
+            "collect",
+            "--output",
+            "json",
+            "--window",
+            "1",
+            "--policy-dir",
+            lab.policies.to_str().unwrap(),
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--state-dir",
+            d.join("collect-state").to_str().unwrap(),
+            "--ssh-key",
+            lab.fleet.client_key.to_str().unwrap(),
+            "--known-hosts",
+            lab.fleet.known_hosts.to_str().unwrap(),
+            "--ssh-config",
+            d.join("no-ssh-config").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let t0 = Instant::now();
+        let o = lab.fleetward(&args);
+        let wall = t0.elapsed().as_secs_f64();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let v: Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+        let hs = v["hosts"].as_array().unwrap();
+        let bytes: Vec<u64> = hs.iter().map(|h| h["bytes"].as_u64().unwrap()).collect();
+        let ms: Vec<u64> = hs.iter().map(|h| h["max_ms"].as_u64().unwrap()).collect();
+        let trips = lab
+            .names()
+            .iter()
+            .map(|h| lab.commands(h).len())
+            .max()
+            .unwrap_or(0);
+        // The peer: one plain `ssh` per host, all at once, sending the same script.
+        let remote = format!("sh -c {} fleetward-signals 1 0", quote(script));
+        let t1 = Instant::now();
+        let children: Vec<_> = lab
+            .fleet
+            .hosts
+            .iter()
+            .map(|h| {
+                std::process::Command::new("ssh")
+                    .args(["-F", d.join("no-ssh-config").to_str().unwrap()])
+                    .args(["-i", lab.fleet.client_key.to_str().unwrap()])
+                    .args([
+                        "-o",
+                        &format!("UserKnownHostsFile={}", lab.fleet.known_hosts.display()),
+                    ])
+                    .args(["-o", "BatchMode=yes", "-p", &h.port.unwrap().to_string()])
+                    .arg(format!("{}@127.0.0.1", h.user.clone().unwrap()))
+                    .arg(&remote)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let peer_bytes: Vec<usize> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap().stdout.len())
+            .collect();
+        let peer_wall = t1.elapsed().as_secs_f64();
+        println!(
+            "collect run {}: {hosts} hosts in {wall:.2} s (fleetward), {trips} SSH round trip(s) per host, {}..{} bytes and {}..{} ms per host; OpenSSH, one ssh per host: {peer_wall:.2} s, {}..{} bytes",
+            run + 1,
+            bytes.iter().min().unwrap(),
+            bytes.iter().max().unwrap(),
+            ms.iter().min().unwrap(),
+            ms.iter().max().unwrap(),
+            peer_bytes.iter().min().unwrap(),
+            peer_bytes.iter().max().unwrap(),
+        );
+        ours.push(wall);
+        peer.push(peer_wall);
+    }
+    ours.sort_by(f64::total_cmp);
+    peer.sort_by(f64::total_cmp);
+    println!(
+        "loopback collect, {hosts} hosts, 1 s window: median wall {:.2} s (fleetward collect) against {:.2} s (OpenSSH, one ssh per host at once) ({runs} runs)",
+        ours[runs / 2],
+        peer[runs / 2]
+    );
 }
 
 fn drift_audit(hosts: usize, runs: usize) {

@@ -365,7 +365,11 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
         .unwrap_or(true);
     eprintln!(
         "kernel log: {}",
-        if restricted { "fixture (dmesg_restrict = 1)" } else { "this machine's dmesg" }
+        if restricted {
+            "fixture (dmesg_restrict = 1)"
+        } else {
+            "this machine's dmesg"
+        }
     );
     for h in lab.names() {
         lab.fault(&h, "real-signals", "");
@@ -408,7 +412,10 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
     }
     // The post-boot kernel-log check read a log and found it clean.
     let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
-    assert!(journal.contains("kernel log clean since boot (dmesg"), "{journal}");
+    assert!(
+        journal.contains("kernel log clean since boot (dmesg"),
+        "{journal}"
+    );
     // Every stage's samples hold the collector's metrics, read from /proc.
     let samples = std::fs::read_to_string(lab.state.join("stage-00.samples.csv")).unwrap();
     for m in [

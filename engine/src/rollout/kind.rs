@@ -138,8 +138,8 @@ pub const ROLLOUT: KindSpec = KindSpec {
         FnSpec {
             name: "steps",
             params: &["host"],
-            returns: "a map of step name to commands (`#{name, run, timeout, expect}`)",
-            doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. Needed by `rollout start` and `simulate`.",
+            returns: "a map of step name to commands (`#{name, run, timeout, expect}`) or built-in checks (`#{name, check, timeout, …}`)",
+            doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. A command is `run: [ARGV…]` with `expect`; a check is `check: \"kernel_log\"` (`classes`), `\"units\"` (`active`) or `\"http\"` (`url`, `status`, `body_contains`, fetched from the host). Needed by `rollout start` and `simulate`.",
             check: check_steps,
         },
         FnSpec {
@@ -152,8 +152,8 @@ pub const ROLLOUT: KindSpec = KindSpec {
         FnSpec {
             name: "signals",
             params: &[],
-            returns: "a map `#{metrics, every, timeout}`",
-            doc: "The metrics command run on a stage's hosts during its bake, and how often. Needed by `rollout start` and `simulate`.",
+            returns: "a map `#{source, every, timeout, window, devices, interfaces, kernel_log}` or `#{source: \"command\", metrics, every, timeout}`",
+            doc: "How a stage's hosts and controls are read during its windows, and how often. `source: \"ssh\"` (the default) is fleetward's agentless collector: one SSH round trip reading /proc for `window` seconds (CPU, memory, I/O latency p50/p99 per device, network, PSI), the boot id and the kernel log; `\"command\"` runs `metrics`, which prints `[timestamp] metric value` lines. Needed by `rollout start` and `simulate`.",
             check: check_signals,
         },
         FnSpec {

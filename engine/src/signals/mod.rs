@@ -150,19 +150,6 @@ fn nums<const N: usize>(fields: &[&str]) -> Option<[u64; N]> {
     Some(out)
 }
 
-/// The `q` quantile (0..=1) of `v` by linear interpolation between closest ranks.
-pub fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let (a, b) = (v.get(lo)?, v.get(hi)?);
-    Some(a + (b - a) * (pos - lo as f64))
-}
-
 /// Reads the collector's output into samples stamped `now` (the controller's clock, epoch
 /// seconds) with the standard metric names:
 /// - `cpu_util_pct`: busy share of all CPU time over the window (idle and iowait are idle);
@@ -323,10 +310,11 @@ pub fn parse(text: &str, now: f64, classes: &[String]) -> Result<Collection, Par
             }
         }
     }
-    if let Some(p) = quantile(&mut lat, 0.5) {
+    lat.sort_by(f64::total_cmp);
+    if let Some(p) = fleetward_stdlib::stats::quantile(&lat, 0.5) {
         push("io_latency_p50_ms", p);
     }
-    if let Some(p) = quantile(&mut lat, 0.99) {
+    if let Some(p) = fleetward_stdlib::stats::quantile(&lat, 0.99) {
         push("io_latency_p99_ms", p);
     }
     // Network and PSI: first and last readings that have them.
