@@ -135,30 +135,8 @@ fn collect(hosts: usize, runs: usize) {
         }
         let d = lab.fleet.dir.path();
         let out = d.join("samples.csv");
-        let args: Vec<String> = [
-            "collect",
-            "--output",
-            "json",
-            "--window",
-            "1",
-            "--policy-dir",
-            lab.policies.to_str().unwrap(),
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--state-dir",
-            d.join("collect-state").to_str().unwrap(),
-            "--ssh-key",
-            lab.fleet.client_key.to_str().unwrap(),
-            "--known-hosts",
-            lab.fleet.known_hosts.to_str().unwrap(),
-            "--ssh-config",
-            d.join("no-ssh-config").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = fleet_args(&lab, &["collect", "--window", "1"], "collect-state");
+        args.extend(["--out".to_string(), out.display().to_string()]);
         let t0 = Instant::now();
         let o = lab.fleetward(&args);
         let wall = t0.elapsed().as_secs_f64();
@@ -229,33 +207,35 @@ fn collect(hosts: usize, runs: usize) {
     );
 }
 
+/// `command` with JSON output, the lab's policies, inventory and SSH flags, and a state
+/// directory `state` in the lab.
+fn fleet_args(lab: &rollout::Lab, command: &[&str], state: &str) -> Vec<String> {
+    let d = lab.fleet.dir.path();
+    let mut v: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+    for (flag, value) in [
+        ("--output", "json".to_string()),
+        ("--policy-dir", lab.policies.display().to_string()),
+        ("--inventory", lab.inventory.display().to_string()),
+        ("--state-dir", d.join(state).display().to_string()),
+        ("--ssh-key", lab.fleet.client_key.display().to_string()),
+        ("--known-hosts", lab.fleet.known_hosts.display().to_string()),
+        (
+            "--ssh-config",
+            d.join("no-ssh-config").display().to_string(),
+        ),
+    ] {
+        v.push(flag.to_string());
+        v.push(value);
+    }
+    v
+}
+
 fn drift_audit(hosts: usize, runs: usize) {
     let mut walls = Vec::new();
     let mut trips = Vec::new();
     for run in 0..runs {
         let lab = rollout::Lab::new(hosts, &[]);
-        let d = lab.fleet.dir.path();
-        let args: Vec<String> = [
-            "drift",
-            "audit",
-            "--output",
-            "json",
-            "--policy-dir",
-            lab.policies.to_str().unwrap(),
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--state-dir",
-            d.join("drift-state").to_str().unwrap(),
-            "--ssh-key",
-            lab.fleet.client_key.to_str().unwrap(),
-            "--known-hosts",
-            lab.fleet.known_hosts.to_str().unwrap(),
-            "--ssh-config",
-            d.join("no-ssh-config").to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = fleet_args(&lab, &["drift", "audit"], "drift-state");
         let t0 = Instant::now();
         let o = lab.fleetward(&args);
         let wall = t0.elapsed().as_secs_f64();

@@ -164,15 +164,7 @@ impl Check {
                 }
             }
             Check::Units { active } => {
-                if !out.stdout.starts_with(ARGV0) {
-                    return Err(format!(
-                        "not the checks script's output: `{}`",
-                        first(&out.stdout)
-                    ));
-                }
-                if let Some(why) = missing(&out.stdout) {
-                    return Err(format!("cannot check units: {why}"));
-                }
+                script_output(&out.stdout).map_err(|why| format!("cannot check units: {why}"))?;
                 let mut failed = Vec::new();
                 let mut inactive = Vec::new();
                 for l in out.stdout.lines() {
@@ -212,15 +204,7 @@ impl Check {
                 status,
                 body_contains,
             } => {
-                if !out.stdout.starts_with(ARGV0) {
-                    return Err(format!(
-                        "not the checks script's output: `{}`",
-                        first(&out.stdout)
-                    ));
-                }
-                if let Some(why) = missing(&out.stdout) {
-                    return Err(format!("`{url}`: {why}"));
-                }
+                script_output(&out.stdout).map_err(|why| format!("`{url}`: {why}"))?;
                 let (head, body) = out
                     .stdout
                     .split_once("\nbody\n")
@@ -258,8 +242,19 @@ impl Check {
     }
 }
 
-fn first(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
+/// The checks script's output, or why it is not usable: not its protocol, or a `missing`
+/// record (what it could not look at).
+fn script_output(text: &str) -> Result<(), String> {
+    if !text.starts_with(ARGV0) {
+        return Err(format!(
+            "not the checks script's output: `{}`",
+            text.lines().next().unwrap_or("")
+        ));
+    }
+    match missing(text) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

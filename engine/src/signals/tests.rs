@@ -247,3 +247,65 @@ fn the_collector_reads_this_machines_proc() {
         "missing window bad window `ten`\n"
     );
 }
+
+/// The script's kernel-log classes on a real log's lines: `dmesg` (and an empty
+/// `journalctl`, as on a host without a journal) are shims printing a fixture, so every
+/// pattern meets the text the kernel prints for it.
+#[test]
+fn the_collector_counts_kernel_log_classes_from_dmesg() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = "[    0.000000] Linux version 6.8.0-45-generic (buildd@lcy02-amd64-075)
+[  120.000000] Kernel panic - not syncing: Fatal exception
+[  121.000000] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[  122.000000] general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#2] SMP
+[  123.000000] BUG: unable to handle page fault for address: ffffb2c4c0a3f000
+[  124.000000] watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1:1234]
+[  125.000000] INFO: task jbd2/dm-0-8:512 blocked for more than 120 seconds.
+[  126.000000] mce: [Hardware Error]: Machine check events logged
+[  127.000000] EDAC MC0: 1 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0
+[  128.000000] blk_update_request: I/O error, dev sdb, sector 123456 op 0x0:(READ)
+[  129.000000] Buffer I/O error on dev sdb1, logical block 15432, async page read
+";
+    std::fs::write(dir.path().join("log"), log).unwrap();
+    for (name, body) in [
+        (
+            "dmesg",
+            format!("#!/bin/sh\ncat '{}'\n", dir.path().join("log").display()),
+        ),
+        ("journalctl", "#!/bin/sh\nexit 0\n".to_string()),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = std::process::Command::new("sh")
+        .env("PATH", path)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(ARGV0)
+        .args(["0", "0"])
+        .output()
+        .unwrap();
+    let c = parse(&String::from_utf8(out.stdout).unwrap(), 0.0, &all_classes()).unwrap();
+    assert_eq!(c.klog_source.as_deref(), Some("dmesg"));
+    let got: Vec<(&str, u64)> = c.klog.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    // The soft lockup line carries `BUG:` too, and the MCE line is both `mce: ` and a
+    // hardware error: one line counts once per class it matches.
+    assert_eq!(
+        got,
+        [
+            ("bug", 2),
+            ("hung_task", 1),
+            ("io_error", 2),
+            ("mce", 2),
+            ("oops", 2),
+            ("panic", 1),
+            ("soft_lockup", 1),
+        ]
+    );
+}
