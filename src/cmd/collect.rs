@@ -17,6 +17,10 @@ pub struct Args {
     /// Only this host; repeatable. Default: every host of the inventory.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
+    /// Only the hosts this selector picks: `datacenter=ams1`, `hardware in (r750, r760)`,
+    /// `workload!=db`, `facts.NAME=VALUE`; terms joined by `,` all hold.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Where signals come from: `ssh` (the agentless collector, reading each host's `/proc`).
     #[arg(long, default_value = "ssh")]
     pub source: String,
@@ -58,6 +62,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         policy_dir: a.fleet.policy_dir.clone(),
         inventory: a.fleet.inventory.source(),
         hosts: a.hosts.clone(),
+        target: a.target.clone(),
         window: a.window,
         rounds: a.rounds,
         every: Duration::from_secs(a.every),

@@ -302,6 +302,19 @@ fn collect_names_the_hosts_it_could_not_read_and_keeps_the_rest() {
     assert_eq!(code(&o), 1);
     let said = format!("{}{}", stdout(&o), stderr(&o));
     assert!(said.contains("`nope` is not in the inventory"), "{said}");
+    // A target selects by host fields: one hardware class here, none for an unknown one.
+    let o = lab.fleetward(&collect_args(&lab, &out, &["--target", "hardware=nope"]));
+    assert_eq!(code(&o), 1);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("no hosts to collect from"), "{said}");
+    let o = lab.fleetward(&collect_args(
+        &lab,
+        &out,
+        &["--target", "name=host00", "--window", "1"],
+    ));
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 1, "{v}");
     let o = lab.fleetward(&collect_args(&lab, &out, &["--source", "snmp"]));
     assert_eq!(code(&o), 1);
     let said = format!("{}{}", stdout(&o), stderr(&o));

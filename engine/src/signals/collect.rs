@@ -177,7 +177,7 @@ pub enum CollectError {
     Data(#[from] crate::gate::frames::DataError),
     #[error("--host `{0}` is not in the inventory")]
     UnknownHost(String),
-    #[error("no hosts to collect from")]
+    #[error("no hosts to collect from: the inventory, `--host` and `--target` leave none")]
     NoHosts,
     #[error("{0}")]
     Invalid(String),
@@ -190,6 +190,9 @@ pub struct CollectRequest {
     pub inventory: crate::inventory::Source,
     /// Only these hosts (default: the whole inventory).
     pub hosts: Vec<String>,
+    /// Only the hosts this label selector picks (`datacenter=ams1,hardware in (r750, r760)`,
+    /// `facts.NAME=…`), as policies' `selector_match`.
+    pub target: Option<String>,
     /// Seconds of one-second readings per collection; default: `signals().window`.
     pub window: Option<u64>,
     pub rounds: u32,
@@ -220,6 +223,15 @@ pub fn run(
     }
     if !req.hosts.is_empty() {
         hosts.retain(|h| req.hosts.contains(&h.name));
+    }
+    if let Some(t) = &req.target {
+        let sel = fleetward_stdlib::Selector::parse(t)
+            .map_err(|e| CollectError::Invalid(format!("--target: {e}")))?;
+        hosts.retain(|h| {
+            crate::runtime::typed::host_to_dynamic(h)
+                .read_lock::<rhai::Map>()
+                .is_some_and(|m| sel.matches(&m))
+        });
     }
     if hosts.is_empty() {
         return Err(CollectError::NoHosts);
