@@ -102,6 +102,16 @@ impl Output {
     pub fn success(&self) -> bool {
         self.status == 0
     }
+
+    /// The first non-empty line of the output (stdout, then stderr), for a one-line report.
+    pub fn first_line(&self) -> &str {
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no output")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! the script printed.
 
 use crate::exec::{Output, RemoteCommand};
-use crate::signals::KLOG_CLASSES;
+use crate::signals::all_classes;
 use serde::{Deserialize, Serialize};
 
 /// The host side of `units` and `http`, run as `sh -c SCRIPT fleetward-check KIND ARGS…`.
@@ -40,10 +40,6 @@ pub enum Check {
     },
 }
 
-fn all_classes() -> Vec<String> {
-    KLOG_CLASSES.iter().map(|(c, _)| c.to_string()).collect()
-}
-
 fn ok_status() -> u16 {
     200
 }
@@ -64,16 +60,7 @@ impl Check {
                 if classes.is_empty() {
                     return Err("`kernel_log` names no `classes`".into());
                 }
-                for c in classes {
-                    if !KLOG_CLASSES.iter().any(|(k, _)| k == c) {
-                        let known: Vec<&str> = KLOG_CLASSES.iter().map(|(k, _)| *k).collect();
-                        return Err(format!(
-                            "unknown kernel-log class `{c}` (known: {})",
-                            known.join(", ")
-                        ));
-                    }
-                }
-                Ok(())
+                crate::signals::check_classes(classes)
             }
             Check::Units { active } => match active.iter().find(|u| u.is_empty()) {
                 Some(_) => Err("`units` names an empty unit".into()),
@@ -260,6 +247,7 @@ fn script_output(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::KLOG_CLASSES;
     use expect_test::{expect, Expect};
 
     fn out(status: i32, stdout: &str) -> Output {

@@ -84,12 +84,7 @@ impl TryFrom<RawCommand> for CommandSpec {
             "kernel_log" => {
                 only(&["classes"])?;
                 Action::Check(Check::KernelLog {
-                    classes: r.classes.unwrap_or_else(|| {
-                        crate::signals::KLOG_CLASSES
-                            .iter()
-                            .map(|(c, _)| c.to_string())
-                            .collect()
-                    }),
+                    classes: r.classes.unwrap_or_else(crate::signals::all_classes),
                 })
             }
             "units" => {
@@ -189,18 +184,6 @@ impl Expect {
 }
 
 impl CommandSpec {
-    /// A plain command, for tests and defaults.
-    pub fn run<I: IntoIterator<Item = S>, S: Into<String>>(argv: I, timeout: u64) -> Self {
-        CommandSpec {
-            name: String::new(),
-            timeout,
-            action: Action::Run {
-                argv: argv.into_iter().map(Into::into).collect(),
-                expect: Expect::default(),
-            },
-        }
-    }
-
     /// The command sent to the host.
     pub fn command(&self) -> RemoteCommand {
         match &self.action {
@@ -410,7 +393,7 @@ pub struct Signals {
     #[serde(default)]
     pub interfaces: Vec<String>,
     /// For `ssh`: kernel-log classes counted as events (default: all of them).
-    #[serde(default = "default_klog")]
+    #[serde(default = "crate::signals::all_classes")]
     pub kernel_log: Vec<String>,
 }
 
@@ -426,11 +409,20 @@ fn default_window() -> u64 {
     10
 }
 
-fn default_klog() -> Vec<String> {
-    crate::signals::KLOG_CLASSES
-        .iter()
-        .map(|(c, _)| c.to_string())
-        .collect()
+impl Default for Signals {
+    /// The ssh collector with every default: a 10 s window every 300 s.
+    fn default() -> Self {
+        Signals {
+            source: None,
+            metrics: Vec::new(),
+            every: default_every(),
+            timeout: default_signal_timeout(),
+            window: default_window(),
+            devices: Vec::new(),
+            interfaces: Vec::new(),
+            kernel_log: crate::signals::all_classes(),
+        }
+    }
 }
 
 impl Signals {
@@ -466,19 +458,7 @@ impl Signals {
                     )
                     .into());
                 }
-                for c in &self.kernel_log {
-                    if !crate::signals::KLOG_CLASSES.iter().any(|(k, _)| k == c) {
-                        let known: Vec<&str> = crate::signals::KLOG_CLASSES
-                            .iter()
-                            .map(|(k, _)| *k)
-                            .collect();
-                        return Err(format!(
-                            "unknown kernel-log class `{c}` (known: {})",
-                            known.join(", ")
-                        )
-                        .into());
-                    }
-                }
+                crate::signals::check_classes(&self.kernel_log)?;
                 for d in self.devices.iter().chain(&self.interfaces) {
                     if d.is_empty() || d.contains(char::is_whitespace) || d.contains('/') {
                         return Err(format!("`{d}` is not a device or interface name").into());

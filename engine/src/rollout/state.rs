@@ -272,6 +272,16 @@ impl RolloutState {
     }
 
     /// A stage may start only when every earlier stage's gate passed.
+    /// The control hosts chosen for `stage` (none before `ControlsChosen`).
+    pub fn controls_of(&self, stage: usize) -> std::collections::BTreeSet<String> {
+        self.controls
+            .get(&stage)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     pub fn stage_may_start(&self, stage: usize) -> bool {
         (0..stage).all(|s| matches!(self.gates.get(&s), Some((VerdictKind::Pass, _))))
     }

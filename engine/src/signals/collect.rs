@@ -50,9 +50,9 @@ pub struct HostReport {
     pub max_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The samples of every host, and what each host's collections cost and met.
+#[derive(Debug, Clone)]
 pub struct Collected {
-    #[serde(skip)]
     pub rows: Vec<(String, Sample)>,
     pub hosts: Vec<HostReport>,
 }
@@ -103,15 +103,11 @@ pub fn collect(plan: &Plan, exec: &dyn Executor, clock: &dyn Clock) -> Collected
                 Ok(o) => {
                     report.bytes += o.stdout.len() + o.stderr.len();
                     if !o.success() {
-                        let first = o
-                            .stdout
-                            .lines()
-                            .chain(o.stderr.lines())
-                            .find(|l| !l.trim().is_empty())
-                            .unwrap_or("no output");
-                        report
-                            .errors
-                            .push(format!("the collector exited {}: {first}", o.status));
+                        report.errors.push(format!(
+                            "the collector exited {}: {}",
+                            o.status,
+                            o.first_line()
+                        ));
                         continue;
                     }
                     match parse(&o.stdout, now, &plan.classes) {
@@ -244,20 +240,11 @@ pub fn run(
     } else {
         None
     };
-    let defaults = crate::rollout::spec::Signals {
-        source: Some(SignalSource::Ssh),
-        metrics: Vec::new(),
-        every: 300,
+    // Without an ssh `signals()`, the collector's defaults with a minute per collection.
+    let s = signals.unwrap_or(Signals {
         timeout: 60,
-        window: 10,
-        devices: Vec::new(),
-        interfaces: Vec::new(),
-        kernel_log: super::KLOG_CLASSES
-            .iter()
-            .map(|(c, _)| c.to_string())
-            .collect(),
-    };
-    let s = signals.unwrap_or(defaults);
+        ..Signals::default()
+    });
     let window = req.window.unwrap_or(s.window);
     if window == 0 {
         return Err(CollectError::Invalid(

@@ -29,6 +29,28 @@ pub const KLOG_CLASSES: [(&str, &str); 7] = [
     ("io_error", "kernel_errors"),
 ];
 
+/// Every kernel-log class, the default of `signals().kernel_log` and the `kernel_log` check.
+pub fn all_classes() -> Vec<String> {
+    KLOG_CLASSES.iter().map(|(c, _)| c.to_string()).collect()
+}
+
+/// Checks that each of `classes` is a kernel-log class the collector counts.
+pub fn check_classes(classes: &[String]) -> Result<(), String> {
+    match classes
+        .iter()
+        .find(|c| !KLOG_CLASSES.iter().any(|(k, _)| k == c))
+    {
+        Some(c) => {
+            let known: Vec<&str> = KLOG_CLASSES.iter().map(|(k, _)| *k).collect();
+            Err(format!(
+                "unknown kernel-log class `{c}` (known: {})",
+                known.join(", ")
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 /// One metric sample of one host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

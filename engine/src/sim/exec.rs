@@ -330,8 +330,7 @@ impl SimExecutor {
     /// What the signals collector prints on a simulated host: its boot id, the metrics of
     /// [`Self::metrics`] as direct samples over the last `every` (5 minutes), and no
     /// kernel-log errors.
-    fn collection(&self, host: &Host, h: &SimHost, now: Timestamp, window: u64) -> String {
-        let _ = window;
+    fn collection(&self, host: &Host, h: &SimHost, now: Timestamp) -> String {
         let mut out = format!(
             "{} {}\nboot_id {}\n",
             crate::signals::ARGV0,
@@ -435,6 +434,7 @@ impl SimExecutor {
             None => argv,
         };
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let collection = crate::signals::Request::from_argv(argv);
         let (out, took) = match self.drift_answer(name, argv) {
             Some(o) => (o, self.timing.command),
             None => match args.as_slice() {
@@ -497,13 +497,10 @@ impl SimExecutor {
                     }
                     (ok(out), self.timing.command)
                 }
-                _ if crate::signals::Request::from_argv(argv).is_some() => {
-                    let window = crate::signals::Request::from_argv(argv).map_or(0, |r| r.window);
-                    (
-                        ok(self.collection(host, h, now, window)),
-                        self.timing.command + Duration::from_secs(window),
-                    )
-                }
+                _ if collection.is_some() => (
+                    ok(self.collection(host, h, now)),
+                    self.timing.command + Duration::from_secs(collection.map_or(0, |r| r.window)),
+                ),
                 ["fleetward-metrics", "--window", w] => match w.parse::<u64>() {
                     Ok(w) => (ok(self.metrics(host, h, now, w)), self.timing.command),
                     Err(_) => (fail(2, format!("bad window `{w}`\n")), self.timing.command),

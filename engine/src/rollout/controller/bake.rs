@@ -7,16 +7,6 @@ use super::*;
 use crate::error::Invalid;
 use crate::rollout::spec::SignalSource;
 
-/// The first non-empty line of a command's output, for notes.
-fn first_line<'a>(stdout: &'a str, stderr: &'a str) -> &'a str {
-    stdout
-        .lines()
-        .chain(stderr.lines())
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no output")
-}
-
 pub(super) const SAMPLES_HEADER: [&str; 4] = ["host", "timestamp", "metric", "value"];
 
 /// Which window a round of signals belongs to.
@@ -366,13 +356,7 @@ impl<'a> Controller<'a> {
         window: Window,
     ) -> Result<(), ControllerError> {
         let (hosts, controls) = self.with_state(|s| {
-            let controls: std::collections::BTreeSet<String> = s
-                .controls
-                .get(&stage)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
+            let controls = s.controls_of(stage);
             let mut v: Vec<String> = s
                 .stages
                 .get(stage)
@@ -441,7 +425,7 @@ impl<'a> Controller<'a> {
                 Ok(o) => self.io.observer.note(&format!(
                     "host `{name}`: metrics command exited {}: {}",
                     o.status,
-                    first_line(&o.stdout, &o.stderr)
+                    o.first_line()
                 )),
                 Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
             }

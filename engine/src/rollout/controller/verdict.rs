@@ -47,14 +47,7 @@ impl<'a> Controller<'a> {
                 .get(stage)
                 .map(|p| p.name.clone())
                 .unwrap_or_default();
-            let controls: std::collections::BTreeSet<String> = s
-                .controls
-                .get(&stage)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            (name, specs, done, controls)
+            (name, specs, done, s.controls_of(stage))
         });
         let updated = all.retain(|h| done.contains(h));
         let controls = all.retain(|h| controls.contains(h) && !done.contains(h));
