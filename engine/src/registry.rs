@@ -17,6 +17,7 @@ pub static REGISTRY: Registry = Registry {
         crate::inventory::SECTION,
         crate::gate::SECTION,
         crate::cache::SECTION,
+        crate::signals::prometheus::SECTION,
     ],
 };
 

@@ -5,8 +5,9 @@
 use super::args::SshArgs;
 use super::{Ctx, FleetArgs};
 use crate::output::{json_line, Exit, Format};
-use fleetward_engine::clock::WallClock;
-use fleetward_engine::signals::collect::{self, CollectRequest};
+use fleetward_engine::clock::{Clock, WallClock};
+use fleetward_engine::signals::collect::{self, CollectRequest, SourceArg};
+use fleetward_engine::signals::prometheus::HttpStore;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,9 +22,20 @@ pub struct Args {
     /// `workload!=db`, `facts.NAME=VALUE`; terms joined by `,` all hold.
     #[arg(long)]
     pub target: Option<String>,
-    /// Where signals come from: `ssh` (the agentless collector, reading each host's `/proc`).
+    /// Where signals come from: `ssh` (the agentless collector, reading each host's `/proc`)
+    /// or `prometheus:URL` (range queries; the policy's templates, else node_exporter's).
     #[arg(long, default_value = "ssh")]
     pub source: String,
+    /// Prometheus: the start, as RFC 3339, epoch seconds or `now-2h`. Default: an hour
+    /// before --to.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Prometheus: the end. Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Prometheus: seconds between points. Default: `signals().step`, else 60.
+    #[arg(long, value_name = "SECS")]
+    pub step: Option<u64>,
     /// Seconds of one-second readings per collection. Default: `signals().window`, else 10.
     #[arg(long, value_name = "SECS")]
     pub window: Option<u64>,
@@ -47,12 +59,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
-    if a.source != "ssh" {
-        anyhow::bail!(
-            "--source `{}` is not a source this fleetward reads: use `ssh`",
-            a.source
-        );
-    }
+    let now = fleetward_engine::clock::epoch_secs(WallClock.now());
+    let source = SourceArg::parse(&a.source, a.from.as_deref(), a.to.as_deref(), now)
+        .map_err(anyhow::Error::msg)?;
     let state_dir = a
         .state_dir
         .clone()
@@ -63,19 +72,30 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         inventory: a.fleet.inventory.source(),
         hosts: a.hosts.clone(),
         target: a.target.clone(),
+        source,
         window: a.window,
+        step: a.step,
         rounds: a.rounds,
         every: Duration::from_secs(a.every),
         workers: a.workers,
         out: a.out.clone(),
     };
-    let c = collect::run(&req, &ctx.load_options(), &exec, &WallClock)?;
+    let c = collect::run(
+        &req,
+        &ctx.load_options(),
+        &exec,
+        &HttpStore::new(),
+        &WallClock,
+    )?;
     let failed: Vec<&str> = c.failed().map(|h| h.host.as_str()).collect();
     match ctx.format {
         Format::Json => json_line(&serde_json::json!({
             "ok": failed.is_empty(),
             "out": a.out.display().to_string(),
             "samples": c.rows.len(),
+            "queries": c.queries,
+            "requests": c.requests,
+            "errors": c.errors,
             "hosts": c.hosts,
         })),
         Format::Human => {
@@ -85,6 +105,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
                 c.hosts.len() - failed.len(),
                 a.out.display()
             );
+            if let (Some(q), Some(r)) = (c.queries, c.requests) {
+                println!("{q} range queries, {r} HTTP requests");
+            }
+            for e in &c.errors {
+                println!("  {e}");
+            }
             for h in &c.hosts {
                 for e in &h.errors {
                     println!("  {}: {e}", h.host);

@@ -10,6 +10,7 @@ mod cli;
 mod drift;
 mod gate;
 mod plan;
+mod prometheus;
 mod redisd;
 mod report;
 mod rollout;

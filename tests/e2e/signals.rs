@@ -44,7 +44,7 @@ fn lo_bytes() -> u64 {
     f[0] + f[8]
 }
 
-fn mem_used_pct() -> f64 {
+pub fn mem_used_pct() -> f64 {
     let m = std::fs::read_to_string("/proc/meminfo").unwrap();
     let get = |k: &str| -> f64 {
         m.lines()
@@ -125,13 +125,13 @@ impl Drop for Load {
 }
 
 /// A file written and synced every 50 ms while it lives.
-struct DiskWrites {
+pub struct DiskWrites {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl DiskWrites {
-    fn start(dir: &std::path::Path) -> DiskWrites {
+    pub fn start(dir: &std::path::Path) -> DiskWrites {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let path = dir.join("disk-writes");
@@ -186,6 +186,49 @@ fn collect_args(lab: &Lab, out: &std::path::Path, extra: &[&str]) -> Vec<String>
     .collect();
     v.extend(extra.iter().map(|s| s.to_string()));
     v
+}
+
+/// Loopback hosts made fit for a rollout test about where signals come from: every metric
+/// change tolerated (events still decide), one hardware × workload group, and gate floors of
+/// one host, one control and one sample.
+pub fn tolerate_any_change_in_one_group(lab: &Lab) {
+    // Eight "hosts" here are one machine read at moments a few hundred milliseconds apart,
+    // not eight independent machines: a one-second disk or CPU reading of one differs from
+    // another's by chance alone, far past any real threshold. The gate's statistics are
+    // checked by the gate tests and `fleetward bench verdicts`; here every change is
+    // tolerated, and events (reboots, kernel-log errors) still decide.
+    let th = lab.policies.join("lib/thresholds.rhai");
+    let text = std::fs::read_to_string(&th).unwrap();
+    assert!(text.contains("fn max_change(metric) {"));
+    std::fs::write(
+        &th,
+        text.replace(
+            "fn max_change(metric) {",
+            "fn max_change(metric) {\n    return 1000000.0;",
+        ),
+    )
+    .unwrap();
+    // One hardware × workload group: two canaries, six controls.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(r#""loop-b""#, r#""loop-a""#)
+            .replace(r#""db""#, r#""web""#),
+    )
+    .unwrap();
+    // Eight hosts on one machine: this checks where the signals come from, not the
+    // statistics, so two hosts, one control and one collection a window are enough.
+    let toml = lab.policies.join("fleetward.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("[gates]"), "{text}");
+    std::fs::write(
+        &toml,
+        text.replace(
+            "[gates]",
+            "[gates]\nmin_host_samples = 1\nmin_hosts = 1\nmin_controls = 1",
+        ),
+    )
+    .unwrap();
 }
 
 /// A clean boot's kernel log, as `dmesg` prints it.
@@ -333,43 +376,7 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
             ("const SAMPLE_EVERY = 300;", "const SAMPLE_EVERY = 1;"),
         ],
     );
-    // Eight "hosts" here are one machine read at moments a few hundred milliseconds apart,
-    // not eight independent machines: a one-second disk or CPU reading of one differs from
-    // another's by chance alone, far past any real threshold. The gate's statistics are
-    // checked by the gate tests and `fleetward bench verdicts`; here every change is
-    // tolerated, and events (reboots, kernel-log errors) still decide.
-    let th = lab.policies.join("lib/thresholds.rhai");
-    let text = std::fs::read_to_string(&th).unwrap();
-    assert!(text.contains("fn max_change(metric) {"));
-    std::fs::write(
-        &th,
-        text.replace(
-            "fn max_change(metric) {",
-            "fn max_change(metric) {\n    return 1000000.0;",
-        ),
-    )
-    .unwrap();
-    // One hardware × workload group: two canaries, six controls.
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
-    std::fs::write(
-        &lab.inventory,
-        inv.replace(r#""loop-b""#, r#""loop-a""#)
-            .replace(r#""db""#, r#""web""#),
-    )
-    .unwrap();
-    // Eight hosts on one machine: this checks where the signals come from, not the
-    // statistics, so two hosts, one control and one collection a window are enough.
-    let toml = lab.policies.join("fleetward.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    assert!(text.contains("[gates]"), "{text}");
-    std::fs::write(
-        &toml,
-        text.replace(
-            "[gates]",
-            "[gates]\nmin_host_samples = 1\nmin_hosts = 1\nmin_controls = 1",
-        ),
-    )
-    .unwrap();
+    tolerate_any_change_in_one_group(&lab);
     // The kernel log is a fixture of a clean boot, read by the real script through a `dmesg`
     // shim: this machine's own log may hold lines of any class (and `dmesg_restrict` keeps it
     // from an unprivileged login user), and this test is about the rollout completing. The

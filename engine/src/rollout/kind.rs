@@ -152,8 +152,8 @@ pub const ROLLOUT: KindSpec = KindSpec {
         FnSpec {
             name: "signals",
             params: &[],
-            returns: "a map `#{source, every, timeout, window, devices, interfaces, kernel_log}` or `#{source: \"command\", metrics, every, timeout}`",
-            doc: "How a stage's hosts and controls are read during its windows, and how often. `source: \"ssh\"` (the default) is fleetward's agentless collector: one SSH round trip reading /proc for `window` seconds (CPU, memory, I/O latency p50/p99 per device, network, PSI), the boot id and the kernel log; `\"command\"` runs `metrics`, which prints `[timestamp] metric value` lines. Needed by `rollout start` and `simulate`.",
+            returns: "a map `#{source, every, timeout, window, devices, interfaces, kernel_log}` or `#{source: \"command\", metrics, every, timeout}` or `#{source: \"prometheus\", url, queries, standard, step, rate, instance, label, batch, every}`",
+            doc: "How a stage's hosts and controls are read during its windows, and how often. `source: \"ssh\"` (the default) is fleetward's agentless collector: one SSH round trip reading /proc for `window` seconds (CPU, memory, I/O latency p50/p99 per device, network, PSI), the boot id and the kernel log; `\"command\"` runs `metrics`, which prints `[timestamp] metric value` lines; `\"prometheus\"` runs batched `query_range` requests against `url` with node_exporter's templates for the standard set, overlaid by `queries` (PromQL with `{{instance}}`, `{{host}}` and fact placeholders), the before window read from history and the bake at its end. Needed by `rollout start` and `simulate`.",
             check: check_signals,
         },
         FnSpec {

@@ -242,6 +242,7 @@ fn drive(
     let (alerts, webhook) = sinks(settings, &dir);
     let control = ControlFile::new(&dir).with_drift_queue(settings.drift_queue.clone());
     let clock = WallClock;
+    let metrics = crate::signals::prometheus::HttpStore::new();
     if !settings.run.no_watch {
         let store = Arc::clone(&s.store);
         let obs = Arc::clone(&observer);
@@ -266,6 +267,7 @@ fn drive(
         policies: s.store.as_ref() as &dyn PolicySource,
         control: &control as &dyn Control,
         observer: observer.as_ref(),
+        metrics: &metrics,
     };
     let opts = Options {
         name: format!("{}", dir.display()),

@@ -7,6 +7,7 @@ use crate::error::Invalid;
 use crate::exec::RemoteCommand;
 use crate::plan::spec::Amount;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One command of a step: an argument vector (never a shell line) judged by `expect`, or a
@@ -366,6 +367,8 @@ pub enum SignalSource {
     Ssh,
     /// A command of the site's that prints `[timestamp] metric value` lines.
     Command,
+    /// Range queries against a Prometheus (node_exporter's metrics by default).
+    Prometheus,
 }
 
 /// `signals()`: how metrics are collected from a stage's hosts while it bakes.
@@ -395,6 +398,51 @@ pub struct Signals {
     /// For `ssh`: kernel-log classes counted as events (default: all of them).
     #[serde(default = "crate::signals::all_classes")]
     pub kernel_log: Vec<String>,
+    /// For `prometheus`: its base URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For `prometheus`: PromQL templates per metric, over the standard set (an empty one
+    /// drops that metric).
+    #[serde(default)]
+    pub queries: BTreeMap<String, String>,
+    /// For `prometheus`: start from node_exporter's templates for the standard set.
+    #[serde(default = "yes")]
+    pub standard: bool,
+    /// For `prometheus`: seconds between points.
+    #[serde(default = "default_step")]
+    pub step: u64,
+    /// For `prometheus`: the rate window in seconds (default: twice `step`, at least 60).
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// For `prometheus`: a host's value of `label` (a host's fact `instance` wins).
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// For `prometheus`: the label naming a host's target.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// For `prometheus`: hosts per query at most.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_step() -> u64 {
+    60
+}
+
+fn default_instance() -> String {
+    "{{host}}:9100".into()
+}
+
+fn default_label() -> String {
+    "instance".into()
+}
+
+fn default_batch() -> usize {
+    500
 }
 
 fn default_every() -> u64 {
@@ -421,6 +469,14 @@ impl Default for Signals {
             devices: Vec::new(),
             interfaces: Vec::new(),
             kernel_log: crate::signals::all_classes(),
+            url: None,
+            queries: BTreeMap::new(),
+            standard: true,
+            step: default_step(),
+            rate: None,
+            instance: default_instance(),
+            label: default_label(),
+            batch: default_batch(),
         }
     }
 }
@@ -439,7 +495,45 @@ impl Signals {
         if self.every == 0 || self.timeout == 0 {
             return Err("`every` and `timeout` must be positive".into());
         }
+        let prometheus_only = self.url.is_some() || !self.queries.is_empty();
+        if prometheus_only && self.source() != SignalSource::Prometheus {
+            return Err("`url` and `queries` are for `source: \"prometheus\"`".into());
+        }
         match self.source() {
+            SignalSource::Prometheus => {
+                if !self.metrics.is_empty() {
+                    return Err("`metrics` is a command, for `source: \"command\"`; prometheus takes `queries`".into());
+                }
+                let url = self.url.as_deref().unwrap_or("");
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "`source: \"prometheus\"` needs `url`, an http:// or https:// base URL (got `{url}`)"
+                    )
+                    .into());
+                }
+                if self.step == 0 || self.batch == 0 || self.rate == Some(0) {
+                    return Err("`step`, `rate` and `batch` must be positive".into());
+                }
+                if self.label.is_empty() {
+                    return Err("`label` must name a label".into());
+                }
+                crate::signals::prometheus::check_template(&self.instance)
+                    .map_err(|e| format!("`instance`: {e}"))?;
+                let templates = crate::signals::prometheus::templates(self.standard, &self.queries);
+                if templates.is_empty() {
+                    return Err(
+                        "no metrics to query: `standard` is false and `queries` is empty".into(),
+                    );
+                }
+                for (m, t) in &templates {
+                    if m.is_empty() || m.contains(char::is_whitespace) {
+                        return Err(format!("`{m}` is not a metric name").into());
+                    }
+                    crate::signals::prometheus::check_template(t)
+                        .map_err(|e| format!("the query of `{m}`: {e}"))?;
+                }
+                Ok(())
+            }
             SignalSource::Command if self.metrics.is_empty() => {
                 Err("`source: \"command\"` needs `metrics`, a command".into())
             }
@@ -466,6 +560,21 @@ impl Signals {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The Prometheus source's queries, resolved.
+    pub fn prometheus(&self) -> crate::signals::prometheus::Spec {
+        crate::signals::prometheus::Spec {
+            url: self.url.clone().unwrap_or_default(),
+            step: self.step,
+            rate: self.rate.unwrap_or((2 * self.step).max(60)),
+            batch: self.batch,
+            label: self.label.clone(),
+            instance: self.instance.clone(),
+            queries: crate::signals::prometheus::templates(self.standard, &self.queries),
+            devices: self.devices.clone(),
+            interfaces: self.interfaces.clone(),
         }
     }
 
@@ -498,6 +607,46 @@ mod tests {
         assert!(e.judge(1, "ok").is_some());
         assert!(e.judge(0, "fine").is_some());
         assert!(e.judge(0, "ok degraded").is_some());
+    }
+
+    /// `signals()` maps (as JSON) and what `validate` says of them.
+    fn check_signals(json: &str, expect: expect_test::Expect) {
+        let s: Signals = serde_json::from_str(json).unwrap();
+        let got = match s.validate() {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.0,
+        };
+        expect.assert_eq(&got);
+    }
+
+    #[test]
+    fn prometheus_signals_are_checked_before_any_query() {
+        check_signals(
+            r#"{"source":"prometheus","url":"http://prom:9090"}"#,
+            expect_test::expect!["ok"],
+        );
+        check_signals(
+            r#"{"source":"prometheus"}"#,
+            expect_test::expect![[
+                r#"`source: "prometheus"` needs `url`, an http:// or https:// base URL (got ``)"#
+            ]],
+        );
+        check_signals(
+            r#"{"source":"prometheus","url":"http://p","queries":{"x":"up{{{instance}"}}"#,
+            expect_test::expect!["the query of `x`: `{{` without `}}` in `up{{{instance}`"],
+        );
+        check_signals(
+            r#"{"source":"prometheus","url":"http://p","standard":false}"#,
+            expect_test::expect!["no metrics to query: `standard` is false and `queries` is empty"],
+        );
+        check_signals(
+            r#"{"source":"ssh","url":"http://p"}"#,
+            expect_test::expect![[r#"`url` and `queries` are for `source: "prometheus"`"#]],
+        );
+        check_signals(
+            r#"{"source":"prometheus","url":"http://p","step":0}"#,
+            expect_test::expect!["`step`, `rate` and `batch` must be positive"],
+        );
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct RolloutState {
     pub policies: Vec<String>,
     /// When each stage's bake ends (RFC 3339).
     pub bake_until: BTreeMap<usize, String>,
+    /// When each stage's bake began (RFC 3339): the journal time of its `bake_started`.
+    pub bake_from: BTreeMap<usize, String>,
     /// When each stage's before window ends (RFC 3339).
     pub before_until: BTreeMap<usize, String>,
     /// Each stage's control hosts.
@@ -137,6 +139,7 @@ impl Default for RolloutState {
             pause_reason: None,
             policies: Vec::new(),
             bake_until: BTreeMap::new(),
+            bake_from: BTreeMap::new(),
             before_until: BTreeMap::new(),
             controls: BTreeMap::new(),
             extensions: BTreeMap::new(),
@@ -150,12 +153,21 @@ impl RolloutState {
     pub fn fold(records: &[Record]) -> RolloutState {
         let mut s = RolloutState::default();
         for r in records {
-            if !s.policies.contains(&r.policy) {
-                s.policies.push(r.policy.clone());
-            }
-            s.apply(&r.event);
+            s.apply_record(r);
         }
         s
+    }
+
+    /// One journal record: its event, the policy that made it, and its time where state
+    /// keeps it.
+    pub fn apply_record(&mut self, r: &Record) {
+        if !self.policies.contains(&r.policy) {
+            self.policies.push(r.policy.clone());
+        }
+        if let Event::BakeStarted { stage, .. } = &r.event {
+            self.bake_from.insert(*stage, r.at.clone());
+        }
+        self.apply(&r.event);
     }
 
     fn host(&mut self, name: &str) -> &mut HostState {

@@ -51,10 +51,15 @@ pub struct HostReport {
 }
 
 /// The samples of every host, and what each host's collections cost and met.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Collected {
     pub rows: Vec<(String, Sample)>,
     pub hosts: Vec<HostReport>,
+    /// Prometheus: the range queries planned, the HTTP requests made (retries included), and
+    /// the errors of whole queries (Prometheus's own message, naming the query).
+    pub queries: Option<usize>,
+    pub requests: Option<u64>,
+    pub errors: Vec<String>,
 }
 
 impl Collected {
@@ -139,7 +144,85 @@ pub fn collect(plan: &Plan, exec: &dyn Executor, clock: &dyn Clock) -> Collected
     Collected {
         rows,
         hosts: reports,
+        ..Collected::default()
     }
+}
+
+/// Reads `hosts` over `range` from Prometheus: batched range queries, each host's samples
+/// and what it lacks.
+pub fn query(
+    store: &dyn super::prometheus::MetricsStore,
+    endpoint: &super::prometheus::Endpoint,
+    spec: &super::prometheus::Spec,
+    hosts: &[Host],
+    range: super::prometheus::Range,
+) -> Collected {
+    let before = store.requests();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let mut f = super::prometheus::fetch(store, endpoint, spec, &refs, range);
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (h, _) in &f.rows {
+        *counts.entry(h.as_str()).or_default() += 1;
+    }
+    let hosts = hosts
+        .iter()
+        .map(|h| {
+            let n = counts.get(h.name.as_str()).copied().unwrap_or(0);
+            HostReport {
+                host: h.name.clone(),
+                samples: n,
+                ok: u32::from(n > 0),
+                errors: f.host_errors.remove(&h.name).unwrap_or_default(),
+                ..HostReport::default()
+            }
+        })
+        .collect();
+    Collected {
+        rows: f.rows,
+        hosts,
+        queries: Some(f.queries),
+        requests: Some(store.requests() - before),
+        errors: f.errors,
+    }
+}
+
+/// A time as `--from`/`--to` take it: RFC 3339, epoch seconds, `now`, or `now-DURATION` /
+/// `-DURATION` with `s`, `m`, `h` or `d` (`now-2h`). Epoch seconds out.
+pub fn parse_time(s: &str, now: f64) -> Result<f64, String> {
+    let t = s.trim();
+    if t == "now" {
+        return Ok(now);
+    }
+    if let Some(rel) = t.strip_prefix("now-").or_else(|| t.strip_prefix('-')) {
+        let (num, unit) =
+            rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
+        let n: f64 = num
+            .parse::<u32>()
+            .map_err(|_| {
+                format!("`{s}` is not a time: `now-` takes a count and a unit, as `now-2h`")
+            })?
+            .into();
+        let mult = match unit {
+            "s" | "" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a time: the unit is `s`, `m`, `h` or `d`"
+                ))
+            }
+        };
+        return Ok(now - n * mult);
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        if n.is_finite() && n >= 0.0 {
+            return Ok(n);
+        }
+    }
+    t.parse::<jiff::Timestamp>()
+        .map(epoch_secs)
+        .map_err(|_| format!("`{s}` is not a time: use RFC 3339 (`2026-12-03T10:00:00Z`), epoch seconds, `now` or `now-2h`"))
 }
 
 /// Writes rows in the gate's schema (epoch-second timestamps), as CSV or Parquet by the
@@ -179,6 +262,58 @@ pub enum CollectError {
     Invalid(String),
 }
 
+/// Where `collect` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceArg {
+    /// The agentless collector over SSH, for `window` seconds per round.
+    Ssh,
+    /// A Prometheus at this base URL, over `[from, to]` (epoch seconds).
+    Prometheus { url: String, from: f64, to: f64 },
+}
+
+impl SourceArg {
+    /// `ssh`, or `prometheus:URL` with `--from`/`--to` (default: the last hour).
+    pub fn parse(
+        s: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: f64,
+    ) -> Result<SourceArg, String> {
+        if s == "ssh" {
+            if from.is_some() || to.is_some() {
+                return Err("--from and --to are for `--source prometheus:URL`; the ssh collector reads now, for --window".into());
+            }
+            return Ok(SourceArg::Ssh);
+        }
+        let Some(url) = s.strip_prefix("prometheus:") else {
+            return Err(format!(
+                "--source `{s}` is not a source: use `ssh` or `prometheus:URL` (`prometheus:http://prom:9090`)"
+            ));
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "--source `{s}`: the Prometheus URL must start with http:// or https://"
+            ));
+        }
+        let to = match to {
+            Some(t) => parse_time(t, now)?,
+            None => now,
+        };
+        let from = match from {
+            Some(t) => parse_time(t, now)?,
+            None => to - 3600.0,
+        };
+        if from >= to {
+            return Err(format!("--from must be before --to (got {from} and {to})"));
+        }
+        Ok(SourceArg::Prometheus {
+            url: url.to_string(),
+            from,
+            to,
+        })
+    }
+}
+
 /// What `fleetward collect` was asked for.
 #[derive(Debug, Clone)]
 pub struct CollectRequest {
@@ -189,8 +324,11 @@ pub struct CollectRequest {
     /// Only the hosts this label selector picks (`datacenter=ams1,hardware in (r750, r760)`,
     /// `facts.NAME=…`), as policies' `selector_match`.
     pub target: Option<String>,
+    pub source: SourceArg,
     /// Seconds of one-second readings per collection; default: `signals().window`.
     pub window: Option<u64>,
+    /// Prometheus: seconds between points; default: `signals().step`.
+    pub step: Option<u64>,
     pub rounds: u32,
     pub every: Duration,
     pub workers: usize,
@@ -204,6 +342,7 @@ pub fn run(
     req: &CollectRequest,
     load: &crate::LoadOptions,
     exec: &dyn Executor,
+    store: &dyn super::prometheus::MetricsStore,
     clock: &dyn Clock,
 ) -> Result<Collected, CollectError> {
     use crate::rollout::spec::{SignalSource, Signals};
@@ -232,14 +371,41 @@ pub fn run(
     if hosts.is_empty() {
         return Err(CollectError::NoHosts);
     }
-    let signals: Option<Signals> = if set.defines("rollout", "signals", 0) {
+    let policy: Option<Signals> = if set.defines("rollout", "signals", 0) {
         let v = set.eval_json("rollout", "signals", vec![])?.value;
-        serde_json::from_value::<Signals>(v)
-            .ok()
-            .filter(|s| s.source() == SignalSource::Ssh)
+        serde_json::from_value::<Signals>(v).ok()
     } else {
         None
     };
+    if let SourceArg::Prometheus { url, from, to } = &req.source {
+        // The policy's templates when it reads Prometheus, else node_exporter's.
+        let mut s = policy
+            .filter(|s| s.source() == SignalSource::Prometheus)
+            .unwrap_or_else(|| Signals {
+                source: Some(SignalSource::Prometheus),
+                ..Signals::default()
+            });
+        s.url = Some(url.clone());
+        if let Some(step) = req.step {
+            s.step = step;
+        }
+        s.validate()
+            .map_err(|e| CollectError::Invalid(format!("`signals()`: {e}")))?;
+        let spec = s.prometheus();
+        let endpoint = super::prometheus::Endpoint {
+            url: url.clone(),
+            settings: set.prometheus_settings(),
+        };
+        let range = super::prometheus::Range {
+            start: *from,
+            end: *to,
+            step: spec.step,
+        };
+        let c = query(store, &endpoint, &spec, &hosts, range);
+        write(&req.out, &c.rows)?;
+        return Ok(c);
+    }
+    let signals = policy.filter(|s| s.source() == SignalSource::Ssh);
     // Without an ssh `signals()`, the collector's defaults with a minute per collection.
     let s = signals.unwrap_or(Signals {
         timeout: 60,

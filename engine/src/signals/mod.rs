@@ -4,6 +4,7 @@
 //! line format of metrics commands ([`parse_metrics`]).
 
 pub mod collect;
+pub mod prometheus;
 
 use crate::exec::RemoteCommand;
 use std::collections::BTreeMap;

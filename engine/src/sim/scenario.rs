@@ -311,6 +311,7 @@ pub fn run(
         policies: store.as_ref() as &dyn PolicySource,
         control: &NoControl,
         observer,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),

@@ -33,6 +33,12 @@ impl<'a> Controller<'a> {
         dir.join(format!("stage-{stage:02}.before.csv"))
     }
 
+    /// The stage's after-window samples from Prometheus, written whole at the end of each bake.
+    pub fn prometheus_path(&self, stage: usize) -> PathBuf {
+        let dir = self.lock().journal.dir().to_path_buf();
+        dir.join(format!("stage-{stage:02}.prometheus.csv"))
+    }
+
     /// An end time `secs` from now on `clock`.
     fn deadline(clock: &dyn Clock, secs: u64) -> jiff::Timestamp {
         let now = clock.now();
@@ -199,6 +205,10 @@ impl<'a> Controller<'a> {
             };
             self.emit(Event::ControlsChosen { stage, hosts }, clock)?;
         }
+        let signals = match self.signals(&set) {
+            Ok(s) => s,
+            Err(m) => return self.policy_pause(Some(stage), m.0, clock),
+        };
         let until = match self.with_state(|s| s.before_until.get(&stage).cloned()) {
             Some(u) => u.parse::<jiff::Timestamp>().map_err(|e| {
                 ControllerError::Invalid(format!("journal before-window end `{u}`: {e}"))
@@ -208,6 +218,26 @@ impl<'a> Controller<'a> {
                     Ok(s) => s,
                     Err(m) => return self.policy_pause(Some(stage), m.0, clock),
                 };
+                if signals.source() == SignalSource::Prometheus {
+                    // Prometheus holds the history: the window is the last `secs`, read
+                    // now and written whole, then put on record as over.
+                    if secs > 0 {
+                        let now = epoch_secs(clock.now());
+                        let hosts = self.window_hosts(stage, Window::Before);
+                        let rows =
+                            self.prometheus_rows(&set, &signals, &hosts, now - secs as f64, now);
+                        self.write_samples(&self.before_path(stage), &rows)?;
+                        crate::failpoint::hit("rollout.after_prometheus_before");
+                    }
+                    self.emit(
+                        Event::BeforeStarted {
+                            stage,
+                            until: rfc3339(clock.now()),
+                        },
+                        clock,
+                    )?;
+                    return Ok(());
+                }
                 let until = Self::deadline(clock, secs);
                 self.emit(
                     Event::BeforeStarted {
@@ -225,12 +255,54 @@ impl<'a> Controller<'a> {
         if clock.now() >= until {
             return Ok(());
         }
-        let signals = match self.signals(&set) {
-            Ok(s) => s,
-            Err(m) => return self.policy_pause(Some(stage), m.0, clock),
-        };
         drop(set);
         self.record_until(stage, &signals, Window::Before, until)
+    }
+
+    /// The samples of `hosts` over `[start, end]` (epoch seconds) from the policy's
+    /// Prometheus. What could not be read is noted; those hosts have fewer samples, and a
+    /// host with none is insufficient at the gate, never clean.
+    fn prometheus_rows(
+        &self,
+        set: &PolicySet,
+        signals: &Signals,
+        hosts: &[String],
+        start: f64,
+        end: f64,
+    ) -> Vec<(String, Sample)> {
+        let spec = signals.prometheus();
+        let endpoint = crate::signals::prometheus::Endpoint {
+            url: spec.url.clone(),
+            settings: set.prometheus_settings(),
+        };
+        let hosts: Vec<&Host> = hosts.iter().filter_map(|h| self.fleet.host(h)).collect();
+        let range = crate::signals::prometheus::Range {
+            start: start.min(end),
+            end,
+            step: spec.step,
+        };
+        let f = crate::signals::prometheus::fetch(self.io.metrics, &endpoint, &spec, &hosts, range);
+        for e in f.errors.iter().take(3) {
+            self.io.observer.note(e);
+        }
+        if f.errors.len() > 3 {
+            self.io.observer.note(&format!(
+                "{} more prometheus queries failed",
+                f.errors.len() - 3
+            ));
+        }
+        for (h, errs) in f.host_errors.iter().take(5) {
+            self.io
+                .observer
+                .note(&format!("host `{h}`: {}", errs.join("; ")));
+        }
+        if f.host_errors.len() > 5 {
+            self.io.observer.note(&format!(
+                "{} more hosts lack prometheus samples",
+                f.host_errors.len() - 5
+            ));
+        }
+        f.rows
     }
 
     /// Collects signals every `signals.every` until `until` (at least once).
@@ -342,21 +414,27 @@ impl<'a> Controller<'a> {
                 until
             }
         };
-        drop(set);
-        self.record_until(stage, &signals, Window::After, until)
+        self.record_until(stage, &signals, Window::After, until)?;
+        if signals.source() == SignalSource::Prometheus && clock.now() >= until {
+            // The whole bake so far, read at its end and written whole (so a restart or an
+            // extension reads it again instead of appending twice).
+            let from = self
+                .with_state(|s| s.bake_from.get(&stage).cloned())
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(epoch_secs);
+            let end = epoch_secs(until).min(epoch_secs(clock.now()));
+            let hosts = self.window_hosts(stage, Window::After);
+            let rows = self.prometheus_rows(&set, &signals, &hosts, from.unwrap_or(end), end);
+            self.write_samples(&self.prometheus_path(stage), &rows)?;
+            crate::failpoint::hit("rollout.after_prometheus_bake");
+        }
+        Ok(())
     }
 
-    /// One round of signals from the stage's hosts (after: the updated ones) and its
-    /// controls: metrics, and a boot-id check for unexpected reboots of updated hosts.
-    /// Appended to the window's sample file.
-    pub(super) fn collect(
-        &self,
-        stage: usize,
-        signals: &Signals,
-        window: Window,
-    ) -> Result<(), ControllerError> {
-        let (hosts, controls) = self.with_state(|s| {
-            let controls = s.controls_of(stage);
+    /// The hosts of a stage's window, then its controls: before, all of the stage's hosts;
+    /// after, only the updated ones.
+    fn window_hosts(&self, stage: usize, window: Window) -> Vec<String> {
+        self.with_state(|s| {
             let mut v: Vec<String> = s
                 .stages
                 .get(stage)
@@ -370,9 +448,22 @@ impl<'a> Controller<'a> {
                         .collect()
                 })
                 .unwrap_or_default();
-            v.extend(controls.iter().cloned());
-            (v, controls)
-        });
+            v.extend(s.controls_of(stage));
+            v
+        })
+    }
+
+    /// One round of signals from the stage's hosts (after: the updated ones) and its
+    /// controls: metrics, and a boot-id check for unexpected reboots of updated hosts.
+    /// Appended to the window's sample file.
+    pub(super) fn collect(
+        &self,
+        stage: usize,
+        signals: &Signals,
+        window: Window,
+    ) -> Result<(), ControllerError> {
+        let hosts = self.window_hosts(stage, window);
+        let controls = self.with_state(|s| s.controls_of(stage));
         let is_control = |h: &str| controls.contains(h);
         let set = self.policy()?;
         let rows: Mutex<Vec<(String, Sample)>> = Mutex::new(Vec::new());
@@ -385,49 +476,62 @@ impl<'a> Controller<'a> {
             let cmd = match source {
                 SignalSource::Ssh => signals.request(now.max(0.0) as u64).command(),
                 SignalSource::Command => RemoteCommand::new(signals.metrics.iter().cloned()),
+                // Metrics come from Prometheus at the end of the window; a round here only
+                // watches for unexpected reboots.
+                SignalSource::Prometheus => RemoteCommand { argv: Vec::new() },
             };
             let mut mine = Vec::new();
             // The boot id the collector read, which spares the probe's round trip.
             let mut seen_boot: Option<String> = None;
-            match self
-                .io
-                .exec
-                .run_at(host, &cmd, Duration::from_secs(signals.timeout), clock)
-            {
-                Ok(o) if o.success() => {
-                    let (samples, bad) = match source {
-                        SignalSource::Command => parse_metrics(&o.stdout, now),
-                        SignalSource::Ssh => {
-                            match crate::signals::parse(&o.stdout, now, &signals.kernel_log) {
-                                Ok(c) => {
-                                    seen_boot = c.boot_id;
-                                    (c.samples, c.bad)
-                                }
-                                Err(e) => {
-                                    self.io.observer.note(&format!("host `{name}`: {e}"));
-                                    (Vec::new(), Vec::new())
+            let ran = if cmd.argv.is_empty() {
+                None
+            } else {
+                Some(
+                    self.io
+                        .exec
+                        .run_at(host, &cmd, Duration::from_secs(signals.timeout), clock),
+                )
+            };
+            match ran {
+                None => {}
+                Some(ran) => match ran {
+                    Ok(o) if o.success() => {
+                        let (samples, bad) = match source {
+                            SignalSource::Command | SignalSource::Prometheus => {
+                                parse_metrics(&o.stdout, now)
+                            }
+                            SignalSource::Ssh => {
+                                match crate::signals::parse(&o.stdout, now, &signals.kernel_log) {
+                                    Ok(c) => {
+                                        seen_boot = c.boot_id;
+                                        (c.samples, c.bad)
+                                    }
+                                    Err(e) => {
+                                        self.io.observer.note(&format!("host `{name}`: {e}"));
+                                        (Vec::new(), Vec::new())
+                                    }
                                 }
                             }
+                        };
+                        if !bad.is_empty() {
+                            self.io.observer.note(&format!(
+                                "host `{name}`: {} unreadable metrics line(s), e.g. `{}`",
+                                bad.len(),
+                                bad.first().map(String::as_str).unwrap_or("")
+                            ));
                         }
-                    };
-                    if !bad.is_empty() {
-                        self.io.observer.note(&format!(
-                            "host `{name}`: {} unreadable metrics line(s), e.g. `{}`",
-                            bad.len(),
-                            bad.first().map(String::as_str).unwrap_or("")
-                        ));
+                        mine.extend(samples);
                     }
-                    mine.extend(samples);
-                }
-                // A control that does not answer only leaves the comparison with fewer
-                // controls, which the gate reports; a stage host's silence is news.
-                Ok(_) | Err(_) if is_control(name) => {}
-                Ok(o) => self.io.observer.note(&format!(
-                    "host `{name}`: metrics command exited {}: {}",
-                    o.status,
-                    o.first_line()
-                )),
-                Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
+                    // A control that does not answer only leaves the comparison with fewer
+                    // controls, which the gate reports; a stage host's silence is news.
+                    Ok(_) | Err(_) if is_control(name) => {}
+                    Ok(o) => self.io.observer.note(&format!(
+                        "host `{name}`: metrics command exited {}: {}",
+                        o.status,
+                        o.first_line()
+                    )),
+                    Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
+                },
             }
             // Unexpected reboots of updated hosts: the boot id moved since the host was verified.
             let updated = window == Window::After
@@ -468,6 +572,25 @@ impl<'a> Controller<'a> {
             Window::After => self.samples_path(stage),
         };
         self.append_samples(&path, &rows)
+    }
+
+    /// Writes `rows` as the whole of `path` (beside it, then renamed into place).
+    pub(super) fn write_samples(
+        &self,
+        path: &Path,
+        rows: &[(String, Sample)],
+    ) -> Result<(), ControllerError> {
+        let tmp = path.with_extension("csv.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.append_samples(&tmp, rows)?;
+        if rows.is_empty() {
+            let _ = std::fs::remove_file(path);
+            return Ok(());
+        }
+        std::fs::rename(&tmp, path).map_err(|source| ControllerError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     pub(super) fn append_samples(

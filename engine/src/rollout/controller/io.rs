@@ -138,6 +138,8 @@ pub struct Io<'a> {
     pub policies: &'a dyn PolicySource,
     pub control: &'a dyn Control,
     pub observer: &'a dyn Observer,
+    /// Prometheus, for `signals()` with `source: "prometheus"`.
+    pub metrics: &'a dyn crate::signals::prometheus::MetricsStore,
 }
 
 #[derive(Debug, Clone)]

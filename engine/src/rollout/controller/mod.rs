@@ -212,10 +212,7 @@ impl<'a> Controller<'a> {
         let at = rfc3339(clock.now());
         sh.journal.append(event, hash, &at)?;
         if let Some(r) = sh.journal.records().last() {
-            sh.state.apply(&r.event);
-            if !sh.state.policies.contains(&r.policy) {
-                sh.state.policies.push(r.policy.clone());
-            }
+            sh.state.apply_record(r);
             self.io.observer.record(r, &sh.state);
         }
         Ok(())

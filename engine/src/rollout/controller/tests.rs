@@ -134,6 +134,7 @@ fn run_with_crash(
         policies: &w.set,
         control: &NoControl,
         observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -339,6 +340,7 @@ fn hosts_a_drift_audit_holds_during_the_rollout_are_left_out() {
         policies: &w.set,
         control: &control,
         observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -405,6 +407,7 @@ fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
         policies: &w.set,
         control: &NoControl,
         observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
     };
     let journal = Journal::open(&w.state).unwrap();
     let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();

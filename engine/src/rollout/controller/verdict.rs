@@ -13,6 +13,14 @@ impl<'a> Controller<'a> {
         } else {
             gate::HostCohort::default()
         };
+        let prometheus = self.prometheus_path(stage);
+        if prometheus.exists() {
+            all.merge(
+                self.fleet
+                    .groups
+                    .aggregate(&prometheus, &gate::Split::None)?,
+            );
+        }
         let before = self.before_path(stage);
         if before.exists() {
             all.merge(
