@@ -106,14 +106,16 @@ pub fn templates(standard: bool, own: &BTreeMap<String, String>) -> BTreeMap<Str
 /// Checks a template's placeholders are closed and named (the names themselves are checked
 /// per host, since facts differ).
 pub fn check_template(t: &str) -> Result<(), String> {
-    placeholders(t).map(|_| ())
+    fill(t, |_| Ok(String::new())).map(|_| ())
 }
 
-/// The placeholder names of `t`, in order.
-fn placeholders(t: &str) -> Result<Vec<&str>, String> {
-    let mut out = Vec::new();
+/// `t` with each `{{name}}` replaced by `value(name)`; an unclosed or empty placeholder is an
+/// error. The one scanner of templates.
+fn fill(t: &str, mut value: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(t.len());
     let mut rest = t;
     while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         let Some(j) = after.find("}}") else {
             return Err(format!("`{{{{` without `}}}}` in `{t}`"));
@@ -125,9 +127,10 @@ fn placeholders(t: &str) -> Result<Vec<&str>, String> {
                 &after[..j]
             ));
         }
-        out.push(name);
+        out.push_str(&value(name)?);
         rest = &after[j + 2..];
     }
+    out.push_str(rest);
     Ok(out)
 }
 
@@ -167,21 +170,22 @@ fn device_matcher(names: &[String], virtual_: &str) -> String {
     }
 }
 
+/// A host's fact `key` (`facts.KEY` or `KEY`) as text.
+fn fact(host: &Host, name: &str) -> Result<String, String> {
+    let key = name.strip_prefix("facts.").unwrap_or(name);
+    match host.facts.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Ok(v.to_string()),
+        Some(_) => Err(format!(
+            "fact `{key}` of host `{}` is not a string or a number",
+            host.name
+        )),
+        None => Err(format!("host `{}` has no fact `{key}`", host.name)),
+    }
+}
+
 /// A host's value for a placeholder other than `instance`.
 fn host_value(spec: &Spec, host: &Host, name: &str) -> Result<String, String> {
-    let fact = |key: &str| -> Result<String, String> {
-        match host.facts.get(key) {
-            Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
-                Ok(v.to_string())
-            }
-            Some(_) => Err(format!(
-                "fact `{key}` of host `{}` is not a string or a number",
-                host.name
-            )),
-            None => Err(format!("host `{}` has no fact `{key}`", host.name)),
-        }
-    };
     Ok(match name {
         "host" => quote(&host.name),
         "address" => quote(&host.address),
@@ -193,30 +197,16 @@ fn host_value(spec: &Spec, host: &Host, name: &str) -> Result<String, String> {
         "step" => format!("{}s", spec.step),
         "devices" => device_matcher(&spec.devices, VIRTUAL_DEVICES),
         "interfaces" => device_matcher(&spec.interfaces, VIRTUAL_INTERFACES),
-        other => quote(&fact(other.strip_prefix("facts.").unwrap_or(other))?),
+        other => quote(&fact(host, other)?),
     })
 }
 
 /// `t` with every placeholder but `instance` filled for `host`.
 fn render(spec: &Spec, t: &str, host: &Host) -> Result<String, String> {
-    let mut out = String::with_capacity(t.len());
-    let mut rest = t;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find("}}") else {
-            return Err(format!("`{{{{` without `}}}}` in `{t}`"));
-        };
-        let name = after[..j].trim();
-        if name == "instance" {
-            out.push_str("{{instance}}");
-        } else {
-            out.push_str(&host_value(spec, host, name)?);
-        }
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    fill(t, |name| match name {
+        "instance" => Ok("{{instance}}".into()),
+        other => host_value(spec, host, other),
+    })
 }
 
 /// A host's value of the target label: its fact `instance`, else `spec.instance` filled in
@@ -225,33 +215,12 @@ pub fn instance_of(spec: &Spec, host: &Host) -> Result<String, String> {
     if let Some(serde_json::Value::String(s)) = host.facts.get("instance") {
         return Ok(s.clone());
     }
-    let mut out = String::new();
-    let mut rest = spec.instance.as_str();
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find("}}") else {
-            return Err(format!("`{{{{` without `}}}}` in `{}`", spec.instance));
-        };
-        let name = after[..j].trim();
-        let v = match name {
-            "host" => host.name.clone(),
-            "address" => host.address.clone(),
-            "instance" => return Err("`instance` cannot name itself".into()),
-            other => {
-                let key = other.strip_prefix("facts.").unwrap_or(other);
-                match host.facts.get(key) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-                    _ => return Err(format!("host `{}` has no fact `{key}`", host.name)),
-                }
-            }
-        };
-        out.push_str(&v);
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    fill(&spec.instance, |name| match name {
+        "host" => Ok(host.name.clone()),
+        "address" => Ok(host.address.clone()),
+        "instance" => Err("`instance` cannot name itself".into()),
+        other => fact(host, other),
+    })
 }
 
 /// One range query: a metric for a batch of hosts.

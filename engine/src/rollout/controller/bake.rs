@@ -474,64 +474,58 @@ impl<'a> Controller<'a> {
             };
             let now = epoch_secs(clock.now());
             let cmd = match source {
-                SignalSource::Ssh => signals.request(now.max(0.0) as u64).command(),
-                SignalSource::Command => RemoteCommand::new(signals.metrics.iter().cloned()),
+                SignalSource::Ssh => Some(signals.request(now.max(0.0) as u64).command()),
+                SignalSource::Command => Some(RemoteCommand::new(signals.metrics.iter().cloned())),
                 // Metrics come from Prometheus at the end of the window; a round here only
                 // watches for unexpected reboots.
-                SignalSource::Prometheus => RemoteCommand { argv: Vec::new() },
+                SignalSource::Prometheus => None,
             };
             let mut mine = Vec::new();
             // The boot id the collector read, which spares the probe's round trip.
             let mut seen_boot: Option<String> = None;
-            let ran = if cmd.argv.is_empty() {
-                None
-            } else {
-                Some(
-                    self.io
-                        .exec
-                        .run_at(host, &cmd, Duration::from_secs(signals.timeout), clock),
-                )
-            };
+            let ran = cmd.map(|cmd| {
+                self.io
+                    .exec
+                    .run_at(host, &cmd, Duration::from_secs(signals.timeout), clock)
+            });
             match ran {
                 None => {}
-                Some(ran) => match ran {
-                    Ok(o) if o.success() => {
-                        let (samples, bad) = match source {
-                            SignalSource::Command | SignalSource::Prometheus => {
-                                parse_metrics(&o.stdout, now)
-                            }
-                            SignalSource::Ssh => {
-                                match crate::signals::parse(&o.stdout, now, &signals.kernel_log) {
-                                    Ok(c) => {
-                                        seen_boot = c.boot_id;
-                                        (c.samples, c.bad)
-                                    }
-                                    Err(e) => {
-                                        self.io.observer.note(&format!("host `{name}`: {e}"));
-                                        (Vec::new(), Vec::new())
-                                    }
+                Some(Ok(o)) if o.success() => {
+                    let (samples, bad) = match source {
+                        SignalSource::Command | SignalSource::Prometheus => {
+                            parse_metrics(&o.stdout, now)
+                        }
+                        SignalSource::Ssh => {
+                            match crate::signals::parse(&o.stdout, now, &signals.kernel_log) {
+                                Ok(c) => {
+                                    seen_boot = c.boot_id;
+                                    (c.samples, c.bad)
+                                }
+                                Err(e) => {
+                                    self.io.observer.note(&format!("host `{name}`: {e}"));
+                                    (Vec::new(), Vec::new())
                                 }
                             }
-                        };
-                        if !bad.is_empty() {
-                            self.io.observer.note(&format!(
-                                "host `{name}`: {} unreadable metrics line(s), e.g. `{}`",
-                                bad.len(),
-                                bad.first().map(String::as_str).unwrap_or("")
-                            ));
                         }
-                        mine.extend(samples);
+                    };
+                    if !bad.is_empty() {
+                        self.io.observer.note(&format!(
+                            "host `{name}`: {} unreadable metrics line(s), e.g. `{}`",
+                            bad.len(),
+                            bad.first().map(String::as_str).unwrap_or("")
+                        ));
                     }
-                    // A control that does not answer only leaves the comparison with fewer
-                    // controls, which the gate reports; a stage host's silence is news.
-                    Ok(_) | Err(_) if is_control(name) => {}
-                    Ok(o) => self.io.observer.note(&format!(
-                        "host `{name}`: metrics command exited {}: {}",
-                        o.status,
-                        o.first_line()
-                    )),
-                    Err(e) => self.io.observer.note(&format!("host `{name}`: {e}")),
-                },
+                    mine.extend(samples);
+                }
+                // A control that does not answer only leaves the comparison with fewer
+                // controls, which the gate reports; a stage host's silence is news.
+                Some(Ok(_) | Err(_)) if is_control(name) => {}
+                Some(Ok(o)) => self.io.observer.note(&format!(
+                    "host `{name}`: metrics command exited {}: {}",
+                    o.status,
+                    o.first_line()
+                )),
+                Some(Err(e)) => self.io.observer.note(&format!("host `{name}`: {e}")),
             }
             // Unexpected reboots of updated hosts: the boot id moved since the host was verified.
             let updated = window == Window::After
