@@ -19,6 +19,7 @@ pub mod model;
 pub mod paths;
 pub mod plan;
 pub mod pool;
+pub mod probe;
 pub mod registry;
 pub mod reload;
 pub mod rollout;

@@ -87,6 +87,10 @@ pub struct ResumeArgs {
     /// Hosts that failed so far stop counting against the failure budget.
     #[arg(long)]
     pub acknowledge_failures: bool,
+    /// Acknowledge this failed host (repeatable): it stops counting against the failure
+    /// budget, and a rollout that completed with failures completes once none is left.
+    #[arg(long, value_name = "HOST")]
+    pub acknowledge: Vec<String>,
     /// Accept the stage whose gate paused the rollout as passed (recorded in the journal).
     /// Without it, resuming a gate pause bakes and gates that stage again.
     #[arg(long)]
@@ -132,6 +136,7 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
 fn resume(ctx: &Ctx, a: ResumeArgs) -> anyhow::Result<Exit> {
     let req = ResumeRequest {
         acknowledge_failures: a.acknowledge_failures,
+        acknowledge: a.acknowledge,
         accept_gate: a.accept_gate,
         webhook: a.webhook,
         bake: a.bake,
@@ -165,7 +170,9 @@ fn report(ctx: &Ctx, st: &Status) -> anyhow::Result<Exit> {
     }
     Ok(match st.phase {
         Phase::Completed => Exit::Ok,
-        Phase::Paused | Phase::Running | Phase::NotStarted => Exit::Attention,
+        Phase::Paused | Phase::Running | Phase::NotStarted | Phase::CompletedWithFailures => {
+            Exit::Attention
+        }
         Phase::Aborted => Exit::Failed,
     })
 }

@@ -67,6 +67,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         match s.phase {
             Phase::Completed => Exit::Ok,
             Phase::Aborted => Exit::Failed,
+            // Paused, or completed with failed hosts no operator acknowledged.
             _ => Exit::Attention,
         }
     })

@@ -396,6 +396,7 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
     let allowed = [
         "sh -c fleetward-check units",
+        "sh -c fleetward-check benchmark",
         "sh -c fleetward-signals ",
         "lbctl drain ",
         "lbctl undrain ",
@@ -435,4 +436,239 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
     ] {
         assert!(samples.contains(&format!(",{m},")), "no {m}: {samples}");
     }
+}
+
+/// The benchmark set over loopback sshd, measured for real on this machine: every canary runs
+/// it right before its install and again in its post-check, both runs are journaled, the
+/// gate pairs each host with itself, and a kernel that makes the disk four times slower (the
+/// stand-in scales what the real `fio` or `dd` measured, once the host runs the new kernel)
+/// pauses the canaries on the disk benchmark. The temporary files are gone afterwards.
+#[test]
+fn benchmarks_pair_each_host_with_itself_and_a_slower_disk_pauses_the_canaries() {
+    let lab = Lab::new(8, &[]);
+    let dir = lab.fleet.dir.path().join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let rollout = lab.policies.join("rollout.rhai");
+    let text = std::fs::read_to_string(&rollout).unwrap();
+    std::fs::write(
+        &rollout,
+        text.replace(
+            r#"const BENCH_DIR = "/var/tmp";"#,
+            &format!("const BENCH_DIR = \"{}\";", dir.display()),
+        ),
+    )
+    .unwrap();
+    // The benchmark threshold as shipped (the lab tolerates benchmark changes otherwise).
+    let th = lab.policies.join("lib/thresholds.rhai");
+    let text = std::fs::read_to_string(&th).unwrap();
+    std::fs::write(
+        &th,
+        text.replace(
+            "if metric.starts_with(\"bench_\") {\n        return 1000000.0;",
+            "if metric.starts_with(\"bench_\") {\n        return 5.0;",
+        ),
+    )
+    .unwrap();
+    // One hardware class: its four canaries are one paired test per metric.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    std::fs::write(&lab.inventory, inv.replace(r#""loop-b""#, r#""loop-a""#)).unwrap();
+    for h in lab.names() {
+        lab.fault(&h, "regress", "bench_disk_write_mbps 0.25\n");
+    }
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let lines = crate::rollout::json_lines(&o);
+    let gates = crate::rollout::events(&lines, "gate_evaluated");
+    let gate = gates
+        .first()
+        .unwrap_or_else(|| panic!("no gate: {lines:?}"));
+    assert_eq!(gate["verdict"], "pause", "{gate}");
+    let reasons = gate["reasons"].to_string();
+    assert!(
+        reasons.contains("loop-a/*: bench_disk_write_mbps -")
+            && reasons.contains("(benchmark, 4 hosts each against itself"),
+        "{reasons}"
+    );
+    // Both runs of every canary are in the journal, measured by real tools.
+    let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
+    let runs: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"]["type"] == "benchmarked")
+        .collect();
+    assert_eq!(runs.len(), 8, "{journal}");
+    let disk_tool = if std::path::Path::new("/usr/bin/fio").exists() {
+        "fio"
+    } else {
+        "dd"
+    };
+    for r in &runs {
+        let results = r["event"]["results"].as_array().unwrap();
+        let tools: Vec<(String, String, usize)> = results
+            .iter()
+            .map(|x| {
+                (
+                    x["metric"].as_str().unwrap().to_string(),
+                    x["tool"].as_str().unwrap().to_string(),
+                    x["values"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        assert!(
+            tools.contains(&("bench_cpu_sha256_mbps".into(), "openssl".into(), 3)),
+            "{tools:?}"
+        );
+        assert!(
+            tools.contains(&("bench_mem_fill_mbps".into(), "dd".into(), 3)),
+            "{tools:?}"
+        );
+        assert!(
+            tools.contains(&("bench_disk_write_mbps".into(), disk_tool.into(), 3)),
+            "{tools:?}"
+        );
+        for x in results {
+            for v in x["values"].as_array().unwrap() {
+                assert!(v.as_f64().unwrap() > 0.0, "{x}");
+            }
+        }
+    }
+    for phase in ["before", "after"] {
+        assert_eq!(
+            runs.iter().filter(|r| r["event"]["phase"] == phase).count(),
+            4
+        );
+    }
+    // The host's record shows the change; the gate's pairs are files beside the journal.
+    assert!(journal.contains("% on before)"), "{journal}");
+    let pairs = std::fs::read_to_string(lab.state.join("stage-00.bench.csv")).unwrap();
+    assert!(pairs.contains(",bench_disk_write_mbps,"), "{pairs}");
+    assert!(lab.state.join("stage-00.bench-before.csv").exists());
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// A tiny health endpoint on loopback: `GET /h/NAME` answers 200 `ok`, or 503 for the
+/// hosts in `sick`; every path asked for is kept.
+struct Health {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Health {
+    fn start(sick: Vec<String>) -> Health {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, st2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !st2.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                            .unwrap();
+                        let mut buf = [0u8; 2048];
+                        let n = c.read(&mut buf).unwrap_or(0);
+                        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let name = path.strip_prefix("/h/").unwrap_or("").to_string();
+                        s2.lock().unwrap().push(path);
+                        let (status, body) = if sick.contains(&name) {
+                            ("503 Service Unavailable", "draining")
+                        } else {
+                            ("200 OK", "ok")
+                        };
+                        let _ = c.write_all(
+                            format!(
+                                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        Health {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The application-health check fetched by the controller itself (`HEALTH_FROM =
+/// "controller"`) over a real HTTP listener: every host's `health_url` is asked once by
+/// fleetward, never by the host, and the host whose service answers 503 is quarantined at its
+/// post-check with the answer on record while the rest take the kernel.
+#[test]
+fn health_checks_from_the_controller_quarantine_the_host_that_answers_503() {
+    let lab = Lab::new(
+        8,
+        &[(
+            r#"const HEALTH_FROM = "host";"#,
+            r#"const HEALTH_FROM = "controller";"#,
+        )],
+    );
+    let stages = lab.plan_stages();
+    let sick = stages.last().unwrap().1[0].clone();
+    let health = Health::start(vec![sick.clone()]);
+    let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    for h in lab.names() {
+        let from = format!("{{ name = \"{h}\", ");
+        assert!(inv.contains(&from), "{inv}");
+        inv = inv.replace(
+            &from,
+            &format!(
+                "{from}health_url = \"http://127.0.0.1:{}/h/{h}\", ",
+                health.port
+            ),
+        );
+    }
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let o = lab.start(&[]);
+    let st = lab.status();
+    let failed: Vec<&Value> = st["failed"].as_array().unwrap().iter().collect();
+    assert_eq!(failed.len(), 1, "{st}\n{}", stderr(&o));
+    assert_eq!(failed[0]["host"], sick.as_str());
+    assert_eq!(failed[0]["step"], "post_check");
+    let out = failed[0]["output"].as_str().unwrap();
+    assert!(
+        out.contains("answered 503, expected 200; body: draining"),
+        "{out}"
+    );
+    let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
+    assert!(journal.contains("answered 200 (from the controller)"), "{journal}");
+    let seen = health.seen.lock().unwrap().clone();
+    for h in lab.names() {
+        assert_eq!(
+            seen.iter().filter(|p| **p == format!("/h/{h}")).count(),
+            1,
+            "{h}: {seen:?}"
+        );
+        assert!(
+            !lab.commands(&h).iter().any(|(_, c)| c.contains("fleetward-check http")),
+            "{h} was sent the host-side http check"
+        );
+        if h != sick {
+            assert_eq!(lab.kernel(&h), crate::rollout::TARGET, "{h}");
+        }
+    }
+    assert_eq!(st["phase"], "completed", "{}", stdout(&o));
 }

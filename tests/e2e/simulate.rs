@@ -54,12 +54,46 @@ fn the_regression_scenario_pauses_at_wave_2() {
     assert_eq!(events as u64, summary["events"].as_u64().unwrap());
 }
 
+/// A disk slowdown only the benchmark set sees: the canary gate pauses on the paired
+/// benchmark of the hardware class, not on traffic.
+#[test]
+fn the_disk_benchmark_scenario_pauses_the_canaries_on_the_benchmark() {
+    let o = run(&[
+        "simulate",
+        "policy-examples/scenarios/disk-bench-regression",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let summary: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["phase"], "paused");
+    assert_eq!(summary["stage"], "canary");
+    assert_eq!(summary["expectation_met"], true);
+    let alerts = summary["alerts"].as_array().unwrap();
+    let paused = alerts.iter().find(|a| a["kind"] == "gate_paused").unwrap();
+    let reasons: Vec<&str> = paused["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|r| !r.starts_with("note: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("r750/*: bench_disk_write_mbps -")
+            && reasons[0].contains("each against itself before the update"),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn the_clean_scenario_completes_with_its_two_bad_hosts_quarantined() {
     let o = run(&["simulate", "policy-examples/scenarios/clean", "-o", "json"]);
+    // The scenario expects it: exit 0.
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let summary: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
-    assert_eq!(summary["phase"], "completed");
+    // Two unacknowledged failures are never a plain `completed`.
+    assert_eq!(summary["phase"], "completed_with_failures");
     assert_eq!(summary["failed"], 2);
     assert_eq!(
         summary["updated"].as_u64().unwrap() + 2,

@@ -8,7 +8,8 @@
 #   systemctl is-system-running | lbctl drain|undrain NAME | fleetward-validate SUITE
 #   fleetward-metrics --window SECS (the site-agent form of `signals()`)
 #   sh -c SCRIPT fleetward-signals ARGS… (the signals collector) and
-#   sh -c SCRIPT fleetward-check units|http ARGS… (the built-in checks)
+#   sh -c SCRIPT fleetward-check units|http|benchmark ARGS… (the built-in checks; benchmark
+#   runs the real script on this machine)
 # and the short forms older tests use (uname, boot-id, install-kernel, set-default-boot, reboot).
 #
 # Usage: standin.sh --state DIR, with the command in SSH_ORIGINAL_COMMAND (as sshd's
@@ -29,7 +30,7 @@
 # was told to boot), `fault-unit-failed-UNIT` and
 # `fault-unit-inactive-UNIT` (systemd says so); `real-signals` runs the real collector on this
 # machine's /proc, with `dmesg-fixture` as the kernel log when that file exists. A file `regress` with `metric factor`
-# lines scales those metrics once the host runs the kernel it was told to boot.
+# lines scales those metrics (and `bench_*` benchmark results) once the host runs the kernel it was told to boot.
 # Exit 255 means "unreachable", as ssh reports a connection failure.
 
 set -u
@@ -253,7 +254,20 @@ case "$name" in
                 done
                 exit 0
             fi
-            script=$3; shift 3; exec sh -c "$script" "$@"
+            script=$3; shift 3
+            if [ "${2:-}" = benchmark ]; then
+                # The real benchmark on this machine; on the kernel it was told to boot, `bench_*`
+                # lines of the `regress` file scale what it measured.
+                scale=""
+                if [ -e "$STATE/regress" ] && [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel"; then
+                    scale=$(cat "$STATE/regress")
+                fi
+                sh -c "$script" "$@" | awk -v scale="$scale" '
+                    BEGIN { n = split(scale, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], kv, " "); f[kv[1]] = kv[2] } }
+                    $1 == "bench" && ($2 in f) { $3 = sprintf("%.6g", $3 * f[$2]) } { print }'
+                exit 0
+            fi
+            exec sh -c "$script" "$@"
         fi
         # The one-shot reboot wrapper: a marker of this boot means the reboot was issued.
         if [ "${4:-}" = fleetward-reboot-once ]; then

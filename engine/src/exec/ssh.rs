@@ -65,6 +65,41 @@ impl SshSettings {
     }
 }
 
+/// Closes the master connections a dead controller left in `state_dir/ssh` and removes their
+/// socket directories. Call it only while holding the state directory's lock: every master
+/// there then belongs to a controller that is gone (killed, or crashed), whose `ControlPersist`
+/// masters would otherwise live on. Returns how many masters answered `ssh -O exit`.
+pub fn close_stale_masters(state_dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("ssh")) else {
+        return 0;
+    };
+    let mut closed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let dir = e.path();
+        let ours = e.file_type().is_ok_and(|t| t.is_dir())
+            && e.file_name().to_string_lossy().starts_with(".ssh-connection");
+        if !ours {
+            continue;
+        }
+        let socket = dir.join("master");
+        if socket.exists() {
+            let status = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-o", "BatchMode=yes", "-O", "exit", "fleetward-stale-master"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if status.is_ok_and(|s| s.success()) {
+                closed += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    closed
+}
+
 /// How to reach hosts.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
@@ -153,6 +188,16 @@ impl SshExecutor {
         b
     }
 
+    /// The host is unreachable: the message names the address and port tried and what failed.
+    fn unreachable(&self, host: &Host, what: &str, e: impl std::fmt::Display) -> ExecError {
+        let user = host.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+        let port = host.port.map(|p| p.to_string()).unwrap_or_else(|| "22 (or ssh config)".into());
+        ExecError::Unreachable {
+            host: host.name.clone(),
+            message: format!("{what} `{user}{}` port {port}: {e}", host.address),
+        }
+    }
+
     fn cached(&self, host: &Host) -> Option<Arc<Session>> {
         self.sessions.lock().ok()?.get(&host.name).cloned()
     }
@@ -174,10 +219,7 @@ impl SshExecutor {
             .builder(host)
             .connect(&host.address)
             .await
-            .map_err(|e| ExecError::Unreachable {
-                host: host.name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.unreachable(host, "cannot connect to", e))?;
         let s = Arc::new(s);
         if let Ok(mut m) = self.sessions.lock() {
             m.insert(host.name.clone(), s.clone());
@@ -201,19 +243,13 @@ impl SshExecutor {
             .await
             .map_err(|e| {
                 self.forget(host);
-                ExecError::Unreachable {
-                    host: host.name.clone(),
-                    message: e.to_string(),
-                }
+                self.unreachable(host, "the connection dropped while running a command on", e)
             })?;
         let status = out.status.code().unwrap_or(-1);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if status == 255 {
             self.forget(host);
-            return Err(ExecError::Unreachable {
-                host: host.name.clone(),
-                message: stderr.trim().to_string(),
-            });
+            return Err(self.unreachable(host, "ssh exited 255 talking to", stderr.trim()));
         }
         Ok(Output {
             status,

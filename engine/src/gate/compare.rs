@@ -6,7 +6,9 @@
 use super::aggregate::{Agg, HostCohort, Windows};
 use super::frames::Summary;
 use super::hosts::{self, Estimate, NoEstimate, Scale, Stratum};
-use super::{stats, Correction, Direction, GateSettings, HostStatistic, EVENTS};
+use super::{
+    paired as gate_paired, stats, Correction, Direction, GateSettings, HostStatistic, EVENTS,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +22,10 @@ pub enum Method {
     Controls,
     /// Host-level values against a static baseline's level (no controls).
     Baseline,
+    /// A benchmark: each host after its update against itself before (no controls: the
+    /// workload is fixed, and the host is drained both times). Used for `bench_*` metrics
+    /// whatever the gate's method.
+    Paired,
 }
 
 impl Method {
@@ -28,6 +34,7 @@ impl Method {
             Method::DiffInDiff => "difference in differences: each host after its update against itself before, against concurrent controls",
             Method::Controls => "host-level values against concurrent controls (no before window)",
             Method::Baseline => "host-level values against the static baseline (no controls)",
+            Method::Paired => "paired: each host's benchmark after its update against the same benchmark on it before",
         }
     }
 }
@@ -210,6 +217,7 @@ fn side(
     group: &str,
     metric: &str,
     need_before: bool,
+    statistic: HostStatistic,
     settings: &GateSettings,
 ) -> Side {
     let mut s = Side {
@@ -235,10 +243,7 @@ fn side(
             s.thin += 1;
             continue;
         }
-        let (b, a) = (
-            before.map(|x| stat(&x, settings.host_statistic)),
-            stat(&after, settings.host_statistic),
-        );
+        let (b, a) = (before.map(|x| stat(&x, statistic)), stat(&after, statistic));
         if !a.is_finite() || b.is_some_and(|b| !b.is_finite()) {
             continue;
         }
@@ -269,7 +274,8 @@ fn test_level(
     settings: &GateSettings,
 ) -> MetricComparison {
     let c = test_with(level, groups, metric, method, updated, reference, settings);
-    let few_controls = method != Method::Baseline && c.control_hosts < settings.min_controls;
+    let few_controls = !matches!(method, Method::Baseline | Method::Paired)
+        && c.control_hosts < settings.min_controls;
     match reference.summary {
         Some(s) if few_controls && groups.iter().any(|g| s.level(g, metric).is_some()) => {
             let mut b = test_with(
@@ -305,12 +311,19 @@ fn test_with(
     reference: &Reference<'_>,
     settings: &GateSettings,
 ) -> MetricComparison {
-    let did = method == Method::DiffInDiff;
+    let did = matches!(method, Method::DiffInDiff | Method::Paired);
+    // A benchmark host's value is the median of its repetitions: one slowed by a background
+    // job does not move it.
+    let statistic = if method == Method::Paired {
+        HostStatistic::Median
+    } else {
+        settings.host_statistic
+    };
     let sides: Vec<(Side, Side, Option<f64>)> = groups
         .iter()
         .map(|g| {
-            let u = side(updated, g, metric, did, settings);
-            let c = side(reference.controls, g, metric, did, settings);
+            let u = side(updated, g, metric, did, statistic, settings);
+            let c = side(reference.controls, g, metric, did, statistic, settings);
             let r = reference.summary.and_then(|s| s.level(g, metric));
             (u, c, r)
         })
@@ -336,30 +349,43 @@ fn test_with(
         .iter()
         .map(|(u, c, r)| Stratum {
             updated: u.rows.iter().map(y).collect(),
-            controls: if method == Method::Baseline {
+            controls: if matches!(method, Method::Baseline | Method::Paired) {
                 Vec::new()
             } else {
                 c.rows.iter().map(y).collect()
             },
-            reference: if method == Method::Baseline {
-                r.map(f)
-            } else {
-                None
+            // A host's change against no change.
+            reference: match method {
+                Method::Baseline => r.map(f),
+                Method::Paired => Some(0.0),
+                _ => None,
             },
         })
         .collect();
+    // A benchmark host's `y` is already its own change, so the groups of a level need no
+    // fixed effects of their own: one stratum, and every host adds a degree of freedom.
+    let strata = if method == Method::Paired {
+        vec![Stratum {
+            updated: strata.into_iter().flat_map(|s| s.updated).collect(),
+            controls: Vec::new(),
+            reference: Some(0.0),
+        }]
+    } else {
+        strata
+    };
     let upd = || sides.iter().flat_map(|(u, _, _)| &u.rows);
     let ctl = || sides.iter().flat_map(|(_, c, _)| &c.rows);
     let hosts_n = upd().count();
-    let controls_n = if method == Method::Baseline {
+    let controls_n = if matches!(method, Method::Baseline | Method::Paired) {
         0
     } else {
         ctl().count()
     };
-    let control_mean = if method == Method::Baseline {
-        mean_of(sides.iter().filter_map(|s| s.2))
-    } else {
-        mean_of(ctl().map(|r| r.2))
+    let control_mean = match method {
+        Method::Baseline => mean_of(sides.iter().filter_map(|s| s.2)),
+        // The level a linear-scale change is a percentage of: the hosts before.
+        Method::Paired => mean_of(upd().filter_map(|r| r.1)),
+        _ => mean_of(ctl().map(|r| r.2)),
     };
     let mean = mean_of(upd().map(|r| r.2));
     let mut c = MetricComparison {
@@ -371,7 +397,7 @@ fn test_with(
         hosts: hosts_n,
         control_hosts: controls_n,
         n: sides.iter().map(|s| s.0.n).sum(),
-        control_n: if method == Method::Baseline {
+        control_n: if matches!(method, Method::Baseline | Method::Paired) {
             0
         } else {
             sides.iter().map(|s| s.1.n).sum()
@@ -421,7 +447,7 @@ fn test_with(
         Method::Baseline if sides.iter().all(|s| s.2.is_none()) => {
             reasons.push(format!("the baseline has no `{metric}`"));
         }
-        Method::Baseline => {}
+        Method::Baseline | Method::Paired => {}
         _ if controls_n < settings.min_controls => reasons.push(format!(
             "{controls_n} control host(s) with data (need {})",
             settings.min_controls
@@ -520,6 +546,10 @@ pub fn compare(
     } else {
         Method::Baseline
     };
+    let mut per_hw: BTreeMap<&str, usize> = BTreeMap::new();
+    for g in groups {
+        *per_hw.entry(g.hardware.as_str()).or_default() += 1;
+    }
     let per_group_u = updated.hosts_per_group();
     let per_group_c = controls.hosts_per_group();
     let mut out_groups = Vec::new();
@@ -530,8 +560,23 @@ pub fn compare(
         let floor = (settings.min_reporting * expected as f64).ceil() as usize;
         let mut ms = Vec::new();
         for m in updated.metrics_of(g) {
-            let mut c = test_level(g, &[g], m, method, updated, reference, settings);
-            if spec.expected_hosts.is_some() && expected < settings.min_hosts {
+            let mm = if gate_paired(m) {
+                Method::Paired
+            } else {
+                method
+            };
+            let mut c = test_level(g, &[g], m, mm, updated, reference, settings);
+            let shared_class = per_hw.get(spec.hardware.as_str()).copied().unwrap_or(0) > 1;
+            if mm == Method::Paired && shared_class {
+                // A benchmark runs on a drained host: what it measures is the hardware's, so
+                // its test is the hardware class's, and each class is one test.
+                c.pooled_only = true;
+                c.insufficient = false;
+                c.reason = format!(
+                    "benchmarks are judged per hardware class ({}/*)",
+                    spec.hardware
+                );
+            } else if spec.expected_hosts.is_some() && expected < settings.min_hosts {
                 // Too few updated hosts planned for a test of its own: the pooled levels judge
                 // this group (a gate with nothing to pool tests only events).
                 c.pooled_only = true;
@@ -576,7 +621,12 @@ pub fn compare(
         .collect();
     for (lname, kind, gs) in levels(groups) {
         let refs: Vec<&str> = gs.iter().map(String::as_str).collect();
-        let metrics: BTreeSet<&str> = refs.iter().flat_map(|g| updated.metrics_of(g)).collect();
+        // Benchmarks are tested per hardware class only (see the groups above).
+        let metrics: BTreeSet<&str> = refs
+            .iter()
+            .flat_map(|g| updated.metrics_of(g))
+            .filter(|m| kind == "hardware" || !gate_paired(m))
+            .collect();
         // A level with too few planned hosts that is not the top one is left to the levels
         // above it, as a small group is.
         let top = gs.len() == groups.len();
@@ -587,7 +637,12 @@ pub fn compare(
         let ms = metrics
             .into_iter()
             .map(|m| {
-                let mut c = test_level(&lname, &refs, m, method, updated, reference, settings);
+                let mm = if gate_paired(m) {
+                    Method::Paired
+                } else {
+                    method
+                };
+                let mut c = test_level(&lname, &refs, m, mm, updated, reference, settings);
                 if !top && level_planned < settings.min_hosts {
                     c.pooled_only = true;
                     c.insufficient = false;
@@ -613,22 +668,27 @@ pub fn compare(
             metrics: ms,
         });
     }
-    // One correction over every test of this gate.
-    let mut tested: Vec<&mut MetricComparison> = out_groups
-        .iter_mut()
-        .flat_map(|g| g.metrics.iter_mut())
-        .chain(out_levels.iter_mut().flat_map(|l| l.metrics.iter_mut()))
-        .filter(|m| !m.insufficient && m.mde.is_finite())
-        .collect();
-    let raw: Vec<f64> = tested.iter().map(|m| m.p_value).collect();
-    let adjusted = match settings.correction {
-        Correction::Bh => stats::benjamini_hochberg(&raw),
-        Correction::Holm => stats::holm(&raw),
-        Correction::None => raw.clone(),
-    };
-    let comparisons = tested.len();
-    for (m, a) in tested.iter_mut().zip(adjusted) {
-        m.p_adjusted = a;
+    // One correction over the traffic tests of this gate, and one over its benchmark tests:
+    // a handful of planned paired tests are not drowned by hundreds of traffic tests.
+    let mut comparisons = 0;
+    for bench in [false, true] {
+        let mut tested: Vec<&mut MetricComparison> = out_groups
+            .iter_mut()
+            .flat_map(|g| g.metrics.iter_mut())
+            .chain(out_levels.iter_mut().flat_map(|l| l.metrics.iter_mut()))
+            .filter(|m| !m.insufficient && m.mde.is_finite())
+            .filter(|m| (m.method == Method::Paired) == bench)
+            .collect();
+        let raw: Vec<f64> = tested.iter().map(|m| m.p_value).collect();
+        let adjusted = match settings.correction {
+            Correction::Bh => stats::benjamini_hochberg(&raw),
+            Correction::Holm => stats::holm(&raw),
+            Correction::None => raw.clone(),
+        };
+        comparisons += tested.len();
+        for (m, a) in tested.iter_mut().zip(adjusted) {
+            m.p_adjusted = a;
+        }
     }
     let events = EVENTS
         .iter()

@@ -60,6 +60,17 @@ pub const STANDARD_METRICS: [(&str, Direction); 6] = [
     ("app_error_rate", Direction::HigherIsWorse),
 ];
 
+/// Metrics named with this prefix are benchmarks (see [`crate::rollout::bench`]): each host
+/// ran the same fixed workload before and after its update, so each is compared with itself
+/// ([`Method::Paired`]), with no controls, and lower is worse unless `[gates.directions]`
+/// says otherwise.
+pub const PAIRED_PREFIX: &str = "bench_";
+
+/// Whether `metric` is a paired benchmark metric.
+pub fn paired(metric: &str) -> bool {
+    metric.starts_with(PAIRED_PREFIX)
+}
+
 /// What one host's samples in a window are reduced to before any test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,7 +154,11 @@ impl GateSettings {
                     .find(|(m, _)| *m == metric)
                     .map(|(_, d)| *d)
             })
-            .unwrap_or(Direction::HigherIsWorse)
+            .unwrap_or(if paired(metric) {
+                Direction::LowerIsWorse
+            } else {
+                Direction::HigherIsWorse
+            })
     }
 }
 

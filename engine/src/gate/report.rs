@@ -267,6 +267,7 @@ h1 .v{{color:{}}} .panel{{display:inline-block;vertical-align:top;border:1px sol
             Method::DiffInDiff => "before/after against controls",
             Method::Controls => "against controls, no before window",
             Method::Baseline => "against the static baseline",
+            Method::Paired => "benchmark, each host against itself before",
         };
         let _ = write!(
             o,

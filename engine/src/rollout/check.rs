@@ -1,20 +1,20 @@
 //! The built-in validation checks a step may declare in place of a command: `kernel_log`,
-//! `units` and `http`. Each has a fixed host-side script ([`SCRIPT`], or the signals
-//! collector for `kernel_log`) with its arguments passed as data, and a pure judge of what
-//! the script printed.
+//! `units`, `http` and `benchmark`. Each has a fixed host-side script ([`SCRIPT`], or the
+//! signals collector for `kernel_log`) with its arguments passed as data, and a pure judge of
+//! what the script printed.
 
 use crate::exec::{Output, RemoteCommand};
 use crate::signals::all_classes;
 use serde::{Deserialize, Serialize};
 
-/// The host side of `units` and `http`, run as `sh -c SCRIPT fleetward-check KIND ARGS…`.
+/// The host side of `units`, `http` and `benchmark`, run as `sh -c SCRIPT fleetward-check KIND ARGS…`.
 pub const SCRIPT: &str = include_str!("checks.sh");
 
 /// `$0` of the checks script.
 pub const ARGV0: &str = "fleetward-check";
 
 /// The kinds a step command's `check` may name.
-pub const KINDS: [&str; 4] = ["command", "kernel_log", "units", "http"];
+pub const KINDS: [&str; 5] = ["command", "kernel_log", "units", "http", "benchmark"];
 
 /// A built-in check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,18 +30,91 @@ pub enum Check {
         #[serde(default)]
         active: Vec<String>,
     },
-    /// `url`, fetched from the host itself, answers `status` (and contains `body_contains`).
+    /// `url`, fetched from the host itself (or from the controller), answers `status` (and
+    /// contains `body_contains`).
     Http {
         url: String,
         #[serde(default = "ok_status")]
         status: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body_contains: Option<String>,
+        #[serde(default, skip_serializing_if = "HttpFrom::is_host")]
+        from: HttpFrom,
+    },
+    /// The micro-benchmark suites, `repeat` rounds, run before the update and again after it;
+    /// the gate compares each host with itself (see [`super::bench`]).
+    Benchmark {
+        suites: Vec<String>,
+        repeat: u32,
+        /// Where the disk suite makes its temporary file.
+        dir: String,
+        /// The disk suite's file size, MiB.
+        disk_mb: u32,
+        /// The `iperf3` server of the network suite: `HOST` or `HOST:PORT` (default port 5201).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
     },
 }
 
 fn ok_status() -> u16 {
     200
+}
+
+/// Who fetches an `http` check's URL: the host itself (with `curl` or `wget`, so the check
+/// sees what the host's own clients see), or the controller (so it sees what the load
+/// balancer sees, and the host needs neither tool).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpFrom {
+    #[default]
+    Host,
+    Controller,
+}
+
+impl HttpFrom {
+    fn is_host(&self) -> bool {
+        *self == HttpFrom::Host
+    }
+
+    /// A policy's `from`, or why it is neither.
+    pub fn parse(s: &str) -> Result<HttpFrom, String> {
+        match s {
+            "host" => Ok(HttpFrom::Host),
+            "controller" => Ok(HttpFrom::Controller),
+            _ => Err(format!("`from` `{s}` is neither `host` nor `controller`")),
+        }
+    }
+}
+
+/// Defaults of a `benchmark` check.
+pub const BENCH_REPEAT: u32 = 5;
+pub const BENCH_DIR: &str = "/var/tmp";
+pub const BENCH_DISK_MB: u32 = 256;
+
+/// The suites a benchmark runs when the policy names none: cpu, memory and disk, and network
+/// when it names a peer.
+pub fn default_suites(peer: bool) -> Vec<String> {
+    let mut v: Vec<String> = ["cpu", "memory", "disk"].map(String::from).to_vec();
+    if peer {
+        v.push("network".into());
+    }
+    v
+}
+
+/// `HOST[:PORT]` as (host, port); a bracketed IPv6 address keeps its colons.
+fn peer_parts(peer: &str) -> (String, String) {
+    if let Some(rest) = peer.strip_prefix('[') {
+        if let Some((h, p)) = rest.split_once(']') {
+            return (
+                h.to_string(),
+                p.strip_prefix(':').unwrap_or("5201").to_string(),
+            );
+        }
+    }
+    match peer.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), p.to_string()),
+        _ => (peer.to_string(), "5201".to_string()),
+    }
 }
 
 /// A protocol line `missing WHAT REASON`, as `REASON`.
@@ -77,6 +150,48 @@ impl Check {
                 }
                 Ok(())
             }
+            Check::Benchmark {
+                suites,
+                repeat,
+                dir,
+                disk_mb,
+                peer,
+            } => {
+                if suites.is_empty() {
+                    return Err("`benchmark` names no `suites`".into());
+                }
+                if let Some(s) = suites
+                    .iter()
+                    .find(|s| !super::bench::SUITES.contains(&s.as_str()))
+                {
+                    return Err(format!(
+                        "unknown benchmark suite `{s}` (known: {})",
+                        super::bench::SUITES.join(", ")
+                    ));
+                }
+                if !(1..=20).contains(repeat) {
+                    return Err(format!("`repeat` `{repeat}` is not between 1 and 20"));
+                }
+                if !dir.starts_with('/') {
+                    return Err(format!("`dir` `{dir}` is not an absolute path"));
+                }
+                if !(1..=65536).contains(disk_mb) {
+                    return Err(format!("`disk_mb` `{disk_mb}` is not between 1 and 65536"));
+                }
+                let net = suites.iter().any(|s| s == "network");
+                match peer {
+                    None if net => {
+                        Err("the `network` suite needs a `peer` (an iperf3 server)".into())
+                    }
+                    Some(p) if p.is_empty() || p.starts_with('-') => {
+                        Err(format!("`peer` `{p}` is not a host name"))
+                    }
+                    Some(p) if !peer_parts(p).1.parse::<u16>().is_ok_and(|n| n > 0) => {
+                        Err(format!("`peer` `{p}` has no valid port"))
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 
@@ -105,7 +220,46 @@ impl Check {
                 // Leave the fetch a little less than the command's own timeout.
                 timeout.saturating_sub(2).max(1).to_string(),
             ]),
+            Check::Benchmark {
+                suites,
+                repeat,
+                dir,
+                disk_mb,
+                peer,
+            } => {
+                let (host, port) = peer.as_deref().map(peer_parts).unwrap_or_default();
+                let mut args = vec![
+                    "benchmark".to_string(),
+                    repeat.to_string(),
+                    dir.clone(),
+                    disk_mb.to_string(),
+                    host,
+                    if port.is_empty() { "5201".into() } else { port },
+                ];
+                // In the canonical order, so a host's two runs interleave the same way.
+                args.extend(
+                    super::bench::SUITES
+                        .iter()
+                        .filter(|s| suites.iter().any(|x| x == *s))
+                        .map(|s| s.to_string()),
+                );
+                script(args)
+            }
         }
+    }
+
+    /// A benchmark's results, or why it measured nothing usable; `None` for other checks.
+    pub fn bench_results(
+        &self,
+        out: &Output,
+    ) -> Option<Result<Vec<super::bench::BenchResult>, String>> {
+        let Check::Benchmark { suites, repeat, .. } = self else {
+            return None;
+        };
+        Some(match self.judge(out) {
+            Err(e) => Err(e),
+            Ok(_) => super::bench::parse(&out.stdout, suites, *repeat),
+        })
     }
 
     /// What the host printed, judged: a summary for the record, or why the check failed. A
@@ -190,6 +344,7 @@ impl Check {
                 url,
                 status,
                 body_contains,
+                ..
             } => {
                 script_output(&out.stdout).map_err(|why| format!("`{url}`: {why}"))?;
                 let (head, body) = out
@@ -202,19 +357,53 @@ impl Check {
                     .and_then(|c| c.trim().parse::<u16>().ok());
                 match code {
                     None => Err(format!("`{url}`: no HTTP status in the answer")),
-                    Some(c) if c != *status => Err(format!(
-                        "`{url}` answered {c}, expected {status}; body: {}",
-                        crate::text::clip(body.trim(), 200)
-                    )),
-                    Some(c) => match body_contains {
-                        Some(t) if !body.contains(t.as_str()) => Err(format!(
-                            "`{url}` answered {c} without `{t}` in its body: {}",
-                            crate::text::clip(body.trim(), 200)
-                        )),
-                        _ => Ok(format!("`{url}` answered {c}")),
-                    },
+                    Some(c) => judge_http(url, *status, body_contains.as_deref(), c, body),
                 }
             }
+            Check::Benchmark { suites, repeat, .. } => {
+                if !out.stdout.starts_with(ARGV0) {
+                    return Err(format!(
+                        "not the checks script's output: `{}`",
+                        out.stdout.lines().next().unwrap_or("")
+                    ));
+                }
+                let r = super::bench::parse(&out.stdout, suites, *repeat)
+                    .map_err(|why| format!("benchmark: {why}"))?;
+                Ok(super::bench::summary(&r, None))
+            }
+        }
+    }
+
+    /// The URL the controller fetches itself, for an `http` check `from: "controller"`.
+    pub fn controller_url(&self) -> Option<&str> {
+        match self {
+            Check::Http {
+                url,
+                from: HttpFrom::Controller,
+                ..
+            } => Some(url),
+            _ => None,
+        }
+    }
+
+    /// What the controller's own fetch found, judged like the host's.
+    pub fn judge_answer(
+        &self,
+        got: Result<crate::probe::Answer, crate::probe::ProbeError>,
+    ) -> Result<String, String> {
+        let Check::Http {
+            url,
+            status,
+            body_contains,
+            ..
+        } = self
+        else {
+            return Err(format!("{} is not fetched by the controller", self.label()));
+        };
+        match got {
+            Err(e) => Err(format!("`{url}`: {e}")),
+            Ok(a) => judge_http(url, *status, body_contains.as_deref(), a.status, &a.body)
+                .map(|s| format!("{s} (from the controller)")),
         }
     }
 
@@ -224,8 +413,37 @@ impl Check {
             Check::KernelLog { .. } => "kernel log".into(),
             Check::Units { active } if active.is_empty() => "systemd units".into(),
             Check::Units { active } => format!("systemd units ({})", active.join(", ")),
+            Check::Http {
+                url,
+                from: HttpFrom::Controller,
+                ..
+            } => format!("GET {url} (from the controller)"),
             Check::Http { url, .. } => format!("GET {url}"),
+            Check::Benchmark { suites, .. } => format!("benchmark ({})", suites.join(", ")),
         }
+    }
+}
+
+/// An HTTP answer judged against what the check expects, wherever it was fetched.
+fn judge_http(
+    url: &str,
+    want: u16,
+    body_contains: Option<&str>,
+    code: u16,
+    body: &str,
+) -> Result<String, String> {
+    if code != want {
+        return Err(format!(
+            "`{url}` answered {code}, expected {want}; body: {}",
+            crate::text::clip(body.trim(), 200)
+        ));
+    }
+    match body_contains {
+        Some(t) if !body.contains(t) => Err(format!(
+            "`{url}` answered {code} without `{t}` in its body: {}",
+            crate::text::clip(body.trim(), 200)
+        )),
+        _ => Ok(format!("`{url}` answered {code}")),
     }
 }
 
@@ -348,6 +566,7 @@ mod tests {
             url: "http://127.0.0.1:8080/health".into(),
             status: 200,
             body_contains: Some("ok".into()),
+            from: HttpFrom::Host,
         };
         check(
             &c,
@@ -379,6 +598,48 @@ mod tests {
     }
 
     #[test]
+    fn http_from_the_controller_judges_the_answer() {
+        use crate::probe::{Answer, ProbeError};
+        let c = Check::Http {
+            url: "http://10.0.0.7/health".into(),
+            status: 200,
+            body_contains: Some("ok".into()),
+            from: HttpFrom::Controller,
+        };
+        let show = |r: Result<String, String>| match r {
+            Ok(s) => format!("pass: {s}"),
+            Err(s) => format!("fail: {s}"),
+        };
+        let ans = |status: u16, body: &str| {
+            Ok(Answer {
+                status,
+                body: body.into(),
+            })
+        };
+        assert_eq!(c.controller_url(), Some("http://10.0.0.7/health"));
+        expect!["GET http://10.0.0.7/health (from the controller)"].assert_eq(&c.label());
+        expect!["pass: `http://10.0.0.7/health` answered 200 (from the controller)"]
+            .assert_eq(&show(c.judge_answer(ans(200, "ok"))));
+        expect!["fail: `http://10.0.0.7/health` answered 503, expected 200; body: draining"]
+            .assert_eq(&show(c.judge_answer(ans(503, "draining\n"))));
+        expect!["fail: `http://10.0.0.7/health`: no answer from the controller within 5 s: timed out"]
+            .assert_eq(&show(c.judge_answer(Err(ProbeError::Timeout {
+                secs: 5,
+                message: "timed out".into(),
+            }))));
+        let host = Check::Http {
+            url: "http://10.0.0.7/health".into(),
+            status: 200,
+            body_contains: None,
+            from: HttpFrom::Host,
+        };
+        assert_eq!(host.controller_url(), None);
+        assert_eq!(HttpFrom::parse("controller"), Ok(HttpFrom::Controller));
+        expect!["`from` `lb` is neither `host` nor `controller`"]
+            .assert_eq(&HttpFrom::parse("lb").unwrap_err());
+    }
+
+    #[test]
     fn bad_checks_are_rejected() {
         let bad = [
             Check::KernelLog {
@@ -388,11 +649,13 @@ mod tests {
                 url: "localhost:80".into(),
                 status: 200,
                 body_contains: None,
+                from: HttpFrom::Host,
             },
             Check::Http {
                 url: "http://x".into(),
                 status: 42,
                 body_contains: None,
+                from: HttpFrom::Host,
             },
         ];
         let msgs: Vec<String> = bad.iter().map(|c| c.validate().unwrap_err()).collect();
@@ -404,6 +667,211 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&msgs);
+    }
+
+    fn bench(suites: &[&str], peer: Option<&str>) -> Check {
+        bench_in(suites, peer, "/var/tmp")
+    }
+
+    fn bench_in(suites: &[&str], peer: Option<&str>, dir: &str) -> Check {
+        Check::Benchmark {
+            suites: suites.iter().map(|s| s.to_string()).collect(),
+            repeat: 2,
+            dir: dir.into(),
+            disk_mb: 8,
+            peer: peer.map(String::from),
+        }
+    }
+
+    #[test]
+    fn bad_benchmarks_are_rejected() {
+        let mut bad = vec![
+            bench(&[], None),
+            bench(&["gpu"], None),
+            bench(&["network"], None),
+            bench(&["network"], Some("-oProxyCommand=x")),
+            bench(&["network"], Some("peer:99999")),
+        ];
+        if let Check::Benchmark { repeat, .. } = &mut bad[1] {
+            *repeat = 0;
+        }
+        bad.push(bench_in(&["disk"], None, "tmp"));
+        let msgs: Vec<String> = bad.iter().map(|c| c.validate().unwrap_err()).collect();
+        expect![[r#"
+            [
+                "`benchmark` names no `suites`",
+                "unknown benchmark suite `gpu` (known: cpu, memory, disk, network)",
+                "the `network` suite needs a `peer` (an iperf3 server)",
+                "`peer` `-oProxyCommand=x` is not a host name",
+                "`peer` `peer:99999` has no valid port",
+                "`dir` `tmp` is not an absolute path",
+            ]
+        "#]]
+        .assert_debug_eq(&msgs);
+        // Arguments are data, in the suites' own order.
+        let c = bench(&["network", "cpu"], Some("[::1]:5202"));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.command(60).argv[3..],
+            [
+                "fleetward-check",
+                "benchmark",
+                "2",
+                "/var/tmp",
+                "8",
+                "::1",
+                "5202",
+                "cpu",
+                "network"
+            ]
+        );
+    }
+
+    fn run_local(cmd: &RemoteCommand, path: Option<&std::path::Path>) -> Output {
+        let mut c = std::process::Command::new(&cmd.argv[0]);
+        c.args(&cmd.argv[1..]);
+        if let Some(p) = path {
+            c.env("PATH", p);
+        }
+        let o = c.output().unwrap();
+        out(
+            o.status.code().unwrap_or(-1),
+            &String::from_utf8_lossy(&o.stdout),
+        )
+    }
+
+    /// The benchmark script on this machine: real `openssl`/`fio` where installed, the
+    /// documented fallbacks (`sha256sum`, `dd` with direct I/O) on a PATH without them, a
+    /// missing `iperf3` or an unreachable peer failing the check with the reason (never a
+    /// pass), and a real `iperf3` server on loopback measured when the machine has one. The
+    /// disk suite's file is gone afterwards.
+    #[test]
+    fn the_benchmark_script_runs_on_this_machine_with_its_fallbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_dir = |c: Check| match c {
+            Check::Benchmark {
+                suites,
+                repeat,
+                disk_mb,
+                peer,
+                ..
+            } => Check::Benchmark {
+                suites,
+                repeat,
+                disk_mb,
+                peer,
+                dir: dir.path().display().to_string(),
+            },
+            c => c,
+        };
+        let tool_of = |r: &[super::super::bench::BenchResult], m: &str| {
+            r.iter()
+                .find(|x| x.metric == m)
+                .map(|x| x.tool.clone())
+                .unwrap_or_default()
+        };
+        let c = with_dir(bench(&["cpu", "memory", "disk"], None));
+        let o = run_local(&c.command(120), None);
+        let r = c
+            .bench_results(&o)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}: {o:?}"));
+        let have = |t: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+        };
+        assert_eq!(
+            tool_of(&r, "bench_cpu_sha256_mbps"),
+            if have("openssl") {
+                "openssl"
+            } else {
+                "sha256sum"
+            }
+        );
+        assert_eq!(
+            tool_of(&r, "bench_disk_write_mbps"),
+            if have("fio") { "fio" } else { "dd" }
+        );
+        assert!(
+            r.iter()
+                .all(|x| x.values.len() == 2 && x.values.iter().all(|v| *v > 0.0)),
+            "{r:?}"
+        );
+        // A PATH with the base tools only: the fallbacks.
+        let bin = tempfile::tempdir().unwrap();
+        for t in [
+            "sh",
+            "dd",
+            "awk",
+            "mktemp",
+            "rm",
+            "sha256sum",
+            "printf",
+            "tail",
+            "cat",
+            "head",
+            "grep",
+        ] {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(t))
+                .find(|p| p.exists());
+            if let Some(p) = found {
+                std::os::unix::fs::symlink(p, bin.path().join(t)).unwrap();
+            }
+        }
+        let o = run_local(&c.command(120), Some(bin.path()));
+        let r = c
+            .bench_results(&o)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}: {o:?}"));
+        assert_eq!(tool_of(&r, "bench_cpu_sha256_mbps"), "sha256sum");
+        assert_eq!(tool_of(&r, "bench_disk_write_mbps"), "dd");
+        assert_eq!(tool_of(&r, "bench_disk_read_mbps"), "dd");
+        // No iperf3: the network suite fails the check, naming why.
+        let n = with_dir(bench(&["network"], Some("127.0.0.1:1")));
+        let o = run_local(&n.command(30), Some(bin.path()));
+        assert_eq!(
+            n.judge(&o),
+            Err("benchmark: `network` could not run: iperf3 is not installed on this host".into())
+        );
+        if have("iperf3") {
+            // A peer that does not listen, then a real iperf3 server.
+            let o = run_local(&n.command(30), None);
+            let e = n.judge(&o).unwrap_err();
+            assert!(
+                e.contains("iperf3 to 127.0.0.1:1") && e.contains("unable to connect"),
+                "{e}"
+            );
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            drop(l);
+            let mut server = std::process::Command::new("iperf3")
+                .args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let n = with_dir(bench(&["network"], Some(&format!("127.0.0.1:{port}"))));
+            let mut r = Err(String::new());
+            for _ in 0..50 {
+                r = n.bench_results(&run_local(&n.command(30), None)).unwrap();
+                if r.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+            let r = r.unwrap();
+            assert_eq!(tool_of(&r, "bench_net_mbps"), "iperf3");
+        }
+        let missing = bench_in(&["disk"], None, "/nonexistent-fleetward");
+        assert_eq!(
+            missing.judge(&run_local(&missing.command(30), None)),
+            Err("benchmark: `disk` could not run: `/nonexistent-fleetward` is not a writable directory".into())
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     /// The scripts on this machine, run locally: the units check reports what systemd says
@@ -436,6 +904,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}/"),
             status: 200,
             body_contains: Some("healthy".into()),
+            from: HttpFrom::Host,
         };
         assert_eq!(
             c.judge(&run(c.command(10))),

@@ -147,6 +147,13 @@ pub enum Event {
     HostDone {
         host: String,
     },
+    /// A host's `benchmark` check ran: before its update (right before its install) or after
+    /// it (its post-check); per metric, the tool and each repetition's value.
+    Benchmarked {
+        host: String,
+        phase: super::bench::BenchPhase,
+        results: Vec<super::bench::BenchResult>,
+    },
     HostFailed {
         host: String,
         step: Step,
@@ -198,6 +205,30 @@ pub enum Event {
         reason: String,
     },
     Completed,
+    /// Every stage passed, but failed hosts remain that no operator acknowledged: the
+    /// rollout is not done until they are (`rollout resume --acknowledge HOST`).
+    CompletedWithFailures {
+        hosts: Vec<String>,
+    },
+    /// A controller took over a journal whose last record was not a clean stop (a crash or
+    /// `kill -9`): what was in flight, which reboots it sent again through the one-shot
+    /// wrapper, the torn bytes it dropped, and the time between the last record and now.
+    Recovered {
+        in_flight: Vec<InFlight>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reboots_resent: Vec<String>,
+        #[serde(default)]
+        torn_bytes: u64,
+        /// Seconds from the last record before the crash to this record.
+        lost_secs: u64,
+    },
+}
+
+/// A host a crash interrupted, and the step it was in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub host: String,
+    pub step: Step,
 }
 
 /// One journal line.

@@ -18,7 +18,8 @@ pub struct Decision {
     pub stage: Option<usize>,
     pub stage_name: Option<String>,
     /// `started`, `controls`, `before_window`, `gate`, `bake_extended`, `override`, `paused`,
-    /// `resumed`, `held`, `quarantined`, `unexpected_reboot`, `aborted`, `completed`.
+    /// `resumed`, `held`, `quarantined`, `unexpected_reboot`, `aborted`, `completed`,
+    /// `completed_with_failures`, `recovered`.
     pub kind: String,
     pub summary: String,
     pub reasons: Vec<String>,
@@ -54,7 +55,9 @@ pub fn explain(
     let mut members: Vec<Vec<String>> = Vec::new();
     let mut out = Vec::new();
     let mut policies: Vec<String> = Vec::new();
+    let mut st = super::state::RolloutState::default();
     for r in records {
+        st.apply_record(r);
         if !policies.contains(&r.policy) {
             policies.push(r.policy.clone());
         }
@@ -207,6 +210,45 @@ pub fn explain(
                 Some(x)
             }
             Event::Completed => Some(d(None, "completed", "rollout completed".into())),
+            Event::CompletedWithFailures { hosts } => {
+                let mut x = d(
+                    None,
+                    "completed_with_failures",
+                    format!(
+                        "every stage passed, but {} failed host(s) were not acknowledged",
+                        hosts.len()
+                    ),
+                );
+                x.reasons = hosts
+                    .iter()
+                    .filter_map(|h| st.failure_of(h).map(|f| f.describe()))
+                    .collect();
+                x.hosts = hosts.clone();
+                Some(x)
+            }
+            Event::Recovered {
+                in_flight,
+                reboots_resent,
+                torn_bytes,
+                lost_secs,
+            } => {
+                let mut x = d(
+                    None,
+                    "recovered",
+                    super::render::recovered_line("", in_flight, reboots_resent, *torn_bytes, *lost_secs)
+                        .trim()
+                        .to_string(),
+                );
+                x.reasons = in_flight
+                    .iter()
+                    .map(|f| format!("{} was at {}", f.host, f.step.as_str()))
+                    .chain(reboots_resent.iter().map(|h| {
+                        format!("{h}: the reboot issued before the crash was sent again (one-shot: it reboots only if the first never arrived)")
+                    }))
+                    .collect();
+                x.hosts = in_flight.iter().map(|f| f.host.clone()).collect();
+                Some(x)
+            }
             _ => None,
         };
         out.extend(decision);
@@ -217,7 +259,7 @@ pub fn explain(
         x.stage_name = x.stage.and_then(|i| names.get(i).cloned());
         if x.stage.is_some() && x.kind != "quarantined" && x.kind != "unexpected_reboot" {
             current = x.stage;
-        } else if x.stage.is_none() && matches!(x.kind.as_str(), "paused" | "resumed" | "aborted") {
+        } else if x.stage.is_none() && matches!(x.kind.as_str(), "paused" | "resumed" | "aborted" | "recovered") {
             x.stage = current;
             x.stage_name = current.and_then(|i| names.get(i).cloned());
         }

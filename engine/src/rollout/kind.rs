@@ -139,7 +139,7 @@ pub const ROLLOUT: KindSpec = KindSpec {
             name: "steps",
             params: &["host"],
             returns: "a map of step name to commands (`#{name, run, timeout, expect}`) or built-in checks (`#{name, check, timeout, …}`)",
-            doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. A command is `run: [ARGV…]` with `expect`; a check is `check: \"kernel_log\"` (`classes`), `\"units\"` (`active`) or `\"http\"` (`url`, `status`, `body_contains`, fetched from the host). Needed by `rollout start` and `simulate`.",
+            doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, undrain, probe. A command is `run: [ARGV…]` with `expect`; a check is `check: \"kernel_log\"` (`classes`), `\"units\"` (`active`), `\"http\"` (`url`, `status`, `body_contains`; `from`: `\"host\"`, the default, fetches with curl or wget on the host, `\"controller\"` fetches from fleetward itself) or `\"benchmark\"` (post_check only: `suites` of cpu, memory, disk, network; `repeat`, default 5; `dir`, default /var/tmp; `disk_mb`, default 256; `peer`, an iperf3 server for network), which fleetward also runs right before install so the gate compares each host with itself: metrics bench_cpu_sha256_mbps (openssl speed, else sha256sum), bench_mem_fill_mbps (dd), bench_disk_write_mbps and bench_disk_read_mbps (fio, else dd with direct I/O, on a temporary file it removes), bench_net_mbps (iperf3); a suite that cannot run fails the check with the reason. Needed by `rollout start` and `simulate`.",
             check: check_steps,
         },
         FnSpec {

@@ -1,6 +1,7 @@
 //! The rollout's durable state: the event model, the append-only journal with its exclusive
 //! lock, and the state folded from it. The controller that drives hosts builds on these.
 
+pub mod bench;
 pub mod check;
 pub mod controller;
 pub mod event;

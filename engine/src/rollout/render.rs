@@ -84,8 +84,54 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
         ),
         Event::Aborted { reason } => format!("{at}  ABORTED: {reason}"),
         Event::Completed => format!("{at}  rollout completed"),
+        Event::CompletedWithFailures { hosts } => format!(
+            "{at}  COMPLETED WITH FAILURES: {} host(s) failed and no operator acknowledged them: {}",
+            hosts.len(),
+            hosts.join(", ")
+        ),
+        Event::Recovered {
+            in_flight,
+            reboots_resent,
+            torn_bytes,
+            lost_secs,
+        } => recovered_line(&at, in_flight, reboots_resent, *torn_bytes, *lost_secs),
         _ => return None,
     })
+}
+
+/// A recovery after a crash, in words.
+pub fn recovered_line(
+    at: &str,
+    in_flight: &[super::event::InFlight],
+    resent: &[String],
+    torn_bytes: u64,
+    lost_secs: u64,
+) -> String {
+    let hosts = if in_flight.is_empty() {
+        "no host was mid-step".to_string()
+    } else {
+        format!(
+            "{} host(s) mid-step: {}",
+            in_flight.len(),
+            in_flight
+                .iter()
+                .map(|f| format!("{} at {}", f.host, f.step.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut o = format!("{at}  RECOVERED from a crash ({lost_secs} s after the last record): {hosts}");
+    if !resent.is_empty() {
+        let _ = write!(
+            o,
+            "; reboot sent again through the one-shot wrapper to {}",
+            resent.join(", ")
+        );
+    }
+    if torn_bytes > 0 {
+        let _ = write!(o, "; dropped a torn last record of {torn_bytes} bytes");
+    }
+    o
 }
 
 /// The stage message a progress bar shows after an event, if it changes.
@@ -145,15 +191,31 @@ pub fn status(s: &Status) -> String {
         for f in &s.failed {
             let _ = writeln!(
                 o,
-                "  {}: {} failed{}: {}",
-                f.host,
-                f.step,
+                "  {}{}",
+                f.describe(),
                 if f.acknowledged {
                     " (acknowledged)"
                 } else {
                     ""
-                },
-                f.output
+                }
+            );
+        }
+        if s.phase == Phase::CompletedWithFailures {
+            let _ = writeln!(
+                o,
+                "  acknowledge them to complete: fleetward rollout resume --state-dir {} --acknowledge HOST…",
+                s.state_dir
+            );
+        }
+    }
+    if !s.recoveries.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "recoveries after crashes: {}", s.recoveries.len());
+        for r in &s.recoveries {
+            let _ = writeln!(
+                o,
+                "  {}",
+                recovered_line(&r.at, &r.in_flight, &r.reboots_resent, r.torn_bytes, r.lost_secs)
             );
         }
     }
@@ -168,7 +230,7 @@ pub fn status(s: &Status) -> String {
             let _ = writeln!(o, "  {}: {}", h.host, h.reason);
         }
     }
-    if matches!(s.phase, Phase::Aborted | Phase::Paused) {
+    if matches!(s.phase, Phase::Aborted | Phase::Paused | Phase::CompletedWithFailures) {
         let mut by_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
         for k in &s.hosts {
             *by_kernel.entry(k.kernel.as_str()).or_default() += 1;

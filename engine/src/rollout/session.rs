@@ -10,7 +10,7 @@ use super::controller::{
 use super::event::HeldHost;
 use super::settings::{Settings, SettingsError};
 use super::state::HostKernel;
-use super::{Event, Journal, JournalError, Phase, RolloutState, Step};
+use super::{Event, Journal, JournalError, Phase, RolloutState};
 use crate::alert::{AlertSink, Alerts, FileSink, LogSink, WebhookOptions, WebhookSink};
 use crate::clock::{Clock, WallClock};
 use crate::drift::store::{QueueChoice, StoreError};
@@ -85,6 +85,8 @@ pub struct StartRequest {
 #[derive(Debug, Clone, Default)]
 pub struct ResumeRequest {
     pub acknowledge_failures: bool,
+    /// Failed hosts to acknowledge by name (each must have failed).
+    pub acknowledge: Vec<String>,
     pub accept_gate: bool,
     pub webhook: Option<String>,
     pub bake: Option<u64>,
@@ -164,6 +166,19 @@ pub fn resume(
     drive(&settings, s, journal, Mode::Resume(req.clone()), observer)
 }
 
+impl ResumeRequest {
+    fn acknowledge_choice(&self) -> super::controller::Acknowledge {
+        use super::controller::Acknowledge;
+        if self.acknowledge_failures {
+            Acknowledge::All
+        } else if self.acknowledge.is_empty() {
+            Acknowledge::None
+        } else {
+            Acknowledge::Hosts(self.acknowledge.clone())
+        }
+    }
+}
+
 enum Mode {
     Start(Box<crate::plan::Plan>),
     Resume(ResumeRequest),
@@ -231,6 +246,13 @@ fn drive(
             journal.recovery().torn_bytes
         );
     }
+    // We hold the directory's lock: masters left here belong to a controller that died.
+    let stale = crate::exec::ssh::close_stale_masters(&dir);
+    if stale > 0 {
+        observer.note(&format!(
+            "closed {stale} ssh master connection(s) left by a controller that did not stop cleanly"
+        ));
+    }
     let exec = settings
         .ssh
         .executor(&dir)
@@ -268,6 +290,7 @@ fn drive(
         control: &control as &dyn Control,
         observer: observer.as_ref(),
         metrics: &metrics,
+        http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
     };
     let opts = Options {
         name: format!("{}", dir.display()),
@@ -295,7 +318,7 @@ fn drive(
                     "the inventory changed since the rollout started; the frozen plan is kept",
                 );
             }
-            c.resume(r.acknowledge_failures, r.accept_gate)?;
+            c.resume(&r.acknowledge_choice(), r.accept_gate)?;
             c
         }
     };
@@ -354,7 +377,7 @@ fn read_journal(dir: &Path) -> Result<RolloutState, SessionError> {
 pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionError> {
     let abort = matches!(req, Request::Abort { .. });
     let st = read_journal(dir)?;
-    if matches!(st.phase, Phase::Completed | Phase::Aborted) {
+    if st.phase.finished() {
         return Err(SessionError::Finished {
             phase: st.phase,
             what: if abort { "abort" } else { "pause" },
@@ -442,14 +465,7 @@ pub struct StageRow {
     pub reasons: Vec<String>,
 }
 
-/// A host that failed a step (quarantined).
-#[derive(Debug, Clone, Serialize)]
-pub struct FailedHost {
-    pub host: String,
-    pub step: Step,
-    pub output: String,
-    pub acknowledged: bool,
-}
+pub use super::state::FailedHost;
 
 /// Where a rollout is: `rollout status`, and the end of `start` and `resume`.
 #[derive(Debug, Clone, Serialize)]
@@ -467,6 +483,8 @@ pub struct Status {
     pub policies: Vec<String>,
     pub held_for_drift: Vec<HeldHost>,
     pub hosts: Vec<HostKernel>,
+    /// Recoveries after crashes (`kill -9`, power loss), in order.
+    pub recoveries: Vec<super::state::Recovery>,
 }
 
 impl Status {
@@ -497,15 +515,13 @@ impl Status {
             })
             .collect();
         let failed = st
-            .hosts
-            .iter()
-            .filter_map(|(n, h)| {
-                h.failed.as_ref().map(|(step, out)| FailedHost {
-                    host: n.clone(),
-                    step: *step,
-                    output: out.clone(),
-                    acknowledged: h.acknowledged,
-                })
+            .failed_hosts()
+            .into_iter()
+            .map(|mut f| {
+                if f.kernel.is_none() && !f.rebooted {
+                    f.kernel = initial.get(&f.host).cloned();
+                }
+                f
             })
             .collect();
         Status {
@@ -520,6 +536,7 @@ impl Status {
             policies: st.policies.clone(),
             held_for_drift: st.held.clone(),
             hosts: st.kernels(&|h| initial.get(h).cloned()),
+            recoveries: st.recoveries.clone(),
         }
     }
 }

@@ -52,6 +52,18 @@ struct RawCommand {
     status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     body_contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    suites: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repeat: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
 }
 
 impl TryFrom<RawCommand> for CommandSpec {
@@ -68,6 +80,12 @@ impl TryFrom<RawCommand> for CommandSpec {
                 ("url", r.url.is_some()),
                 ("status", r.status.is_some()),
                 ("body_contains", r.body_contains.is_some()),
+                ("suites", r.suites.is_some()),
+                ("repeat", r.repeat.is_some()),
+                ("dir", r.dir.is_some()),
+                ("disk_mb", r.disk_mb.is_some()),
+                ("peer", r.peer.is_some()),
+                ("from", r.from.is_some()),
             ];
             match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
                 Some((f, _)) => Err(format!("`{f}` does not apply to a `{kind}` check")),
@@ -95,11 +113,27 @@ impl TryFrom<RawCommand> for CommandSpec {
                 })
             }
             "http" => {
-                only(&["url", "status", "body_contains"])?;
+                only(&["url", "status", "body_contains", "from"])?;
+                let from = match r.from.as_deref() {
+                    None => super::check::HttpFrom::Host,
+                    Some(f) => super::check::HttpFrom::parse(f)?,
+                };
                 Action::Check(Check::Http {
                     url: r.url.ok_or("an `http` check needs a `url`")?,
                     status: r.status.unwrap_or(200),
                     body_contains: r.body_contains,
+                    from,
+                })
+            }
+            "benchmark" => {
+                only(&["suites", "repeat", "dir", "disk_mb", "peer"])?;
+                use super::check::{default_suites, BENCH_DIR, BENCH_DISK_MB, BENCH_REPEAT};
+                Action::Check(Check::Benchmark {
+                    suites: r.suites.unwrap_or_else(|| default_suites(r.peer.is_some())),
+                    repeat: r.repeat.unwrap_or(BENCH_REPEAT),
+                    dir: r.dir.unwrap_or_else(|| BENCH_DIR.into()),
+                    disk_mb: r.disk_mb.unwrap_or(BENCH_DISK_MB),
+                    peer: r.peer,
                 })
             }
             other => {
@@ -144,11 +178,28 @@ impl From<CommandSpec> for RawCommand {
                 url,
                 status,
                 body_contains,
+                from,
             }) => {
                 r.check = Some("http".into());
                 r.url = Some(url);
                 r.status = Some(status);
                 r.body_contains = body_contains;
+                r.from = (from == super::check::HttpFrom::Controller)
+                    .then(|| "controller".to_string());
+            }
+            Action::Check(Check::Benchmark {
+                suites,
+                repeat,
+                dir,
+                disk_mb,
+                peer,
+            }) => {
+                r.check = Some("benchmark".into());
+                r.suites = Some(suites);
+                r.repeat = Some(repeat);
+                r.dir = Some(dir);
+                r.disk_mb = Some(disk_mb);
+                r.peer = peer;
             }
         }
         r
@@ -193,6 +244,23 @@ impl CommandSpec {
         }
     }
 
+    /// A `benchmark` check: run before the update too, its results journaled.
+    pub fn is_benchmark(&self) -> bool {
+        matches!(self.action, Action::Check(Check::Benchmark { .. }))
+    }
+
+    /// A benchmark's results from what the host printed, or why there are none; `None` for
+    /// anything but a benchmark.
+    pub fn bench_results(
+        &self,
+        out: &crate::exec::Output,
+    ) -> Option<Result<Vec<super::bench::BenchResult>, String>> {
+        match &self.action {
+            Action::Check(c) => c.bench_results(out),
+            Action::Run { .. } => None,
+        }
+    }
+
     /// The argument vector of a plain command (empty for a check).
     pub fn argv(&self) -> &[String] {
         match &self.action {
@@ -214,6 +282,26 @@ impl CommandSpec {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
+    }
+
+    /// The URL the controller fetches itself (an `http` check `from: "controller"`): no
+    /// command goes to the host.
+    pub fn controller_url(&self) -> Option<&str> {
+        match &self.action {
+            Action::Check(c) => c.controller_url(),
+            Action::Run { .. } => None,
+        }
+    }
+
+    /// The controller's own fetch, judged: a summary for the record, or why it failed.
+    pub fn judge_answer(
+        &self,
+        got: Result<crate::probe::Answer, crate::probe::ProbeError>,
+    ) -> Result<String, String> {
+        match &self.action {
+            Action::Check(c) => c.judge_answer(got),
+            Action::Run { .. } => Err(format!("`{}` is not fetched by the controller", self.label())),
+        }
     }
 
     /// The name, or the command line (or the check) when there is none.
@@ -314,6 +402,15 @@ impl Steps {
                         format!("`{step}[{i}]` (`{}`) has a zero timeout", c.label()).into(),
                     );
                 }
+            }
+        }
+        let bench = |c: &CommandSpec| matches!(c.action, Action::Check(Check::Benchmark { .. }));
+        for (step, cmds) in lists {
+            if step != "post_check" && cmds.iter().any(bench) {
+                return Err(format!(
+                    "`{step}` has a `benchmark` check: benchmarks belong in `post_check` (fleetward runs them once more right before `install`, for the before values)"
+                )
+                .into());
             }
         }
         if !matches!(self.reboot.action, Action::Run { .. }) {

@@ -2,6 +2,7 @@
 //! done, which gates passed. Pure: the controller decides from this, and `rollout status`
 //! prints it.
 
+use super::bench::{BenchPhase, BenchResult};
 use super::event::{Event, Record, StagePlan, Step};
 use crate::model::VerdictKind;
 use serde::Serialize;
@@ -19,6 +20,11 @@ pub struct HostState {
     pub reboots: u32,
     /// The boot id before the reboot, to verify it changed.
     pub boot_id_before: Option<String>,
+    /// When the reboot was issued (RFC 3339, the journal time of `reboot_issued`): the wait
+    /// for the host to come back is anchored here, across restarts.
+    pub reboot_at: Option<String>,
+    /// A recovery sent the reboot again through the one-shot wrapper.
+    pub reboot_resent: bool,
     /// Kernel and boot id seen at the last check.
     pub kernel: Option<String>,
     pub boot_id: Option<String>,
@@ -29,6 +35,15 @@ pub struct HostState {
     pub unexpected_reboots: u32,
     /// Left out before it started, and why (drift found during the rollout).
     pub held: Option<String>,
+    /// Its benchmark runs, before and after its update, with their journal times.
+    pub bench: BTreeMap<BenchPhase, BenchRun>,
+}
+
+/// One benchmark run of a host: when it was journaled (RFC 3339) and what it measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BenchRun {
+    pub at: String,
+    pub results: Vec<BenchResult>,
 }
 
 impl HostState {
@@ -62,6 +77,45 @@ impl HostState {
     }
 }
 
+/// A host that failed a step (quarantined), and where it was left.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedHost {
+    pub host: String,
+    pub step: Step,
+    pub output: String,
+    pub acknowledged: bool,
+    /// Its drain step finished and its undrain never did: still out of the load balancer
+    /// (when the policy drains at all).
+    pub still_drained: bool,
+    /// The kernel and boot id it ran when last checked (`None`: never checked).
+    pub kernel: Option<String>,
+    pub boot_id: Option<String>,
+    /// A reboot was issued to it in this rollout.
+    pub rebooted: bool,
+}
+
+impl FailedHost {
+    /// One line: the host, the step, where it was left, and why.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: failed at {}{}; runs {}{}: {}",
+            self.host,
+            self.step.as_str(),
+            if self.still_drained { ", still drained" } else { "" },
+            match (&self.kernel, self.rebooted) {
+                (Some(k), _) => k.as_str(),
+                (None, false) => "the kernel it had (never rebooted)",
+                (None, true) => "an unknown kernel (rebooted, not checked since)",
+            },
+            self.boot_id
+                .as_deref()
+                .map(|b| format!(" (boot id {b})"))
+                .unwrap_or_default(),
+            self.output
+        )
+    }
+}
+
 /// What one host runs, as far as the journal knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostKernel {
@@ -79,6 +133,8 @@ pub enum Phase {
     Paused,
     Aborted,
     Completed,
+    /// Every stage passed, with failed hosts no operator acknowledged.
+    CompletedWithFailures,
 }
 
 impl Phase {
@@ -90,7 +146,29 @@ impl Phase {
             Phase::Paused => "paused",
             Phase::Aborted => "aborted",
             Phase::Completed => "completed",
+            Phase::CompletedWithFailures => "completed with failures",
         }
+    }
+
+    /// The phase as JSON and scenarios write it: `not_started`, `running`, `paused`,
+    /// `aborted`, `completed`, `completed_with_failures`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Phase::NotStarted => "not_started",
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Aborted => "aborted",
+            Phase::Completed => "completed",
+            Phase::CompletedWithFailures => "completed_with_failures",
+        }
+    }
+
+    /// Finished: nothing more will be done unless an operator acknowledges failures.
+    pub fn finished(&self) -> bool {
+        matches!(
+            self,
+            Phase::Completed | Phase::Aborted | Phase::CompletedWithFailures
+        )
     }
 }
 
@@ -125,6 +203,20 @@ pub struct RolloutState {
     pub inventory: String,
     /// Hosts left out because of unresolved drift.
     pub held: Vec<super::event::HeldHost>,
+    /// Recoveries after crashes, in order.
+    pub recoveries: Vec<Recovery>,
+    /// The time of the last record (RFC 3339).
+    pub last_at: Option<String>,
+}
+
+/// A recovery after a crash, as `status` and `explain` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    pub at: String,
+    pub in_flight: Vec<super::event::InFlight>,
+    pub reboots_resent: Vec<String>,
+    pub torn_bytes: u64,
+    pub lost_secs: u64,
 }
 
 impl Default for RolloutState {
@@ -145,6 +237,8 @@ impl Default for RolloutState {
             extensions: BTreeMap::new(),
             inventory: String::new(),
             held: Vec::new(),
+            recoveries: Vec::new(),
+            last_at: None,
         }
     }
 }
@@ -167,7 +261,16 @@ impl RolloutState {
         if let Event::BakeStarted { stage, .. } = &r.event {
             self.bake_from.insert(*stage, r.at.clone());
         }
+        if let Event::RebootIssued { host, .. } = &r.event {
+            self.host(host).reboot_at = Some(r.at.clone());
+        }
+        self.last_at = Some(r.at.clone());
         self.apply(&r.event);
+        if let Event::Benchmarked { host, phase, .. } = &r.event {
+            if let Some(run) = self.host(host).bench.get_mut(phase) {
+                run.at = r.at.clone();
+            }
+        }
     }
 
     fn host(&mut self, name: &str) -> &mut HostState {
@@ -221,6 +324,18 @@ impl RolloutState {
                 let h = self.host(host);
                 h.kernel = Some(kernel.clone());
                 h.boot_id = Some(boot_id.clone());
+            }
+            Event::Benchmarked {
+                host,
+                phase,
+                results,
+            } => {
+                // A second benchmark check of the same step adds its metrics.
+                let run = self.host(host).bench.entry(*phase).or_default();
+                for r in results {
+                    run.results.retain(|x| x.metric != r.metric);
+                    run.results.push(r.clone());
+                }
             }
             Event::HostDone { host } => {
                 let h = self.host(host);
@@ -280,6 +395,24 @@ impl RolloutState {
                 self.pause_reason = Some(reason.clone());
             }
             Event::Completed => self.phase = Phase::Completed,
+            Event::CompletedWithFailures { .. } => self.phase = Phase::CompletedWithFailures,
+            Event::Recovered {
+                in_flight,
+                reboots_resent,
+                torn_bytes,
+                lost_secs,
+            } => {
+                for h in reboots_resent {
+                    self.host(h).reboot_resent = true;
+                }
+                self.recoveries.push(Recovery {
+                    at: self.last_at.clone().unwrap_or_default(),
+                    in_flight: in_flight.clone(),
+                    reboots_resent: reboots_resent.clone(),
+                    torn_bytes: *torn_bytes,
+                    lost_secs: *lost_secs,
+                });
+            }
         }
     }
 
@@ -348,6 +481,39 @@ impl RolloutState {
             .filter(|h| h.failed.is_some() && !h.acknowledged)
             .filter(|h| stage.is_none_or(|s| h.stage == s))
             .count()
+    }
+
+    /// A failed host's record: the step, what it said, and where the host was left.
+    pub fn failure_of(&self, name: &str) -> Option<FailedHost> {
+        let h = self.hosts.get(name)?;
+        let (step, output) = h.failed.clone()?;
+        Some(FailedHost {
+            host: name.to_string(),
+            step,
+            output,
+            acknowledged: h.acknowledged,
+            still_drained: h.done_step >= Some(Step::Drain),
+            kernel: h.kernel.clone(),
+            boot_id: h.boot_id.clone(),
+            rebooted: h.reboots > 0,
+        })
+    }
+
+    /// Every failed host's record, by name.
+    pub fn failed_hosts(&self) -> Vec<FailedHost> {
+        self.hosts
+            .keys()
+            .filter_map(|n| self.failure_of(n))
+            .collect()
+    }
+
+    /// Failed hosts no operator acknowledged, by name.
+    pub fn unacknowledged(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|(_, h)| h.failed.is_some() && !h.acknowledged)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Hosts in the plan.
@@ -488,6 +654,78 @@ mod tests {
         let s = RolloutState::fold(&more);
         assert!(s.stage_may_start(1));
         assert_eq!(s.phase, Phase::Running);
+    }
+
+    #[test]
+    fn a_reboot_keeps_its_journal_time_and_a_recovery_its_record() {
+        let at = |seq: u64, at: &str, event: Event| Record {
+            seq,
+            at: at.into(),
+            policy: "p".into(),
+            event,
+        };
+        let records = vec![
+            at(
+                1,
+                "2026-12-07T13:59:00Z",
+                Event::StepSucceeded {
+                    host: "a".into(),
+                    step: Step::SetBoot,
+                    output: String::new(),
+                },
+            ),
+            at(
+                1,
+                "2026-12-07T14:00:00Z",
+                Event::RebootIssued {
+                    host: "a".into(),
+                    boot_id: "b1".into(),
+                },
+            ),
+            at(
+                2,
+                "2026-12-07T14:05:00Z",
+                Event::Recovered {
+                    in_flight: vec![super::super::event::InFlight { host: "a".into(), step: Step::Reboot }],
+                    reboots_resent: vec!["a".into()],
+                    torn_bytes: 17,
+                    lost_secs: 290,
+                },
+            ),
+            at(
+                3,
+                "2026-12-07T14:06:00Z",
+                Event::HostFailed {
+                    host: "a".into(),
+                    step: Step::WaitUp,
+                    output: "did not come back".into(),
+                },
+            ),
+            at(
+                4,
+                "2026-12-07T14:06:01Z",
+                Event::CompletedWithFailures {
+                    hosts: vec!["a".into()],
+                },
+            ),
+        ];
+        let s = RolloutState::fold(&records);
+        let a = &s.hosts["a"];
+        assert_eq!(a.reboot_at.as_deref(), Some("2026-12-07T14:00:00Z"));
+        assert!(a.reboot_resent);
+        assert_eq!(s.recoveries.len(), 1);
+        assert_eq!(s.recoveries[0].at, "2026-12-07T14:05:00Z");
+        assert_eq!(s.recoveries[0].torn_bytes, 17);
+        assert_eq!(s.phase, Phase::CompletedWithFailures);
+        assert!(s.phase.finished());
+        assert_eq!(s.phase.key(), "completed_with_failures");
+        assert_eq!(s.unacknowledged(), vec!["a".to_string()]);
+        let f = s.failure_of("a").unwrap();
+        assert!(f.still_drained && f.rebooted, "{f:?}");
+        assert_eq!(
+            f.describe(),
+            "a: failed at wait-up, still drained; runs an unknown kernel (rebooted, not checked since): did not come back"
+        );
     }
 
     #[test]

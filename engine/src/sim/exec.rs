@@ -9,8 +9,9 @@
 //! - `lbctl drain|undrain NAME`, `fleetward-validate SUITE`
 //! - `fleetward-metrics --window SECS`: `timestamp metric value` lines
 //! - the signals collector (`sh -c SCRIPT fleetward-signals …`): its protocol, with the
-//!   metrics as direct samples; the checks script (`sh -c SCRIPT fleetward-check units|http`):
-//!   every unit active, every URL answering 200
+//!   metrics as direct samples; the checks script (`sh -c SCRIPT fleetward-check
+//!   units|http|benchmark`): every unit active, every URL answering 200, benchmarks varying as
+//!   real ones do (and slowed by a scenario's `bench_*` regressions on the new kernel)
 //! - for drift: the facts command and the fix commands of the shipped `drift.rhai`
 //!   (`sysctl -w`, the sysctl persister, `systemctl start|enable`, `modprobe`, `chmod`,
 //!   `apt-get install -y --no-install-recommends PKG=VERSION`)
@@ -493,6 +494,15 @@ impl SimExecutor {
                             }
                         }
                         "http" => out.push_str("tool sim\nstatus 200\nbody\nok\n"),
+                        "benchmark" => {
+                            let reps: u32 = rest.first().and_then(|r| r.parse().ok()).unwrap_or(1);
+                            let suites = rest.get(5..).unwrap_or(&[]);
+                            out.push_str(&self.benchmark(host, h, reps, suites));
+                            let secs = 4 * u64::from(reps) * suites.len() as u64;
+                            let took = self.timing.command + Duration::from_secs(secs);
+                            drop(hosts);
+                            return self.finish(ok(out), took, timeout, name, &line, clock);
+                        }
                         _ => out.push_str(&format!("missing check unknown check `{kind}`\n")),
                     }
                     (ok(out), self.timing.command)
@@ -512,6 +522,19 @@ impl SimExecutor {
             },
         };
         drop(hosts);
+        self.finish(out, took, timeout, name, &line, clock)
+    }
+
+    /// An answer that took `took`: a timeout past `timeout`, on the clock either way.
+    fn finish(
+        &self,
+        out: Output,
+        took: Duration,
+        timeout: Duration,
+        name: &str,
+        line: &dyn Fn() -> String,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
         if took > timeout {
             clock.sleep(timeout);
             return Err(ExecError::Timeout {
@@ -524,9 +547,87 @@ impl SimExecutor {
         Ok(out)
     }
 
+    /// What the benchmark script prints on a simulated host: `reps` rounds of the suites,
+    /// varying as [`super::samplegen::bench_value`] says, slowed by the host's regressions of
+    /// `bench_*` metrics once it runs the new kernel.
+    fn benchmark(&self, host: &Host, h: &SimHost, reps: u32, suites: &[&str]) -> String {
+        let on_target = !h.installed.is_empty() && h.installed.contains(&h.kernel);
+        let mut out = String::new();
+        for rep in 0..reps {
+            for s in suites {
+                for (metric, suite, _) in crate::rollout::bench::METRICS {
+                    if suite != *s {
+                        continue;
+                    }
+                    let factor: f64 = self
+                        .faults
+                        .regressions
+                        .get(&host.name)
+                        .filter(|_| on_target)
+                        .map(|rs| {
+                            rs.iter()
+                                .filter(|r| r.metric == metric)
+                                .map(|r| r.factor)
+                                .product()
+                        })
+                        .unwrap_or(1.0);
+                    let v = super::samplegen::bench_value(
+                        &host.name,
+                        &host.hardware,
+                        metric,
+                        h.boot,
+                        rep,
+                        factor,
+                    );
+                    out.push_str(&format!("bench {metric} {v:.3} sim\n"));
+                }
+            }
+        }
+        out
+    }
+
     /// Seconds since the simulation began.
     pub fn elapsed(&self, clock: &dyn Clock) -> f64 {
         epoch_secs(clock.now()) - epoch_secs(self.start)
+    }
+}
+
+/// The controller's own fetches (`http` checks `from: "controller"`): a simulated host's
+/// service answers 200 `ok` while the host is up, and nothing while it is down.
+impl crate::probe::HttpProbe for SimExecutor {
+    fn get(
+        &self,
+        host: &Host,
+        _url: &str,
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<crate::probe::Answer, crate::probe::ProbeError> {
+        let failed = |message: &str| crate::probe::ProbeError::Failed {
+            message: message.to_string(),
+        };
+        let up = {
+            let hosts = self
+                .hosts
+                .lock()
+                .map_err(|_| failed("simulator state poisoned"))?;
+            let h = hosts
+                .get(&host.name)
+                .ok_or_else(|| failed("no such simulated host"))?;
+            !self.faults.unreachable.contains(&host.name)
+                && match h.down_until {
+                    Some(until) => !self.faults.never_up.contains(&host.name) && clock.now() >= until,
+                    None => true,
+                }
+        };
+        clock.sleep(Duration::from_secs(1).min(timeout));
+        if up {
+            Ok(crate::probe::Answer {
+                status: 200,
+                body: "ok\n".into(),
+            })
+        } else {
+            Err(failed("connection refused"))
+        }
     }
 }
 

@@ -136,6 +136,69 @@ pub fn level(metric: &str, hardware: &str, workload: &str) -> f64 {
     base * f
 }
 
+/// The typical benchmark result (`bench_*`) of a hardware class.
+pub fn bench_level(metric: &str, hardware: &str) -> f64 {
+    let f = 0.7 + 0.6 * ((keyed_hash(11, &format!("{hardware}/{metric}")) % 1000) as f64 / 1000.0);
+    let base = match metric {
+        "bench_cpu_sha256_mbps" => 1800.0,
+        "bench_mem_fill_mbps" => 20_000.0,
+        "bench_disk_write_mbps" => 1500.0,
+        "bench_disk_read_mbps" => 1200.0,
+        "bench_net_mbps" => 9400.0,
+        _ => 100.0,
+    };
+    base * f
+}
+
+/// How benchmark results vary on drained bare-metal hosts: each host has its own level (15%),
+/// one run differs from another by the host's state at the time ([`bench_run_noise`], shared by
+/// the run's repetitions), repetitions differ by [`bench_rep_noise`], and one repetition in
+/// twenty is slowed by a third (a background job).
+pub const BENCH_HOST_SPREAD: f64 = 0.15;
+pub const BENCH_OUTLIERS: f64 = 0.05;
+
+/// The run-to-run noise of a benchmark metric: 1% CPU, 2% memory, 3% disk and network.
+pub fn bench_run_noise(metric: &str) -> f64 {
+    match metric {
+        "bench_cpu_sha256_mbps" => 0.01,
+        "bench_mem_fill_mbps" => 0.02,
+        _ => 0.03,
+    }
+}
+
+/// The noise of one repetition: 1% CPU, 3% memory, 4% disk, 5% network.
+pub fn bench_rep_noise(metric: &str) -> f64 {
+    match metric {
+        "bench_cpu_sha256_mbps" => 0.01,
+        "bench_mem_fill_mbps" => 0.03,
+        "bench_net_mbps" => 0.05,
+        _ => 0.04,
+    }
+}
+
+/// One repetition of a benchmark on one host: `run` keys the run (the host's boot, say), `rep`
+/// the repetition; `factor` is what the kernel does to it.
+pub fn bench_value(
+    host: &str,
+    hardware: &str,
+    metric: &str,
+    run: u64,
+    rep: u32,
+    factor: f64,
+) -> f64 {
+    let key = |what: &str| keyed_hash(run, &format!("{host}/{metric}/{what}"));
+    let own = (1.0 + BENCH_HOST_SPREAD * normal(keyed_hash(0xbe4c, &format!("{host}/{metric}"))))
+        .max(0.2);
+    let session = 1.0 + bench_run_noise(metric) * normal(key("run"));
+    let r = 1.0 + bench_rep_noise(metric) * normal(key(&format!("rep{rep}")));
+    let outlier = if (key(&format!("out{rep}")) % 1000) < (BENCH_OUTLIERS * 1000.0) as u64 {
+        0.67
+    } else {
+        1.0
+    };
+    (bench_level(metric, hardware) * own * session * r * outlier * factor).max(1e-3)
+}
+
 /// How simulated metrics vary, as production metrics do: each host has its own level, traffic
 /// swings through the day, a slower wobble per group, and noise per sample.
 #[derive(Debug, Clone, Copy, PartialEq)]

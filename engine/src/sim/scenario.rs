@@ -210,8 +210,14 @@ fn faults(
         .iter()
         .map(|h| (h.name.as_str(), h.group_name()))
         .collect();
+    // `r750/db`, or a pooled level: `r750/*` (a hardware class), `*/db` (a workload).
+    let matches = |pattern: &str, g: &str| {
+        let (ph, pw) = pattern.split_once('/').unwrap_or((pattern, ""));
+        let (gh, gw) = g.split_once('/').unwrap_or((g, ""));
+        (ph == "*" || ph == gh) && (pw == "*" || pw == gw)
+    };
     for r in &sc.regression {
-        if !group_of.values().any(|g| *g == r.group) {
+        if !group_of.values().any(|g| matches(&r.group, g)) {
             return Err(ScenarioError::Invalid(format!(
                 "regression: no group `{}` in the inventory",
                 r.group
@@ -222,7 +228,7 @@ fn faults(
                 for h in b
                     .hosts
                     .iter()
-                    .filter(|h| group_of.get(h.as_str()) == Some(&r.group))
+                    .filter(|h| group_of.get(h.as_str()).is_some_and(|g| matches(&r.group, g)))
                 {
                     faults
                         .regressions
@@ -312,6 +318,7 @@ pub fn run(
         control: &NoControl,
         observer,
         metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: &exec as &dyn crate::probe::HttpProbe,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),
@@ -344,7 +351,7 @@ pub fn run(
             ));
         }
     }
-    if phase == Phase::Completed {
+    if matches!(phase, Phase::Completed | Phase::CompletedWithFailures) {
         for (name, h) in &st.hosts {
             if !h.settled() {
                 violations.push(format!("host `{name}` was skipped"));
@@ -356,7 +363,7 @@ pub fn run(
         .and_then(|s| st.stages.get(s))
         .map(|s| s.name.clone());
     let expectation_met = sc.expect.as_ref().map(|e| {
-        e.phase == phase.as_str() && e.stage.as_ref().is_none_or(|s| Some(s) == stage.as_ref())
+        (e.phase == phase.as_str() || e.phase == phase.key()) && e.stage.as_ref().is_none_or(|s| Some(s) == stage.as_ref())
     });
     Ok(Summary {
         stage,

@@ -3,10 +3,11 @@
 //! window and a bake of the same length) go through the real gate path (Polars aggregation,
 //! `compare`, `gates.rhai`) over many seeds per scenario, and the verdicts are counted.
 
-use super::samplegen::{level, normal, Variation};
+use super::samplegen::{bench_value, level, normal, Variation};
 use crate::gate::{self, aggregate, frames, GroupSpec, HostCohort, Reference, Split};
 use crate::model::VerdictKind;
 use crate::plan::keyed_hash;
+use crate::rollout::check::BENCH_REPEAT;
 use crate::runtime::PolicySet;
 use polars::prelude::*;
 use serde::Serialize;
@@ -33,9 +34,12 @@ pub struct Scenario {
     /// `controls` (concurrent, before and after) or `stale` (a static baseline recorded
     /// twelve hours earlier on other hosts, no controls).
     pub reference: String,
-    /// Multiplier of `io_latency_p99_ms` after the update, and where.
+    /// Multiplier of `metric` after the update, and where.
     pub effect: f64,
     pub effect_on: String,
+    pub metric: String,
+    /// The updated hosts ran the benchmark set before and after their update.
+    pub benchmarks: bool,
 }
 
 /// The scenarios the issue's acceptance asks for.
@@ -48,7 +52,16 @@ pub fn scenarios() -> Vec<Scenario> {
         reference: reference.into(),
         effect,
         effect_on: on.into(),
+        metric: "io_latency_p99_ms".into(),
+        benchmarks: false,
     };
+    let b = |name: &str, expect: &str, stage, n, metric: &str, effect, on: &str, bench| Scenario {
+        metric: metric.into(),
+        benchmarks: bench,
+        ..s(name, expect, stage, n, "controls", effect, on)
+    };
+    let disk = "bench_disk_write_mbps";
+    let io = "io_latency_p99_ms";
     vec![
         s(
             "clean, concurrent controls",
@@ -112,6 +125,86 @@ pub fn scenarios() -> Vec<Scenario> {
             "controls",
             1.10,
             GROUP,
+        ),
+        b(
+            "clean, benchmarks, 2 canaries/group",
+            "pass",
+            0,
+            2,
+            disk,
+            1.0,
+            "",
+            true,
+        ),
+        b(
+            "clean, benchmarks, 10 hosts/group",
+            "pass",
+            1,
+            10,
+            disk,
+            1.0,
+            "",
+            true,
+        ),
+        b(
+            "r750/* io p99 +8%, 2 canaries, traffic",
+            "pause",
+            0,
+            2,
+            io,
+            1.08,
+            CLASS,
+            false,
+        ),
+        b(
+            "r750/* disk bench -8%, 2 canaries",
+            "pause",
+            0,
+            2,
+            disk,
+            0.92,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -5%, 2 canaries",
+            "pause",
+            0,
+            2,
+            disk,
+            0.95,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -3%, 2 canaries",
+            "pass",
+            0,
+            2,
+            disk,
+            0.97,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -8%, 3 hosts/group",
+            "pause",
+            1,
+            3,
+            disk,
+            0.92,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -8%, 10 hosts/group",
+            "pause",
+            1,
+            10,
+            disk,
+            0.92,
+            CLASS,
+            true,
         ),
     ]
 }
@@ -193,8 +286,8 @@ impl Columns {
     }
 }
 
-/// One host's samples from `from` for `steps` 5-minute steps; `effect` applies to io p99 at
-/// or after `update`.
+/// One host's samples from `from` for `steps` 5-minute steps; `effect` applies to `metric`
+/// at or after `update`.
 #[allow(clippy::too_many_arguments)]
 fn host_samples(
     c: &mut Columns,
@@ -205,7 +298,7 @@ fn host_samples(
     wl: &str,
     from: i64,
     steps: i64,
-    update: Option<(i64, f64)>,
+    update: Option<(i64, f64, &str)>,
 ) {
     let group = format!("{hw}/{wl}");
     for (metric, _) in gate::STANDARD_METRICS {
@@ -215,7 +308,7 @@ fn host_samples(
         for i in 0..steps {
             let ts = from + i * STEP;
             let effect = match update {
-                Some((at, f)) if ts >= at && metric == "io_latency_p99_ms" => f,
+                Some((at, f, m)) if ts >= at && metric == m => f,
                 _ => 1.0,
             };
             let val = v.sample(
@@ -229,6 +322,35 @@ fn host_samples(
             c.ts.push(ts);
             c.metric.push(metric);
             c.value.push(val);
+        }
+    }
+}
+
+/// One host's benchmark runs: before its update (ten minutes before) and after it (fifteen
+/// minutes after), [`BENCH_REPEAT`] repetitions each, varying as [`bench_value`] says; `factor` applies
+/// to `metric` after the update.
+fn bench_samples(
+    c: &mut Columns,
+    seed: u64,
+    name: &str,
+    hw: &str,
+    update: i64,
+    metric: &str,
+    factor: f64,
+) {
+    for (m, _, _) in crate::rollout::bench::METRICS {
+        if m == "bench_net_mbps" {
+            continue;
+        }
+        for (run, at, f) in [(0u64, update - 600, 1.0), (1, update + 900, factor)] {
+            let f = if m == metric { f } else { 1.0 };
+            for rep in 0..BENCH_REPEAT {
+                c.host.push(name.to_string());
+                c.ts.push(at + i64::from(rep));
+                c.metric.push(m);
+                c.value
+                    .push(bench_value(name, hw, m, seed * 2 + run, rep, f));
+            }
         }
     }
 }
@@ -257,8 +379,12 @@ fn one(
             let hit = s.effect != 1.0 && (s.effect_on == group || s.effect_on == hw);
             for i in 0..s.updated_per_group {
                 let name = format!("s{seed}-{group}-u{i}");
-                let u = hit.then_some((update, s.effect));
+                let u = hit.then_some((update, s.effect, s.metric.as_str()));
                 host_samples(&mut upd, &v, seed, &name, hw, wl, from, steps, u);
+                if s.benchmarks {
+                    let f = if hit { s.effect } else { 1.0 };
+                    bench_samples(&mut upd, seed, &name, hw, update, &s.metric, f);
+                }
                 pairs.push((name, group.clone()));
             }
             if s.reference == "stale" {

@@ -18,6 +18,18 @@ pub(super) fn tail(text: &str, n: usize) -> String {
     }
 }
 
+/// When the wait for a rebooted host ends: the journal time of its `reboot_issued` plus the
+/// policy's timeout (now plus the timeout only if that time is unreadable).
+pub(super) fn wait_deadline(hs: &HostState, steps: &Steps, clock: &dyn Clock) -> jiff::Timestamp {
+    let timeout = jiff::SignedDuration::from_secs(steps.wait_up.timeout as i64);
+    let from = hs
+        .reboot_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or_else(|| clock.now());
+    from.checked_add(timeout).unwrap_or(from)
+}
+
 /// A finished command against its `expect`: its output for the record, or why it failed.
 pub(super) fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
     match c.judge(out) {
@@ -80,12 +92,21 @@ impl<'a> Controller<'a> {
             let result = match step {
                 Step::PreCheck => self.run_commands(host, &steps.pre_check, clock),
                 Step::Drain => self.run_commands(host, &steps.drain, clock),
-                Step::Install => self.run_commands(host, &steps.install, clock),
+                Step::Install => match self.benchmark_before(host, &steps, &hs, clock)? {
+                    Ok(b) => self.run_commands(host, &steps.install, clock).map(|o| {
+                        [b, o]
+                            .into_iter()
+                            .filter(|x| !x.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    }),
+                    Err(e) => Err(e),
+                },
                 Step::SetBoot => self.run_commands(host, &steps.set_boot, clock),
                 Step::Reboot => self.reboot(host, &steps, clock)?,
                 Step::WaitUp => self.wait_up(host, &steps, &hs, clock),
                 Step::Verify => self.verify(host, &steps, &hs, clock)?,
-                Step::PostCheck => self.run_commands(host, &steps.post_check, clock),
+                Step::PostCheck => self.post_check(host, &steps, clock)?,
                 Step::Undrain => self.run_commands(host, &steps.undrain, clock),
             };
             match result {
@@ -116,7 +137,9 @@ impl<'a> Controller<'a> {
             Event::HostFailed {
                 host: name.to_string(),
                 step,
-                output,
+                output: format!(
+                    "{output} [quarantined: not retried; acknowledge with `rollout resume --acknowledge {name}`]"
+                ),
             },
             clock,
         )?;
@@ -124,6 +147,13 @@ impl<'a> Controller<'a> {
     }
 
     pub(super) fn run_one(&self, host: &Host, c: &CommandSpec, clock: &dyn Clock) -> StepResult {
+        if let Some(url) = c.controller_url() {
+            let got = self.io.http.get(host, url, c.timeout(), clock);
+            return match c.judge_answer(got) {
+                Ok(summary) => Ok(tail(&summary, 200)),
+                Err(why) => Err(format!("`{}`: {why}", c.label()).into()),
+            };
+        }
         match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
             Ok(out) => judged(c, &out),
             Err(e) => Err(format!("`{}`: {e}", c.label()).into()),
@@ -144,6 +174,109 @@ impl<'a> Controller<'a> {
             }
         }
         Ok(outs.join(" | "))
+    }
+
+    /// The post-check's `benchmark` checks, run right before the install (the host is drained
+    /// by then, as it is at the post-check), each run journaled as the host's before values.
+    /// Runs once: after a restart mid-install, the journaled run stands.
+    fn benchmark_before(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        hs: &HostState,
+        clock: &dyn Clock,
+    ) -> Result<StepResult, ControllerError> {
+        let benches: Vec<&CommandSpec> = steps
+            .post_check
+            .iter()
+            .filter(|c| c.is_benchmark())
+            .collect();
+        if benches.is_empty() || hs.bench.contains_key(&BenchPhase::Before) {
+            return Ok(Ok(String::new()));
+        }
+        let mut outs = Vec::new();
+        for c in benches {
+            match self.benchmark(host, c, BenchPhase::Before, None, clock)? {
+                Ok(o) => outs.push(o),
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "before the update: {e}; nothing was installed"
+                    )
+                    .into()))
+                }
+            }
+        }
+        Ok(Ok(format!(
+            "benchmark before the update: {}",
+            outs.join(" | ")
+        )))
+    }
+
+    /// The post-check: its commands in order, each benchmark journaled as the host's after
+    /// values (its record shows the change from before; the gate judges it).
+    fn post_check(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        clock: &dyn Clock,
+    ) -> Result<StepResult, ControllerError> {
+        let before = self.with_state(|s| {
+            s.hosts
+                .get(&host.name)
+                .and_then(|h| h.bench.get(&BenchPhase::Before))
+                .map(|r| r.results.clone())
+        });
+        let mut outs = Vec::new();
+        for c in &steps.post_check {
+            let o = if c.is_benchmark() {
+                self.benchmark(host, c, BenchPhase::After, before.as_deref(), clock)?
+            } else {
+                self.run_one(host, c, clock)
+            };
+            match o {
+                Ok(o) if !o.is_empty() => outs.push(o),
+                Ok(_) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(outs.join(" | ")))
+    }
+
+    /// Runs one benchmark check and journals what it measured.
+    fn benchmark(
+        &self,
+        host: &Host,
+        c: &CommandSpec,
+        phase: BenchPhase,
+        before: Option<&[crate::rollout::bench::BenchResult]>,
+        clock: &dyn Clock,
+    ) -> Result<StepResult, ControllerError> {
+        let out = match self.io.exec.run_at(host, &c.command(), c.timeout(), clock) {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(format!("`{}`: {e}", c.label()).into())),
+        };
+        let results = match c.bench_results(&out) {
+            Some(Ok(r)) => r,
+            Some(Err(why)) => {
+                return Ok(Err(format!(
+                    "`{}`: {why}; output: {}",
+                    c.label(),
+                    tail(&format!("{}\n{}", out.stdout, out.stderr), 400)
+                )
+                .into()))
+            }
+            None => return Ok(judged(c, &out)),
+        };
+        let summary = crate::rollout::bench::summary(&results, before);
+        self.emit(
+            Event::Benchmarked {
+                host: host.name.clone(),
+                phase,
+                results,
+            },
+            clock,
+        )?;
+        Ok(Ok(format!("`{}`: {summary}", c.label())))
     }
 
     pub(super) fn probe(
@@ -230,7 +363,9 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Polls the boot id with backoff until it differs from the one before the reboot.
+    /// Polls the boot id with backoff until it differs from the one before the reboot, up to
+    /// the deadline anchored at the journaled `reboot_issued`: a restarted controller waits
+    /// only for the time left, and one that starts after the deadline looks once and judges.
     pub(super) fn wait_up(
         &self,
         host: &Host,
@@ -242,17 +377,20 @@ impl<'a> Controller<'a> {
             return Err("no boot id was recorded before the reboot".into());
         };
         let w = &steps.wait_up;
-        let start = clock.now();
-        let deadline = start
-            .checked_add(jiff::SignedDuration::from_secs(w.timeout as i64))
-            .unwrap_or(start);
+        let deadline = wait_deadline(hs, steps, clock);
+        let issued = deadline
+            .checked_sub(jiff::SignedDuration::from_secs(w.timeout as i64))
+            .unwrap_or(deadline);
         let mut interval = Duration::from_secs(1);
         let max = Duration::from_secs(w.max_interval.max(1));
         // A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
-        // reboot reached the host. If the host still runs the old boot, the reboot goes again
-        // through the one-shot wrapper: it reboots only if the first one never arrived.
+        // reboot reached the host. The recovery sends it again through the one-shot wrapper
+        // when the host still runs the old boot; where it could not look, this does: it
+        // reboots only if the first one never arrived. Never past the deadline.
         let mut resent = String::new();
-        if hs.done_step < Some(Step::Reboot) {
+        if hs.reboot_resent {
+            resent = "; the reboot was sent again after a restart".into();
+        } else if hs.done_step < Some(Step::Reboot) && clock.now() < deadline {
             if let Ok(id) = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 if id == before {
                     resent = match self.send_reboot(host, steps, &before, clock) {
@@ -262,12 +400,16 @@ impl<'a> Controller<'a> {
                 }
             }
         }
-        clock.sleep(Duration::from_secs(w.first));
+        let now = clock.now();
+        if now < deadline {
+            let left = deadline.duration_since(now).unsigned_abs();
+            clock.sleep(Duration::from_secs(w.first).min(left));
+        }
         loop {
             let last = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 Ok(id) if id != before => {
-                    let secs = clock.now().duration_since(start).as_secs_f64();
-                    return Ok(format!("up after {secs:.1} s, boot id {id}{resent}"));
+                    let secs = clock.now().duration_since(issued).as_secs_f64();
+                    return Ok(format!("up {secs:.1} s after the reboot was issued, boot id {id}{resent}"));
                 }
                 Ok(_) => format!("boot id unchanged{resent}"),
                 Err(e) => e.0,
@@ -275,7 +417,7 @@ impl<'a> Controller<'a> {
             let now = clock.now();
             if now >= deadline {
                 return Err(format!(
-                    "did not come back within {} s after the reboot (last: {last})",
+                    "did not come back within {} s of the reboot issued at {issued} (deadline {deadline}; last: {last})",
                     w.timeout
                 )
                 .into());

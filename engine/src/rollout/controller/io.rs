@@ -140,6 +140,8 @@ pub struct Io<'a> {
     pub observer: &'a dyn Observer,
     /// Prometheus, for `signals()` with `source: "prometheus"`.
     pub metrics: &'a dyn crate::signals::prometheus::MetricsStore,
+    /// The controller's own HTTP fetches, for `http` checks `from: "controller"`.
+    pub http: &'a dyn crate::probe::HttpProbe,
 }
 
 #[derive(Debug, Clone)]
@@ -187,4 +189,15 @@ impl From<crate::error::Invalid> for ControllerError {
     fn from(e: crate::error::Invalid) -> Self {
         ControllerError::Invalid(e.0)
     }
+}
+
+/// Which failed hosts a resume acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Acknowledge {
+    #[default]
+    None,
+    /// Every host that failed so far.
+    All,
+    /// These hosts, each of which must have failed.
+    Hosts(Vec<String>),
 }

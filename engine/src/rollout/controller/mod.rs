@@ -11,7 +11,8 @@
 //! requests and an observer. The same code drives SSH hosts on the wall clock and simulated
 //! hosts on a virtual clock.
 
-use super::event::{Event, Record, StagePlan, Step};
+use super::bench::BenchPhase;
+use super::event::{Event, InFlight, Record, StagePlan, Step};
 use super::journal::{Journal, JournalError};
 use super::spec::{parse_metrics, CommandSpec, FailureBudget, Probe, Sample, Signals, Steps};
 use super::state::{HostState, Phase, RolloutState};
@@ -70,6 +71,17 @@ pub struct Controller<'a> {
     halt: AtomicBool,
     /// Each host's probe commands, from its last `steps(host)`.
     probes: Mutex<HashMap<String, Probe>>,
+    /// Set when the journal's last record was not a clean stop: taken by the first `run`,
+    /// which records the recovery.
+    crashed: Mutex<Option<Crash>>,
+}
+
+/// What opening a journal left by a crash found.
+#[derive(Debug, Clone)]
+struct Crash {
+    /// The time of the last record before the crash (RFC 3339).
+    last_at: Option<String>,
+    torn_bytes: u64,
 }
 
 /// What a step did: its output for the record, or why it failed.
@@ -84,6 +96,11 @@ impl<'a> Controller<'a> {
     /// A controller over an existing journal (`resume`, `pause`, `abort`).
     pub fn open(journal: Journal, fleet: &'a Fleet, io: Io<'a>, opts: Options) -> Self {
         let state = RolloutState::fold(journal.records());
+        // A running phase on open means the last controller did not stop cleanly.
+        let crashed = (state.phase == Phase::Running).then(|| Crash {
+            last_at: state.last_at.clone(),
+            torn_bytes: journal.recovery().torn_bytes,
+        });
         Controller {
             io,
             opts,
@@ -92,6 +109,7 @@ impl<'a> Controller<'a> {
             samples: Mutex::new(()),
             halt: AtomicBool::new(false),
             probes: Mutex::new(HashMap::new()),
+            crashed: Mutex::new(crashed),
         }
     }
 
@@ -205,7 +223,10 @@ impl<'a> Controller<'a> {
     ) -> Result<(), ControllerError> {
         if matches!(
             event,
-            Event::Paused { .. } | Event::Aborted { .. } | Event::Completed
+            Event::Paused { .. }
+                | Event::Aborted { .. }
+                | Event::Completed
+                | Event::CompletedWithFailures { .. }
         ) {
             self.halt.store(true, Ordering::SeqCst);
         }

@@ -71,7 +71,7 @@ impl<'a> Controller<'a> {
 
     /// Stops the rollout for good; hosts stay as they are.
     pub fn abort(&self, reason: &str, clock: &dyn Clock) -> Result<(), ControllerError> {
-        let done = self.with_state(|s| matches!(s.phase, Phase::Aborted | Phase::Completed));
+        let done = self.with_state(|s| s.phase.finished());
         if done {
             return Ok(());
         }
@@ -101,28 +101,47 @@ impl<'a> Controller<'a> {
         )
     }
 
-    /// Marks a paused rollout running again. With `acknowledge`, hosts that failed so far
-    /// stop counting against the failure budget. With `accept_gate`, the stage whose gate
-    /// paused is recorded as passed by the operator.
-    pub fn resume(&self, acknowledge: bool, accept_gate: bool) -> Result<(), ControllerError> {
+    /// Marks a paused rollout running again. Acknowledged hosts (all that failed so far, or
+    /// the ones named) stop counting against the failure budget. With `accept_gate`, the stage
+    /// whose gate paused is recorded as passed by the operator. A rollout that completed with
+    /// failures resumes only to take acknowledgements: it then completes once none is left.
+    pub fn resume(&self, ack: &Acknowledge, accept_gate: bool) -> Result<(), ControllerError> {
         let (phase, failed, paused_gate) = self.with_state(|s| {
-            let failed: Vec<String> = s
-                .hosts
-                .iter()
-                .filter(|(_, h)| h.failed.is_some() && !h.acknowledged)
-                .map(|(n, _)| n.clone())
-                .collect();
             let gate = s.next_stage().and_then(|st| {
                 s.gates
                     .get(&st)
                     .filter(|(v, _)| *v != VerdictKind::Pass)
                     .map(|(_, r)| (st, r.clone()))
             });
-            (s.phase.clone(), failed, gate)
+            (s.phase.clone(), s.unacknowledged(), gate)
         });
+        let acknowledged = match ack {
+            Acknowledge::None => Vec::new(),
+            Acknowledge::All => failed.clone(),
+            Acknowledge::Hosts(names) => {
+                let all = self.with_state(|s| s.failed_hosts());
+                for n in names {
+                    if !all.iter().any(|f| &f.host == n) {
+                        return Err(ControllerError::Invalid(format!(
+                            "cannot acknowledge `{n}`: it has not failed in this rollout (failed: {})",
+                            if all.is_empty() { "none".to_string() } else { all.iter().map(|f| f.host.as_str()).collect::<Vec<_>>().join(", ") }
+                        )));
+                    }
+                }
+                names.clone()
+            }
+        };
         match phase {
             Phase::Paused => {}
             Phase::Running => return Ok(()),
+            Phase::CompletedWithFailures if !acknowledged.is_empty() => {}
+            Phase::CompletedWithFailures => {
+                return Err(ControllerError::Invalid(format!(
+                    "the rollout completed with {} failed host(s) no operator acknowledged ({}); acknowledge them with `--acknowledge HOST` or `--acknowledge-failures`",
+                    failed.len(),
+                    failed.join(", ")
+                )))
+            }
             other => {
                 return Err(ControllerError::Invalid(format!(
                     "the rollout is {}; only a paused rollout can be resumed",
@@ -145,12 +164,7 @@ impl<'a> Controller<'a> {
             }
         }
         self.halt.store(false, Ordering::SeqCst);
-        self.emit(
-            Event::Resumed {
-                acknowledged: if acknowledge { failed } else { Vec::new() },
-            },
-            self.io.clock,
-        )
+        self.emit(Event::Resumed { acknowledged }, self.io.clock)
     }
 
     /// Whether hosts must stop at their next step boundary. Takes pending operator requests.

@@ -13,25 +13,32 @@ impl<'a> Controller<'a> {
             return Ok(phase);
         }
         self.halt.store(false, Ordering::SeqCst);
-        self.recover()?;
+        let crash = self.crashed.lock().ok().and_then(|mut c| c.take());
+        let (in_flight, resent) = self.recover()?;
+        if let Some(c) = crash {
+            let now = self.io.clock.now();
+            let lost_secs = c
+                .last_at
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| now.duration_since(t).as_secs().max(0) as u64)
+                .unwrap_or(0);
+            self.emit(
+                Event::Recovered {
+                    in_flight,
+                    reboots_resent: resent,
+                    torn_bytes: c.torn_bytes,
+                    lost_secs,
+                },
+                self.io.clock,
+            )?;
+        }
         loop {
             if self.halted(self.io.clock)? {
                 break;
             }
             let (next, current) = self.with_state(|s| (s.next_stage(), s.stage));
             let Some(stage) = next else {
-                self.emit(Event::Completed, self.io.clock)?;
-                let (n, failed) = self.with_state(|s| (s.planned_hosts(), s.failures(None)));
-                self.alert(
-                    Severity::Info,
-                    "completed",
-                    None,
-                    format!(
-                        "rollout completed: {} host(s), {failed} failed",
-                        n - failed.min(n)
-                    ),
-                    vec![],
-                );
+                self.complete()?;
                 break;
             };
             if !self.with_state(|s| s.stage_may_start(stage)) {
@@ -111,18 +118,78 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Re-checks hosts a crash interrupted mid-step: their kernel and boot id go on record
-    /// before anything else is done to them.
-    pub(super) fn recover(&self) -> Result<(), ControllerError> {
-        let hosts: Vec<String> =
-            self.with_state(|s| s.interrupted().into_iter().map(str::to_string).collect());
-        if hosts.is_empty() {
+    /// Ends a rollout whose every stage passed: `completed`, or `completed_with_failures`
+    /// (with its alert) while failed hosts remain that no operator acknowledged.
+    fn complete(&self) -> Result<(), ControllerError> {
+        let failed = self.with_state(|s| s.unacknowledged());
+        let n = self.with_state(|s| s.planned_hosts());
+        if failed.is_empty() {
+            self.emit(Event::Completed, self.io.clock)?;
+            let acked = self.with_state(|s| s.hosts.values().filter(|h| h.failed.is_some()).count());
+            self.alert(
+                Severity::Info,
+                "completed",
+                None,
+                format!(
+                    "rollout completed: {} host(s), {acked} failed and acknowledged",
+                    n - acked.min(n)
+                ),
+                vec![],
+            );
             return Ok(());
+        }
+        let reasons = self.with_state(|s| {
+            failed
+                .iter()
+                .filter_map(|h| s.failure_of(h).map(|f| f.describe()))
+                .collect::<Vec<_>>()
+        });
+        self.emit(
+            Event::CompletedWithFailures {
+                hosts: failed.clone(),
+            },
+            self.io.clock,
+        )?;
+        self.alert(
+            Severity::Warning,
+            "rollout_completed_with_failures",
+            None,
+            format!(
+                "every stage passed, but {} host(s) failed and no operator acknowledged them: {}; acknowledge with `rollout resume --acknowledge HOST`",
+                failed.len(),
+                failed.join(", ")
+            ),
+            reasons,
+        );
+        Ok(())
+    }
+
+    /// Re-checks hosts a crash interrupted mid-step: their kernel and boot id go on record
+    /// before anything else is done to them. A host whose reboot was issued but not answered,
+    /// and which still runs the boot it had then, gets the same one-shot reboot again (it
+    /// reboots only if the first never arrived), unless its wait's deadline has passed.
+    /// Returns the hosts in flight with their steps, and the hosts whose reboot went again.
+    pub(super) fn recover(&self) -> Result<(Vec<InFlight>, Vec<String>), ControllerError> {
+        let in_flight: Vec<InFlight> = self.with_state(|s| {
+            s.interrupted()
+                .into_iter()
+                .filter_map(|h| {
+                    Some(InFlight {
+                        host: h.to_string(),
+                        step: s.hosts.get(h)?.in_step?,
+                    })
+                })
+                .collect()
+        });
+        if in_flight.is_empty() {
+            return Ok((in_flight, Vec::new()));
         }
         self.io.observer.note(&format!(
             "re-checking {} host(s) interrupted mid-step",
-            hosts.len()
+            in_flight.len()
         ));
+        let hosts: Vec<String> = in_flight.iter().map(|f| f.host.clone()).collect();
+        let resent = Mutex::new(Vec::new());
         let set = self.policy()?;
         self.parallel(&hosts, usize::MAX, |name, clock| {
             let Some(host) = self.fleet.host(name) else {
@@ -135,14 +202,31 @@ impl<'a> Controller<'a> {
             let k = self.probe(host, &steps.probe.kernel, steps.probe.timeout, clock);
             let b = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock);
             match (k, b) {
-                (Ok(kernel), Ok(boot_id)) => self.emit(
-                    Event::HostChecked {
-                        host: name.to_string(),
-                        kernel,
-                        boot_id,
-                    },
-                    clock,
-                ),
+                (Ok(kernel), Ok(boot_id)) => {
+                    self.emit(
+                        Event::HostChecked {
+                            host: name.to_string(),
+                            kernel,
+                            boot_id: boot_id.clone(),
+                        },
+                        clock,
+                    )?;
+                    let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+                    let unanswered = hs.reboots > 0 && hs.done_step < Some(Step::Reboot);
+                    let before = hs.boot_id_before.clone().unwrap_or_default();
+                    let open = clock.now() < host::wait_deadline(&hs, &steps, clock);
+                    if unanswered && boot_id == before && open {
+                        let o = self.send_reboot(host, &steps, &before, clock);
+                        self.io.observer.note(&format!(
+                            "host `{name}`: the reboot issued before the crash was sent again through the one-shot wrapper ({})",
+                            match o { Ok(o) => o, Err(e) => e.0 }
+                        ));
+                        if let Ok(mut r) = resent.lock() {
+                            r.push(name.to_string());
+                        }
+                    }
+                    Ok(())
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     self.io
                         .observer
@@ -150,7 +234,10 @@ impl<'a> Controller<'a> {
                     Ok(())
                 }
             }
-        })
+        })?;
+        let mut resent = resent.into_inner().unwrap_or_default();
+        resent.sort();
+        Ok((in_flight, resent))
     }
 
     pub(super) fn steps_for(&self, set: &PolicySet, host: &Host) -> Result<Steps, Invalid> {

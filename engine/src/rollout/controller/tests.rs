@@ -135,6 +135,7 @@ fn run_with_crash(
         control: &NoControl,
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: exec as &dyn crate::probe::HttpProbe,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -196,13 +197,13 @@ fn run_with_crash(
     // A crash can quarantine a host (see `check`); a stage left with no host to judge then
     // pauses. The operator acknowledges and accepts, as `rollout resume` lets them.
     for _ in 0..10 {
-        if phase != Phase::Paused {
+        if !matches!(phase, Phase::Paused | Phase::CompletedWithFailures) {
             break;
         }
         let mut journal = Journal::open(&w.state).unwrap();
         journal.set_durable(false);
         let c = Controller::open(journal, &w.fleet, io, opts());
-        c.resume(true, true).unwrap();
+        c.resume(&Acknowledge::All, true).unwrap();
         phase = c.run().unwrap();
     }
     phase
@@ -341,6 +342,7 @@ fn hosts_a_drift_audit_holds_during_the_rollout_are_left_out() {
         control: &control,
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: &exec,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -408,6 +410,7 @@ fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
         control: &NoControl,
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: &exec,
     };
     let journal = Journal::open(&w.state).unwrap();
     let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();

@@ -29,7 +29,69 @@ impl<'a> Controller<'a> {
                     .aggregate(&before, &gate::Split::AllBefore)?,
             );
         }
+        if let Some((before, after)) = self.benchmark_files(stage)? {
+            all.merge(self.fleet.groups.aggregate(&after, &gate::Split::None)?);
+            all.merge(
+                self.fleet
+                    .groups
+                    .aggregate(&before, &gate::Split::AllBefore)?,
+            );
+        }
         Ok(all)
+    }
+
+    /// The stage's benchmark pairs, from the journal: each host's runs before and after its
+    /// update, written whole as `stage-NN.bench-before.csv` and `stage-NN.bench.csv` (derived
+    /// files: the journal is the record, so a restart writes the same again). `None` when no
+    /// host of the stage has a pair.
+    fn benchmark_files(&self, stage: usize) -> Result<Option<(PathBuf, PathBuf)>, ControllerError> {
+        let runs = self.with_state(|s| {
+            let hosts = s
+                .stages
+                .get(stage)
+                .map(|p| p.hosts.clone())
+                .unwrap_or_default();
+            hosts
+                .into_iter()
+                .filter_map(|h| {
+                    let st = s.hosts.get(&h)?;
+                    let b = st.bench.get(&BenchPhase::Before)?.clone();
+                    let a = st.bench.get(&BenchPhase::After)?.clone();
+                    Some((h, b, a))
+                })
+                .collect::<Vec<_>>()
+        });
+        let secs = |at: &str| {
+            at.parse::<jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .unwrap_or(0)
+        };
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (h, b, a) in runs {
+            let (pb, pa) =
+                crate::rollout::bench::paired(&b.results, secs(&b.at), &a.results, secs(&a.at));
+            let row = |(t, metric, value): (i64, String, f64)| {
+                (
+                    h.clone(),
+                    Sample {
+                        timestamp: t as f64,
+                        metric,
+                        value,
+                    },
+                )
+            };
+            before.extend(pb.into_iter().map(row));
+            after.extend(pa.into_iter().map(row));
+        }
+        if after.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.samples_path(stage);
+        let bp = dir.with_file_name(format!("stage-{stage:02}.bench-before.csv"));
+        let ap = dir.with_file_name(format!("stage-{stage:02}.bench.csv"));
+        self.write_samples(&bp, &before)?;
+        self.write_samples(&ap, &after)?;
+        Ok(Some((bp, ap)))
     }
 
     /// Compares the stage's updated hosts with its controls and asks `gates.rhai`.
