@@ -138,11 +138,21 @@ mod tests {
         );
         let p = UreqProbe;
         let a = p
-            .get(&host(), &format!("{url}/ok"), Duration::from_secs(5), &WallClock)
+            .get(
+                &host(),
+                &format!("{url}/ok"),
+                Duration::from_secs(5),
+                &WallClock,
+            )
             .unwrap();
         assert_eq!((a.status, a.body.as_str()), (200, "all good"));
         let a = p
-            .get(&host(), &format!("{url}/down"), Duration::from_secs(5), &WallClock)
+            .get(
+                &host(),
+                &format!("{url}/down"),
+                Duration::from_secs(5),
+                &WallClock,
+            )
             .unwrap();
         assert_eq!(a.status, 503);
         assert_eq!(a.body.len() as u64, BODY_LIMIT);

@@ -1166,7 +1166,8 @@ fn ssh_masters(state: &Path) -> usize {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            args.first().is_some_and(|a| a == "ssh" || a.ends_with("/ssh"))
+            args.first()
+                .is_some_and(|a| a == "ssh" || a.ends_with("/ssh"))
                 && args.iter().any(|a| a == "-M")
                 && args.iter().any(|a| a.contains(&needle))
         })
@@ -1196,8 +1197,8 @@ fn resume_args(lab: &Lab) -> Vec<String> {
 
 #[test]
 #[allow(clippy::zombie_processes)] // every child is killed and waited for, or waited for
-fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_recorded_deadline(
-) {
+fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_recorded_deadline()
+{
     // A wait of 16 s; the controller is killed every 3 s while it waits for a host that never
     // comes back, until 4 s before the deadline, so the last one is up when it passes. Before
     // the fix each restart waited the whole timeout again, and a crash loop waited for ever.
@@ -1225,8 +1226,14 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
     };
     let t = Instant::now();
     while issued_for(&lost).is_none() {
-        assert!(t.elapsed() < Duration::from_secs(120), "no reboot was issued to {lost}");
-        assert!(child.try_wait().unwrap().is_none(), "the controller ended early");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no reboot was issued to {lost}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the controller ended early"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let issued: jiff::Timestamp = issued_for(&lost).unwrap()["at"]
@@ -1251,7 +1258,9 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
             t.elapsed() < Duration::from_secs(64),
             "{lost} was not judged within four timeouts of its reboot ({kills} kills)"
         );
-        let left = deadline.duration_since(jiff::Timestamp::now()).as_secs_f64();
+        let left = deadline
+            .duration_since(jiff::Timestamp::now())
+            .as_secs_f64();
         if left < 4.0 {
             continue;
         }
@@ -1269,18 +1278,26 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
     // Judged at the deadline anchored to `reboot_issued`: not before it, and within one poll
     // interval (1 s) plus the last look's SSH round trip (a new connection: the host answered
     // 255). A controller that restarted the wait would be at least 9 s late.
-    assert!((-0.05..3.0).contains(&late), "judged {late:.2} s after the deadline");
+    assert!(
+        (-0.05..3.0).contains(&late),
+        "judged {late:.2} s after the deadline"
+    );
     let why = failed["event"]["output"].as_str().unwrap();
-    assert!(why.contains("did not come back within 16 s of the reboot issued at"), "{why}");
+    assert!(
+        why.contains("did not come back within 16 s of the reboot issued at"),
+        "{why}"
+    );
     assert_eq!(failed["event"]["step"], "wait_up");
 
     // Every crash left a record of its recovery, and `explain` shows it.
     let recovered = journal_of(&lab.state, "recovered");
     assert!(!recovered.is_empty(), "{recovered:?}");
     assert!(
-        recovered
+        recovered.iter().any(|r| r["event"]["in_flight"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|r| r["event"]["in_flight"].as_array().unwrap().iter().any(|f| f["host"] == lost.as_str() && f["step"] == "wait_up")),
+            .any(|f| f["host"] == lost.as_str() && f["step"] == "wait_up")),
         "{recovered:?}"
     );
     let o = lab.fleetward(&[
@@ -1311,7 +1328,10 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
     assert_eq!(f["rebooted"], true, "{f}");
     assert!(!st["recoveries"].as_array().unwrap().is_empty(), "{st}");
     let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
-    assert!(alerts.contains("rollout_completed_with_failures"), "{alerts}");
+    assert!(
+        alerts.contains("rollout_completed_with_failures"),
+        "{alerts}"
+    );
     for h in lab.names().iter().filter(|h| **h != lost) {
         assert_eq!(lab.reboots(h), 1, "{h}");
         assert_eq!(lab.kernel(h), TARGET, "{h}");

@@ -654,7 +654,10 @@ fn health_checks_from_the_controller_quarantine_the_host_that_answers_503() {
         "{out}"
     );
     let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
-    assert!(journal.contains("answered 200 (from the controller)"), "{journal}");
+    assert!(
+        journal.contains("answered 200 (from the controller)"),
+        "{journal}"
+    );
     let seen = health.seen.lock().unwrap().clone();
     for h in lab.names() {
         assert_eq!(
@@ -663,7 +666,9 @@ fn health_checks_from_the_controller_quarantine_the_host_that_answers_503() {
             "{h}: {seen:?}"
         );
         assert!(
-            !lab.commands(&h).iter().any(|(_, c)| c.contains("fleetward-check http")),
+            !lab.commands(&h)
+                .iter()
+                .any(|(_, c)| c.contains("fleetward-check http")),
             "{h} was sent the host-side http check"
         );
         if h != sick {

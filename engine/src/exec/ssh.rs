@@ -77,7 +77,9 @@ pub fn close_stale_masters(state_dir: &std::path::Path) -> usize {
     for e in entries.filter_map(Result::ok) {
         let dir = e.path();
         let ours = e.file_type().is_ok_and(|t| t.is_dir())
-            && e.file_name().to_string_lossy().starts_with(".ssh-connection");
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with(".ssh-connection");
         if !ours {
             continue;
         }
@@ -86,7 +88,13 @@ pub fn close_stale_masters(state_dir: &std::path::Path) -> usize {
             let status = std::process::Command::new("ssh")
                 .arg("-S")
                 .arg(&socket)
-                .args(["-o", "BatchMode=yes", "-O", "exit", "fleetward-stale-master"])
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-O",
+                    "exit",
+                    "fleetward-stale-master",
+                ])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -190,8 +198,15 @@ impl SshExecutor {
 
     /// The host is unreachable: the message names the address and port tried and what failed.
     fn unreachable(&self, host: &Host, what: &str, e: impl std::fmt::Display) -> ExecError {
-        let user = host.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
-        let port = host.port.map(|p| p.to_string()).unwrap_or_else(|| "22 (or ssh config)".into());
+        let user = host
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let port = host
+            .port
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "22 (or ssh config)".into());
         ExecError::Unreachable {
             host: host.name.clone(),
             message: format!("{what} `{user}{}` port {port}: {e}", host.address),

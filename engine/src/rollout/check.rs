@@ -622,11 +622,13 @@ mod tests {
             .assert_eq(&show(c.judge_answer(ans(200, "ok"))));
         expect!["fail: `http://10.0.0.7/health` answered 503, expected 200; body: draining"]
             .assert_eq(&show(c.judge_answer(ans(503, "draining\n"))));
-        expect!["fail: `http://10.0.0.7/health`: no answer from the controller within 5 s: timed out"]
-            .assert_eq(&show(c.judge_answer(Err(ProbeError::Timeout {
-                secs: 5,
-                message: "timed out".into(),
-            }))));
+        expect![
+            "fail: `http://10.0.0.7/health`: no answer from the controller within 5 s: timed out"
+        ]
+        .assert_eq(&show(c.judge_answer(Err(ProbeError::Timeout {
+            secs: 5,
+            message: "timed out".into(),
+        }))));
         let host = Check::Http {
             url: "http://10.0.0.7/health".into(),
             status: 200,

@@ -235,9 +235,15 @@ pub fn explain(
                 let mut x = d(
                     None,
                     "recovered",
-                    super::render::recovered_line("", in_flight, reboots_resent, *torn_bytes, *lost_secs)
-                        .trim()
-                        .to_string(),
+                    super::render::recovered_line(
+                        "",
+                        in_flight,
+                        reboots_resent,
+                        *torn_bytes,
+                        *lost_secs,
+                    )
+                    .trim()
+                    .to_string(),
                 );
                 x.reasons = in_flight
                     .iter()
@@ -259,7 +265,12 @@ pub fn explain(
         x.stage_name = x.stage.and_then(|i| names.get(i).cloned());
         if x.stage.is_some() && x.kind != "quarantined" && x.kind != "unexpected_reboot" {
             current = x.stage;
-        } else if x.stage.is_none() && matches!(x.kind.as_str(), "paused" | "resumed" | "aborted" | "recovered") {
+        } else if x.stage.is_none()
+            && matches!(
+                x.kind.as_str(),
+                "paused" | "resumed" | "aborted" | "recovered"
+            )
+        {
             x.stage = current;
             x.stage_name = current.and_then(|i| names.get(i).cloned());
         }

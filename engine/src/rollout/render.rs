@@ -94,7 +94,7 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
             reboots_resent,
             torn_bytes,
             lost_secs,
-        } => recovered_line(&at, in_flight, reboots_resent, *torn_bytes, *lost_secs),
+        } => recovered_line(at, in_flight, reboots_resent, *torn_bytes, *lost_secs),
         _ => return None,
     })
 }
@@ -120,7 +120,8 @@ pub fn recovered_line(
                 .join(", ")
         )
     };
-    let mut o = format!("{at}  RECOVERED from a crash ({lost_secs} s after the last record): {hosts}");
+    let mut o =
+        format!("{at}  RECOVERED from a crash ({lost_secs} s after the last record): {hosts}");
     if !resent.is_empty() {
         let _ = write!(
             o,
@@ -215,7 +216,13 @@ pub fn status(s: &Status) -> String {
             let _ = writeln!(
                 o,
                 "  {}",
-                recovered_line(&r.at, &r.in_flight, &r.reboots_resent, r.torn_bytes, r.lost_secs)
+                recovered_line(
+                    &r.at,
+                    &r.in_flight,
+                    &r.reboots_resent,
+                    r.torn_bytes,
+                    r.lost_secs
+                )
             );
         }
     }
@@ -230,7 +237,10 @@ pub fn status(s: &Status) -> String {
             let _ = writeln!(o, "  {}: {}", h.host, h.reason);
         }
     }
-    if matches!(s.phase, Phase::Aborted | Phase::Paused | Phase::CompletedWithFailures) {
+    if matches!(
+        s.phase,
+        Phase::Aborted | Phase::Paused | Phase::CompletedWithFailures
+    ) {
         let mut by_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
         for k in &s.hosts {
             *by_kernel.entry(k.kernel.as_str()).or_default() += 1;

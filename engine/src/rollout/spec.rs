@@ -184,8 +184,8 @@ impl From<CommandSpec> for RawCommand {
                 r.url = Some(url);
                 r.status = Some(status);
                 r.body_contains = body_contains;
-                r.from = (from == super::check::HttpFrom::Controller)
-                    .then(|| "controller".to_string());
+                r.from =
+                    (from == super::check::HttpFrom::Controller).then(|| "controller".to_string());
             }
             Action::Check(Check::Benchmark {
                 suites,
@@ -300,7 +300,10 @@ impl CommandSpec {
     ) -> Result<String, String> {
         match &self.action {
             Action::Check(c) => c.judge_answer(got),
-            Action::Run { .. } => Err(format!("`{}` is not fetched by the controller", self.label())),
+            Action::Run { .. } => Err(format!(
+                "`{}` is not fetched by the controller",
+                self.label()
+            )),
         }
     }
 

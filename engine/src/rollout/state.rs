@@ -101,7 +101,11 @@ impl FailedHost {
             "{}: failed at {}{}; runs {}{}: {}",
             self.host,
             self.step.as_str(),
-            if self.still_drained { ", still drained" } else { "" },
+            if self.still_drained {
+                ", still drained"
+            } else {
+                ""
+            },
             match (&self.kernel, self.rebooted) {
                 (Some(k), _) => k.as_str(),
                 (None, false) => "the kernel it had (never rebooted)",
@@ -686,7 +690,10 @@ mod tests {
                 2,
                 "2026-12-07T14:05:00Z",
                 Event::Recovered {
-                    in_flight: vec![super::super::event::InFlight { host: "a".into(), step: Step::Reboot }],
+                    in_flight: vec![super::super::event::InFlight {
+                        host: "a".into(),
+                        step: Step::Reboot,
+                    }],
                     reboots_resent: vec!["a".into()],
                     torn_bytes: 17,
                     lost_secs: 290,

@@ -615,7 +615,9 @@ impl crate::probe::HttpProbe for SimExecutor {
                 .ok_or_else(|| failed("no such simulated host"))?;
             !self.faults.unreachable.contains(&host.name)
                 && match h.down_until {
-                    Some(until) => !self.faults.never_up.contains(&host.name) && clock.now() >= until,
+                    Some(until) => {
+                        !self.faults.never_up.contains(&host.name) && clock.now() >= until
+                    }
                     None => true,
                 }
         };

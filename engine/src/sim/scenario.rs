@@ -225,11 +225,11 @@ fn faults(
         }
         for st in plan.stages.iter().filter(|s| s.info.index >= r.from_stage) {
             for b in &st.batches {
-                for h in b
-                    .hosts
-                    .iter()
-                    .filter(|h| group_of.get(h.as_str()).is_some_and(|g| matches(&r.group, g)))
-                {
+                for h in b.hosts.iter().filter(|h| {
+                    group_of
+                        .get(h.as_str())
+                        .is_some_and(|g| matches(&r.group, g))
+                }) {
                     faults
                         .regressions
                         .entry(h.clone())
@@ -363,7 +363,8 @@ pub fn run(
         .and_then(|s| st.stages.get(s))
         .map(|s| s.name.clone());
     let expectation_met = sc.expect.as_ref().map(|e| {
-        (e.phase == phase.as_str() || e.phase == phase.key()) && e.stage.as_ref().is_none_or(|s| Some(s) == stage.as_ref())
+        (e.phase == phase.as_str() || e.phase == phase.key())
+            && e.stage.as_ref().is_none_or(|s| Some(s) == stage.as_ref())
     });
     Ok(Summary {
         stage,

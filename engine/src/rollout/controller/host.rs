@@ -409,7 +409,9 @@ impl<'a> Controller<'a> {
             let last = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 Ok(id) if id != before => {
                     let secs = clock.now().duration_since(issued).as_secs_f64();
-                    return Ok(format!("up {secs:.1} s after the reboot was issued, boot id {id}{resent}"));
+                    return Ok(format!(
+                        "up {secs:.1} s after the reboot was issued, boot id {id}{resent}"
+                    ));
                 }
                 Ok(_) => format!("boot id unchanged{resent}"),
                 Err(e) => e.0,

@@ -125,7 +125,8 @@ impl<'a> Controller<'a> {
         let n = self.with_state(|s| s.planned_hosts());
         if failed.is_empty() {
             self.emit(Event::Completed, self.io.clock)?;
-            let acked = self.with_state(|s| s.hosts.values().filter(|h| h.failed.is_some()).count());
+            let acked =
+                self.with_state(|s| s.hosts.values().filter(|h| h.failed.is_some()).count());
             self.alert(
                 Severity::Info,
                 "completed",
