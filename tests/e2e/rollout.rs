@@ -979,6 +979,25 @@ fn finding_a_kill_between_reboot_issued_and_the_reboot_skips_no_reboot() {
     let st = lab.status();
     assert_eq!(st["phase"], "completed", "{st}");
     assert_eq!(st["failed"], serde_json::json!([]), "{st}");
+    // The resume recorded its recovery: the hosts caught at their reboot, each sent the same
+    // one-shot reboot again.
+    let rec = journal_of(&lab.state, "recovered");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    let resent: Vec<&str> = rec[0]["event"]["reboots_resent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let mut want = issued.clone();
+    want.sort();
+    assert_eq!(resent, want, "{rec:?}");
+    assert!(rec[0]["event"]["in_flight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["step"] == "reboot"));
+    assert_eq!(st["recoveries"].as_array().unwrap().len(), 1, "{st}");
     for h in lab.names() {
         assert_eq!(lab.reboots(&h), 1, "{h} rebooted {} times", lab.reboots(&h));
         assert_eq!(lab.kernel(&h), TARGET, "{h}");
