@@ -841,14 +841,7 @@ fn kill_9_at_random_points_then_resume_keeps_every_invariant() {
         let args = if first {
             lab.start_args(&[])
         } else {
-            vec![
-                "rollout".into(),
-                "resume".into(),
-                "--state-dir".into(),
-                lab.state.display().to_string(),
-                "--output".into(),
-                "json".into(),
-            ]
+            resume_args(&lab)
         };
         first = false;
         let mut child = Command::new(bin())
