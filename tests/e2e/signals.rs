@@ -675,5 +675,7 @@ fn health_checks_from_the_controller_quarantine_the_host_that_answers_503() {
             assert_eq!(lab.kernel(&h), crate::rollout::TARGET, "{h}");
         }
     }
-    assert_eq!(st["phase"], "completed", "{}", stdout(&o));
+    // The quarantined host is not acknowledged: the rollout says so in its phase and exit code.
+    assert_eq!(st["phase"], "completed_with_failures", "{}", stdout(&o));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
 }
