@@ -155,6 +155,10 @@ pub struct Verdict {
     pub verdict: VerdictKind,
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// The levels (groups such as `r750/db`, pooled levels such as `r750/*`) the gate policy
+    /// judged by name, with the worst verdict it gave each: `v.pause(level, reason)`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub levels: std::collections::BTreeMap<String, VerdictKind>,
 }
 
 /// What `drift.rhai`'s `classify(item)` decides for one divergence.

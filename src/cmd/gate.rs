@@ -74,6 +74,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             "ok": true,
             "policy": { "dir": a.fleet.policy_dir.display().to_string(), "hash": set.hash() },
             "verdict": g.verdict,
+            "groups": gate::judged(&g.comparison, &g.verdict),
             "warnings": g.warnings,
             "comparison": g.comparison,
         })),

@@ -19,7 +19,9 @@ pub mod gate_fns {
     /// analysis), `n` and `control_n` (samples, for the report); `mean`, `before_mean`,
     /// `control_mean`, `control_before_mean`; `method` (`diff_in_diff`, `controls` or
     /// `baseline`); `direction`, `worse`, `p_value`, `p_adjusted`; `insufficient` with its
-    /// `reason`; and `pooled_only` (too few hosts for a test of its own: its levels judge it).
+    /// `reason`; `pooled_only` (no test of its own: a benchmark judged per hardware class, or a
+    /// pooled level too small, left to the levels above); `pooled_variance` (one or two updated
+    /// hosts: the group's own effect on the spread of every group of the gate) and `df`.
     /// An error names the metrics the group has when `name` is not one of them.
     ///
     /// ```rhai

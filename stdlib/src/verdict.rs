@@ -74,6 +74,58 @@ pub mod verdict_fns {
         raise(v, "pause", reason)
     }
 
+    /// Pauses for one level of the comparison (a group `r750/db`, or a pooled level `r750/*`):
+    /// as `pause(reason)`, and the verdict's `levels` map records the level as `pause`, so the
+    /// canary approval and the gate report can say which groups were judged and how.
+    ///
+    /// ```rhai
+    /// let v = verdict();
+    /// v.pause("r750/db", "r750/db: cpu_util_pct +30%");
+    /// assert_eq(v.verdict, "pause");
+    /// assert_eq(v.levels["r750/db"], "pause");
+    /// v.inconclusive("r750/db", "more");
+    /// assert_eq(v.levels["r750/db"], "pause");
+    /// ```
+    #[rhai_fn(name = "pause", return_raw)]
+    pub fn pause_at(v: &mut Map, level: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "pause", reason)?;
+        mark(v, level, "pause")
+    }
+
+    /// The data cannot decide for one level of the comparison: as `inconclusive(reason)`, and
+    /// the verdict's `levels` map records the level as `inconclusive` (unless it is already
+    /// marked worse).
+    ///
+    /// ```rhai
+    /// let v = verdict();
+    /// v.inconclusive("sm-x12/db", "cannot judge sm-x12/db: MDE 19% > threshold 10%");
+    /// assert_eq(v.verdict, "inconclusive");
+    /// assert_eq(v.levels, #{ "sm-x12/db": "inconclusive" });
+    /// ```
+    #[rhai_fn(name = "inconclusive", return_raw)]
+    pub fn inconclusive_at(
+        v: &mut Map,
+        level: &str,
+        reason: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "inconclusive", reason)?;
+        mark(v, level, "inconclusive")
+    }
+
+    /// Fails the rollout for one level of the comparison: as `fail(reason)`, with the level
+    /// marked `fail` in the verdict's `levels` map.
+    ///
+    /// ```rhai
+    /// let v = verdict();
+    /// v.fail("r750/db", "kernel panic on r750/db");
+    /// assert_eq(v.levels["r750/db"], "fail");
+    /// ```
+    #[rhai_fn(name = "fail", return_raw)]
+    pub fn fail_at(v: &mut Map, level: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {
+        raise(v, "fail", reason)?;
+        mark(v, level, "fail")
+    }
+
     /// A verdict that says the data cannot decide (too few hosts, or a minimum detectable
     /// effect above the threshold), with what is missing. The controller extends the bake
     /// as `extend_bake(stage)` allows, then pauses. As a method, it raises a `pass` to
@@ -129,6 +181,18 @@ pub mod verdict_fns {
         let mut reasons = reasons_of(&a);
         reasons.extend(reasons_of(&b));
         out.insert("reasons".into(), reasons.into());
+        let mut levels = levels_of(&a);
+        for (k, kind) in levels_of(&b) {
+            let worse = levels
+                .get(&k)
+                .is_none_or(|old| level(&kind.to_string()) > level(&old.to_string()));
+            if worse {
+                levels.insert(k, kind);
+            }
+        }
+        if !levels.is_empty() {
+            out.insert("levels".into(), levels.into());
+        }
         Ok(out)
     }
 }
@@ -171,6 +235,26 @@ mod helpers {
         v.get("reasons")
             .and_then(|r| r.read_lock::<Array>().map(|a| a.clone()))
             .unwrap_or_default()
+    }
+
+    pub(super) fn levels_of(v: &Map) -> Map {
+        v.get("levels")
+            .and_then(|r| r.read_lock::<Map>().map(|a| a.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Marks `name` in the verdict's `levels` map as `kind`, unless it is marked worse.
+    pub(super) fn mark(v: &mut Map, name: &str, kind: &str) -> Result<(), Box<EvalAltResult>> {
+        let mut levels = levels_of(v);
+        let old = levels
+            .get(name)
+            .map(|k| level(&k.to_string()).unwrap_or(0))
+            .unwrap_or(0);
+        if level(kind).unwrap_or(0) > old {
+            levels.insert(name.into(), kind.into());
+        }
+        v.insert("levels".into(), levels.into());
+        Ok(())
     }
 
     pub(super) fn raise(v: &mut Map, kind: &str, reason: &str) -> Result<(), Box<EvalAltResult>> {

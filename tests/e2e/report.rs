@@ -88,6 +88,14 @@ fn the_gate_report_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&o.stdout);
     assert!(dom.contains("<svg"), "no svg in the rendered DOM");
     assert!(dom.matches("<circle").count() > 1000);
+    // The groups table, as laid out: each group with how it came out; the r750 groups the
+    // verdict paused say so.
+    assert!(dom.contains(r#"<table id="groups">"#), "no groups table");
+    assert!(
+        dom.contains(r#"<tr data-group="r750/db" data-status="paused">"#),
+        "r750/db not paused in the table"
+    );
+    assert!(dom.matches(r#"data-status="passed""#).count() >= 15);
     // A screenshot: a real PNG whose pixels are not all one colour (the plots drew).
     let png = dir.path().join("shot.png");
     let o = chromium(&profile)
@@ -166,7 +174,23 @@ fn explain_says_why_each_decision_of_a_simulated_rollout_was_made() {
     // The pausing gate names its levels and reasons, and the pause belongs to wave 2.
     let gate = d.iter().rfind(|x| x["kind"] == "gate").unwrap();
     assert_eq!(gate["stage_name"], "wave 2");
-    assert_eq!(gate["summary"], "gate: pause");
+    // It says how each group came out: the regressed group paused, by name.
+    let summary = gate["summary"].as_str().unwrap();
+    assert!(summary.starts_with("gate: pause; "), "{summary}");
+    assert!(summary.contains("r750/db paused"), "{summary}");
+    let r750db = gate["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "r750/db")
+        .unwrap();
+    assert_eq!(r750db["status"], "paused", "{r750db}");
+    // The canary gate before it approved with every group judged on its own.
+    let canary = d.iter().find(|x| x["kind"] == "gate").unwrap();
+    assert_eq!(
+        canary["summary"],
+        "gate: pass; all 24 hardware × workload group(s) passed, each judged on its own"
+    );
     let levels: Vec<&str> = gate["levels"]
         .as_array()
         .unwrap()

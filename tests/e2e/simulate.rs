@@ -147,3 +147,69 @@ fn bad_scenarios_are_refused_with_the_place_of_the_problem() {
         stdout(&o)
     );
 }
+
+/// Finding: with the shipped two canaries per group, no group was judged on its own, and a
+/// +30% CPU regression confined to one group passed the canary gate (diluted in the pooled
+/// levels) while the alert said every group passed. Through `simulate` and the shipped
+/// policies, the canary gate now pauses and names the group: a small one (three hosts, two
+/// canaries, one control) and a large one.
+#[test]
+fn finding_a_single_group_regressed_from_the_canaries_pauses_the_canary_gate_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root();
+    for group in ["sm-x12/db", "r640/cache"] {
+        let sc = dir.path().join(group.replace('/', "-"));
+        std::fs::create_dir_all(&sc).unwrap();
+        let ex = root.join("policy-examples");
+        std::fs::write(
+            sc.join("scenario.toml"),
+            format!(
+                r#"description = "cpu +30% on {group} from the canaries"
+inventory = "{}"
+policies = "{}"
+baseline = "{}"
+start = "2026-12-07T14:00:00Z"
+
+[[regression]]
+group = "{group}"
+from_stage = 0
+metric = "cpu_util_pct"
+factor = 1.3
+
+[expect]
+phase = "paused"
+stage = "canary"
+"#,
+                ex.join("fleet/fleet.toml").display(),
+                root.join("policies").display(),
+                ex.join("gates/baseline.parquet").display(),
+            ),
+        )
+        .unwrap();
+        let o = run(&["simulate", sc.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code(&o), 0, "{group}: {}\n{}", stdout(&o), stderr(&o));
+        let summary: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+        assert_eq!(summary["expectation_met"], true, "{group}: {summary}");
+        let paused = summary["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "gate_paused")
+            .unwrap_or_else(|| panic!("{group}: no pause: {summary}"));
+        let named = paused["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|r| r.starts_with(&format!("{group}: cpu_util_pct +")));
+        assert!(named, "{group}: {paused}");
+        assert!(
+            !summary["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "canary_approved"),
+            "{group}: {summary}"
+        );
+    }
+}

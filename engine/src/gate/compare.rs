@@ -75,8 +75,15 @@ pub struct MetricComparison {
     pub insufficient: bool,
     /// Why the data is insufficient, or empty.
     pub reason: String,
-    /// A group with fewer updated hosts than a test needs, judged through its pooled levels.
+    /// Not a test of its own: benchmarks of a group whose hardware class judges them, or a
+    /// pooled level with too few planned hosts, left to the levels above it.
     pub pooled_only: bool,
+    /// The residual variance is the gate's, pooled over its groups (each with its own means),
+    /// because this group has too few updated hosts to estimate its own: the effect is still
+    /// this group's alone.
+    pub pooled_variance: bool,
+    /// Degrees of freedom of the test (0 when untested).
+    pub df: f64,
     /// The host values behind the test, for the report.
     #[serde(skip)]
     pub points: Vec<Point>,
@@ -264,6 +271,7 @@ fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
 
 /// One test: `metric` over the groups of one level; with too few controls and a static
 /// baseline at hand, against the baseline instead.
+#[allow(clippy::too_many_arguments)]
 fn test_level(
     level: &str,
     groups: &[&str],
@@ -272,10 +280,13 @@ fn test_level(
     updated: &HostCohort,
     reference: &Reference<'_>,
     settings: &GateSettings,
+    pool: Option<&[&str]>,
 ) -> MetricComparison {
-    let c = test_with(level, groups, metric, method, updated, reference, settings);
+    let c = test_with(
+        level, groups, metric, method, updated, reference, settings, pool,
+    );
     let few_controls = !matches!(method, Method::Baseline | Method::Paired)
-        && c.control_hosts < settings.min_controls;
+        && c.control_hosts < min_controls(settings, pool.is_some());
     match reference.summary {
         Some(s) if few_controls && groups.iter().any(|g| s.level(g, metric).is_some()) => {
             let mut b = test_with(
@@ -286,6 +297,7 @@ fn test_level(
                 updated,
                 reference,
                 settings,
+                pool,
             );
             let why = format!(
                 "{} control host(s): judged against the static baseline",
@@ -302,15 +314,28 @@ fn test_level(
     }
 }
 
-fn test_with(
-    level: &str,
+/// The control hosts a test needs: `min_controls` for a test on its own spread; one when the
+/// spread is the gate's, since each control is then a unit of the comparison, not of the
+/// variance (a group of three hosts with two canaries keeps its one concurrent control).
+fn min_controls(settings: &GateSettings, pooled: bool) -> usize {
+    if pooled {
+        1
+    } else {
+        settings.min_controls
+    }
+}
+
+/// Each group's updated side, control side and static reference level for one metric.
+type Sides = Vec<(Side, Side, Option<f64>)>;
+
+fn sides_of(
     groups: &[&str],
     metric: &str,
     method: Method,
     updated: &HostCohort,
     reference: &Reference<'_>,
     settings: &GateSettings,
-) -> MetricComparison {
+) -> Sides {
     let did = matches!(method, Method::DiffInDiff | Method::Paired);
     // A benchmark host's value is the median of its repetitions: one slowed by a background
     // job does not move it.
@@ -319,7 +344,7 @@ fn test_with(
     } else {
         settings.host_statistic
     };
-    let sides: Vec<(Side, Side, Option<f64>)> = groups
+    groups
         .iter()
         .map(|g| {
             let u = side(updated, g, metric, did, statistic, settings);
@@ -327,25 +352,32 @@ fn test_with(
             let r = reference.summary.and_then(|s| s.level(g, metric));
             (u, c, r)
         })
-        .collect();
-    let all = |f: &dyn Fn(&HostRow) -> bool| {
-        sides
-            .iter()
-            .flat_map(|(u, c, _)| u.rows.iter().chain(&c.rows))
-            .all(f)
-    };
+        .collect()
+}
+
+/// The log scale when every value (and reference level) is positive, else linear.
+fn scale_of(sides: &Sides) -> Scale {
+    let values_positive = sides
+        .iter()
+        .flat_map(|(u, c, _)| u.rows.iter().chain(&c.rows))
+        .all(|(_, b, a)| *a > 0.0 && b.is_none_or(|b| b > 0.0));
     let positive_refs = sides.iter().all(|(_, _, r)| r.is_none_or(|r| r > 0.0));
-    let scale = if all(&|(_, b, a)| *a > 0.0 && b.is_none_or(|b| b > 0.0)) && positive_refs {
+    if values_positive && positive_refs {
         Scale::Log
     } else {
         Scale::Linear
-    };
+    }
+}
+
+/// One stratum per group: each host's `y` on `scale`.
+fn strata_of(sides: &Sides, method: Method, scale: Scale) -> Vec<Stratum> {
+    let did = matches!(method, Method::DiffInDiff | Method::Paired);
     let f = |x: f64| hosts::transform(x, scale);
     let y = |(_, b, a): &HostRow| match b {
         Some(b) if did => f(*a) - f(*b),
         _ => f(*a),
     };
-    let strata: Vec<Stratum> = sides
+    sides
         .iter()
         .map(|(u, c, r)| Stratum {
             updated: u.rows.iter().map(y).collect(),
@@ -361,7 +393,38 @@ fn test_with(
                 _ => None,
             },
         })
-        .collect();
+        .collect()
+}
+
+/// One test of `metric` over `groups`. With `pool` (the gate's groups), the residual variance
+/// is theirs, fitted with each group's own means, and the scale is the one common to them: a
+/// group with one or two updated hosts is judged on its own effect, against its own controls,
+/// with the spread every group of the gate shows.
+#[allow(clippy::too_many_arguments)]
+fn test_with(
+    level: &str,
+    groups: &[&str],
+    metric: &str,
+    method: Method,
+    updated: &HostCohort,
+    reference: &Reference<'_>,
+    settings: &GateSettings,
+    pool: Option<&[&str]>,
+) -> MetricComparison {
+    let did = matches!(method, Method::DiffInDiff | Method::Paired);
+    let sides = sides_of(groups, metric, method, updated, reference, settings);
+    let pooled = pool.map(|p| {
+        let ps = sides_of(p, metric, method, updated, reference, settings);
+        (scale_of(&ps), ps)
+    });
+    let scale = match &pooled {
+        Some((s, _)) => *s,
+        None => scale_of(&sides),
+    };
+    let residual = pooled
+        .as_ref()
+        .map(|(s, ps)| hosts::residual(&strata_of(ps, method, *s)));
+    let strata = strata_of(&sides, method, scale);
     // A benchmark host's `y` is already its own change, so the groups of a level need no
     // fixed effects of their own: one stratum, and every host adds a degree of freedom.
     let strata = if method == Method::Paired {
@@ -416,6 +479,8 @@ fn test_with(
         insufficient: false,
         reason: String::new(),
         pooled_only: false,
+        pooled_variance: false,
+        df: 0.0,
         points: upd()
             .map(|r| (r, false))
             .chain(ctl().map(|r| (r, true)))
@@ -429,11 +494,14 @@ fn test_with(
     };
     let mut reasons = Vec::new();
     let thin: usize = sides.iter().map(|(u, _, _)| u.thin).sum();
-    if hosts_n < settings.min_hosts {
-        let mut r = format!(
-            "{hosts_n} updated host(s) with data (need {})",
-            settings.min_hosts
-        );
+    // A pooled variance needs one updated host; a test of its own, `min_hosts`.
+    let min_hosts = if residual.is_some() {
+        1
+    } else {
+        settings.min_hosts
+    };
+    if hosts_n < min_hosts {
+        let mut r = format!("{hosts_n} updated host(s) with data (need {min_hosts})");
         if thin > 0 {
             r += &format!(
                 "; {thin} had fewer than {} samples{}",
@@ -448,15 +516,19 @@ fn test_with(
             reasons.push(format!("the baseline has no `{metric}`"));
         }
         Method::Baseline | Method::Paired => {}
-        _ if controls_n < settings.min_controls => reasons.push(format!(
+        _ if controls_n < min_controls(settings, residual.is_some()) => reasons.push(format!(
             "{controls_n} control host(s) with data (need {})",
-            settings.min_controls
+            min_controls(settings, residual.is_some())
         )),
         _ => {}
     }
     if reasons.is_empty() {
-        match hosts::estimate(&strata, settings.alpha, settings.power) {
-            Ok(e) => apply(&mut c, &e, scale, control_mean),
+        match hosts::estimate_with(&strata, residual, settings.alpha, settings.power) {
+            Ok(e) => {
+                apply(&mut c, &e, scale, control_mean);
+                c.df = e.df;
+                c.pooled_variance = residual.is_some();
+            }
             Err(NoEstimate::NoComparison) => {
                 reasons.push("no group has both updated hosts and a reference".into())
             }
@@ -552,6 +624,7 @@ pub fn compare(
     }
     let per_group_u = updated.hosts_per_group();
     let per_group_c = controls.hosts_per_group();
+    let all_groups: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     let mut out_groups = Vec::new();
     for spec in groups {
         let g = spec.name.as_str();
@@ -565,7 +638,13 @@ pub fn compare(
             } else {
                 method
             };
-            let mut c = test_level(g, &[g], m, mm, updated, reference, settings);
+            // Too few updated hosts planned to estimate the group's own spread: its test
+            // borrows the gate's (finding: two canaries per group were judged only through
+            // pools that diluted a one-group regression). Without a plan, too few reporting
+            // cannot be told from hosts missing, and stays insufficient data.
+            let small = spec.expected_hosts.is_some_and(|e| e < settings.min_hosts);
+            let pool = (small && mm != Method::Paired).then_some(all_groups.as_slice());
+            let mut c = test_level(g, &[g], m, mm, updated, reference, settings, pool);
             let shared_class = per_hw.get(spec.hardware.as_str()).copied().unwrap_or(0) > 1;
             if mm == Method::Paired && shared_class {
                 // A benchmark runs on a drained host: what it measures is the hardware's, so
@@ -576,16 +655,6 @@ pub fn compare(
                     "benchmarks are judged per hardware class ({}/*)",
                     spec.hardware
                 );
-            } else if spec.expected_hosts.is_some() && expected < settings.min_hosts {
-                // Too few updated hosts planned for a test of its own: the pooled levels judge
-                // this group (a gate with nothing to pool tests only events).
-                c.pooled_only = true;
-                c.insufficient = false;
-                c.reason = if groups.len() >= 2 {
-                    format!("{expected} updated host(s) planned: judged in the pooled levels")
-                } else {
-                    format!("{expected} updated host(s) planned: too few to test")
-                };
             } else if spec.expected_hosts.is_some() && hosts < floor {
                 c.insufficient = true;
                 let r = format!("{hosts} of {expected} updated hosts reporting");
@@ -642,7 +711,7 @@ pub fn compare(
                 } else {
                     method
                 };
-                let mut c = test_level(&lname, &refs, m, mm, updated, reference, settings);
+                let mut c = test_level(&lname, &refs, m, mm, updated, reference, settings, None);
                 if !top && level_planned < settings.min_hosts {
                     c.pooled_only = true;
                     c.insufficient = false;

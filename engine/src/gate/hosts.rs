@@ -64,8 +64,44 @@ fn ss(v: &[f64]) -> f64 {
     v.iter().map(|x| (x - m) * (x - m)).sum()
 }
 
+/// A residual variance fitted elsewhere: its sum of squares and degrees of freedom.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Residual {
+    pub ss: f64,
+    pub df: f64,
+}
+
+/// The residual variance of `strata` with each stratum's own mean taken out (strata as fixed
+/// effects, updated and controls each with its own mean): what a group too small to estimate
+/// its own spread borrows from the groups of its gate.
+pub fn residual(strata: &[Stratum]) -> Residual {
+    let mut r = Residual { ss: 0.0, df: 0.0 };
+    for s in strata {
+        for side in [&s.updated, &s.controls] {
+            if side.len() > 1 {
+                r.ss += ss(side);
+                r.df += side.len() as f64 - 1.0;
+            }
+        }
+    }
+    r
+}
+
 /// The estimate over `strata` at `1 − alpha` confidence, with the MDE at `power`.
 pub fn estimate(strata: &[Stratum], alpha: f64, power: f64) -> Result<Estimate, NoEstimate> {
+    estimate_with(strata, None, alpha, power)
+}
+
+/// [`estimate`], with the residual variance taken from `pooled` instead of `strata` when
+/// given: the effect is still `strata`'s alone, its standard error
+/// `sqrt(s²_pooled · Σ 1/w)` on the pooled degrees of freedom. One or two updated hosts of a
+/// group are then a test of their own, against their own concurrent controls.
+pub fn estimate_with(
+    strata: &[Stratum],
+    pooled: Option<Residual>,
+    alpha: f64,
+    power: f64,
+) -> Result<Estimate, NoEstimate> {
     let mut num = 0.0;
     let mut weights = 0.0;
     let mut resid = 0.0;
@@ -95,6 +131,9 @@ pub fn estimate(strata: &[Stratum], alpha: f64, power: f64) -> Result<Estimate, 
     }
     if used == 0 || weights <= 0.0 {
         return Err(NoEstimate::NoComparison);
+    }
+    if let Some(p) = pooled {
+        (resid, df) = (p.ss, p.df);
     }
     if df < 1.0 {
         return Err(NoEstimate::NoVariance);
@@ -211,6 +250,39 @@ mod tests {
         );
         assert_eq!(
             estimate(&[stratum(&[1.0], &[2.0])], 0.05, 0.8),
+            Err(NoEstimate::NoVariance)
+        );
+    }
+
+    /// One updated host against two controls has one residual degree of freedom of its own;
+    /// with the spread of the other groups it is a test on their degrees of freedom, with the
+    /// same effect.
+    #[test]
+    fn a_pooled_residual_judges_one_host_on_the_other_groups_spread() {
+        let small = stratum(&[1.5], &[0.9, 1.1]);
+        let others = [
+            stratum(&[10.0, 10.2, 9.8], &[10.1, 9.9, 10.0, 10.0]),
+            stratum(&[5.0, 5.2], &[4.9, 5.1, 5.0]),
+        ];
+        let pooled = residual(&others);
+        // 0.08 + 0.02 (updated) and 0.02 + 0.02 (controls): 0.14 on 2 + 1 + 3 + 2 df.
+        assert!((pooled.ss - 0.14).abs() < 1e-12, "{pooled:?}");
+        assert_eq!(pooled.df, 8.0);
+        let own = estimate(std::slice::from_ref(&small), 0.05, 0.8).expect("own");
+        let e = estimate_with(&[small], Some(pooled), 0.05, 0.8).expect("pooled");
+        assert!((e.effect - 0.5).abs() < 1e-12 && (own.effect - 0.5).abs() < 1e-12);
+        assert_eq!((own.df, e.df), (1.0, 8.0));
+        let se = (0.14f64 / 8.0 * (1.0 + 0.5)).sqrt();
+        assert!((e.se - se).abs() < 1e-12, "{e:?}");
+        assert!(e.mde < own.mde / 4.0, "{} vs {}", e.mde, own.mde);
+        // No spread anywhere is no estimate, as without a pool.
+        assert_eq!(
+            estimate_with(
+                &[stratum(&[1.0], &[2.0])],
+                Some(Residual { ss: 0.0, df: 0.0 }),
+                0.05,
+                0.8
+            ),
             Err(NoEstimate::NoVariance)
         );
     }

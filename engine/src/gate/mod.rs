@@ -12,6 +12,7 @@ mod compare;
 mod evaluate;
 pub mod frames;
 pub mod hosts;
+pub mod judged;
 pub mod kind;
 pub mod render;
 pub mod report;
@@ -27,6 +28,7 @@ pub use evaluate::{
     FileGate, Files, GateError, Groups, Stage,
 };
 pub use frames::Summary;
+pub use judged::{approval_summary, judged, GroupJudgement, GroupStatus};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,7 +99,9 @@ pub enum Correction {
 #[serde(deny_unknown_fields, default)]
 pub struct GateSettings {
     /// Fewer updated hosts with data in a test than this is insufficient data; a group with
-    /// fewer planned is judged only in its pooled levels.
+    /// fewer planned is still tested on its own, with the residual variance of the gate's
+    /// groups pooled (`pooled_variance`), and a pooled level with fewer is left to the levels
+    /// above it.
     pub min_hosts: usize,
     /// Fewer control hosts with data in a test than this is insufficient data.
     pub min_controls: usize,

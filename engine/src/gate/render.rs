@@ -38,6 +38,11 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
         "  {} updated hosts ({} samples) in {} groups; {} control hosts ({} samples); {} tests, {} correction; {} insufficient",
         t.hosts, t.samples, c.groups.len(), t.control_hosts, t.control_samples, t.comparisons, t.correction.describe(), t.insufficient
     );
+    let _ = writeln!(
+        o,
+        "  groups: {}",
+        super::approval_summary(&super::judged(c, v))
+    );
     let _ = writeln!(o, "  method: {}", c.method.describe());
     for w in warnings {
         let _ = writeln!(o, "  warning: {w}");
@@ -58,10 +63,15 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
             "pooled only".to_string()
         } else if m.insufficient {
             format!("insufficient: {}", m.reason)
-        } else if m.worse {
-            "worse".to_string()
         } else {
-            String::new()
+            let mut f = Vec::new();
+            if m.worse {
+                f.push("worse".to_string());
+            }
+            if m.pooled_variance {
+                f.push(format!("gate's variance ({} df)", m.df));
+            }
+            f.join(", ")
         };
         let (effect, mde, p) = if m.insufficient || m.pooled_only && !m.mde.is_finite() {
             ("-".to_string(), "-".to_string(), "-".to_string())

@@ -38,6 +38,9 @@ fn flag(m: &MetricComparison, reasons: &[String]) -> (u8, &'static str) {
         r.starts_with(&format!("{}: {} ", m.level, m.name))
             || r.starts_with(&format!("{}: insufficient data for {} ", m.level, m.name))
             || r.starts_with(&format!("{}: {} cannot", m.level, m.name))
+            || (r.starts_with(&format!("cannot judge {}: ", m.level))
+                || r.starts_with(&format!("cannot judge level {}: ", m.level)))
+                && r.contains(&format!(" for {} (", m.name))
     });
     if named {
         (0, "named in the verdict")
@@ -250,6 +253,44 @@ h1 .v{{color:{}}} .panel{{display:inline-block;vertical-align:top;border:1px sol
     for w in warnings {
         let _ = write!(o, r#"<p class="meta">warning: {}</p>"#, esc(w));
     }
+    // Each group and how it came out: a canary approval claims no more than this table.
+    let groups = super::judged(c, v);
+    let _ = write!(
+        o,
+        r#"<h2>groups</h2><p id="groups-summary">{}</p><table id="groups"><tr><th>group</th><th>status</th><th>hosts</th><th>controls</th><th>metrics tested on its own</th><th>largest MDE</th></tr>"#,
+        esc(&super::approval_summary(&groups))
+    );
+    for g in &groups {
+        let status_colour = match g.status {
+            super::GroupStatus::Passed => colour(VerdictKind::Pass),
+            super::GroupStatus::Inconclusive | super::GroupStatus::NotJudged => {
+                colour(VerdictKind::Inconclusive)
+            }
+            super::GroupStatus::Paused => colour(VerdictKind::Pause),
+            super::GroupStatus::Failed => colour(VerdictKind::Fail),
+        };
+        let mde = g
+            .largest_mde
+            .as_ref()
+            .map(|(m, x)| format!("{x:.1}% ({})", esc(m)))
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
+            o,
+            r#"<tr data-group="{0}" data-status="{1}"><td>{0}</td><td style="color:{2}">{1}</td><td>{3}</td><td>{4}</td><td>{5}{6}</td><td>{mde}</td></tr>"#,
+            esc(&g.group),
+            g.status.as_str(),
+            status_colour,
+            g.hosts,
+            g.control_hosts,
+            g.tested,
+            if g.pooled_variance > 0 {
+                format!(" ({} on the gate's variance)", g.pooled_variance)
+            } else {
+                String::new()
+            }
+        );
+    }
+    o.push_str("</table>");
     let mut all: Vec<(u8, &'static str, &MetricComparison)> = c
         .levels
         .iter()

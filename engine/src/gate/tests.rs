@@ -220,17 +220,22 @@ fn a_class_wide_regression_shows_pooled_where_each_group_cannot() {
 }
 
 #[test]
-fn too_few_hosts_is_pooled_only_or_insufficient_never_a_pass() {
+fn too_few_hosts_is_a_test_on_the_gates_spread_or_insufficient_never_a_pass() {
     let u = hosts("u", "sm-x12/db", "cpu_util_pct", 1, 0.1, 1.0, 0.0, 0.01);
     let c = hosts("c", "sm-x12/db", "cpu_util_pct", 2, 0.1, 1.0, 0.0, 0.01);
-    // One host planned: judged in the pooled levels.
+    // One host planned: a test of its own, on the spread of the gate's groups (here the
+    // group's own two controls: one degree of freedom).
     let cmp = run(
         &build(&u, true),
         &build(&c, true),
         &[spec("sm-x12/db", Some(1))],
     );
     let m = metric(&cmp, "sm-x12/db", "cpu_util_pct");
-    assert!(m.pooled_only && !m.insufficient, "{m:?}");
+    assert!(!m.pooled_only && !m.insufficient, "{m:?}");
+    assert!(
+        m.pooled_variance && m.df == 1.0 && m.mde.is_finite(),
+        "{m:?}"
+    );
     // Four planned, one reporting, two controls.
     let cmp = run(
         &build(&u, true),
@@ -355,4 +360,132 @@ fn non_positive_values_use_the_linear_scale() {
     let m = metric(&cmp, "g/a", "temp_delta");
     assert_eq!(m.scale, hosts::Scale::Linear);
     assert!(m.effect.is_finite() && !m.insufficient, "{m:?}");
+}
+
+/// Finding: with two canaries per group, every group was `pooled_only`, and a +30% regression
+/// confined to one group of a hardware class of four was diluted to about +7.5% in the class
+/// and passed. Each group is now a test of its own on the gate's spread.
+#[test]
+fn finding_one_group_regressed_among_two_canary_groups_is_named_at_its_own_level() {
+    let groups = ["r750/db", "r750/web", "r750/cache", "r750/batch"];
+    let (mut u, mut c) = (Vec::new(), Vec::new());
+    for (i, g) in groups.iter().enumerate() {
+        let effect = if i == 0 { 0.3 } else { 0.0 };
+        u.extend(hosts(
+            &format!("u{i}-"),
+            g,
+            "cpu_util_pct",
+            2,
+            0.2,
+            1.1,
+            effect,
+            0.02,
+        ));
+        c.extend(hosts(
+            &format!("c{i}-"),
+            g,
+            "cpu_util_pct",
+            6,
+            0.2,
+            1.1,
+            0.0,
+            0.02,
+        ));
+    }
+    let specs: Vec<GroupSpec> = groups.iter().map(|g| spec(g, Some(2))).collect();
+    let cmp = run(&build(&u, true), &build(&c, true), &specs);
+    let bad = metric(&cmp, "r750/db", "cpu_util_pct");
+    assert!(
+        bad.pooled_variance && !bad.pooled_only && !bad.insufficient,
+        "{bad:?}"
+    );
+    assert!(bad.worse && (bad.effect - 30.0).abs() < 3.0, "{bad:?}");
+    // The gate's spread: 4 × (1 + 5) degrees of freedom.
+    assert_eq!(bad.df, 24.0);
+    assert!(bad.mde < 10.0, "{bad:?}");
+    for g in &groups[1..] {
+        let m = metric(&cmp, g, "cpu_util_pct");
+        assert!(!m.worse && m.effect.abs() < 3.0, "{m:?}");
+    }
+    // The class is diluted, as found; it stays an extra test.
+    let class = metric(&cmp, "r750/*", "cpu_util_pct");
+    assert!(class.effect < 10.0, "{class:?}");
+}
+
+/// Finding: the canary alert said "all 24 groups passed" when no group had been judged on
+/// its own. The approval's headline comes from each group's outcome.
+#[test]
+fn the_approval_says_all_groups_passed_only_when_each_was_judged_and_passed() {
+    let groups = ["r750/db", "r750/web", "r640/db"];
+    let (mut u, mut c) = (Vec::new(), Vec::new());
+    for (i, g) in groups.iter().enumerate() {
+        u.extend(hosts(
+            &format!("u{i}-"),
+            g,
+            "cpu_util_pct",
+            2,
+            0.2,
+            1.0,
+            0.0,
+            0.02,
+        ));
+        c.extend(hosts(
+            &format!("c{i}-"),
+            g,
+            "cpu_util_pct",
+            6,
+            0.2,
+            1.0,
+            0.0,
+            0.02,
+        ));
+    }
+    let specs: Vec<GroupSpec> = groups.iter().map(|g| spec(g, Some(2))).collect();
+    let cmp = run(&build(&u, true), &build(&c, true), &specs);
+    let mut v = crate::model::Verdict {
+        verdict: crate::model::VerdictKind::Pass,
+        reasons: vec![],
+        levels: Default::default(),
+    };
+    let check = |v: &crate::model::Verdict, want: &str| {
+        let j = judged(&cmp, v);
+        assert_eq!(approval_summary(&j), want, "{j:?}");
+    };
+    check(
+        &v,
+        "all 3 hardware × workload group(s) passed, each judged on its own",
+    );
+    v.levels
+        .insert("r750/web".into(), crate::model::VerdictKind::Inconclusive);
+    check(
+        &v,
+        "2 of 3 hardware × workload group(s) passed on their own; r750/web inconclusive",
+    );
+    // A group with no metric of its own tested is not judged, whatever the verdict.
+    let cmp2 = run(&build(&u[..2], true), &build(&c[..6], true), &specs[..1]);
+    let mut bare = cmp2.clone();
+    for m in &mut bare.groups[0].metrics {
+        m.pooled_only = true;
+    }
+    let j = judged(
+        &bare,
+        &crate::model::Verdict {
+            verdict: crate::model::VerdictKind::Pass,
+            reasons: vec![],
+            levels: Default::default(),
+        },
+    );
+    assert_eq!(j[0].status, GroupStatus::NotJudged);
+    assert_eq!(
+        j[0].describe(),
+        "r750/db: not judged (no metric tested on its own hosts)"
+    );
+    let j = judged(&cmp2, &v);
+    assert!(
+        j[0].describe().starts_with(
+            "r750/db: passed (1 metric(s) tested on its own: 2 host(s) against 6 control(s), largest MDE"
+        ),
+        "{}",
+        j[0].describe()
+    );
 }

@@ -191,6 +191,10 @@ pub enum Event {
         stage: usize,
         verdict: VerdictKind,
         reasons: Vec<String>,
+        /// Each hardware × workload group of the gate and how it came out: `passed` (tested
+        /// on its own), `inconclusive`, `paused`, `failed` or `not_judged`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<crate::gate::GroupJudgement>,
     },
     Paused {
         reason: String,

@@ -26,6 +26,9 @@ pub struct Decision {
     /// The levels the reasons name (`r750/db`, `r750/*`, `*/*`).
     pub levels: Vec<String>,
     pub hosts: Vec<String>,
+    /// For a gate: each hardware × workload group and how it came out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::gate::GroupJudgement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,6 +43,10 @@ pub struct Explanation {
 /// `hardware/workload`.
 fn level_of(reason: &str) -> Option<String> {
     let (head, _) = reason.split_once(": ")?;
+    let head = head
+        .strip_prefix("cannot judge level ")
+        .or_else(|| head.strip_prefix("cannot judge "))
+        .unwrap_or(head);
     (head.contains('/') && !head.contains(' ')).then(|| head.to_string())
 }
 
@@ -72,6 +79,7 @@ pub fn explain(
             reasons: Vec::new(),
             levels: Vec::new(),
             hosts: Vec::new(),
+            groups: Vec::new(),
         };
         let decision = match &r.event {
             Event::Started {
@@ -120,6 +128,7 @@ pub fn explain(
                 stage,
                 verdict,
                 reasons,
+                groups,
             } => {
                 let operator = reasons
                     .first()
@@ -129,10 +138,13 @@ pub fn explain(
                     if operator { "override" } else { "gate" },
                     if operator {
                         "gate accepted by an operator at resume".to_string()
-                    } else {
+                    } else if groups.is_empty() {
                         format!("gate: {verdict}")
+                    } else {
+                        format!("gate: {verdict}; {}", crate::gate::approval_summary(groups))
                     },
                 );
+                x.groups = groups.clone();
                 x.levels = reasons
                     .iter()
                     .filter_map(|r| level_of(r.trim_start_matches("the gate said: ")))

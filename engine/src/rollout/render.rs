@@ -60,6 +60,7 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
             stage,
             verdict,
             reasons,
+            ..
         } => {
             let mut o = format!(
                 "{at}  gate {}: {} (policy {})",

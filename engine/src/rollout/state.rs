@@ -380,6 +380,7 @@ impl RolloutState {
                 stage,
                 verdict,
                 reasons,
+                ..
             } => {
                 self.gates.insert(*stage, (*verdict, reasons.clone()));
             }
@@ -626,6 +627,7 @@ mod tests {
                 stage: 0,
                 verdict: VerdictKind::Pause,
                 reasons: vec!["slow".into()],
+                groups: vec![],
             },
         ));
         more.push(rec(
@@ -647,6 +649,7 @@ mod tests {
                 stage: 0,
                 verdict: VerdictKind::Pass,
                 reasons: vec![],
+                groups: vec![],
             },
         ));
         more.push(rec(

@@ -158,6 +158,7 @@ impl<'a> Controller<'a> {
                         stage,
                         verdict: VerdictKind::Pass,
                         reasons: r,
+                        groups: vec![],
                     },
                     self.io.clock,
                 )?;

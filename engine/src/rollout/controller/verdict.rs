@@ -148,7 +148,10 @@ impl<'a> Controller<'a> {
         let verdict = verdict.unwrap_or_else(|e| Verdict {
             verdict: VerdictKind::Pause,
             reasons: vec![format!("the gate policy failed: {}", policy_message(&e))],
+            levels: Default::default(),
         });
+        // Each group and how it came out: what the approval may claim.
+        let groups = gate::judged(&cmp, &verdict);
         // The report people look at, beside the gate's JSON.
         let html = gate_file.with_file_name(format!("stage-{stage:02}.html"));
         std::fs::write(&html, gate::report(&set, &cmp, &verdict, &[])).map_err(|source| {
@@ -162,6 +165,7 @@ impl<'a> Controller<'a> {
                 stage,
                 verdict: verdict.verdict,
                 reasons: verdict.reasons.clone(),
+                groups: groups.clone(),
             },
             clock,
         )?;
@@ -190,15 +194,19 @@ impl<'a> Controller<'a> {
                 });
                 if canary {
                     let kernel = self.with_state(|s| s.target_kernel.clone());
+                    // Each group as judged, then the policy's own notes.
+                    let mut reasons: Vec<String> =
+                        groups.iter().map(gate::GroupJudgement::describe).collect();
+                    reasons.extend(verdict.reasons);
                     self.alert(
                         Severity::Info,
                         "canary_approved",
                         Some(stage),
                         format!(
-                            "kernel `{kernel}` approved by the canaries: all {} hardware × workload group(s) passed",
-                            specs.len()
+                            "kernel `{kernel}` approved by the canaries: {}",
+                            gate::approval_summary(&groups)
                         ),
-                        verdict.reasons,
+                        reasons,
                     );
                 }
                 Ok(())
