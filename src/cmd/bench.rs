@@ -90,6 +90,11 @@ pub enum What {
         /// The before window and the bake, each.
         #[arg(long, default_value_t = 4.0)]
         bake_hours: f64,
+        /// Each host's own level change between its before and after windows, kernel or not
+        /// (standard deviation, percent, log scale): 0 makes every host its own perfect
+        /// control.
+        #[arg(long, default_value_t = 3.0)]
+        host_drift: f64,
         /// Only the scenarios whose name contains this.
         #[arg(long)]
         only: Option<String>,
@@ -191,6 +196,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             policy_dir,
             seeds,
             bake_hours,
+            host_drift,
             only,
         } => {
             let set = ctx.load(&policy_dir)?;
@@ -198,6 +204,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
                 &set,
                 seeds,
                 bake_hours,
+                host_drift / 100.0,
                 only.as_deref(),
             )?;
             show(ctx, "verdicts", &r, fleetward_engine::sim::verdicts::render)

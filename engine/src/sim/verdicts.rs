@@ -19,6 +19,8 @@ const WORKLOADS: [&str; 4] = ["web", "db", "cache", "batch"];
 pub const CLASS: &str = "r750";
 /// The group of the single-group regressions.
 pub const GROUP: &str = "r750/db";
+/// The small group of the single-group regressions (one concurrent control).
+pub const SMALL: &str = "sm-x12/db";
 const STEP: i64 = 300;
 
 /// What one scenario injects and how it is judged.
@@ -40,6 +42,9 @@ pub struct Scenario {
     pub metric: String,
     /// The updated hosts ran the benchmark set before and after their update.
     pub benchmarks: bool,
+    /// Control hosts of the regressed group, when not the default: a small group (three
+    /// hosts, two canaries) has one.
+    pub group_controls: Option<usize>,
 }
 
 /// The scenarios the acceptance asks for.
@@ -54,6 +59,7 @@ pub fn scenarios() -> Vec<Scenario> {
         effect_on: on.into(),
         metric: "io_latency_p99_ms".into(),
         benchmarks: false,
+        group_controls: None,
     };
     let b = |name: &str, expect: &str, stage, n, metric: &str, effect, on: &str, bench| Scenario {
         metric: metric.into(),
@@ -62,7 +68,53 @@ pub fn scenarios() -> Vec<Scenario> {
     };
     let disk = "bench_disk_write_mbps";
     let io = "io_latency_p99_ms";
-    vec![
+    // One group regressed from the canaries on, with the shipped two canaries per group:
+    // each standard metric, 30% and 15% worse, named at the group's own level.
+    let mut single = vec![b(
+        "clean, 2 canaries/group",
+        "pass",
+        0,
+        2,
+        io,
+        1.0,
+        "",
+        false,
+    )];
+    for pct in [30.0, 15.0] {
+        for (metric, dir) in gate::STANDARD_METRICS {
+            let f = match dir {
+                gate::Direction::HigherIsWorse => 1.0 + pct / 100.0,
+                gate::Direction::LowerIsWorse => 1.0 - pct / 100.0,
+            };
+            single.push(b(
+                &format!("{GROUP} {metric} {pct}% worse, 2 canaries"),
+                "pause",
+                0,
+                2,
+                metric,
+                f,
+                GROUP,
+                false,
+            ));
+        }
+    }
+    // A small group: three hosts, two canaries, one concurrent control.
+    for metric in ["cpu_util_pct", io] {
+        single.push(Scenario {
+            group_controls: Some(1),
+            ..b(
+                &format!("{SMALL} {metric} 30% worse, 2 canaries, 1 control"),
+                "pause",
+                0,
+                2,
+                metric,
+                1.3,
+                SMALL,
+                false,
+            )
+        });
+    }
+    let mut all = vec![
         s(
             "clean, concurrent controls",
             "pass",
@@ -206,7 +258,9 @@ pub fn scenarios() -> Vec<Scenario> {
             CLASS,
             true,
         ),
-    ]
+    ];
+    all.extend(single);
+    all
 }
 
 /// The verdicts of one scenario over its seeds.
@@ -221,6 +275,9 @@ pub struct Outcome {
     /// `pause / seeds`: the false-pause rate of a clean scenario, the catch rate of a
     /// regression.
     pub pause_rate: f64,
+    /// Pauses with a reason that names the regressed group itself (`r750/db: …`), not only a
+    /// pooled level.
+    pub named: usize,
     /// A few reasons of the unexpected verdicts, for reading.
     pub examples: Vec<String>,
     pub seconds: f64,
@@ -242,6 +299,9 @@ pub struct VariationDoc {
     pub daily_swing: f64,
     pub wobble: f64,
     pub noise: f64,
+    /// Standard deviation of each host's own level change between its before and after
+    /// windows (log scale), updated or not.
+    pub host_drift: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,16 +359,26 @@ fn host_samples(
     from: i64,
     steps: i64,
     update: Option<(i64, f64, &str)>,
+    drift: Option<(i64, f64)>,
 ) {
     let group = format!("{hw}/{wl}");
     for (metric, _) in gate::STANDARD_METRICS {
         let base = level(metric, hw, wl);
         let own = v.host_factor(name, metric);
         let key0 = keyed_hash(seed, &format!("{name}/{metric}"));
+        // The host's own change between its windows, kernel or not: hosts drift apart as
+        // their traffic shifts, so a host is not its own perfect control.
+        let moved = drift.map(|(at, sd)| {
+            let k = keyed_hash(seed ^ 0xd41f_7000, &format!("{name}/{metric}"));
+            (at, (sd * normal(k)).exp())
+        });
         for i in 0..steps {
             let ts = from + i * STEP;
             let effect = match update {
                 Some((at, f, m)) if ts >= at && metric == m => f,
+                _ => 1.0,
+            } * match moved {
+                Some((at, m)) if ts >= at => m,
                 _ => 1.0,
             };
             let val = v.sample(
@@ -361,6 +431,7 @@ fn one(
     s: &Scenario,
     seed: u64,
     bake_secs: i64,
+    host_drift: f64,
 ) -> Result<(VerdictKind, Vec<String>), VerdictsError> {
     let v = Variation::FLEET;
     // The update happens at a random time of day.
@@ -369,6 +440,7 @@ fn one(
         + (keyed_hash(seed, "start") % 24) as i64 * 3600;
     let from = update - bake_secs;
     let steps = 2 * bake_secs / STEP;
+    let drift = (host_drift > 0.0).then_some((update, host_drift));
     let n_controls = crate::rollout::controller::default_controls(s.updated_per_group);
     let (mut upd, mut ctl, mut stale) = (Columns::new(), Columns::new(), Columns::new());
     let mut pairs = Vec::new();
@@ -380,7 +452,7 @@ fn one(
             for i in 0..s.updated_per_group {
                 let name = format!("s{seed}-{group}-u{i}");
                 let u = hit.then_some((update, s.effect, s.metric.as_str()));
-                host_samples(&mut upd, &v, seed, &name, hw, wl, from, steps, u);
+                host_samples(&mut upd, &v, seed, &name, hw, wl, from, steps, u, drift);
                 if s.benchmarks {
                     let f = if hit { s.effect } else { 1.0 };
                     bench_samples(&mut upd, seed, &name, hw, update, &s.metric, f);
@@ -402,13 +474,18 @@ fn one(
                         t,
                         bake_secs / STEP,
                         None,
+                        None,
                     );
                     pairs.push((name, group.clone()));
                 }
             } else {
+                let n_controls = match s.group_controls {
+                    Some(n) if s.effect_on == group => n,
+                    _ => n_controls,
+                };
                 for i in 0..n_controls {
                     let name = format!("s{seed}-{group}-c{i}");
-                    host_samples(&mut ctl, &v, seed, &name, hw, wl, from, steps, None);
+                    host_samples(&mut ctl, &v, seed, &name, hw, wl, from, steps, None, drift);
                     pairs.push((name, group.clone()));
                 }
             }
@@ -467,12 +544,18 @@ pub fn verdicts(
     set: &PolicySet,
     seeds: usize,
     bake_hours: f64,
+    host_drift: f64,
     only: Option<&str>,
 ) -> Result<Verdicts, VerdictsError> {
     if seeds == 0 || bake_hours.is_nan() || bake_hours <= 0.0 {
         return Err(VerdictsError::Invalid(
             "`--seeds` and `--bake-hours` must be positive".into(),
         ));
+    }
+    if !(0.0..=1.0).contains(&host_drift) {
+        return Err(VerdictsError::Invalid(format!(
+            "`--host-drift` must be a fraction from 0 to 1, not `{host_drift}`"
+        )));
     }
     let bake_secs = ((bake_hours * 3600.0) as i64 / STEP).max(1) * STEP;
     let started = std::time::Instant::now();
@@ -494,7 +577,7 @@ pub fn verdicts(
                         sc.spawn(move || {
                             (t..seeds)
                                 .step_by(threads)
-                                .map(|seed| one(set, s, seed as u64 + 1, bake_secs))
+                                .map(|seed| one(set, s, seed as u64 + 1, bake_secs, host_drift))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -516,6 +599,7 @@ pub fn verdicts(
             pause: 0,
             fail: 0,
             pause_rate: 0.0,
+            named: 0,
             examples: Vec::new(),
             seconds: 0.0,
         };
@@ -526,6 +610,13 @@ pub fn verdicts(
                 VerdictKind::Inconclusive => o.inconclusive += 1,
                 VerdictKind::Pause => o.pause += 1,
                 VerdictKind::Fail => o.fail += 1,
+            }
+            let own = format!("{}: ", s.effect_on);
+            if kind == VerdictKind::Pause
+                && s.effect_on.contains('/')
+                && reasons.iter().any(|r| r.starts_with(&own))
+            {
+                o.named += 1;
             }
             let unexpected = (s.expect == "pass") != (kind == VerdictKind::Pass);
             if unexpected && o.examples.len() < 3 {
@@ -547,6 +638,7 @@ pub fn verdicts(
             daily_swing: v.daily_swing,
             wobble: v.wobble,
             noise: v.noise,
+            host_drift,
         },
         gates_per_second: gates_run as f64 / started.elapsed().as_secs_f64().max(1e-9),
         outcomes,
@@ -559,16 +651,17 @@ pub fn render(v: &Verdicts) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "verdicts: the real gate path over generated fleets (24 groups, {}% host spread, ±{}% daily swing, {}% noise), before window and bake {} h each",
+        "verdicts: the real gate path over generated fleets (24 groups, {}% host spread, ±{}% daily swing, {}% noise, {}% host drift between windows), before window and bake {} h each",
         v.variation.host_spread * 100.0,
         v.variation.daily_swing * 100.0,
         v.variation.noise * 100.0,
+        v.variation.host_drift * 100.0,
         v.bake_hours
     );
     let _ = writeln!(
         o,
-        "{:<34} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}",
-        "scenario", "seeds", "pass", "incon", "pause", "fail", "paused"
+        "{:<52} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}",
+        "scenario", "seeds", "pass", "incon", "pause", "fail", "named", "paused"
     );
     for x in &v.outcomes {
         let what = if x.scenario.expect == "pass" {
@@ -578,13 +671,18 @@ pub fn render(v: &Verdicts) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<34} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>6.1}% {what}",
+            "{:<52} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  {:>6.1}% {what}",
             x.scenario.name,
             x.seeds,
             x.pass,
             x.inconclusive,
             x.pause,
             x.fail,
+            if x.scenario.effect_on.contains('/') {
+                x.named.to_string()
+            } else {
+                "-".into()
+            },
             x.pause_rate * 100.0
         );
         for e in &x.examples {
