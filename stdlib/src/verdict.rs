@@ -173,6 +173,11 @@ pub mod verdict_fns {
     /// let v = worst(pause("a"), pass("b"));
     /// assert_eq(v.verdict, "pause");
     /// assert_eq(v.reasons, ["a", "b"]);
+    /// let x = verdict();
+    /// x.inconclusive("r750/db", "mde");
+    /// let y = verdict();
+    /// y.pause("r750/db", "slow");
+    /// assert_eq(worst(x, y).levels, #{ "r750/db": "pause" });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn worst(a: Map, b: Map) -> Result<Map, Box<EvalAltResult>> {
@@ -181,17 +186,12 @@ pub mod verdict_fns {
         let mut reasons = reasons_of(&a);
         reasons.extend(reasons_of(&b));
         out.insert("reasons".into(), reasons.into());
-        let mut levels = levels_of(&a);
+        out.insert("levels".into(), levels_of(&a).into());
         for (k, kind) in levels_of(&b) {
-            let worse = levels
-                .get(&k)
-                .is_none_or(|old| level(&kind.to_string()) > level(&old.to_string()));
-            if worse {
-                levels.insert(k, kind);
-            }
+            mark(&mut out, &k, &kind.to_string())?;
         }
-        if !levels.is_empty() {
-            out.insert("levels".into(), levels.into());
+        if levels_of(&out).is_empty() {
+            out.remove("levels");
         }
         Ok(out)
     }
