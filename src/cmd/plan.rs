@@ -24,6 +24,11 @@ pub struct Args {
     pub start: Option<String>,
     #[command(flatten)]
     pub drift: DriftArgs,
+    /// Production history (long-form samples, `host, timestamp, metric, value`): sizes
+    /// `"auto"` canary counts and shows each group's expected MDE per metric at the canary
+    /// gate. Without it, `"auto"` takes its cap.
+    #[arg(long)]
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 /// Parses `--start`.
@@ -38,7 +43,15 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let inv = a.fleet.inventory.load(&set)?;
     let start = a.start.as_deref().map(parse_start).transpose()?;
     let held = a.drift.choice().held(&inv.hosts)?;
-    let mut p = plan::for_inventory(&set, &inv, a.kernel.clone(), a.seed, start, &held.hosts)?;
+    let mut p = plan::for_inventory(
+        &set,
+        &inv,
+        a.kernel.clone(),
+        a.seed,
+        start,
+        &held.hosts,
+        a.baseline.as_deref(),
+    )?;
     if let Some((file, at)) = &held.source {
         p.notes.push(format!(
             "drift: {} host(s) held back by the audit of {at} ({file})",

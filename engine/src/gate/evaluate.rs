@@ -38,6 +38,11 @@ impl Groups {
         Ok(Groups { df, of, by_name })
     }
 
+    /// The frame samples are joined with: host → group.
+    pub fn frame(&self) -> &DataFrame {
+        &self.df
+    }
+
     /// The group of a host.
     pub fn of(&self, host: &str) -> Option<&GroupKey> {
         self.of.get(host)

@@ -16,6 +16,7 @@ pub mod judged;
 pub mod kind;
 pub mod render;
 pub mod report;
+pub mod sizing;
 pub mod stats;
 
 pub use aggregate::{HostCohort, Split};

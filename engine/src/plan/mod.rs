@@ -18,13 +18,14 @@ pub mod spec;
 pub mod window;
 
 pub use apportion::apportion;
-pub use entry::for_inventory;
+pub use entry::{for_inventory, sizing_of};
 use order::{blend, spread_order};
 pub use order::{cumulative_targets, keyed_hash};
 pub(crate) use order::{splitmix64_finish, SPLITMIX64_GAMMA};
-pub use spec::{Amount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window};
+pub use spec::{Amount, CanaryCount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window};
 
 use crate::error::PolicyError;
+use crate::gate::sizing::{default_controls, ExpectedMde, Sizing};
 use crate::model::Host;
 use fleetward_stdlib::KernelVersion;
 use jiff::{SignedDuration, Timestamp};
@@ -39,7 +40,7 @@ pub const DEFAULT_HOST_SECS: u64 = 15 * 60;
 pub trait RolloutRules {
     /// One decision per host, in order.
     fn eligible(&self, hosts: &[&Host]) -> Result<Vec<Eligibility>, PlanError>;
-    fn canary(&self, group: &GroupInfo) -> Result<i64, PlanError>;
+    fn canary(&self, group: &GroupInfo) -> Result<CanaryCount, PlanError>;
     /// Cumulative percentages, rising, ending at 100.
     fn waves(&self) -> Result<Vec<f64>, PlanError>;
     /// Seconds to watch a stage before its gate.
@@ -78,6 +79,9 @@ pub struct PlanRequest<'a> {
     pub start: Timestamp,
     /// Hosts held back by unresolved drift (from `drift audit`'s review queue), with why.
     pub held: &'a BTreeMap<String, String>,
+    /// What sizes `"auto"` canary counts and gives every group its expected MDEs; without it,
+    /// `"auto"` takes its cap.
+    pub sizing: Option<&'a Sizing>,
 }
 
 /// Why a host is not in the plan.
@@ -138,6 +142,41 @@ pub struct GroupPlan {
     pub excluded: usize,
     /// Seconds per host, from `host_time(group)`.
     pub host_secs: u64,
+    /// How the canary count was chosen, and what it is expected to detect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_sizing: Option<CanarySizing>,
+}
+
+impl CanarySizing {
+    /// Why the count is what it is: the `"auto"` reason, or the fixed count's shortfall.
+    pub fn why_or_default(&self) -> String {
+        if !self.why.is_empty() {
+            return self.why.clone();
+        }
+        let worst: Vec<String> = self
+            .expected
+            .iter()
+            .filter(|e| e.mde > e.threshold)
+            .map(|e| format!("{} {:.1}% > {}%", e.metric, e.mde, e.threshold))
+            .collect();
+        format!("`canary(group)` fixes the count; expected MDE {}", worst.join(", "))
+    }
+}
+
+/// How a group's canary count was chosen and what the canary gate should detect with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanarySizing {
+    /// `canary(group)`'s rule.
+    pub rule: CanaryCount,
+    /// Controls the canary gate will have (the default count, at most the group's other hosts).
+    pub controls: usize,
+    /// Expected MDE per metric with the chosen count (empty without a baseline).
+    pub expected: Vec<ExpectedMde>,
+    /// Every metric's expected MDE is within its threshold.
+    pub within: bool,
+    /// Why the count is what it is, for `"auto"`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +240,40 @@ pub struct Plan {
     pub blast_radius: Vec<ScopeLimit>,
     pub windows: Vec<Window>,
     pub notes: Vec<String>,
+    /// Where canary sizing's spreads came from, when a baseline was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<SizingSummary>,
+}
+
+/// What canary sizing was based on: the baseline, its history, the gate's settings and the
+/// canary gate's windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SizingSummary {
+    pub baseline: String,
+    pub hosts: usize,
+    pub samples: usize,
+    pub history_secs: f64,
+    pub interval_secs: f64,
+    pub before_secs: u64,
+    pub bake_secs: u64,
+    pub alpha: f64,
+    pub power: f64,
+}
+
+impl SizingSummary {
+    pub fn of(z: &Sizing) -> SizingSummary {
+        SizingSummary {
+            baseline: z.source.clone(),
+            hosts: z.spreads.hosts,
+            samples: z.spreads.samples,
+            history_secs: z.spreads.history_secs,
+            interval_secs: z.spreads.interval_secs,
+            before_secs: z.before_secs,
+            bake_secs: z.bake_secs,
+            alpha: z.alpha,
+            power: z.power,
+        }
+    }
 }
 
 /// Interned values of one scope: the value id of every host, and the inventory total of each.
@@ -239,11 +312,6 @@ fn scope_values(scope: &Scope, hosts: &[Host]) -> ScopeValues {
         ids.push(id);
     }
     ScopeValues { ids, totals }
-}
-
-fn check_count(what: &str, v: i64) -> Result<usize, PlanError> {
-    usize::try_from(v)
-        .map_err(|_| PlanError::Invalid(format!("{what} is `{v}`, which is negative")))
 }
 
 /// Plans a rollout.
@@ -403,6 +471,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         let ex = excluded_by_group.get(name.as_str());
         let count = |k: ExclusionKind| ex.and_then(|m| m.get(&k)).copied().unwrap_or(0);
         let mut canaries = 0;
+        let mut canary_sizing = None;
         if a.members.is_empty() {
             let pending = a.total - count(ExclusionKind::OnTarget) - count(ExclusionKind::Newer);
             if pending > 0 {
@@ -415,20 +484,79 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                 });
             }
         } else {
-            let want = rules.canary(&info)?;
-            let want = check_count(&format!("canary(`{name}`)"), want)?;
-            if want == 0 {
-                notes.push(format!(
-                    "`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"
-                ));
+            let rule = rules.canary(&info)?;
+            let size = a.members.len();
+            let controls = |n: usize| default_controls(n).min(a.total.saturating_sub(n));
+            let expected = |n: usize| {
+                req.sizing
+                    .map(|z| z.expected(name, n, controls(n)))
+                    .unwrap_or_default()
+            };
+            let within = |e: &[ExpectedMde]| e.iter().all(|x| x.mde <= x.threshold);
+            let mut why = String::new();
+            match rule {
+                CanaryCount::Fixed(want) => {
+                    if want == 0 {
+                        notes.push(format!(
+                            "`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"
+                        ));
+                    }
+                    if want > size {
+                        notes.push(format!(
+                            "`{name}` has {size} eligible host(s) for {want} canaries; all of them are canaries"
+                        ));
+                    }
+                    canaries = want.clamp(1, size);
+                }
+                CanaryCount::Auto { floor, cap } => {
+                    let hi = cap.min(size).max(1);
+                    let lo = floor.clamp(1, hi);
+                    canaries = match req.sizing {
+                        None => {
+                            why = format!("no baseline to size from: the cap, {hi}");
+                            hi
+                        }
+                        Some(_) => match (lo..=hi).find(|&n| within(&expected(n))) {
+                            Some(n) if n == lo => {
+                                why = format!("the floor, {lo}, detects every threshold");
+                                n
+                            }
+                            Some(n) => {
+                                why = format!(
+                                    "the fewest of {lo}..={hi} that detect every threshold"
+                                );
+                                n
+                            }
+                            None => {
+                                // Nothing reaches every threshold: the count that comes
+                                // closest (the smallest worst ratio), fewest on ties.
+                                let worst = |n: usize| {
+                                    expected(n)
+                                        .iter()
+                                        .map(|x| x.mde / x.threshold)
+                                        .fold(0.0f64, f64::max)
+                                };
+                                let best = (lo..=hi)
+                                    .min_by(|a, b| worst(*a).total_cmp(&worst(*b)))
+                                    .unwrap_or(hi);
+                                why = format!(
+                                    "no count of {lo}..={hi} detects every threshold; {best} comes closest: the canary gate will call this group inconclusive"
+                                );
+                                best
+                            }
+                        },
+                    };
+                }
             }
-            if want > a.members.len() {
-                notes.push(format!(
-                    "`{name}` has {} eligible host(s) for {want} canaries; all of them are canaries",
-                    a.members.len()
-                ));
-            }
-            canaries = want.clamp(1, a.members.len());
+            let e = expected(canaries);
+            canary_sizing = (req.sizing.is_some() || matches!(rule, CanaryCount::Auto { .. }))
+                .then(|| CanarySizing {
+                rule,
+                controls: controls(canaries),
+                within: within(&e),
+                expected: e,
+                why,
+            });
         }
         let host_secs = if a.members.is_empty() {
             0
@@ -444,6 +572,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             canaries,
             excluded: ex.map(|m| m.values().sum()).unwrap_or(0),
             host_secs,
+            canary_sizing,
         });
         orders.push(spread_order(name, &a.members, hosts, req.seed));
     }
@@ -670,6 +799,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
         blast_radius: blast,
         windows,
         notes,
+        sizing: None,
     })
 }
 

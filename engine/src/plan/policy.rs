@@ -2,7 +2,7 @@
 //! [`RolloutRules`]. Functions the policy leaves out take the documented defaults.
 
 use super::spec::{
-    parse_blast_radius, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window,
+    parse_blast_radius, CanaryCount, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window,
 };
 use super::{PlanError, RolloutRules, DEFAULT_HOST_SECS};
 use crate::model::Host;
@@ -45,6 +45,16 @@ impl<'a> PolicyRules<'a> {
             return Ok(None);
         }
         Ok(Some(self.set.call::<String>(KIND, "target_kernel", ())?))
+    }
+
+    /// `before(wave)`: the before window of a stage, when the policy defines it.
+    pub fn before(&self, stage: &StageInfo) -> Result<Option<u64>, PlanError> {
+        if !self.set.defines(KIND, "before", 1) {
+            return Ok(None);
+        }
+        self.count("before", Self::arg("before", stage)?)
+            .map(Some)
+            .map_err(|e| about(e, &format!("`{}`", stage.name)))
     }
 
     fn json(&self, func: &str, args: Vec<rhai::Dynamic>) -> Result<Value, PlanError> {
@@ -118,10 +128,12 @@ impl RolloutRules for PolicyRules<'_> {
         })
     }
 
-    fn canary(&self, group: &GroupInfo) -> Result<i64, PlanError> {
-        self.set
-            .call::<i64>(KIND, "canary", (group,))
-            .map_err(|e| about(e.into(), &format!("group `{}`", group.name)))
+    fn canary(&self, group: &GroupInfo) -> Result<CanaryCount, PlanError> {
+        let what = format!("group `{}`", group.name);
+        let v = self
+            .json("canary", Self::arg("canary", group)?)
+            .map_err(|e| about(e, &what))?;
+        CanaryCount::from_json(&v).map_err(|e| about(e.into(), &what))
     }
 
     fn waves(&self) -> Result<Vec<f64>, PlanError> {

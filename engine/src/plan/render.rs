@@ -1,7 +1,7 @@
 //! The human rendering of a plan: stages, hosts per group and stage, limits, exclusions,
 //! uncovered groups and notes.
 
-use super::{human_secs, Plan};
+use super::{human_secs, CanaryCount, Plan};
 use crate::text::thousands;
 use jiff::Timestamp;
 
@@ -101,6 +101,8 @@ pub fn render(p: &Plan, h: &Header<'_>) -> String {
         let _ = writeln!(o);
     }
 
+    canaries(&mut o, p);
+
     // Limits.
     let _ = writeln!(o);
     if p.blast_radius.is_empty() {
@@ -173,4 +175,104 @@ pub fn render(p: &Plan, h: &Header<'_>) -> String {
         let _ = writeln!(o, "note: {n}");
     }
     o
+}
+
+/// A metric's column label: its name without the unit.
+fn short(metric: &str) -> &str {
+    ["_pct", "_ms", "_mbps"]
+        .iter()
+        .find_map(|u| metric.strip_suffix(u))
+        .unwrap_or(metric)
+}
+
+/// How the canary counts were chosen and what each group's canary gate is expected to detect.
+fn canaries(o: &mut String, p: &Plan) {
+    use std::fmt::Write as _;
+    let auto = p
+        .groups
+        .iter()
+        .filter_map(|g| g.canary_sizing.as_ref())
+        .find_map(|z| match z.rule {
+            CanaryCount::Auto { floor, cap } => Some((floor, cap)),
+            CanaryCount::Fixed(_) => None,
+        });
+    let rule = match auto {
+        Some((floor, cap)) => format!("auto (floor {floor}, cap {cap})"),
+        None => "fixed by `canary(group)`".to_string(),
+    };
+    let Some(z) = &p.sizing else {
+        if auto.is_some() {
+            let _ = writeln!(o);
+            let _ = writeln!(
+                o,
+                "canaries: {rule}; no baseline to size them from (`--baseline`), so each group takes its cap"
+            );
+        }
+        return;
+    };
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "canaries: {rule}; expected MDE at the canary gate ({} before, {} bake; alpha {}, power {})",
+        human_secs(z.before_secs),
+        human_secs(z.bake_secs),
+        z.alpha,
+        z.power
+    );
+    let _ = writeln!(
+        o,
+        "          spread from {} ({} hosts, {} of history, a sample every {})",
+        z.baseline,
+        thousands(z.hosts as u64),
+        human_secs(z.history_secs.max(0.0) as u64),
+        human_secs(z.interval_secs.max(0.0) as u64)
+    );
+    let Some(first) = p.groups.iter().find_map(|g| g.canary_sizing.as_ref()) else {
+        return;
+    };
+    let metrics: Vec<(&str, f64)> = first
+        .expected
+        .iter()
+        .map(|e| (e.metric.as_str(), e.threshold))
+        .collect();
+    let _ = write!(o, "{:<20} {:>8} {:>8}", "group", "canaries", "controls");
+    for (m, _) in &metrics {
+        let _ = write!(o, " {:>14}", short(m));
+    }
+    let _ = writeln!(o);
+    let _ = write!(o, "{:<20} {:>8} {:>8}", "  threshold", "", "");
+    for (_, t) in &metrics {
+        let _ = write!(o, " {:>14}", format!("{t}%"));
+    }
+    let _ = writeln!(o);
+    let mut short_of = Vec::new();
+    for g in &p.groups {
+        let Some(s) = &g.canary_sizing else { continue };
+        let _ = write!(o, "{:<20} {:>8} {:>8}", g.name, g.canaries, s.controls);
+        for (m, _) in &metrics {
+            let cell = match s.expected.iter().find(|e| e.metric == *m) {
+                None => "-".to_string(),
+                Some(e) if !e.mde.is_finite() => "no controls".to_string(),
+                Some(e) => format!(
+                    "{:.1}%{}",
+                    e.mde,
+                    if e.mde > e.threshold { " !" } else { "" }
+                ),
+            };
+            let _ = write!(o, " {cell:>14}");
+        }
+        let _ = writeln!(o);
+        if !s.within {
+            short_of.push(format!("  {}: {}", g.name, s.why_or_default()));
+        }
+    }
+    if !short_of.is_empty() {
+        let _ = writeln!(
+            o,
+            "groups whose canaries cannot detect every threshold (marked !): the canary gate calls them inconclusive"
+        );
+        for l in short_of {
+            let _ = writeln!(o, "{l}");
+        }
+    }
 }

@@ -330,6 +330,60 @@ pub fn parse_windows(v: &serde_json::Value) -> Result<Vec<Window>, Invalid> {
     Ok(out)
 }
 
+/// What `canary(group)` decides: a count, or `"auto"`: the fewest canaries (from `floor` to
+/// `cap`, and never more than the group has) whose expected minimum detectable effect at the
+/// canary gate is within every gated metric's threshold, given the baseline's spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryCount {
+    Fixed(usize),
+    Auto { floor: usize, cap: usize },
+}
+
+/// The floor and cap of a plain `"auto"`.
+pub const AUTO_FLOOR: usize = 2;
+pub const AUTO_CAP: usize = 6;
+
+impl CanaryCount {
+    /// Reads `canary(group)`'s result: a count, `"auto"`, or `#{auto: true, floor: 2, cap: 6}`
+    /// (either bound may be left out).
+    pub fn from_json(v: &serde_json::Value) -> Result<CanaryCount, Invalid> {
+        use serde_json::Value;
+        let bad = || {
+            Invalid(format!(
+                "`canary(group)` returned `{v}`: expected a count, \"auto\" or #{{auto: true, floor: 2, cap: 6}}"
+            ))
+        };
+        let count = |x: &Value| x.as_u64().map(|n| n as usize);
+        match v {
+            Value::Number(_) => count(v).map(CanaryCount::Fixed).ok_or_else(bad),
+            Value::String(s) if s == "auto" => Ok(CanaryCount::Auto {
+                floor: AUTO_FLOOR,
+                cap: AUTO_CAP,
+            }),
+            Value::Object(m) => {
+                if m.keys().any(|k| !matches!(k.as_str(), "auto" | "floor" | "cap"))
+                    || m.get("auto") != Some(&Value::Bool(true))
+                {
+                    return Err(bad());
+                }
+                let get = |k: &str, d: usize| match m.get(k) {
+                    None => Ok(d),
+                    Some(x) => count(x).ok_or_else(bad),
+                };
+                let (floor, cap) = (get("floor", AUTO_FLOOR)?, get("cap", AUTO_CAP)?);
+                if floor == 0 || cap < floor {
+                    return Err(Invalid(format!(
+                        "`canary(group)` returned `{v}`: need 1 ≤ floor ≤ cap"
+                    )));
+                }
+                Ok(CanaryCount::Auto { floor, cap })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// A hardware × workload group, as `canary(group)` and `host_time(group)` see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupInfo {
@@ -391,6 +445,28 @@ mod tests {
         ));
         assert!(Eligibility::from_json(&json!(3)).is_err());
         assert!(Eligibility::from_json(&json!({"eligible": false, "why": 1})).is_err());
+    }
+
+    #[test]
+    fn canary_counts() {
+        let ok = |v: serde_json::Value| CanaryCount::from_json(&v).unwrap();
+        assert_eq!(ok(json!(3)), CanaryCount::Fixed(3));
+        assert_eq!(ok(json!("auto")), CanaryCount::Auto { floor: 2, cap: 6 });
+        assert_eq!(
+            ok(json!({"auto": true, "cap": 10})),
+            CanaryCount::Auto { floor: 2, cap: 10 }
+        );
+        for bad in [
+            json!(-1),
+            json!("many"),
+            json!({"auto": true, "floor": 0}),
+            json!({"auto": true, "floor": 4, "cap": 3}),
+            json!({"floor": 2}),
+            json!({"auto": true, "max": 3}),
+            json!(2.5),
+        ] {
+            assert!(CanaryCount::from_json(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

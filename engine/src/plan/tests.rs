@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 struct FixedRules {
     exclude_tag: String,
     canary: i64,
+    /// `"auto"` with this floor and cap instead of `canary`.
+    auto: Option<(usize, usize)>,
     waves: Vec<f64>,
     bake: u64,
     max_in_flight: Option<u64>,
@@ -25,6 +27,7 @@ impl Default for FixedRules {
         FixedRules {
             exclude_tag: "no-reboot".into(),
             canary: 2,
+            auto: None,
             waves: vec![1.0, 5.0, 25.0, 100.0],
             bake: 3600,
             max_in_flight: None,
@@ -48,8 +51,11 @@ impl RolloutRules for FixedRules {
             })
             .collect())
     }
-    fn canary(&self, _: &GroupInfo) -> Result<i64, PlanError> {
-        Ok(self.canary)
+    fn canary(&self, _: &GroupInfo) -> Result<CanaryCount, PlanError> {
+        match self.auto {
+            Some((floor, cap)) => Ok(CanaryCount::Auto { floor, cap }),
+            None => Ok(CanaryCount::from_json(&serde_json::json!(self.canary))?),
+        }
     }
     fn waves(&self) -> Result<Vec<f64>, PlanError> {
         Ok(self.waves.clone())
@@ -98,6 +104,7 @@ fn try_run(hosts: &[Host], rules: &FixedRules, seed: u64) -> Result<Plan, PlanEr
             seed,
             start: start(),
             held: &Default::default(),
+            sizing: None,
         },
         rules,
     )
@@ -261,7 +268,7 @@ fn bad_rules_are_errors_not_panics() {
         canary: -1,
         ..FixedRules::default()
     })
-    .contains("negative"));
+    .contains("expected a count"));
     assert!(bad(FixedRules {
         max_in_flight: Some(0),
         ..FixedRules::default()
@@ -280,6 +287,7 @@ fn bad_rules_are_errors_not_panics() {
             seed: 0,
             start: start(),
             held: &Default::default(),
+            sizing: None,
         },
         &FixedRules::default(),
     );
@@ -571,4 +579,104 @@ proptest! {
             prop_assert!(out[g] >= lower[g] && out[g] <= sizes[g]);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary sizing
+
+fn sizing_with(drift: f64) -> crate::gate::sizing::Sizing {
+    use crate::gate::hosts::Scale;
+    use crate::gate::sizing::{Sizing, Spread, Spreads};
+    let spread = Spread {
+        scale: Scale::Log,
+        noise_var: 0.08 * 0.08,
+        noise_df: 1000.0,
+        drift_var: drift * drift,
+        hosts: 20,
+    };
+    let mut spreads = Spreads {
+        interval_secs: 300.0,
+        history_secs: 86_400.0,
+        hosts: 40,
+        samples: 11_520,
+        ..Spreads::default()
+    };
+    spreads.groups.insert(("r640/web".into(), "io".into()), spread);
+    spreads.pooled.insert("io".into(), spread);
+    Sizing {
+        source: "baseline.parquet".into(),
+        spreads,
+        thresholds: [("io".to_string(), 5.0)].into(),
+        alpha: 0.05,
+        power: 0.8,
+        min_hosts: 3,
+        before_secs: 4 * 3600,
+        bake_secs: 4 * 3600,
+    }
+}
+
+fn sized(n: usize, drift: f64, auto: (usize, usize)) -> Plan {
+    let hosts: Vec<Host> = (0..n)
+        .map(|i| host(&format!("h{i:02}"), "r640", "web", "a", &format!("r{i}")))
+        .collect();
+    let z = sizing_with(drift);
+    plan(
+        &PlanRequest {
+            hosts: &hosts,
+            target_kernel: TARGET,
+            seed: 1,
+            start: start(),
+            held: &Default::default(),
+            sizing: Some(&z),
+        },
+        &FixedRules {
+            auto: Some(auto),
+            ..FixedRules::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn auto_canaries_are_the_fewest_that_detect_the_threshold() {
+    let check = |n: usize, drift: f64, auto: (usize, usize), want: expect_test::Expect| {
+        let p = sized(n, drift, auto);
+        let g = &p.groups[0];
+        let z = g.canary_sizing.as_ref().unwrap();
+        let e = &z.expected[0];
+        want.assert_eq(&format!(
+            "{} canaries, {} controls, io MDE {:.1}% (pooled {}), within {}: {}",
+            g.canaries, z.controls, e.mde, e.pooled, z.within, z.why
+        ));
+    };
+    // Sampling noise alone: two canaries see 5%.
+    check(40, 0.0, (2, 6), expect_test::expect!["2 canaries, 6 controls, io MDE 3.8% (pooled true), within true: the floor, 2, detects every threshold"]);
+    // 3% drift per host between windows: it takes six, each group then on its own spread.
+    check(40, 0.03, (2, 6), expect_test::expect![[
+        "6 canaries, 18 controls, io MDE 4.8% (pooled false), within true: the fewest of 2..=6 that detect every threshold"
+    ]]);
+    // A cap too low for the drift: the cap, and the plan says the gate will not approve it.
+    check(40, 0.03, (2, 4), expect_test::expect!["4 canaries, 12 controls, io MDE 6.1% (pooled false), within false: no count of 2..=4 detects every threshold; 4 comes closest: the canary gate will call this group inconclusive"]);
+    // A small group: all its hosts, with few controls left.
+    check(5, 0.03, (2, 6), expect_test::expect!["2 canaries, 3 controls, io MDE 9.1% (pooled true), within false: no count of 2..=5 detects every threshold; 2 comes closest: the canary gate will call this group inconclusive"]);
+}
+
+#[test]
+fn auto_without_a_baseline_takes_the_cap() {
+    let hosts: Vec<Host> = (0..40)
+        .map(|i| host(&format!("h{i:02}"), "r640", "web", "a", &format!("r{i}")))
+        .collect();
+    let p = run(
+        &hosts,
+        &FixedRules {
+            auto: Some((2, 5)),
+            ..FixedRules::default()
+        },
+        1,
+    );
+    assert_eq!(p.groups[0].canaries, 5);
+    assert!(p.groups[0]
+        .canary_sizing
+        .as_ref()
+        .is_some_and(|z| z.expected.is_empty() && z.why.contains("no baseline")));
 }

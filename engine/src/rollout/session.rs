@@ -138,6 +138,7 @@ pub fn start(
         req.seed,
         None,
         &held.hosts,
+        Some(&settings.baseline),
     )?;
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.

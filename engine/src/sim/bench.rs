@@ -291,6 +291,7 @@ pub fn plan(
                 seed: 1,
                 start,
                 held: &Default::default(),
+                sizing: None,
             },
             &rules,
         )?;

@@ -292,6 +292,7 @@ pub fn run(
         sc.seed,
         Some(start),
         &Default::default(),
+        Some(&rel(&sc.baseline)),
     )
     .map_err(session)?;
     let fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline)).map_err(session)?;

@@ -16,10 +16,7 @@ pub(super) enum Window {
     After,
 }
 
-/// The default number of controls for a group with `updated` hosts in a stage.
-pub fn default_controls(updated: usize) -> usize {
-    (3 * updated).clamp(5, 30)
-}
+pub use crate::gate::sizing::default_controls;
 
 impl<'a> Controller<'a> {
     pub fn samples_path(&self, stage: usize) -> PathBuf {

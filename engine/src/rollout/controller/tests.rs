@@ -96,6 +96,7 @@ fn world() -> World {
             seed: 3,
             start,
             held: &Default::default(),
+            sizing: None,
         },
         &PolicyRules::new(&set),
     )
