@@ -169,8 +169,12 @@ fn cell(hosts: &BTreeMap<String, Series>) -> Option<Cell> {
     let cm = mean(&changes);
     let change_df = changes.len() as f64 - 1.0;
     let change_ss: f64 = changes.iter().map(|c| (c - cm).powi(2)).sum();
-    let noise_part = mean(&halves.iter().map(|h| 1.0 / h.2 + 1.0 / h.3).collect::<Vec<_>>())
-        * noise_var;
+    let noise_part = mean(
+        &halves
+            .iter()
+            .map(|h| 1.0 / h.2 + 1.0 / h.3)
+            .collect::<Vec<_>>(),
+    ) * noise_var;
     let drift_var = if change_df >= 1.0 {
         (change_ss / change_df - noise_part).max(0.0)
     } else {
@@ -380,7 +384,10 @@ impl Sizing {
         let (kb, ka) = (k(self.before_secs), k(self.bake_secs));
         let mut out = Vec::new();
         for (metric, &threshold) in &self.thresholds {
-            let own = self.spreads.groups.get(&(group.to_string(), metric.clone()));
+            let own = self
+                .spreads
+                .groups
+                .get(&(group.to_string(), metric.clone()));
             let pooled = self.spreads.pooled.get(metric);
             // A small group is tested on the gate's pooled spread, as the gate does.
             let small = n < self.min_hosts;
@@ -440,7 +447,13 @@ mod tests {
 
     /// A group of `hosts` hosts over `bins` 5-minute bins: a shared time-of-day swing, each
     /// host's own level, per-sample noise `noise` and a drift `drift` between the halves.
-    fn group(seed: u64, hosts: usize, bins: i64, noise: f64, drift: f64) -> BTreeMap<String, Series> {
+    fn group(
+        seed: u64,
+        hosts: usize,
+        bins: i64,
+        noise: f64,
+        drift: f64,
+    ) -> BTreeMap<String, Series> {
         let mut out = BTreeMap::new();
         for h in 0..hosts {
             let key = seed.wrapping_mul(1_000_003).wrapping_add(h as u64 * 7919);
@@ -465,7 +478,10 @@ mod tests {
         let (mut noise, mut drift) = (Vec::new(), Vec::new());
         for seed in 0..100 {
             let mut b = Binned::new();
-            b.insert(("g/w".into(), "cpu".into()), group(seed, 20, 48, 0.08, 0.03));
+            b.insert(
+                ("g/w".into(), "cpu".into()),
+                group(seed, 20, 48, 0.08, 0.03),
+            );
             let s = spreads(&b);
             let sp = s.groups[&("g/w".to_string(), "cpu".to_string())];
             noise.push(sp.noise_var.sqrt());
@@ -526,7 +542,11 @@ mod tests {
         let mut b = Binned::new();
         b.insert(
             ("g/w".into(), "zero".into()),
-            [("h".to_string(), vec![(0, 0.0), (300, 0.0)]), ("i".to_string(), vec![(0, 0.0), (300, 0.0)])].into(),
+            [
+                ("h".to_string(), vec![(0, 0.0), (300, 0.0)]),
+                ("i".to_string(), vec![(0, 0.0), (300, 0.0)]),
+            ]
+            .into(),
         );
         b.insert(
             ("g/w".into(), "one".into()),

@@ -84,7 +84,11 @@ pub fn sizing_of(
     if set.defines("gates", "threshold", 1) {
         for metric in spreads.pooled.keys() {
             let v = set
-                .eval_json("gates", "threshold", vec![rhai::Dynamic::from(metric.clone())])?
+                .eval_json(
+                    "gates",
+                    "threshold",
+                    vec![rhai::Dynamic::from(metric.clone())],
+                )?
                 .value;
             let t = v.as_f64().ok_or_else(|| {
                 PlanError::Invalid(format!(

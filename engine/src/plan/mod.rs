@@ -22,7 +22,9 @@ pub use entry::{for_inventory, sizing_of};
 use order::{blend, spread_order};
 pub use order::{cumulative_targets, keyed_hash};
 pub(crate) use order::{splitmix64_finish, SPLITMIX64_GAMMA};
-pub use spec::{Amount, CanaryCount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window};
+pub use spec::{
+    Amount, CanaryCount, Eligibility, GroupInfo, Scope, ScopeLimit, StageInfo, StageKind, Window,
+};
 
 use crate::error::PolicyError;
 use crate::gate::sizing::{default_controls, ExpectedMde, Sizing};
@@ -159,7 +161,10 @@ impl CanarySizing {
             .filter(|e| e.mde > e.threshold)
             .map(|e| format!("{} {:.1}% > {}%", e.metric, e.mde, e.threshold))
             .collect();
-        format!("`canary(group)` fixes the count; expected MDE {}", worst.join(", "))
+        format!(
+            "`canary(group)` fixes the count; expected MDE {}",
+            worst.join(", ")
+        )
     }
 }
 
@@ -551,12 +556,12 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             let e = expected(canaries);
             canary_sizing = (req.sizing.is_some() || matches!(rule, CanaryCount::Auto { .. }))
                 .then(|| CanarySizing {
-                rule,
-                controls: controls(canaries),
-                within: within(&e),
-                expected: e,
-                why,
-            });
+                    rule,
+                    controls: controls(canaries),
+                    within: within(&e),
+                    expected: e,
+                    why,
+                });
         }
         let host_secs = if a.members.is_empty() {
             0

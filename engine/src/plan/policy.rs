@@ -2,7 +2,8 @@
 //! [`RolloutRules`]. Functions the policy leaves out take the documented defaults.
 
 use super::spec::{
-    parse_blast_radius, CanaryCount, parse_windows, Eligibility, GroupInfo, ScopeLimit, StageInfo, Window,
+    parse_blast_radius, parse_windows, CanaryCount, Eligibility, GroupInfo, ScopeLimit, StageInfo,
+    Window,
 };
 use super::{PlanError, RolloutRules, DEFAULT_HOST_SECS};
 use crate::model::Host;

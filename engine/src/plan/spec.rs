@@ -362,7 +362,8 @@ impl CanaryCount {
                 cap: AUTO_CAP,
             }),
             Value::Object(m) => {
-                if m.keys().any(|k| !matches!(k.as_str(), "auto" | "floor" | "cap"))
+                if m.keys()
+                    .any(|k| !matches!(k.as_str(), "auto" | "floor" | "cap"))
                     || m.get("auto") != Some(&Value::Bool(true))
                 {
                     return Err(bad());

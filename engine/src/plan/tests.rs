@@ -601,7 +601,9 @@ fn sizing_with(drift: f64) -> crate::gate::sizing::Sizing {
         samples: 11_520,
         ..Spreads::default()
     };
-    spreads.groups.insert(("r640/web".into(), "io".into()), spread);
+    spreads
+        .groups
+        .insert(("r640/web".into(), "io".into()), spread);
     spreads.pooled.insert("io".into(), spread);
     Sizing {
         source: "baseline.parquet".into(),
