@@ -42,13 +42,15 @@ fn json_plan(o: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn example_fleet_golden_plans() {
-    let o = run(&plan_args("policy-examples/fleet/fleet.toml", &[]));
+    // Sized from the example baseline, so the goldens show each group's canaries and MDEs.
+    const BASELINE: [&str; 2] = ["--baseline", "policy-examples/gates/baseline.parquet"];
+    let o = run(&plan_args("policy-examples/fleet/fleet.toml", &BASELINE));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     expect_file![root().join("policy-examples/fleet/plan.txt")].assert_eq(&stdout(&o));
 
     let v = json_plan(&run(&plan_args(
         "policy-examples/fleet/fleet.toml",
-        &["--output", "json"],
+        &[BASELINE[0], BASELINE[1], "--output", "json"],
     )));
     let pretty = serde_json::to_string_pretty(&v).expect("pretty") + "\n";
     expect_file![root().join("policy-examples/fleet/plan.json")].assert_eq(&pretty);
@@ -181,6 +183,25 @@ fn bad_rollout_policies_are_clear_errors() {
         let dir = policy_dir(&[("rollout.rhai", rollout.as_bytes())]);
         let pol = dir.path().to_string_lossy().into_owned();
         let o = plan_with_policy(&pol, inv);
+        assert_eq!(code(&o), 1, "{want}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "`{want}` missing in:\n{}",
+            stderr(&o)
+        );
+    }
+    // A canary count that is neither a count nor "auto" is refused before planning.
+    for (canary, want) in [
+        ("#{ auto: true, floor: 4, cap: 3 }", "floor ≤ cap"),
+        ("\"many\"", "returned `\"many\"`"),
+    ] {
+        let rollout = ROLLOUT_OK.replace(
+            "fn canary(group) { 1 }",
+            &format!("fn canary(group) {{ {canary} }}"),
+        );
+        let rollout = format!("{rollout}fn target_kernel() {{ \"6.8.0-45-generic\" }}\n");
+        let dir = policy_dir(&[("rollout.rhai", rollout.as_bytes())]);
+        let o = plan_with_policy(&dir.path().to_string_lossy(), inv);
         assert_eq!(code(&o), 1, "{want}: {}", stdout(&o));
         assert!(
             stderr(&o).contains(want),

@@ -502,8 +502,16 @@ fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
 #[test]
 fn a_regression_in_one_hardware_class_pauses_at_the_stage_where_it_appears() {
     // Waves of 75% and 100%, so the stage after the canaries holds enough hosts of the class
-    // for a test (a wave with one host per group is judged only on events).
-    let lab = Lab::new(24, &[("schedule::standard()", "[75, 100]")]);
+    // for a test (a wave with one host per group is judged only on events). Two canaries per
+    // group, so the first wave has hosts of every group left to regress ("auto" would take
+    // half of each group of six here).
+    let lab = Lab::new(
+        24,
+        &[
+            ("schedule::standard()", "[75, 100]"),
+            ("#{ auto: true, floor: 2, cap: 6 }", "2"),
+        ],
+    );
     let stages = lab.plan_stages();
     // The regression is injected in the first stage after the canaries and in later ones,
     // so the canaries pass.

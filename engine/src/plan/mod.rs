@@ -9,6 +9,7 @@
 //! what the group already did; ties go to the smaller group, so small groups show up early.
 
 mod apportion;
+mod canary;
 mod entry;
 mod order;
 mod pack;
@@ -27,7 +28,7 @@ pub use spec::{
 };
 
 use crate::error::PolicyError;
-use crate::gate::sizing::{default_controls, ExpectedMde, Sizing};
+use crate::gate::sizing::{ExpectedMde, Sizing};
 use crate::model::Host;
 use fleetward_stdlib::KernelVersion;
 use jiff::{SignedDuration, Timestamp};
@@ -82,7 +83,8 @@ pub struct PlanRequest<'a> {
     /// Hosts held back by unresolved drift (from `drift audit`'s review queue), with why.
     pub held: &'a BTreeMap<String, String>,
     /// What sizes `"auto"` canary counts and gives every group its expected MDEs; without it,
-    /// `"auto"` takes its cap.
+    /// `"auto"` takes the count with the tightest comparison against its controls (the cap,
+    /// unless the group is too small to keep controls).
     pub sizing: Option<&'a Sizing>,
 }
 
@@ -490,78 +492,12 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             }
         } else {
             let rule = rules.canary(&info)?;
-            let size = a.members.len();
-            let controls = |n: usize| default_controls(n).min(a.total.saturating_sub(n));
-            let expected = |n: usize| {
-                req.sizing
-                    .map(|z| z.expected(name, n, controls(n)))
-                    .unwrap_or_default()
+            let g = canary::GroupSize {
+                name,
+                eligible: a.members.len(),
+                total: a.total,
             };
-            let within = |e: &[ExpectedMde]| e.iter().all(|x| x.mde <= x.threshold);
-            let mut why = String::new();
-            match rule {
-                CanaryCount::Fixed(want) => {
-                    if want == 0 {
-                        notes.push(format!(
-                            "`canary(group)` is 0 for `{name}`; every group needs a canary, so it gets 1"
-                        ));
-                    }
-                    if want > size {
-                        notes.push(format!(
-                            "`{name}` has {size} eligible host(s) for {want} canaries; all of them are canaries"
-                        ));
-                    }
-                    canaries = want.clamp(1, size);
-                }
-                CanaryCount::Auto { floor, cap } => {
-                    let hi = cap.min(size).max(1);
-                    let lo = floor.clamp(1, hi);
-                    canaries = match req.sizing {
-                        None => {
-                            why = format!("no baseline to size from: the cap, {hi}");
-                            hi
-                        }
-                        Some(_) => match (lo..=hi).find(|&n| within(&expected(n))) {
-                            Some(n) if n == lo => {
-                                why = format!("the floor, {lo}, detects every threshold");
-                                n
-                            }
-                            Some(n) => {
-                                why = format!(
-                                    "the fewest of {lo}..={hi} that detect every threshold"
-                                );
-                                n
-                            }
-                            None => {
-                                // Nothing reaches every threshold: the count that comes
-                                // closest (the smallest worst ratio), fewest on ties.
-                                let worst = |n: usize| {
-                                    expected(n)
-                                        .iter()
-                                        .map(|x| x.mde / x.threshold)
-                                        .fold(0.0f64, f64::max)
-                                };
-                                let best = (lo..=hi)
-                                    .min_by(|a, b| worst(*a).total_cmp(&worst(*b)))
-                                    .unwrap_or(hi);
-                                why = format!(
-                                    "no count of {lo}..={hi} detects every threshold; {best} comes closest: the canary gate will call this group inconclusive"
-                                );
-                                best
-                            }
-                        },
-                    };
-                }
-            }
-            let e = expected(canaries);
-            canary_sizing = (req.sizing.is_some() || matches!(rule, CanaryCount::Auto { .. }))
-                .then(|| CanarySizing {
-                    rule,
-                    controls: controls(canaries),
-                    within: within(&e),
-                    expected: e,
-                    why,
-                });
+            (canaries, canary_sizing) = canary::choose(&g, rule, req.sizing, &mut notes);
         }
         let host_secs = if a.members.is_empty() {
             0

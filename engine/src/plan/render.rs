@@ -205,7 +205,7 @@ fn canaries(o: &mut String, p: &Plan) {
             let _ = writeln!(o);
             let _ = writeln!(
                 o,
-                "canaries: {rule}; no baseline to size them from (`--baseline`), so each group takes its cap"
+                "canaries: {rule}; no baseline to size them from (`--baseline`), so each group takes its cap, or fewer where that would leave it too few controls"
             );
         }
         return;
@@ -269,7 +269,7 @@ fn canaries(o: &mut String, p: &Plan) {
     if !short_of.is_empty() {
         let _ = writeln!(
             o,
-            "groups whose canaries cannot detect every threshold (marked !): the canary gate calls them inconclusive"
+            "groups whose canaries cannot detect every threshold (marked !): expect the canary gate to call them inconclusive"
         );
         for l in short_of {
             let _ = writeln!(o, "{l}");

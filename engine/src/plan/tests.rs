@@ -658,9 +658,9 @@ fn auto_canaries_are_the_fewest_that_detect_the_threshold() {
         "6 canaries, 18 controls, io MDE 4.8% (pooled false), within true: the fewest of 2..=6 that detect every threshold"
     ]]);
     // A cap too low for the drift: the cap, and the plan says the gate will not approve it.
-    check(40, 0.03, (2, 4), expect_test::expect!["4 canaries, 12 controls, io MDE 6.1% (pooled false), within false: no count of 2..=4 detects every threshold; 4 comes closest: the canary gate will call this group inconclusive"]);
+    check(40, 0.03, (2, 4), expect_test::expect!["4 canaries, 12 controls, io MDE 6.1% (pooled false), within false: no count of 2..=4 detects every threshold; 4 comes closest: expect the canary gate to call this group inconclusive"]);
     // A small group: all its hosts, with few controls left.
-    check(5, 0.03, (2, 6), expect_test::expect!["2 canaries, 3 controls, io MDE 9.1% (pooled true), within false: no count of 2..=5 detects every threshold; 2 comes closest: the canary gate will call this group inconclusive"]);
+    check(5, 0.03, (2, 6), expect_test::expect!["2 canaries, 3 controls, io MDE 9.1% (pooled true), within false: no count of 2..=5 detects every threshold; 2 comes closest: expect the canary gate to call this group inconclusive"]);
 }
 
 #[test]
@@ -681,4 +681,40 @@ fn auto_without_a_baseline_takes_the_cap() {
         .canary_sizing
         .as_ref()
         .is_some_and(|z| z.expected.is_empty() && z.why.contains("no baseline")));
+}
+
+/// Finding: without a baseline, `"auto"` took its cap even in groups of five, so a 20-host
+/// fleet became all canaries and no controls. A small group now keeps controls: the count
+/// whose comparison with them is tightest, fewest on ties.
+#[test]
+fn finding_auto_without_a_baseline_took_whole_small_groups_as_canaries() {
+    let check = |size: usize, expect: expect_test::Expect| {
+        let hosts: Vec<Host> = (0..size)
+            .map(|i| host(&format!("h{i:02}"), "r640", "web", "a", &format!("r{i}")))
+            .collect();
+        let p = run(
+            &hosts,
+            &FixedRules {
+                auto: Some((2, 6)),
+                ..FixedRules::default()
+            },
+            1,
+        );
+        let g = &p.groups[0];
+        let z = g.canary_sizing.as_ref().expect("sized");
+        expect.assert_eq(&format!(
+            "{} canaries, {} controls: {}",
+            g.canaries, z.controls, z.why
+        ));
+    };
+    check(5, expect_test::expect!["2 canaries, 3 controls: no baseline to size from: 2, which leaves 3 control(s) (the tightest comparison of 2..=5)"]);
+    check(8, expect_test::expect!["4 canaries, 4 controls: no baseline to size from: 4, which leaves 4 control(s) (the tightest comparison of 2..=6)"]);
+    check(
+        30,
+        expect_test::expect!["6 canaries, 18 controls: no baseline to size from: the cap, 6"],
+    );
+    check(
+        1,
+        expect_test::expect!["1 canaries, 0 controls: no baseline to size from: the cap, 1"],
+    );
 }

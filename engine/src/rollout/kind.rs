@@ -2,7 +2,7 @@
 //! results pass (planning and the controller read them).
 
 use crate::error::Invalid;
-use crate::plan::spec::{parse_blast_radius, parse_windows, Eligibility};
+use crate::plan::spec::{parse_blast_radius, parse_windows, CanaryCount, Eligibility};
 use crate::rollout::spec::{FailureBudget, Signals, Steps};
 use crate::runtime::kinds::{
     check_count, check_kernel, check_positive, json, typed, FnSpec, KindSpec,
@@ -13,6 +13,12 @@ use serde_json::Value;
 fn check_eligible(d: &Dynamic) -> Result<Value, Invalid> {
     let v = json(d)?;
     Eligibility::from_json(&v)?;
+    Ok(v)
+}
+
+fn check_canary(d: &Dynamic) -> Result<Value, Invalid> {
+    let v = json(d)?;
+    CanaryCount::from_json(&v)?;
     Ok(v)
 }
 
@@ -80,9 +86,9 @@ pub const ROLLOUT: KindSpec = KindSpec {
         FnSpec {
             name: "canary",
             params: &["group"],
-            returns: "a non-negative int",
-            doc: "How many canaries to take from a hardware × workload group.",
-            check: check_count,
+            returns: "a non-negative int, `\"auto\"` or `#{auto: true, floor: 2, cap: 6}`",
+            doc: "How many canaries to take from a hardware × workload group: a count, or sized by power from the production history (the fewest from floor to cap whose expected MDE at the canary gate is within every metric's threshold).",
+            check: check_canary,
         },
         FnSpec {
             name: "waves",
