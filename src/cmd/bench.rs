@@ -55,6 +55,10 @@ pub enum What {
         timestamps: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The pandas + scipy peer, run beside the gate when python3 has pandas, scipy and
+        /// pyarrow (skipped with the reason otherwise).
+        #[arg(long, default_value = "benches/gate_peer.py")]
+        peer: PathBuf,
     },
     /// A whole simulated rollout (`fleetward simulate`, default: the clean scenario over the
     /// 5,175-host example fleet), run as a child process so its time and memory are its own.
@@ -134,13 +138,28 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
             inventory,
             timestamps,
             runs,
+            peer,
         } => {
             let exe = std::env::current_exe()?;
-            let r = bench::gate(&exe, &policy_dir, &inventory, timestamps, runs)?;
+            let r = bench::gate(&exe, &policy_dir, &inventory, timestamps, runs, &peer)?;
             show(ctx, "gate", &r, |r| {
                 let (s, m) = (&r.seconds, &r.peak_rss_mib);
+                let peer = match &r.peer {
+                    bench::Peer::Ran {
+                        script,
+                        seconds: ps,
+                        peak_rss_mib: pm,
+                        comparisons,
+                    } => format!(
+                        "\n  pandas + scipy ({script}, {comparisons} group × metric tests), {} runs\n  median {:.2} s   min {:.2} s   max {:.2} s   peak RSS median {:.0} MiB (max {:.0} MiB)",
+                        ps.n, ps.median, ps.min, ps.max, pm.median, pm.max
+                    ),
+                    bench::Peer::Skipped { reason } => {
+                        format!("\n  pandas + scipy peer skipped: {reason}")
+                    }
+                };
                 format!(
-                    "gate: {} samples (5 metrics, 24 groups, Parquet), whole `fleetward gate` process, {} runs\n  median {:.2} s   min {:.2} s   max {:.2} s   peak RSS median {:.0} MiB (max {:.0} MiB)",
+                    "gate: {} samples (5 metrics, 24 groups, Parquet), whole `fleetward gate` process, {} runs\n  median {:.2} s   min {:.2} s   max {:.2} s   peak RSS median {:.0} MiB (max {:.0} MiB){peer}",
                     r.samples, s.n, s.median, s.min, s.max, m.median, m.max
                 )
             })

@@ -35,6 +35,9 @@ pub struct SamplesArgs {
     /// Samples per host and metric, 5 minutes apart.
     #[arg(long, default_value_t = 12)]
     pub timestamps: usize,
+    /// The first N standard metrics (1 to 6).
+    #[arg(long, default_value_t = 6)]
+    pub metrics: usize,
     /// For `baseline`: at most this many hosts per group (0 for all).
     #[arg(long, default_value_t = 0)]
     pub hosts_per_group: usize,
@@ -79,9 +82,21 @@ fn samples(_ctx: &Ctx, a: SamplesArgs) -> anyhow::Result<Exit> {
     let scenario = Scenario::from_name(&a.scenario).ok_or_else(|| {
         anyhow::anyhow!("unknown scenario `{}`; scenarios are baseline, clean, io-regression, reboots, sparse-group", a.scenario)
     })?;
+    let standard = fleetward_engine::gate::STANDARD_METRICS.len();
+    if !(1..=standard).contains(&a.metrics) {
+        anyhow::bail!(
+            "`--metrics` must be from 1 to {standard}, not `{}`",
+            a.metrics
+        );
+    }
     let inv = fleetward_engine::inventory::load(&a.inventory, None, &Default::default())?;
-    let (s, hosts) =
-        samplegen::for_inventory(&inv.hosts, scenario, a.hosts_per_group, a.timestamps);
+    let (s, hosts) = samplegen::for_inventory(
+        &inv.hosts,
+        scenario,
+        a.hosts_per_group,
+        a.timestamps,
+        a.metrics,
+    );
     fleetward_engine::gate::frames::write(s.rows(), &a.out)?;
     eprintln!(
         "wrote {} samples from {hosts} hosts to `{}`",

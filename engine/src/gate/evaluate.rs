@@ -2,7 +2,7 @@
 //! samples and baseline to cohorts, cohorts to a [`Comparison`], and `gates.rhai` to a
 //! [`Verdict`].
 
-use super::aggregate::{self, HostCohort, Split};
+use super::aggregate::{self, HostCohort, Quantiles, Split};
 use super::frames::{self, DataError, Summary};
 use super::{compare, Comparison, GroupSpec, Reference};
 use crate::model::{GroupKey, Host, Verdict};
@@ -48,22 +48,34 @@ impl Groups {
         self.of.get(host)
     }
 
-    /// The samples in `path` (CSV or Parquet) as host-level values, split by `split`.
-    pub fn aggregate(&self, path: &Path, split: &Split) -> Result<HostCohort, DataError> {
+    /// The samples in `path` (CSV or Parquet) as host-level values, split by `split`, with
+    /// medians and p99s of the metrics `q` names.
+    pub fn aggregate(
+        &self,
+        path: &Path,
+        split: &Split,
+        q: Quantiles,
+    ) -> Result<HostCohort, DataError> {
         aggregate::aggregate(
             frames::scan(path)?,
             &self.df,
             split,
             &path.display().to_string(),
+            q,
         )
     }
 
     /// A baseline: long-form samples as host-level values, or a precomputed summary.
-    pub fn baseline(&self, path: &Path, split: &Split) -> Result<Baseline, DataError> {
+    pub fn baseline(
+        &self,
+        path: &Path,
+        split: &Split,
+        q: Quantiles,
+    ) -> Result<Baseline, DataError> {
         let file = path.display().to_string();
         match frames::scan_baseline(path)? {
             frames::Baseline::Samples(lf) => Ok(Baseline::Hosts(aggregate::aggregate(
-                lf, &self.df, split, &file,
+                lf, &self.df, split, &file, q,
             )?)),
             frames::Baseline::Summary(lf) => {
                 Ok(Baseline::Summary(frames::read_summary(lf, &file)?))
@@ -309,8 +321,9 @@ pub fn gate_files(
 ) -> Result<FileGate, GateError> {
     let groups = Groups::of_hosts(hosts)?;
     let (split_u, split_c) = splits(files)?;
-    let updated = groups.aggregate(files.samples, &split_u)?;
-    let baseline = groups.baseline(files.baseline, &split_c)?;
+    let q = Quantiles::for_statistic(set.gate_settings().host_statistic);
+    let updated = groups.aggregate(files.samples, &split_u, q)?;
+    let baseline = groups.baseline(files.baseline, &split_c, q)?;
     let empty = HostCohort::default();
     let (controls, summary) = match &baseline {
         Baseline::Hosts(c) => {

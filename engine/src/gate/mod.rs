@@ -19,7 +19,7 @@ pub mod report;
 pub mod sizing;
 pub mod stats;
 
-pub use aggregate::{HostCohort, Split};
+pub use aggregate::{HostCohort, Quantiles, Split};
 pub use compare::{
     compare, Comparison, EventComparison, GroupComparison, GroupSpec, LevelComparison, Method,
     MetricComparison, Point, Reference, Totals,

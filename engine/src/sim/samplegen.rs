@@ -319,12 +319,14 @@ pub fn generate_metrics(
 
 /// Samples of `scenario` for an inventory: the baseline from the hosts `cohorts` leaves out
 /// of the canaries (at most `per_group` of each group, 0 for all), any other scenario from
-/// the canaries. Timestamps start at 2026-12-07T14:00:00Z.
+/// the canaries; the first `metrics` standard metrics. Timestamps start at
+/// 2026-12-07T14:00:00Z.
 pub fn for_inventory(
     hosts: &[Host],
     scenario: Scenario,
     per_group: usize,
     timestamps: usize,
+    metrics: usize,
 ) -> (Samples, usize) {
     let (updated, baseline) = cohorts(hosts);
     let chosen: Vec<&Host> = if scenario == Scenario::Baseline && per_group > 0 {
@@ -343,7 +345,7 @@ pub fn for_inventory(
         updated
     };
     (
-        generate(&chosen, scenario, timestamps, 1_796_738_400),
+        generate_metrics(&chosen, scenario, timestamps, 1_796_738_400, metrics),
         chosen.len(),
     )
 }

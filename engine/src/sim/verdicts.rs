@@ -502,6 +502,7 @@ fn one(
         hosts: BTreeMap::new(),
         default: Some(update as f64),
     };
+    let q = aggregate::Quantiles::for_statistic(set.gate_settings().host_statistic);
     let (updated, controls, summary) = if s.reference == "stale" {
         // Only the after window of the updated hosts, against the static level.
         let mut after = Columns::new();
@@ -513,12 +514,12 @@ fn one(
                 after.value.push(upd.value[i]);
             }
         }
-        let u = aggregate::aggregate(after.frame()?, &groups, &Split::None, "generated")?;
-        let b = aggregate::aggregate(stale.frame()?, &groups, &Split::None, "generated")?;
+        let u = aggregate::aggregate(after.frame()?, &groups, &Split::None, "generated", q)?;
+        let b = aggregate::aggregate(stale.frame()?, &groups, &Split::None, "generated", q)?;
         (u, HostCohort::default(), Some(frames::Summary::of(&b)))
     } else {
-        let u = aggregate::aggregate(upd.frame()?, &groups, &split, "generated")?;
-        let c = aggregate::aggregate(ctl.frame()?, &groups, &split, "generated")?;
+        let u = aggregate::aggregate(upd.frame()?, &groups, &split, "generated", q)?;
+        let c = aggregate::aggregate(ctl.frame()?, &groups, &split, "generated", q)?;
         (u, c, None)
     };
     let name = gate::stage_name(s.stage);

@@ -16,10 +16,11 @@ impl Fleet {
     /// samples, joined with those groups, or a precomputed summary).
     pub fn load(hosts: &[Host], baseline: &Path) -> Result<Fleet, DataError> {
         let groups = gate::Groups::of_hosts(hosts)?;
-        let baseline = match groups.baseline(baseline, &gate::Split::None)? {
-            gate::Baseline::Hosts(c) => gate::Summary::of(&c),
-            gate::Baseline::Summary(s) => s,
-        };
+        let baseline =
+            match groups.baseline(baseline, &gate::Split::None, gate::Quantiles::Benchmarks)? {
+                gate::Baseline::Hosts(c) => gate::Summary::of(&c),
+                gate::Baseline::Summary(s) => s,
+            };
         Ok(Fleet {
             groups,
             hosts: hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),

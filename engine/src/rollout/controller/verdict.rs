@@ -5,11 +5,16 @@
 use super::*;
 
 impl<'a> Controller<'a> {
-    /// The stage's host-level data: its after window, merged with its before window.
-    fn stage_data(&self, stage: usize) -> Result<gate::HostCohort, ControllerError> {
+    /// The stage's host-level data: its after window, merged with its before window, with
+    /// the medians and p99s the gate's host statistic reads.
+    fn stage_data(
+        &self,
+        stage: usize,
+        q: gate::Quantiles,
+    ) -> Result<gate::HostCohort, ControllerError> {
         let path = self.samples_path(stage);
         let mut all = if path.exists() {
-            self.fleet.groups.aggregate(&path, &gate::Split::None)?
+            self.fleet.groups.aggregate(&path, &gate::Split::None, q)?
         } else {
             gate::HostCohort::default()
         };
@@ -18,7 +23,7 @@ impl<'a> Controller<'a> {
             all.merge(
                 self.fleet
                     .groups
-                    .aggregate(&prometheus, &gate::Split::None)?,
+                    .aggregate(&prometheus, &gate::Split::None, q)?,
             );
         }
         let before = self.before_path(stage);
@@ -26,15 +31,15 @@ impl<'a> Controller<'a> {
             all.merge(
                 self.fleet
                     .groups
-                    .aggregate(&before, &gate::Split::AllBefore)?,
+                    .aggregate(&before, &gate::Split::AllBefore, q)?,
             );
         }
         if let Some((before, after)) = self.benchmark_files(stage)? {
-            all.merge(self.fleet.groups.aggregate(&after, &gate::Split::None)?);
+            all.merge(self.fleet.groups.aggregate(&after, &gate::Split::None, q)?);
             all.merge(
                 self.fleet
                     .groups
-                    .aggregate(&before, &gate::Split::AllBefore)?,
+                    .aggregate(&before, &gate::Split::AllBefore, q)?,
             );
         }
         Ok(all)
@@ -98,7 +103,8 @@ impl<'a> Controller<'a> {
     pub(super) fn gate(&self, stage: usize) -> Result<(), ControllerError> {
         let clock = self.io.clock;
         let set = self.policy()?;
-        let all = self.stage_data(stage)?;
+        let q = gate::Quantiles::for_statistic(set.gate_settings().host_statistic);
+        let all = self.stage_data(stage, q)?;
         let (name, specs, done, controls) = self.with_state(|s| {
             let done: std::collections::BTreeSet<String> = s
                 .stages
