@@ -98,6 +98,30 @@ pub fn scenarios() -> Vec<Scenario> {
             ));
         }
     }
+    // The cap of the shipped "auto" sizing: six canaries per group, the count it takes where
+    // hosts drift and two cannot detect every threshold.
+    single.push(b(
+        "clean, 6 canaries/group",
+        "pass",
+        0,
+        6,
+        io,
+        1.0,
+        "",
+        false,
+    ));
+    for metric in ["cpu_util_pct", io] {
+        single.push(b(
+            &format!("{GROUP} {metric} 15% worse, 6 canaries"),
+            "pause",
+            0,
+            6,
+            metric,
+            1.15,
+            GROUP,
+            false,
+        ));
+    }
     // A small group: three hosts, two canaries, one concurrent control.
     for metric in ["cpu_util_pct", io] {
         single.push(Scenario {
