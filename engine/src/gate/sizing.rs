@@ -377,6 +377,22 @@ pub struct ExpectedMde {
 }
 
 impl Sizing {
+    /// A sizing for tests: `spreads` against an `io` threshold of 5%, alpha 0.05, power 0.8,
+    /// min_hosts 3, a 4 h before window and bake.
+    #[cfg(test)]
+    pub(crate) fn for_tests(source: &str, spreads: Spreads) -> Sizing {
+        Sizing {
+            source: source.into(),
+            spreads,
+            thresholds: [("io".to_string(), 5.0)].into(),
+            alpha: 0.05,
+            power: 0.8,
+            min_hosts: 3,
+            before_secs: 4 * 3600,
+            bake_secs: 4 * 3600,
+        }
+    }
+
     /// Expected MDEs (percent) of `group` with `n` canaries against `m` controls, one per
     /// metric with a threshold and a spread.
     pub fn expected(&self, group: &str, n: usize, m: usize) -> Vec<ExpectedMde> {
@@ -512,16 +528,7 @@ mod tests {
                 group(i as u64 + 40, 20, 96, noise, drift),
             );
         }
-        Sizing {
-            source: "test".into(),
-            spreads: spreads(&b),
-            thresholds: [("io".to_string(), 5.0)].into(),
-            alpha: 0.05,
-            power: 0.8,
-            min_hosts: 3,
-            before_secs: 4 * 3600,
-            bake_secs: 4 * 3600,
-        }
+        Sizing::for_tests("test", spreads(&b))
     }
 
     #[test]

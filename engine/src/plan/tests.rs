@@ -605,16 +605,7 @@ fn sizing_with(drift: f64) -> crate::gate::sizing::Sizing {
         .groups
         .insert(("r640/web".into(), "io".into()), spread);
     spreads.pooled.insert("io".into(), spread);
-    Sizing {
-        source: "baseline.parquet".into(),
-        spreads,
-        thresholds: [("io".to_string(), 5.0)].into(),
-        alpha: 0.05,
-        power: 0.8,
-        min_hosts: 3,
-        before_secs: 4 * 3600,
-        bake_secs: 4 * 3600,
-    }
+    Sizing::for_tests("baseline.parquet", spreads)
 }
 
 fn sized(n: usize, drift: f64, auto: (usize, usize)) -> Plan {
