@@ -370,20 +370,16 @@ pub fn simulate(exe: &Path, scenario: &Path, runs: usize) -> Result<Simulate, Be
         ));
         let stdout = std::fs::File::create(&out)
             .map_err(io(format!("cannot create `{}`", out.display())))?;
-        let t0 = Instant::now();
-        let child = std::process::Command::new(exe)
-            .args(["simulate", "--output", "json"])
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["simulate", "--output", "json"])
             .arg(scenario)
-            .stdout(stdout)
-            .spawn()
-            .map_err(io(format!("cannot run `{}`", exe.display())))?;
-        let (code, peak) = wait_child(child)?;
-        if code != 0 {
-            return Err(BenchError::Invalid(format!(
-                "the simulation did not end as its scenario expects: exit status {code}"
-            )));
-        }
-        secs.push(t0.elapsed().as_secs_f64());
+            .stdout(stdout);
+        let (t, peak) = timed(
+            cmd,
+            "the simulation did not end as its scenario expects",
+            |c| c == 0,
+        )?;
+        secs.push(t);
         mem.push(peak);
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let _ = std::fs::remove_file(&out);
@@ -433,19 +429,19 @@ pub enum Peer {
     },
 }
 
-/// One child process's wall time and peak RSS; `ok` says which exit codes are success.
+/// One child process's wall time and peak RSS; `ok` says which exit codes are success, and
+/// `failed` what any other means.
 fn timed(
     mut cmd: std::process::Command,
-    what: &str,
+    failed: &str,
     ok: fn(i32) -> bool,
 ) -> Result<(f64, f64), BenchError> {
     let t0 = Instant::now();
-    let child = cmd.spawn().map_err(io(format!("cannot run {what}")))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let child = cmd.spawn().map_err(io(format!("cannot run `{program}`")))?;
     let (code, peak) = wait_child(child)?;
     if !ok(code) {
-        return Err(BenchError::Invalid(format!(
-            "{what} failed: exit status {code}"
-        )));
+        return Err(BenchError::Invalid(format!("{failed}: exit status {code}")));
     }
     Ok((t0.elapsed().as_secs_f64(), peak))
 }
@@ -505,7 +501,7 @@ pub fn gate(
             .args(["--metrics", &METRICS.to_string(), "--out"])
             .arg(path)
             .stderr(std::process::Stdio::null());
-        timed(cmd, "generating the samples", |c| c == 0)?;
+        timed(cmd, "generating the samples failed", |c| c == 0)?;
     }
     let missing = peer_missing(peer, inventory);
     let (mut secs, mut mem) = (Vec::new(), Vec::new());
@@ -522,7 +518,7 @@ pub fn gate(
             .arg("--samples")
             .arg(&up)
             .stdout(std::process::Stdio::null());
-        let (t, m) = timed(cmd, "the gate", |c| matches!(c, 0 | 2 | 3))?;
+        let (t, m) = timed(cmd, "the gate failed", |c| matches!(c, 0 | 2 | 3))?;
         secs.push(t);
         mem.push(m);
         if missing.is_none() {
@@ -530,7 +526,7 @@ pub fn gate(
                 .map_err(io(format!("cannot create `{}`", peer_out.display())))?;
             let mut cmd = std::process::Command::new("python3");
             cmd.arg(peer).arg(inventory).arg(&up).arg(&base).stdout(out);
-            let (t, m) = timed(cmd, "the pandas peer", |c| c == 0)?;
+            let (t, m) = timed(cmd, "the pandas peer failed", |c| c == 0)?;
             peer_secs.push(t);
             peer_mem.push(m);
             let text = std::fs::read_to_string(&peer_out).unwrap_or_default();
