@@ -20,8 +20,8 @@ pub mod gate_fns {
     /// `control_mean`, `control_before_mean`; `method` (`diff_in_diff`, `controls` or
     /// `baseline`); `direction`, `worse`, `p_value`, `p_adjusted`; `insufficient` with its
     /// `reason`; `pooled_only` (no test of its own: a benchmark judged per hardware class, or a
-    /// pooled level too small, left to the levels above); `pooled_variance` (one or two updated
-    /// hosts: the group's own effect on the spread of every group of the gate) and `df`.
+    /// pooled level too small, left to the levels above); `pooled_variance` (the group's own effect,
+    /// on its spread moderated by the spread every group of the gate shares) and `df`.
     /// An error names the metrics the group has when `name` is not one of them.
     ///
     /// ```rhai

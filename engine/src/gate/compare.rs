@@ -78,9 +78,9 @@ pub struct MetricComparison {
     /// Not a test of its own: benchmarks of a group whose hardware class judges them, or a
     /// pooled level with too few planned hosts, left to the levels above it.
     pub pooled_only: bool,
-    /// The residual variance is the gate's, pooled over its groups (each with its own means),
-    /// because this group has too few updated hosts to estimate its own: the effect is still
-    /// this group's alone.
+    /// The residual variance is the group's own moderated by the spread the gate's groups
+    /// share (empirical Bayes, `hosts::moderated`), so one or two updated hosts are a test
+    /// too: the effect is still this group's alone, on the degrees of freedom in `df`.
     pub pooled_variance: bool,
     /// Degrees of freedom of the test (0 when untested).
     pub df: f64,
@@ -421,10 +421,15 @@ fn test_with(
         Some((s, _)) => *s,
         None => scale_of(&sides),
     };
-    let residual = pooled
-        .as_ref()
-        .map(|(s, ps)| hosts::residual(&strata_of(ps, method, *s)));
     let strata = strata_of(&sides, method, scale);
+    // The group's own spread moderated by the spread the gate's groups share.
+    let residual = pooled.as_ref().map(|(s, ps)| {
+        let each: Vec<_> = strata_of(ps, method, *s)
+            .into_iter()
+            .map(|st| hosts::residual(&[st]))
+            .collect();
+        hosts::moderated(hosts::residual(&strata), hosts::prior(&each))
+    });
     // A benchmark host's `y` is already its own change, so the groups of a level need no
     // fixed effects of their own: one stratum, and every host adds a degree of freedom.
     let strata = if method == Method::Paired {
@@ -494,7 +499,7 @@ fn test_with(
     };
     let mut reasons = Vec::new();
     let thin: usize = sides.iter().map(|(u, _, _)| u.thin).sum();
-    // A pooled variance needs one updated host; a test of its own, `min_hosts`.
+    // A moderated variance needs one updated host; a test on its own spread, `min_hosts`.
     let min_hosts = if residual.is_some() {
         1
     } else {
@@ -638,12 +643,15 @@ pub fn compare(
             } else {
                 method
             };
-            // Too few updated hosts planned to estimate the group's own spread: its test
-            // borrows the gate's (finding: two canaries per group were judged only through
-            // pools that diluted a one-group regression). Without a plan, too few reporting
-            // cannot be told from hosts missing, and stays insufficient data.
-            let small = spec.expected_hosts.is_some_and(|e| e < settings.min_hosts);
-            let pool = (small && mm != Method::Paired).then_some(all_groups.as_slice());
+            // Every group is judged on its own effect, with its own spread moderated by the
+            // spread the gate's groups share (`hosts::moderated`): one or two canaries borrow
+            // nearly all of it (finding: two canaries per group were judged only through
+            // pools that diluted a one-group regression), and six no longer let the noisiest
+            // of 24 variance estimates decide power (finding: clean gates with six canaries
+            // per group were all inconclusive). Without a plan, too few reporting cannot be
+            // told from hosts missing, and stays insufficient data.
+            let judged = spec.expected_hosts.is_some() || hosts >= settings.min_hosts;
+            let pool = (judged && mm != Method::Paired).then_some(all_groups.as_slice());
             let mut c = test_level(g, &[g], m, mm, updated, reference, settings, pool);
             let shared_class = per_hw.get(spec.hardware.as_str()).copied().unwrap_or(0) > 1;
             if mm == Method::Paired && shared_class {

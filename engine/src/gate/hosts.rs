@@ -87,6 +87,126 @@ pub fn residual(strata: &[Stratum]) -> Residual {
     r
 }
 
+/// The spread the groups of a gate share, fitted from each group's own residual variance
+/// (empirical Bayes, Smyth 2004, as limma's `fitFDist`): a prior variance `s2` worth `df`
+/// degrees of freedom, infinite when the groups' variances differ no more than sampling
+/// alone explains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prior {
+    pub s2: f64,
+    pub df: f64,
+    /// Every group's residual degrees of freedom, summed: no prior is worth more.
+    pub total_df: f64,
+}
+
+/// The prior of `groups`' residual variances: each with degrees of freedom and a positive
+/// sum of squares enters the fit; with fewer than three, the plain pooled variance.
+pub fn prior(groups: &[Residual]) -> Prior {
+    let total = groups
+        .iter()
+        .fold(Residual { ss: 0.0, df: 0.0 }, |a, r| Residual {
+            ss: a.ss + r.ss,
+            df: a.df + r.df,
+        });
+    let pooled = Prior {
+        s2: if total.df > 0.0 {
+            total.ss / total.df
+        } else {
+            0.0
+        },
+        df: f64::INFINITY,
+        total_df: total.df,
+    };
+    let fit: Vec<(f64, f64)> = groups
+        .iter()
+        .filter(|r| r.df > 0.0 && r.ss > 0.0 && r.ss.is_finite())
+        .map(|r| (r.ss / r.df, r.df))
+        .collect();
+    if fit.len() < 3 {
+        return pooled;
+    }
+    let n = fit.len() as f64;
+    // `ln s²` less its expectation under a scaled chi-square: what is left varies only by
+    // the groups' true variances and by sampling (`trigamma(df/2)`).
+    let e: Vec<f64> = fit
+        .iter()
+        .map(|(s2, d)| s2.ln() - digamma(d / 2.0) + (d / 2.0).ln())
+        .collect();
+    let mean = e.iter().sum::<f64>() / n;
+    let spread = e.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
+        - fit.iter().map(|(_, d)| trigamma(d / 2.0)).sum::<f64>() / n;
+    if spread <= 0.0 {
+        return pooled;
+    }
+    let df = 2.0 * trigamma_inverse(spread);
+    Prior {
+        s2: (mean + digamma(df / 2.0) - (df / 2.0).ln()).exp(),
+        df,
+        total_df: total.df,
+    }
+}
+
+/// One group's residual variance moderated by the gate's `prior`: `(d·s² + d0·s0²)/(d + d0)`
+/// on `d + d0` degrees of freedom, the prior worth at most the other groups' degrees of
+/// freedom. A group like the others is judged on nearly the gate's spread (a maximum over
+/// many groups of their own noisy variances no longer decides power), and one whose spread
+/// stands out keeps most of its own.
+pub fn moderated(own: Residual, prior: Prior) -> Residual {
+    let d0 = prior.df.min((prior.total_df - own.df).max(0.0));
+    Residual {
+        ss: own.ss + d0 * prior.s2,
+        df: own.df + d0,
+    }
+}
+
+fn digamma(x: f64) -> f64 {
+    statrs::function::gamma::digamma(x)
+}
+
+/// `ψ'(x)` for `x > 0`: the recurrence up to 6, then the asymptotic series.
+fn trigamma(x: f64) -> f64 {
+    let (mut x, mut acc) = (x, 0.0);
+    while x < 6.0 {
+        acc += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let x2 = 1.0 / (x * x);
+    acc + 1.0 / x
+        + x2 / 2.0
+        + (1.0 / x) * x2 * (1.0 / 6.0 - x2 * (1.0 / 30.0 - x2 * (1.0 / 42.0 - x2 / 30.0)))
+}
+
+/// `ψ''(x)` for `x > 0`, as [`trigamma`].
+fn tetragamma(x: f64) -> f64 {
+    let (mut x, mut acc) = (x, 0.0);
+    while x < 6.0 {
+        acc -= 2.0 / (x * x * x);
+        x += 1.0;
+    }
+    let x2 = 1.0 / (x * x);
+    acc - x2 - x2 / x - x2 * x2 * (0.5 - x2 * (1.0 / 6.0 - x2 * (1.0 / 6.0 - x2 * 0.3)))
+}
+
+/// The `y` with `trigamma(y) = x`, by Newton's method from limma's start.
+fn trigamma_inverse(x: f64) -> f64 {
+    if x > 1e7 {
+        return 1.0 / x.sqrt();
+    }
+    if x < 1e-6 {
+        return 1.0 / x;
+    }
+    let mut y = 0.5 + 1.0 / x;
+    for _ in 0..50 {
+        let t = trigamma(y);
+        let step = t * (1.0 - t / x) / tetragamma(y);
+        y += step;
+        if -step / y < 1e-8 {
+            break;
+        }
+    }
+    y
+}
+
 /// The estimate over `strata` at `1 − alpha` confidence, with the MDE at `power`.
 pub fn estimate(strata: &[Stratum], alpha: f64, power: f64) -> Result<Estimate, NoEstimate> {
     estimate_with(strata, None, alpha, power)
@@ -285,6 +405,80 @@ mod tests {
             ),
             Err(NoEstimate::NoVariance)
         );
+    }
+
+    fn r(ss: f64, df: f64) -> Residual {
+        Residual { ss, df }
+    }
+
+    /// Reference values from scipy 1.17.1 `polygamma(1, x)` and `polygamma(2, x)`.
+    #[test]
+    fn polygammas_match_scipy() {
+        for (x, want) in [
+            (0.5, 4.934_802_2),
+            (1.0, 1.644_934_07),
+            (3.7, 0.310_037_86),
+            (11.0, 0.095_166_34),
+        ] {
+            assert!(
+                (trigamma(x) - want).abs() < 1e-7,
+                "trigamma({x}) = {}",
+                trigamma(x)
+            );
+            assert!((trigamma_inverse(want) - x).abs() < 1e-6 * x, "{x}");
+        }
+        assert!((tetragamma(0.5) + 16.828_796_64).abs() < 1e-7);
+        assert!((tetragamma(3.7) + 0.095_395_31).abs() < 1e-7);
+    }
+
+    /// Reference: limma's `fitFDist` steps in scipy (`digamma`, `polygamma`, and `brentq`
+    /// for the inverse trigamma) on these variances: d0 = 3.31438816, s0² = 0.91143741.
+    #[test]
+    fn prior_matches_limma_fit_f_dist() {
+        let s2 = [1.0, 4.3, 0.3, 1.1, 0.2, 6.0, 1.2, 0.5];
+        let df = [4.0, 4.0, 5.0, 5.0, 3.0, 6.0, 4.0, 10.0];
+        let groups: Vec<Residual> = s2.iter().zip(df).map(|(s, d)| r(s * d, d)).collect();
+        let p = prior(&groups);
+        assert!((p.df - 3.314_388_16).abs() < 1e-5, "{p:?}");
+        assert!((p.s2 - 0.911_437_41).abs() < 1e-5, "{p:?}");
+        assert_eq!(p.total_df, 41.0);
+    }
+
+    /// Finding: groups judged on their own spread with six canaries each were inconclusive
+    /// on every clean gate, because the largest of 24 noisy variances set some group's MDE
+    /// above its threshold. Variances alike up to sampling are one shared spread.
+    #[test]
+    fn finding_alike_groups_share_one_spread() {
+        let groups: Vec<Residual> = [0.9, 1.1, 1.0, 1.2, 0.8, 1.05, 0.95, 1.3]
+            .iter()
+            .map(|s| r(s * 22.0, 22.0))
+            .collect();
+        let p = prior(&groups);
+        assert_eq!(p.df, f64::INFINITY, "{p:?}");
+        let m = moderated(groups[7], p);
+        // The prior is worth the other seven groups' 154 degrees of freedom.
+        assert_eq!(m.df, 176.0);
+        let s2 = m.ss / m.df;
+        // (28.6 + 154 × 1.0375) / 176: nearly the pooled 1.0375, not its own 1.3.
+        assert!((s2 - 1.070_3).abs() < 1e-3, "{m:?}");
+        // Two groups, or none with spread: the plain pooled variance.
+        let two = prior(&[r(2.0, 2.0), r(8.0, 2.0)]);
+        assert_eq!((two.s2, two.df), (2.5, f64::INFINITY));
+        assert_eq!(prior(&[r(0.0, 3.0), r(0.0, 0.0)]).s2, 0.0);
+    }
+
+    /// A group whose spread stands out among groups that differ keeps most of its own.
+    #[test]
+    fn a_group_that_stands_out_keeps_its_spread() {
+        let mut groups: Vec<Residual> = [1.0, 0.3, 3.0, 0.5, 2.0, 1.5, 0.7]
+            .iter()
+            .map(|s| r(s * 10.0, 10.0))
+            .collect();
+        groups.push(r(20.0 * 10.0, 10.0));
+        let p = prior(&groups);
+        assert!(p.df.is_finite() && p.df < 10.0, "{p:?}");
+        let m = moderated(groups[7], p);
+        assert!(m.ss / m.df > 10.0, "{m:?}");
     }
 
     #[test]

@@ -99,10 +99,10 @@ pub enum Correction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateSettings {
-    /// Fewer updated hosts with data in a test than this is insufficient data; a group with
-    /// fewer planned is still tested on its own, with the residual variance of the gate's
-    /// groups pooled (`pooled_variance`), and a pooled level with fewer is left to the levels
-    /// above it.
+    /// Fewer updated hosts with data in a test than this is insufficient data for a pooled
+    /// level, or for a group without a plan; a planned group of any size is tested on its own,
+    /// its residual variance moderated by the spread of the gate's groups
+    /// (`pooled_variance`), and a pooled level with fewer is left to the levels above it.
     pub min_hosts: usize,
     /// Fewer control hosts with data in a test than this is insufficient data.
     pub min_controls: usize,

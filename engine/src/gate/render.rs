@@ -69,7 +69,7 @@ pub fn render(c: &Comparison, v: &Verdict, warnings: &[String]) -> String {
                 f.push("worse".to_string());
             }
             if m.pooled_variance {
-                f.push(format!("gate's variance ({} df)", m.df));
+                f.push(format!("moderated variance ({:.0} df)", m.df));
             }
             f.join(", ")
         };

@@ -284,7 +284,7 @@ h1 .v{{color:{}}} .panel{{display:inline-block;vertical-align:top;border:1px sol
             g.control_hosts,
             g.tested,
             if g.pooled_variance > 0 {
-                format!(" ({} on the gate's variance)", g.pooled_variance)
+                format!(" ({} on the moderated variance)", g.pooled_variance)
             } else {
                 String::new()
             }

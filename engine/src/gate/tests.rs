@@ -236,7 +236,7 @@ fn too_few_hosts_is_a_test_on_the_gates_spread_or_insufficient_never_a_pass() {
         m.pooled_variance && m.df == 1.0 && m.mde.is_finite(),
         "{m:?}"
     );
-    // Four planned, one reporting, two controls.
+    // Four planned, one reporting, two controls: too few reporting, whatever the spread.
     let cmp = run(
         &build(&u, true),
         &build(&c, true),
@@ -244,11 +244,23 @@ fn too_few_hosts_is_a_test_on_the_gates_spread_or_insufficient_never_a_pass() {
     );
     let m = metric(&cmp, "sm-x12/db", "cpu_util_pct");
     assert!(m.insufficient, "{m:?}");
-    assert_eq!(
-        m.reason,
-        "1 of 4 updated hosts reporting; 1 updated host(s) with data (need 3); 2 control host(s) with data (need 3)"
-    );
+    assert_eq!(m.reason, "1 of 4 updated hosts reporting");
     assert_eq!(cmp.totals.insufficient, 1);
+    // No plan: one host reporting cannot be told from hosts missing.
+    let cmp = run(
+        &build(&u, true),
+        &build(&c, true),
+        &[spec("sm-x12/db", None)],
+    );
+    let m = metric(&cmp, "sm-x12/db", "cpu_util_pct");
+    assert_eq!(
+        (m.insufficient, m.reason.as_str()),
+        (
+            true,
+            "1 updated host(s) with data (need 3); 2 control host(s) with data (need 3)"
+        ),
+        "{m:?}"
+    );
 }
 
 #[test]
