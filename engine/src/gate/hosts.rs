@@ -87,16 +87,37 @@ pub fn residual(strata: &[Stratum]) -> Residual {
     r
 }
 
-/// The spread the groups of a gate share, fitted from each group's own residual variance
-/// (empirical Bayes, Smyth 2004, as limma's `fitFDist`): a prior variance `s2` worth `df`
-/// degrees of freedom, infinite when the groups' variances differ no more than sampling
-/// alone explains.
+/// The spread the groups of a gate share, fitted from each group's own residual variance: a
+/// prior variance `s2` worth `df` degrees of freedom. Infinite (the plain pooled variance)
+/// unless Bartlett's test finds the groups' variances unequal at [`HETEROGENEITY_ALPHA`];
+/// then fitted by empirical Bayes (Smyth 2004, as limma's `fitFDist`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prior {
     pub s2: f64,
     pub df: f64,
     /// Every group's residual degrees of freedom, summed: no prior is worth more.
     pub total_df: f64,
+}
+
+/// Bartlett's test must reject equal variances at this level before groups keep part of their
+/// own spread. Finding: with 24 groups of 6 degrees of freedom, the empirical Bayes fit alone
+/// read sampling noise as unequal spreads about half the time (prior worth 9 to 16 degrees of
+/// freedom on a fleet whose spread was one), and a three-host group lost a tenth of its catches.
+pub const HETEROGENEITY_ALPHA: f64 = 0.01;
+
+/// Bartlett's statistic for equal variances over `(s², df)` pairs, and its p-value against
+/// chi-square with `k − 1` degrees of freedom.
+fn bartlett(fit: &[(f64, f64)]) -> (f64, f64) {
+    let k = fit.len() as f64;
+    let total: f64 = fit.iter().map(|(_, d)| d).sum();
+    let pooled = fit.iter().map(|(s, d)| s * d).sum::<f64>() / total;
+    let m = total * pooled.ln() - fit.iter().map(|(s, d)| d * s.ln()).sum::<f64>();
+    let c = 1.0 + (fit.iter().map(|(_, d)| 1.0 / d).sum::<f64>() - 1.0 / total) / (3.0 * (k - 1.0));
+    let t = m / c;
+    let p = statrs::distribution::ChiSquared::new(k - 1.0)
+        .map(|chi| chi.sf(t))
+        .unwrap_or(1.0);
+    (t, p)
 }
 
 /// The prior of `groups`' residual variances: each with degrees of freedom and a positive
@@ -122,7 +143,7 @@ pub fn prior(groups: &[Residual]) -> Prior {
         .filter(|r| r.df > 0.0 && r.ss > 0.0 && r.ss.is_finite())
         .map(|r| (r.ss / r.df, r.df))
         .collect();
-    if fit.len() < 3 {
+    if fit.len() < 3 || bartlett(&fit).1 >= HETEROGENEITY_ALPHA {
         return pooled;
     }
     let n = fit.len() as f64;
@@ -442,6 +463,35 @@ mod tests {
         assert!((p.df - 3.314_388_16).abs() < 1e-5, "{p:?}");
         assert!((p.s2 - 0.911_437_41).abs() < 1e-5, "{p:?}");
         assert_eq!(p.total_df, 41.0);
+    }
+
+    /// Reference: Bartlett's formula in numpy with scipy's `chi2.sf`.
+    #[test]
+    fn bartlett_matches_scipy() {
+        let fit = [
+            (1.0, 4.0),
+            (4.3, 4.0),
+            (0.3, 5.0),
+            (1.1, 5.0),
+            (0.2, 3.0),
+            (6.0, 6.0),
+            (1.2, 4.0),
+            (0.5, 10.0),
+        ];
+        let (t, p) = bartlett(&fit);
+        assert!(
+            (t - 22.667_472_47).abs() < 1e-6 && (p - 0.001_947_33).abs() < 1e-7,
+            "{t} {p}"
+        );
+        let alike: Vec<(f64, f64)> = [0.9, 1.1, 1.0, 1.2, 0.8, 1.05, 0.95, 1.3]
+            .iter()
+            .map(|s| (*s, 22.0))
+            .collect();
+        let (t, p) = bartlett(&alike);
+        assert!(
+            (t - 1.849_972).abs() < 1e-5 && (p - 0.967_675).abs() < 1e-5,
+            "{t} {p}"
+        );
     }
 
     /// Finding: groups judged on their own spread with six canaries each were inconclusive
