@@ -91,7 +91,8 @@ pub enum What {
         policy_dir: PathBuf,
         #[arg(long, default_value_t = 200)]
         seeds: usize,
-        /// The before window and the bake, each.
+        /// The before window and the bake, each (gate scenarios; a rollout bakes as its
+        /// policy says).
         #[arg(long, default_value_t = 4.0)]
         bake_hours: f64,
         /// Each host's own level change between its before and after windows, kernel or not
@@ -102,6 +103,11 @@ pub enum What {
         /// Only the scenarios whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Whole simulated rollouts through the controller instead (the shipped plan with
+        /// canaries sized as shipped, every stage's bake and gate, 600 generated hosts): one
+        /// group regressed from the canaries on, and the stage where each run stopped.
+        #[arg(long)]
+        rollouts: bool,
     },
     /// Cost of one typed call of `rollout::eligible(host)`.
     Call {
@@ -214,9 +220,27 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         What::Verdicts {
             policy_dir,
             seeds,
+            bake_hours: _,
+            host_drift,
+            only,
+            rollouts: true,
+        } => {
+            let r = fleetward_engine::sim::rollouts::rollouts(
+                &policy_dir,
+                &load,
+                seeds,
+                host_drift / 100.0,
+                only.as_deref(),
+            )?;
+            show(ctx, "rollouts", &r, fleetward_engine::sim::rollouts::render)
+        }
+        What::Verdicts {
+            policy_dir,
+            seeds,
             bake_hours,
             host_drift,
             only,
+            rollouts: false,
         } => {
             let set = ctx.load(&policy_dir)?;
             let r = fleetward_engine::sim::verdicts::verdicts(

@@ -130,6 +130,15 @@ fn bad_scenarios_are_refused_with_the_place_of_the_problem() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("scenario.toml:8:"), "{}", stderr(&o));
 
+    write(&format!("{head}host_drift_pct = 300.0\n"));
+    let o = run(&["simulate", d]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("host_drift_pct must be a percentage from 0 to 100, not `300`"),
+        "{}",
+        stderr(&o)
+    );
+
     write(&format!("{head}surprise = 1\n"));
     let o = run(&["simulate", d]);
     assert_eq!(code(&o), 1);

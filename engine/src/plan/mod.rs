@@ -594,7 +594,14 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
             .iter()
             .filter_map(|(si, c)| Some((scopes.get(*si)?.ids.as_slice(), c.as_slice())))
             .collect();
-        let parts = pack::pack(&wave_hosts, &caps, usize::MAX);
+        // Each group's canaries stay in one part: the canary gate judges a part's hosts, and
+        // a group's canary count was sized for all of them together.
+        let parts = if w == 0 {
+            let units: Vec<&[usize]> = slices.iter().map(|(_, s)| *s).collect();
+            pack::pack_units(&wave_hosts, &units, &caps)
+        } else {
+            pack::pack(&wave_hosts, &caps, usize::MAX)
+        };
         let split = (parts.len() > 1).then(|| {
             let why: Vec<String> = wave_caps
                 .iter()

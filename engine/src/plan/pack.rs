@@ -58,9 +58,117 @@ pub fn pack(order: &[usize], scopes: &[(&[u32], &[usize])], max_total: usize) ->
     bins
 }
 
+/// Packs `units` (each a group's canaries) whole into as few bins as the scope limits need:
+/// a unit goes to the first bin with room for all of its hosts, largest units first, and only
+/// a unit that fits no empty bin is split host by host. Each bin keeps `order`'s order.
+/// Finding: packing canaries host by host spread one group's six canaries over three parts of
+/// the canary stage (2, 0 and 4), each part gated on its own, so a group sized to detect its
+/// thresholds with six was judged on two and stayed inconclusive.
+pub fn pack_units(
+    order: &[usize],
+    units: &[&[usize]],
+    scopes: &[(&[u32], &[usize])],
+) -> Vec<Vec<usize>> {
+    let cap = |ids: &[u32], caps: &[usize], h: usize| {
+        let id = ids.get(h).copied().unwrap_or(0);
+        (
+            id,
+            caps.get(id as usize).copied().unwrap_or(usize::MAX).max(1),
+        )
+    };
+    let mut bins: Vec<Vec<usize>> = Vec::new();
+    let mut used: Vec<HashMap<u32, usize>> = Vec::new();
+    let fits = |used: &HashMap<u32, usize>, unit: &[usize], si: usize| {
+        let (ids, caps) = scopes[si];
+        let mut add: HashMap<u32, usize> = HashMap::new();
+        for &h in unit {
+            *add.entry(cap(ids, caps, h).0).or_default() += 1;
+        }
+        add.iter().all(|(id, n)| {
+            let c = unit
+                .iter()
+                .find(|h| ids.get(**h).copied().unwrap_or(0) == *id)
+                .map_or(usize::MAX, |h| cap(ids, caps, *h).1);
+            used.get(&((si as u32) << 24 | *id)).copied().unwrap_or(0) + n <= c
+        })
+    };
+    let mut sorted: Vec<&[usize]> = units.iter().copied().filter(|u| !u.is_empty()).collect();
+    sorted.sort_by_key(|u| std::cmp::Reverse(u.len()));
+    for unit in sorted {
+        let room = (0..bins.len())
+            .find(|&b| (0..scopes.len()).all(|si| used.get(b).is_some_and(|u| fits(u, unit, si))));
+        let whole = room.is_some() || (0..scopes.len()).all(|si| fits(&HashMap::new(), unit, si));
+        if !whole {
+            // Larger than any bin can hold: its hosts go where they fit, as `pack` does.
+            for part in pack(unit, scopes, usize::MAX) {
+                bins.push(Vec::new());
+                used.push(HashMap::new());
+                let last = bins.len() - 1;
+                place(&mut bins, &mut used, scopes, last, &part, &cap);
+            }
+            continue;
+        }
+        let b = room.unwrap_or_else(|| {
+            bins.push(Vec::new());
+            used.push(HashMap::new());
+            bins.len() - 1
+        });
+        place(&mut bins, &mut used, scopes, b, unit, &cap);
+    }
+    let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+    for b in &mut bins {
+        b.sort_by_key(|h| rank.get(h).copied().unwrap_or(usize::MAX));
+    }
+    bins.retain(|b| !b.is_empty());
+    bins
+}
+
+fn place(
+    bins: &mut [Vec<usize>],
+    used: &mut [HashMap<u32, usize>],
+    scopes: &[(&[u32], &[usize])],
+    b: usize,
+    hosts: &[usize],
+    cap: &impl Fn(&[u32], &[usize], usize) -> (u32, usize),
+) {
+    for &h in hosts {
+        if let Some(bin) = bins.get_mut(b) {
+            bin.push(h);
+        }
+        for (si, (ids, caps)) in scopes.iter().enumerate() {
+            if let Some(u) = used.get_mut(b) {
+                *u.entry((si as u32) << 24 | cap(ids, caps, h).0)
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::pack;
+    use super::{pack, pack_units};
+
+    #[test]
+    fn finding_a_groups_canaries_were_spread_over_the_parts_of_the_canary_stage() {
+        // Two datacenters (0 and 1), at most 4 hosts of each per part; three groups of
+        // canaries: six hosts over both datacenters, and two of two hosts.
+        let dc = [0u32, 1, 0, 1, 0, 1, 0, 0, 1, 1];
+        let caps = [4usize, 4];
+        let (a, b, c) = ([0usize, 1, 2, 3, 4, 5], [6usize, 7], [8usize, 9]);
+        let order: Vec<usize> = (0..10).collect();
+        let bins = pack_units(&order, &[&a, &b, &c], &[(&dc, &caps)]);
+        assert_eq!(bins, vec![vec![0, 1, 2, 3, 4, 5], vec![6, 7, 8, 9]]);
+        // Host by host, the six were split.
+        let host_by_host = pack(&order, &[(&dc, &caps)], usize::MAX);
+        assert!(host_by_host
+            .iter()
+            .all(|p| !a.iter().all(|h| p.contains(h))));
+        // A unit larger than a part's limits is split as `pack` splits it.
+        let big = [0usize, 2, 4, 6, 7];
+        let bins = pack_units(&order, &[&big], &[(&dc, &caps)]);
+        assert_eq!(bins.concat().len(), 5);
+        assert!(bins.len() == 2 && bins.iter().all(|p| p.len() <= 4));
+    }
 
     #[test]
     fn respects_total_and_scope_caps() {

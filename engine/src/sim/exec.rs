@@ -24,7 +24,7 @@ use crate::drift::Kind;
 use crate::exec::{ExecError, Executor, Output, RemoteCommand};
 use crate::gate::STANDARD_METRICS;
 use crate::model::Host;
-use crate::plan::{keyed_hash, splitmix64_finish};
+use crate::plan::{keyed_hash, splitmix64_finish, SPLITMIX64_GAMMA};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -63,6 +63,13 @@ pub struct Faults {
     pub hang: HashMap<String, HashSet<String>>,
     /// How the hosts' metrics vary (host spread, daily swing, noise).
     pub variation: Variation,
+    /// Drawn into every sample's noise: runs of one scenario with different seeds see
+    /// independent noise (0, the default, is the noise of the goldens).
+    pub noise_seed: u64,
+    /// Each host's own level wanders ([`super::samplegen::drift_factor`]): redrawn every four
+    /// hours from the start, so a host's change between a before window and a bake four hours
+    /// later has this standard deviation, kernel or not.
+    pub host_drift: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +302,18 @@ impl SimExecutor {
         )
     }
 
+    /// A host's drifting level factor at `ts` ([`Faults::host_drift`]).
+    fn drifted(&self, host: &str, metric: &str, ts: i64) -> f64 {
+        let period = (ts - self.start.as_second()).div_euclid(super::samplegen::DRIFT_PERIOD_SECS);
+        super::samplegen::drift_factor(
+            self.faults.noise_seed,
+            host,
+            metric,
+            period,
+            self.faults.host_drift,
+        )
+    }
+
     fn metrics(&self, host: &Host, h: &SimHost, now: Timestamp, window: u64) -> String {
         let on_target = !h.installed.is_empty() && h.installed.contains(&h.kernel);
         let regress = self
@@ -318,9 +337,11 @@ impl SimExecutor {
                         .product()
                 })
                 .unwrap_or(1.0);
+            let seed = self.faults.noise_seed.wrapping_mul(SPLITMIX64_GAMMA);
             for i in 0..SAMPLES_PER_CALL as i64 {
                 let ts = t_end - (SAMPLES_PER_CALL as i64 - 1 - i) * step;
-                let key = keyed_hash(ts as u64, &format!("{}/{metric}", host.name));
+                let key = keyed_hash(ts as u64 ^ seed, &format!("{}/{metric}", host.name));
+                let own = own * self.drifted(&host.name, metric, ts);
                 let v = var.sample(metric, base * factor, own, var.time_factor(&group, ts), key);
                 out.push_str(&format!("{ts} {metric} {v:.6}\n"));
             }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod drift;
 pub mod exec;
 pub mod fleetgen;
+pub mod rollouts;
 pub mod samplegen;
 pub mod scenario;
 pub mod verdicts;

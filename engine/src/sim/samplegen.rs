@@ -317,6 +317,37 @@ pub fn generate_metrics(
     s
 }
 
+/// A host's drifting level factor in drift period `period` (the hours since the start over
+/// [`DRIFT_PERIOD_SECS`]): log-normal with standard deviation `drift / √2`, drawn anew each
+/// period, so a host's level changes between consecutive periods with standard deviation
+/// `drift`, kernel or not.
+pub fn drift_factor(seed: u64, host: &str, metric: &str, period: i64, drift: f64) -> f64 {
+    let sd = drift / std::f64::consts::SQRT_2;
+    if sd <= 0.0 {
+        return 1.0;
+    }
+    let key = keyed_hash(
+        (seed ^ 0xd41f_7000).wrapping_add((period as u64).wrapping_mul(SPLITMIX64_GAMMA)),
+        &format!("{host}/{metric}"),
+    );
+    (sd * normal(key)).exp()
+}
+
+/// How often a host's drifting level is redrawn ([`drift_factor`]).
+pub const DRIFT_PERIOD_SECS: i64 = 4 * 3600;
+
+/// Multiplies every sample by its host's [`drift_factor`], periods counted from the first
+/// sample: a baseline whose history shows how far hosts wander.
+pub fn add_drift(s: &mut Samples, seed: u64, drift: f64) {
+    let Some(&t0) = s.timestamp.iter().min() else {
+        return;
+    };
+    for i in 0..s.len() {
+        let period = (s.timestamp[i] - t0).div_euclid(DRIFT_PERIOD_SECS);
+        s.value[i] *= drift_factor(seed, &s.host[i], s.metric[i], period, drift);
+    }
+}
+
 /// Samples of `scenario` for an inventory: the baseline from the hosts `cohorts` leaves out
 /// of the canaries (at most `per_group` of each group, 0 for all), any other scenario from
 /// the canaries; the first `metrics` standard metrics. Timestamps start at

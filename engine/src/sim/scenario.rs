@@ -33,6 +33,13 @@ pub struct Scenario {
     start: String,
     kernel: Option<String>,
     seed: Option<u64>,
+    /// Drawn into the simulated samples' noise (0: the noise of the shipped goldens).
+    #[serde(default)]
+    noise_seed: u64,
+    /// Each host's own level change between windows four hours apart, kernel or not (standard
+    /// deviation, percent of its level): hosts drift as their traffic shifts.
+    #[serde(default)]
+    host_drift_pct: f64,
     /// Bake override in seconds.
     bake: Option<u64>,
     #[serde(default)]
@@ -67,14 +74,14 @@ impl Default for TimingSpec {
 
 /// A metric that worsens on `group`'s hosts in stages from `from_stage` on (0 = canaries),
 /// once they run the new kernel.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegressionSpec {
-    group: String,
+pub struct RegressionSpec {
+    pub group: String,
     #[serde(default)]
-    from_stage: usize,
-    metric: String,
-    factor: f64,
+    pub from_stage: usize,
+    pub metric: String,
+    pub factor: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +140,37 @@ fn session(e: impl Into<SessionError>) -> ScenarioError {
 }
 
 impl Scenario {
+    /// A scenario built in code (`bench verdicts`): paths as in `scenario.toml`, relative to
+    /// the directory it runs in, or absolute.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generated(
+        inventory: PathBuf,
+        policies: PathBuf,
+        baseline: PathBuf,
+        start: &str,
+        seed: u64,
+        host_drift_pct: f64,
+        regression: Vec<RegressionSpec>,
+    ) -> Scenario {
+        Scenario {
+            description: String::new(),
+            inventory,
+            policies,
+            baseline,
+            start: start.into(),
+            kernel: None,
+            seed: Some(seed),
+            noise_seed: seed,
+            host_drift_pct,
+            bake: None,
+            timing: TimingSpec::default(),
+            regression,
+            unexpected_reboot: Vec::new(),
+            faults: FaultSpec::default(),
+            expect: None,
+        }
+    }
+
     /// Reads `dir/scenario.toml`; errors name `file:line:col`.
     pub fn load(dir: &Path) -> Result<Scenario, ScenarioError> {
         let path = dir.join("scenario.toml");
@@ -205,7 +243,17 @@ fn faults(
             )))
         }
     };
-    let mut faults = Faults::default();
+    if !(0.0..=100.0).contains(&sc.host_drift_pct) {
+        return Err(ScenarioError::Invalid(format!(
+            "host_drift_pct must be a percentage from 0 to 100, not `{}`",
+            sc.host_drift_pct
+        )));
+    }
+    let mut faults = Faults {
+        noise_seed: sc.noise_seed,
+        host_drift: sc.host_drift_pct / 100.0,
+        ..Faults::default()
+    };
     let group_of: BTreeMap<&str, String> = hosts
         .iter()
         .map(|h| (h.name.as_str(), h.group_name()))

@@ -579,7 +579,8 @@ pub fn verdicts(
     }
     if !(0.0..=1.0).contains(&host_drift) {
         return Err(VerdictsError::Invalid(format!(
-            "`--host-drift` must be a fraction from 0 to 1, not `{host_drift}`"
+            "`--host-drift` must be a percentage from 0 to 100, not `{}`",
+            host_drift * 100.0
         )));
     }
     let bake_secs = ((bake_hours * 3600.0) as i64 / STEP).max(1) * STEP;
@@ -643,9 +644,22 @@ pub fn verdicts(
             {
                 o.named += 1;
             }
-            let unexpected = (s.expect == "pass") != (kind == VerdictKind::Pass);
+            let unexpected = if s.expect == "pass" {
+                kind != VerdictKind::Pass
+            } else {
+                kind != VerdictKind::Pause
+            };
             if unexpected && o.examples.len() < 3 {
-                if let Some(r) = reasons.first() {
+                // The regressed group's own reasons first, when it has any.
+                let own = format!("{}: ", s.effect_on);
+                let judge = format!("cannot judge {}: ", s.effect_on);
+                let r = reasons
+                    .iter()
+                    .find(|r| {
+                        !s.effect_on.is_empty() && (r.starts_with(&own) || r.starts_with(&judge))
+                    })
+                    .or(reasons.first());
+                if let Some(r) = r {
                     o.examples.push(format!("{kind}: {r}"));
                 }
             }
