@@ -1220,12 +1220,15 @@ fn resume_args(lab: &Lab) -> Vec<String> {
 #[allow(clippy::zombie_processes)] // every child is killed and waited for, or waited for
 fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_recorded_deadline()
 {
-    // A wait of 16 s; the controller is killed every 3 s while it waits for a host that never
-    // comes back, until 4 s before the deadline, so the last one is up when it passes. Before
+    // A wait of 20 s; the controller is killed every 3 s while it waits for a host that never
+    // comes back, until 8 s before the deadline, so the last one is up when it passes. Before
     // the fix each restart waited the whole timeout again, and a crash loop waited for ever.
+    // Finding (a flaky run): the last restart came 4 s before the deadline, and on a loaded
+    // machine the new controller's start and recovery took longer than that, so the judgment
+    // was late by its start-up (3.7 s), not by the wait. A restart now leaves 8 s.
     let lab = Lab::new(
         8,
-        &[("const REBOOT_TIMEOUT = 15;", "const REBOOT_TIMEOUT = 16;")],
+        &[("const REBOOT_TIMEOUT = 15;", "const REBOOT_TIMEOUT = 20;")],
     );
     let stages = lab.plan_stages();
     let lost = stages[0].1[0].clone();
@@ -1262,7 +1265,7 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
         .unwrap()
         .parse()
         .unwrap();
-    let deadline = issued + jiff::SignedDuration::from_secs(16);
+    let deadline = issued + jiff::SignedDuration::from_secs(20);
     let failed_of = || {
         journal_of(&lab.state, "host_failed")
             .into_iter()
@@ -1276,13 +1279,13 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(64),
+            t.elapsed() < Duration::from_secs(80),
             "{lost} was not judged within four timeouts of its reboot ({kills} kills)"
         );
         let left = deadline
             .duration_since(jiff::Timestamp::now())
             .as_secs_f64();
-        if left < 4.0 {
+        if left < 8.0 {
             continue;
         }
         child.kill().unwrap(); // SIGKILL
@@ -1298,14 +1301,14 @@ fn finding_a_controller_killed_every_few_seconds_during_a_wait_times_out_at_the_
     println!("{kills} kills; judged {late:.2} s after the recorded deadline");
     // Judged at the deadline anchored to `reboot_issued`: not before it, and within one poll
     // interval (1 s) plus the last look's SSH round trip (a new connection: the host answered
-    // 255). A controller that restarted the wait would be at least 9 s late.
+    // 255). A controller that restarted the wait would be at least 12 s late.
     assert!(
         (-0.05..3.0).contains(&late),
         "judged {late:.2} s after the deadline"
     );
     let why = failed["event"]["output"].as_str().unwrap();
     assert!(
-        why.contains("did not come back within 16 s of the reboot issued at"),
+        why.contains("did not come back within 20 s of the reboot issued at"),
         "{why}"
     );
     assert_eq!(failed["event"]["step"], "wait_up");

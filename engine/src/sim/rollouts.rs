@@ -245,41 +245,15 @@ fn run_all(
         .filter(|s| only.is_none_or(|o| s.name.contains(o)))
     {
         let t0 = std::time::Instant::now();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(seeds);
-        let results: Vec<Result<scenario::Summary, RolloutsError>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (s, inventory, baseline) = (&s, &inventory, &baseline);
-                    sc.spawn(move || {
-                        (t..seeds)
-                            .step_by(threads)
-                            .map(|seed| {
-                                one(
-                                    dir,
-                                    policy_dir,
-                                    inventory,
-                                    baseline,
-                                    load,
-                                    s,
-                                    seed as u64 + 1,
-                                    host_drift,
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        vec![Err(RolloutsError::Invalid("a worker stopped".into()))]
-                    })
-                })
-                .collect()
-        });
+        let results = super::over_seeds(
+            seeds,
+            |seed| {
+                one(
+                    dir, policy_dir, &inventory, &baseline, load, &s, seed, host_drift,
+                )
+            },
+            || Err(RolloutsError::Invalid("a worker stopped".into())),
+        );
         let mut o = Outcome {
             scenario: s.clone(),
             seeds,

@@ -592,31 +592,11 @@ pub fn verdicts(
         .filter(|s| only.is_none_or(|o| s.name.contains(o)))
     {
         let t0 = std::time::Instant::now();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(seeds);
-        let results: Vec<Result<(VerdictKind, Vec<String>), VerdictsError>> =
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let s = &s;
-                        sc.spawn(move || {
-                            (t..seeds)
-                                .step_by(threads)
-                                .map(|seed| one(set, s, seed as u64 + 1, bake_secs, host_drift))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err(VerdictsError::Invalid("a worker stopped".into()))]
-                        })
-                    })
-                    .collect()
-            });
+        let results = super::over_seeds(
+            seeds,
+            |seed| one(set, &s, seed, bake_secs, host_drift),
+            || Err(VerdictsError::Invalid("a worker stopped".into())),
+        );
         let mut o = Outcome {
             scenario: s.clone(),
             seeds,
