@@ -69,51 +69,47 @@ pub fn pack_units(
     units: &[&[usize]],
     scopes: &[(&[u32], &[usize])],
 ) -> Vec<Vec<usize>> {
-    let cap = |ids: &[u32], caps: &[usize], h: usize| {
-        let id = ids.get(h).copied().unwrap_or(0);
-        (
-            id,
-            caps.get(id as usize).copied().unwrap_or(usize::MAX).max(1),
-        )
-    };
     let mut bins: Vec<Vec<usize>> = Vec::new();
-    let mut used: Vec<HashMap<u32, usize>> = Vec::new();
-    let fits = |used: &HashMap<u32, usize>, unit: &[usize], si: usize| {
-        let (ids, caps) = scopes[si];
-        let mut add: HashMap<u32, usize> = HashMap::new();
-        for &h in unit {
-            *add.entry(cap(ids, caps, h).0).or_default() += 1;
-        }
-        add.iter().all(|(id, n)| {
-            let c = unit
-                .iter()
-                .find(|h| ids.get(**h).copied().unwrap_or(0) == *id)
-                .map_or(usize::MAX, |h| cap(ids, caps, *h).1);
-            used.get(&((si as u32) << 24 | *id)).copied().unwrap_or(0) + n <= c
+    let mut used: Vec<Used> = Vec::new();
+    // Whether `unit` fits whole beside what a bin already holds.
+    let fits = |held: &Used, unit: &[usize]| {
+        tally(scopes, unit).iter().all(|(&(si, id), n)| {
+            let limit = scopes
+                .get(si)
+                .and_then(|(_, caps)| caps.get(id as usize).copied())
+                .unwrap_or(usize::MAX)
+                .max(1);
+            held.get(&(si, id)).copied().unwrap_or(0) + n <= limit
         })
     };
     let mut sorted: Vec<&[usize]> = units.iter().copied().filter(|u| !u.is_empty()).collect();
     sorted.sort_by_key(|u| std::cmp::Reverse(u.len()));
     for unit in sorted {
-        let room = (0..bins.len())
-            .find(|&b| (0..scopes.len()).all(|si| used.get(b).is_some_and(|u| fits(u, unit, si))));
-        let whole = room.is_some() || (0..scopes.len()).all(|si| fits(&HashMap::new(), unit, si));
-        if !whole {
+        let room = used.iter().position(|u| fits(u, unit));
+        let parts = match room {
+            Some(b) => vec![(b, unit.to_vec())],
+            None if fits(&Used::new(), unit) => vec![(bins.len(), unit.to_vec())],
             // Larger than any bin can hold: its hosts go where they fit, as `pack` does.
-            for part in pack(unit, scopes, usize::MAX) {
+            None => pack(unit, scopes, usize::MAX)
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (bins.len() + i, p))
+                .collect(),
+        };
+        for (b, hosts) in parts {
+            if b == bins.len() {
                 bins.push(Vec::new());
-                used.push(HashMap::new());
-                let last = bins.len() - 1;
-                place(&mut bins, &mut used, scopes, last, &part, &cap);
+                used.push(Used::new());
             }
-            continue;
+            for (k, n) in tally(scopes, &hosts) {
+                if let Some(u) = used.get_mut(b) {
+                    *u.entry(k).or_default() += n;
+                }
+            }
+            if let Some(bin) = bins.get_mut(b) {
+                bin.extend(hosts);
+            }
         }
-        let b = room.unwrap_or_else(|| {
-            bins.push(Vec::new());
-            used.push(HashMap::new());
-            bins.len() - 1
-        });
-        place(&mut bins, &mut used, scopes, b, unit, &cap);
     }
     let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(i, h)| (*h, i)).collect();
     for b in &mut bins {
@@ -123,25 +119,17 @@ pub fn pack_units(
     bins
 }
 
-fn place(
-    bins: &mut [Vec<usize>],
-    used: &mut [HashMap<u32, usize>],
-    scopes: &[(&[u32], &[usize])],
-    b: usize,
-    hosts: &[usize],
-    cap: &impl Fn(&[u32], &[usize], usize) -> (u32, usize),
-) {
-    for &h in hosts {
-        if let Some(bin) = bins.get_mut(b) {
-            bin.push(h);
-        }
-        for (si, (ids, caps)) in scopes.iter().enumerate() {
-            if let Some(u) = used.get_mut(b) {
-                *u.entry((si as u32) << 24 | cap(ids, caps, h).0)
-                    .or_default() += 1;
-            }
+/// Hosts per (scope, scope value).
+type Used = HashMap<(usize, u32), usize>;
+
+fn tally(scopes: &[(&[u32], &[usize])], hosts: &[usize]) -> Used {
+    let mut t = Used::new();
+    for (si, (ids, _)) in scopes.iter().enumerate() {
+        for &h in hosts {
+            *t.entry((si, ids.get(h).copied().unwrap_or(0))).or_default() += 1;
         }
     }
+    t
 }
 
 #[cfg(test)]
