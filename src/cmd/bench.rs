@@ -104,7 +104,7 @@ pub enum What {
         #[arg(long)]
         only: Option<String>,
         /// Whole simulated rollouts through the controller instead (the shipped plan with
-        /// canaries sized as shipped, every stage's bake and gate, 600 generated hosts): one
+        /// canaries sized as shipped, every stage's bake and gate, 2,000 generated hosts): one
         /// group regressed from the canaries on, and the stage where each run stopped.
         #[arg(long)]
         rollouts: bool,

@@ -120,7 +120,6 @@ pub fn sizing_of(
         thresholds,
         alpha: g.alpha,
         power: g.power,
-        min_hosts: g.min_hosts,
         before_secs,
         bake_secs,
     }))
