@@ -413,7 +413,7 @@ fn a_clean_rollout_updates_every_host_once_and_in_stage_order() {
         assert_eq!(lab.kernel(&h), TARGET, "{h}");
         assert_eq!(lab.reboots(&h), 1, "{h} rebooted once");
         let cmds = lab.commands(&h);
-        // The step order, as the host saw it.
+        // The step order, as the host saw it: the running kernel and boot entry read first.
         // Each step after the one before: metrics reads of the before window come first.
         let mut at = 0;
         let mut pos = |p: &str| {
@@ -425,13 +425,16 @@ fn a_clean_rollout_updates_every_host_once_and_in_stage_order() {
             at = i + 1;
         };
         let order = [
+            "uname -r",
+            "grub-editenv list",
             "sh -c fleetward-check units",
             "lbctl drain",
             "apt-get install -y linux-image-6.8.0-45-generic",
-            "grub-set-default",
+            "grub-reboot",
             "systemctl reboot",
             "sh -c fleetward-signals 0 0",
             "sh -c fleetward-check units",
+            "grub-set-default",
             "lbctl undrain",
             "sh -c fleetward-signals 10 ",
         ];
@@ -673,6 +676,85 @@ fn unreachable_lost_and_hung_hosts_are_quarantined_and_the_rest_finish() {
         assert_eq!(lab.reboots(h), 1, "{h}");
     }
     let _ = std::fs::remove_file(lab.host_dir(hung).join("fault-hang-apt-get"));
+}
+
+/// Safe boot: the new kernel boots once (`grub-reboot`) and becomes the default only after its
+/// checks. A host whose one-shot boot fails comes back on its old kernel: it is quarantined
+/// with the kernel it runs and its boot id, and keeps its old default entry.
+#[test]
+fn a_host_whose_one_shot_boot_falls_back_is_quarantined_and_keeps_its_old_default() {
+    let lab = Lab::new(
+        8,
+        &[(
+            "#{ per_stage: 1, total: percent(1) }",
+            "#{ per_stage: 1, total: 1 }",
+        )],
+    );
+    let stages = lab.plan_stages();
+    let back = stages.last().unwrap().1[0].clone();
+    lab.fault(&back, "fault-boot-fallback", "");
+    let old = lab.kernel(&back);
+    assert_ne!(old, TARGET);
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "completed_with_failures", "{st}");
+    let failed = st["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let f = &failed[0];
+    assert_eq!(f["host"], back.as_str());
+    assert_eq!(f["step"], "verify");
+    let why = f["output"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("boot fell back to `{old}`")),
+        "{why}"
+    );
+    let boot_id = std::fs::read_to_string(lab.host_dir(&back).join("boot_id")).unwrap();
+    assert!(
+        why.contains(&format!("boot id `{}`", boot_id.trim())),
+        "{why}"
+    );
+    assert_eq!(f["kernel"], old.as_str());
+    // It booted once, on its old kernel, and its default entry was never changed.
+    assert_eq!(lab.reboots(&back), 1);
+    assert_eq!(lab.kernel(&back), old);
+    let cmds = lab.commands(&back);
+    assert!(
+        cmds.iter().any(|(_, c)| c.starts_with("grub-reboot ")),
+        "{cmds:?}"
+    );
+    assert!(
+        !cmds.iter().any(|(_, c)| c.starts_with("grub-set-default")),
+        "{cmds:?}"
+    );
+    // Everyone else: on the new kernel, which is now their default.
+    for h in lab.names().into_iter().filter(|h| *h != back) {
+        assert_eq!(lab.kernel(&h), TARGET, "{h}");
+        let d = std::fs::read_to_string(lab.host_dir(&h).join("default")).unwrap();
+        assert_eq!(d.trim(), TARGET, "{h}");
+    }
+    // Every host's previous kernel and boot entry were journaled before its first step.
+    let journal = std::fs::read_to_string(lab.state.join("journal.jsonl")).unwrap();
+    let events: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for h in lab.names() {
+        let at = |kind: &str| {
+            events
+                .iter()
+                .position(|e| e["event"]["type"] == kind && e["event"]["host"] == h.as_str())
+        };
+        let prev = at("previous_kernel").unwrap_or_else(|| panic!("{h}: {journal}"));
+        let first = at("step_started").unwrap_or_else(|| panic!("{h}: {journal}"));
+        assert!(prev < first, "{h}");
+        let e = &events[prev]["event"];
+        assert_eq!(e["kernel"], "6.8.0-40-generic", "{e}");
+        assert_eq!(
+            e["boot_entry"], "Advanced options for Ubuntu>Ubuntu, with Linux 6.8.0-40-generic",
+            "{e}"
+        );
+    }
 }
 
 #[test]

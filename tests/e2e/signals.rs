@@ -402,6 +402,8 @@ fn a_rollout_on_the_real_collector_and_built_in_checks_completes() {
         "lbctl undrain ",
         "apt-get install -y linux-image-",
         "grub-set-default ",
+        "grub-reboot ",
+        "grub-editenv list",
         "uname -r",
         "cat /proc/sys/kernel/random/boot_id",
         "systemctl reboot (one-shot",

@@ -4,7 +4,8 @@
 # default boot entry, reboot (a new boot id, unreachable for a moment) and metrics. It speaks
 # the same commands as the shipped `rollout.rhai` and the simulator:
 #   uname -r | cat /proc/sys/kernel/random/boot_id | apt-get install -y linux-image-V
-#   grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux V' | systemctl reboot
+#   grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux V' (the default entry) |
+#   grub-reboot '…' (the next boot only) | grub-editenv list | systemctl reboot
 #   systemctl is-system-running | lbctl drain|undrain NAME | fleetward-validate SUITE
 #   fleetward-metrics --window SECS (the site-agent form of `signals()`)
 #   sh -c SCRIPT fleetward-signals ARGS… (the signals collector) and
@@ -24,7 +25,8 @@
 #   chmod MODE -- PATH | apt-get install -y --no-install-recommends PKG=VERSION
 #
 # Faults, by files in the state directory: `fault-unreachable` (always down),
-# `fault-never-up` (down for good after a reboot), `fault-hang-NAME` (command NAME hangs),
+# `fault-never-up` (down for good after a reboot), `fault-boot-fallback` (a one-shot boot set by
+# `grub-reboot` fails and the default entry boots instead), `fault-hang-NAME` (command NAME hangs),
 # `fault-validate-SUITE` (that validation suite fails), `fault-fail-NAME` (command NAME exits 1),
 # `fault-klog-CLASS` (the kernel log holds a line of that class once the host runs the kernel it
 # was told to boot), `fault-unit-failed-UNIT` and
@@ -120,12 +122,25 @@ install() {
 set_default() {
     grep -qxF -- "$1" "$STATE/installed" 2>/dev/null || { echo "kernel $1 is not installed" >&2; exit 1; }
     echo "$1" > "$STATE/default"
+    echo "$1" > "$STATE/told"
     echo "default boot entry: $1"
+}
+set_next() {
+    grep -qxF -- "$1" "$STATE/installed" 2>/dev/null || { echo "kernel $1 is not installed" >&2; exit 1; }
+    echo "$1" > "$STATE/next"
+    echo "$1" > "$STATE/told"
+    echo "next boot entry: $1"
 }
 reboot_now() {
     # /dev/shm is empty after a boot: so are the one-shot reboot markers.
     rm -rf "$STATE/run"
-    [ -e "$STATE/default" ] && cp "$STATE/default" "$STATE/kernel"
+    # A one-shot entry boots once; one that fails falls back to the default.
+    if [ -e "$STATE/next" ] && [ ! -e "$STATE/fault-boot-fallback" ]; then
+        cp "$STATE/next" "$STATE/kernel"
+    elif [ -e "$STATE/default" ]; then
+        cp "$STATE/default" "$STATE/kernel"
+    fi
+    rm -f "$STATE/next"
     echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
     echo "$now" >> "$STATE/reboots"
     echo $((now + ${STANDIN_REBOOT_SECS:-2})) > "$STATE/down-until"
@@ -135,7 +150,7 @@ reboot_now() {
 metrics() {
     window=$1
     scale=""
-    if [ -e "$STATE/regress" ] && [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel"; then
+    if [ -e "$STATE/regress" ] && [ -e "$STATE/told" ] && cmp -s "$STATE/told" "$STATE/kernel"; then
         scale=$(cat "$STATE/regress")
     fi
     n=$((window / 10)); [ "$n" -ge 1 ] || n=1
@@ -187,6 +202,20 @@ case "$name" in
             "$prefix"*) set_default "${2#"$prefix"}" ;;
             *) echo "no boot entry \`$2'" >&2; exit 1 ;;
         esac ;;
+    grub-reboot)
+        [ $# -eq 2 ] || { echo "usage: grub-reboot ENTRY" >&2; exit 2; }
+        prefix="Advanced options for Ubuntu>Ubuntu, with Linux "
+        case "$2" in
+            "$prefix"*) set_next "${2#"$prefix"}" ;;
+            *) echo "no boot entry \`$2'" >&2; exit 1 ;;
+        esac ;;
+    grub-editenv)
+        [ "${2:-}" = list ] || { echo "usage: grub-editenv list" >&2; exit 2; }
+        prefix="Advanced options for Ubuntu>Ubuntu, with Linux "
+        if [ -e "$STATE/default" ]; then d=$(cat "$STATE/default"); else d=$(cat "$STATE/kernel"); fi
+        echo "saved_entry=$prefix$d"
+        [ -e "$STATE/next" ] && echo "next_entry=$prefix$(cat "$STATE/next")"
+        exit 0 ;;
     reboot)
         reboot_now ;;
     systemctl)
@@ -234,7 +263,7 @@ case "$name" in
             echo "boot_id $(cat "$STATE/boot_id")"
             metrics 300 | sed 's/^/s /'
             on_target=""
-            [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel" && on_target=1
+            [ -e "$STATE/told" ] && cmp -s "$STATE/told" "$STATE/kernel" && on_target=1
             for c in panic oops bug soft_lockup hung_task mce io_error; do
                 if [ -n "$on_target" ] && [ -e "$STATE/fault-klog-$c" ]; then echo "klog standin $c 1"; else echo "klog standin $c 0"; fi
             done
@@ -259,7 +288,7 @@ case "$name" in
                 # The real benchmark on this machine; on the kernel it was told to boot, `bench_*`
                 # lines of the `regress` file scale what it measured.
                 scale=""
-                if [ -e "$STATE/regress" ] && [ -e "$STATE/default" ] && cmp -s "$STATE/default" "$STATE/kernel"; then
+                if [ -e "$STATE/regress" ] && [ -e "$STATE/told" ] && cmp -s "$STATE/told" "$STATE/kernel"; then
                     scale=$(cat "$STATE/regress")
                 fi
                 sh -c "$script" "$@" | awk -v scale="$scale" '

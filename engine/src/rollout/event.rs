@@ -17,6 +17,9 @@ pub enum Step {
     WaitUp,
     Verify,
     PostCheck,
+    /// The new kernel becomes the permanent default (after a one-shot boot, verification and
+    /// post-checks passed).
+    CommitBoot,
     Undrain,
 }
 
@@ -38,6 +41,7 @@ impl Step {
             Step::WaitUp => "wait_up",
             Step::Verify => "verify",
             Step::PostCheck => "post_check",
+            Step::CommitBoot => "commit_boot",
             Step::Undrain => "undrain",
         }
     }
@@ -53,11 +57,12 @@ impl Step {
             Step::WaitUp => "wait-up",
             Step::Verify => "verify",
             Step::PostCheck => "post-check",
+            Step::CommitBoot => "commit-boot",
             Step::Undrain => "undrain",
         }
     }
 
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::PreCheck,
         Step::Drain,
         Step::Install,
@@ -66,6 +71,7 @@ impl Step {
         Step::WaitUp,
         Step::Verify,
         Step::PostCheck,
+        Step::CommitBoot,
         Step::Undrain,
     ];
 
@@ -132,6 +138,14 @@ pub enum Event {
         host: String,
         step: Step,
         output: String,
+    },
+    /// Recorded before a host's first step: the kernel it runs and its default boot entry
+    /// (`None`: the probe could not read one), so it can be put back.
+    PreviousKernel {
+        host: String,
+        kernel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_entry: Option<String>,
     },
     /// Recorded before the reboot command runs, with the boot id it must change from.
     RebootIssued {

@@ -339,12 +339,14 @@ impl Default for WaitUp {
     }
 }
 
-/// How to read what a host runs: its kernel release and its boot id.
+/// How to read what a host runs: its kernel release, its boot id and its boot loader's
+/// environment (whose `saved_entry` is the default boot entry; empty: not read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Probe {
     pub kernel: Vec<String>,
     pub boot_id: Vec<String>,
+    pub boot_entry: Vec<String>,
     pub timeout: u64,
 }
 
@@ -353,6 +355,7 @@ impl Default for Probe {
         Probe {
             kernel: vec!["uname".into(), "-r".into()],
             boot_id: vec!["cat".into(), "/proc/sys/kernel/random/boot_id".into()],
+            boot_entry: vec!["grub-editenv".into(), "list".into()],
             timeout: 30,
         }
     }
@@ -373,6 +376,11 @@ pub struct Steps {
     pub wait_up: WaitUp,
     #[serde(default)]
     pub post_check: Vec<CommandSpec>,
+    /// Run once the host passed verification and its post-checks: make the new kernel the
+    /// permanent default (`grub-set-default`) after `set_boot` booted it once
+    /// (`grub-reboot`). Empty: `set_boot` already made it the default.
+    #[serde(default)]
+    pub commit_boot: Vec<CommandSpec>,
     #[serde(default)]
     pub undrain: Vec<CommandSpec>,
     #[serde(default)]
@@ -382,12 +390,13 @@ pub struct Steps {
 impl Steps {
     /// Checks what serde cannot: non-empty commands and positive timeouts.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let lists: [(&str, &[CommandSpec]); 6] = [
+        let lists: [(&str, &[CommandSpec]); 7] = [
             ("pre_check", &self.pre_check),
             ("drain", &self.drain),
             ("install", &self.install),
             ("set_boot", &self.set_boot),
             ("post_check", &self.post_check),
+            ("commit_boot", &self.commit_boot),
             ("undrain", &self.undrain),
         ];
         for (step, cmds) in lists

@@ -25,6 +25,9 @@ pub struct HostState {
     pub reboot_at: Option<String>,
     /// A recovery sent the reboot again through the one-shot wrapper.
     pub reboot_resent: bool,
+    /// The kernel it ran and its default boot entry before its first step.
+    pub previous_kernel: Option<String>,
+    pub previous_boot_entry: Option<String>,
     /// Kernel and boot id seen at the last check.
     pub kernel: Option<String>,
     pub boot_id: Option<String>,
@@ -314,6 +317,15 @@ impl RolloutState {
                 let h = self.host(host);
                 h.in_step = None;
                 h.done_step = Some(*step);
+            }
+            Event::PreviousKernel {
+                host,
+                kernel,
+                boot_entry,
+            } => {
+                let h = self.host(host);
+                h.previous_kernel = Some(kernel.clone());
+                h.previous_boot_entry = boot_entry.clone();
             }
             Event::RebootIssued { host, boot_id } => {
                 let h = self.host(host);

@@ -4,7 +4,9 @@
 //!
 //! - `uname -r`, `cat /proc/sys/kernel/random/boot_id`
 //! - `apt-get install -y linux-image-VERSION`
-//! - `grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux VERSION'`
+//! - `grub-set-default 'Advanced options for Ubuntu>Ubuntu, with Linux VERSION'` (the default
+//!   entry), `grub-reboot '…'` (the next boot only: a host in `Faults::boot_falls_back` boots
+//!   its default instead), `grub-editenv list` (`saved_entry=…`, `next_entry=…`)
 //! - `systemctl reboot`, `systemctl is-system-running`
 //! - `lbctl drain|undrain NAME`, `fleetward-validate SUITE`
 //! - `fleetward-metrics --window SECS`: `timestamp metric value` lines
@@ -57,6 +59,8 @@ pub struct Faults {
     pub unreachable: HashSet<String>,
     /// Never come back after a reboot.
     pub never_up: HashSet<String>,
+    /// A one-shot boot (`grub-reboot`) fails and the boot loader falls back to the default.
+    pub boot_falls_back: HashSet<String>,
     /// Reboot by themselves this long after booting the new kernel.
     pub unexpected_reboot_after: HashMap<String, Duration>,
     /// Commands (by first word) that hang on a host.
@@ -78,6 +82,8 @@ struct SimHost {
     boot: u64,
     installed: Vec<String>,
     default: Option<String>,
+    /// The entry `grub-reboot` set for the next boot only.
+    next: Option<String>,
     down_until: Option<Timestamp>,
     booted_at: Timestamp,
     reboots: u32,
@@ -131,7 +137,8 @@ impl SimExecutor {
                         kernel: h.kernel.clone(),
                         boot: 0,
                         installed: Vec::new(),
-                        default: None,
+                        default: Some(h.kernel.clone()),
+                        next: None,
                         down_until: None,
                         booted_at: start,
                         reboots: 0,
@@ -485,9 +492,35 @@ impl SimExecutor {
                         self.timing.command,
                     ),
                 },
+                ["grub-reboot", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
+                    Some(v) if h.installed.iter().any(|k| k == v) => {
+                        h.next = Some(v.to_string());
+                        (ok(String::new()), self.timing.command)
+                    }
+                    _ => (
+                        fail(1, format!("no boot entry `{title}`\n")),
+                        self.timing.command,
+                    ),
+                },
+                ["grub-editenv", "list"] => {
+                    let mut out = String::new();
+                    for (k, v) in [("saved_entry", &h.default), ("next_entry", &h.next)] {
+                        if let Some(v) = v {
+                            out.push_str(&format!("{k}={GRUB_TITLE_PREFIX}{v}\n"));
+                        }
+                    }
+                    (ok(out), self.timing.command)
+                }
                 ["systemctl", "reboot"] => {
-                    if let Some(d) = h.default.clone() {
-                        h.kernel = d;
+                    // A one-shot entry boots once; one that fails falls back to the default.
+                    let next = h.next.take();
+                    match next {
+                        Some(n) if !self.faults.boot_falls_back.contains(name) => h.kernel = n,
+                        _ => {
+                            if let Some(d) = h.default.clone() {
+                                h.kernel = d;
+                            }
+                        }
                     }
                     h.boot += 1;
                     h.reboots += 1;

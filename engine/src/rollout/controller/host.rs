@@ -4,6 +4,16 @@
 use super::*;
 
 /// The last `n` bytes of a command's output, on one line, for a host's failure record.
+/// The `saved_entry` of `grub-editenv list`'s output (`KEY=VALUE` lines); `None` when the
+/// boot loader keeps no default (the first entry boots).
+pub(super) fn saved_entry(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("saved_entry="))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
 pub(super) fn tail(text: &str, n: usize) -> String {
     let t = text.trim();
     let mut start = t.len().saturating_sub(n);
@@ -66,6 +76,15 @@ impl<'a> Controller<'a> {
             Err(m) => return self.policy_pause(Some(stage), m.0, clock),
         };
         drop(set);
+        let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+        if hs.untouched() && hs.previous_kernel.is_none() {
+            if self.halted(clock)? {
+                return Ok(());
+            }
+            if let Err(why) = self.record_previous(host, &steps, clock)? {
+                return self.fail_host(stage, name, Step::PreCheck, why.0, clock);
+            }
+        }
         loop {
             let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
             if hs.settled() {
@@ -107,6 +126,7 @@ impl<'a> Controller<'a> {
                 Step::WaitUp => self.wait_up(host, &steps, &hs, clock),
                 Step::Verify => self.verify(host, &steps, &hs, clock)?,
                 Step::PostCheck => self.post_check(host, &steps, clock)?,
+                Step::CommitBoot => self.run_commands(host, &steps.commit_boot, clock),
                 Step::Undrain => self.run_commands(host, &steps.undrain, clock),
             };
             match result {
@@ -304,6 +324,43 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Journals the kernel the host runs and its default boot entry before its first step
+    /// (invariant: a host's previous kernel is on disk before anything is done to it). A
+    /// kernel that cannot be read fails the host; an unreadable boot entry is recorded as none.
+    fn record_previous(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        clock: &dyn Clock,
+    ) -> Result<StepResult, ControllerError> {
+        let p = &steps.probe;
+        let kernel = match self.probe(host, &p.kernel, p.timeout, clock) {
+            Ok(k) => k,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "cannot read the running kernel before the first step: {e}"
+                )
+                .into()))
+            }
+        };
+        let boot_entry = if p.boot_entry.is_empty() {
+            None
+        } else {
+            self.probe(host, &p.boot_entry, p.timeout, clock)
+                .ok()
+                .and_then(|out| saved_entry(&out))
+        };
+        self.emit(
+            Event::PreviousKernel {
+                host: host.name.clone(),
+                kernel,
+                boot_entry,
+            },
+            clock,
+        )?;
+        Ok(Ok(String::new()))
+    }
+
     /// Records the boot id, then reboots, at most once per host per rollout.
     pub(super) fn reboot(
         &self,
@@ -456,12 +513,21 @@ impl<'a> Controller<'a> {
             clock,
         )?;
         let target = self.with_state(|s| s.target_kernel.clone());
-        Ok(if kernel != target {
-            Err(format!("runs `{kernel}` after the reboot, not `{target}`").into())
-        } else if hs.boot_id_before.as_deref() == Some(boot_id.as_str()) {
-            Err(format!("boot id `{boot_id}` did not change: the host did not reboot").into())
-        } else {
-            Ok(format!("{kernel}, boot id {boot_id}"))
-        })
+        Ok(
+            if kernel != target && hs.previous_kernel.as_deref() == Some(kernel.as_str()) {
+                // The boot loader gave up on the new kernel (a one-shot boot that failed) and
+                // booted the old default: the host is up, but not on the kernel judged.
+                Err(format!(
+                "boot fell back to `{kernel}`: runs `{kernel}` (boot id `{boot_id}`) after the reboot, not `{target}`"
+            )
+            .into())
+            } else if kernel != target {
+                Err(format!("runs `{kernel}` after the reboot, not `{target}`").into())
+            } else if hs.boot_id_before.as_deref() == Some(boot_id.as_str()) {
+                Err(format!("boot id `{boot_id}` did not change: the host did not reboot").into())
+            } else {
+                Ok(format!("{kernel}, boot id {boot_id}"))
+            },
+        )
     }
 }
