@@ -13,10 +13,11 @@ use std::process::ExitCode;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  ok / pass
+  0  ok / pass; rollout completed or rolled back with every host back
   1  error: bad input, invalid policy, I/O failure
   2  needs attention: gate paused or inconclusive, rollout paused, drift found,
-     review items pending, hosts that returned no signals (collect)
+     review items pending, hosts that returned no signals (collect), hosts that
+     failed on their way back in a rollback
   3  failed: gate failed, rollout aborted, policy tests failed,
      simulation outcome differs from the scenario's expectation";
 

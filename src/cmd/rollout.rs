@@ -1,4 +1,4 @@
-//! `fleetward rollout start|status|pause|resume|abort`: the rollout controller over SSH, with
+//! `fleetward rollout start|status|pause|resume|abort|rollback`: the rollout controller over SSH, with
 //! its journal in a state directory. `start` freezes the plan and the run's settings there, so
 //! `resume` needs nothing but the directory.
 
@@ -7,7 +7,10 @@ use super::Ctx;
 use crate::output::{json_line, Exit, Format};
 use crate::progress::Printer;
 use fleetward_engine::rollout::controller::Request;
-use fleetward_engine::rollout::session::{self, ResumeRequest, StartRequest, Status};
+use fleetward_engine::rollout::rollback::Scope;
+use fleetward_engine::rollout::session::{
+    self, ResumeRequest, RollbackRequest, StartRequest, Status,
+};
 use fleetward_engine::rollout::settings::Settings;
 use fleetward_engine::rollout::{render, Phase};
 use std::path::PathBuf;
@@ -33,6 +36,29 @@ pub enum Sub {
     Resume(ResumeArgs),
     /// Stop for good, leaving every host as it is, and report which host runs which kernel.
     Abort(RequestArgs),
+    /// Put updated hosts back on the kernel each ran before the rollout: later stages first,
+    /// in the stages' own batches (same in-flight and blast-radius limits), through the
+    /// policy's `rollback_steps(host, previous)`: drain, one-shot boot of the previous entry,
+    /// reboot, verify, post-checks, default entry, undrain. Journaled; `rollout resume`
+    /// carries it on after a crash or pause. Hosts never rebooted are left alone; quarantined
+    /// hosts too, unless named with --host.
+    Rollback(RollbackArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Roll back only this stage's hosts, as `status` names it (`canary`, `wave 1`, …;
+    /// repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub stage: Vec<String>,
+    /// Roll back only this host (repeatable); a quarantined host goes back only when named.
+    #[arg(long, value_name = "NAME")]
+    pub host: Vec<String>,
+    /// Why, for the journal and the alert.
+    #[arg(long, default_value = "operator request")]
+    pub reason: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,6 +136,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         Sub::Pause(r) => request(ctx, r, false),
         Sub::Abort(r) => request(ctx, r, true),
         Sub::Resume(r) => resume(ctx, r),
+        Sub::Rollback(r) => rollback(ctx, r),
     }
 }
 
@@ -146,6 +173,23 @@ fn resume(ctx: &Ctx, a: ResumeArgs) -> anyhow::Result<Exit> {
     report(ctx, &st)
 }
 
+fn rollback(ctx: &Ctx, a: RollbackArgs) -> anyhow::Result<Exit> {
+    let scope = if !a.host.is_empty() {
+        Scope::Hosts(a.host)
+    } else if !a.stage.is_empty() {
+        Scope::Stages(a.stage)
+    } else {
+        Scope::All
+    };
+    let req = RollbackRequest {
+        scope,
+        reason: a.reason,
+    };
+    let printer = Arc::new(Printer::new(ctx.format, true));
+    let st = session::rollback(&a.state.state_dir, &req, &ctx.load_options(), printer)?;
+    report(ctx, &st)
+}
+
 fn request(ctx: &Ctx, a: RequestArgs, abort: bool) -> anyhow::Result<Exit> {
     let reason = a.reason.clone();
     let req = if abort {
@@ -170,6 +214,8 @@ fn report(ctx: &Ctx, st: &Status) -> anyhow::Result<Exit> {
     }
     Ok(match st.phase {
         Phase::Completed => Exit::Ok,
+        Phase::RolledBack if st.rollback.as_ref().is_some_and(|r| r.failed.is_empty()) => Exit::Ok,
+        Phase::RolledBack => Exit::Attention,
         Phase::Paused | Phase::Running | Phase::NotStarted | Phase::CompletedWithFailures => {
             Exit::Attention
         }

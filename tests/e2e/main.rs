@@ -13,6 +13,7 @@ mod plan;
 mod prometheus;
 mod redisd;
 mod report;
+mod rollback;
 mod rollout;
 mod signals;
 mod simulate;

@@ -56,6 +56,8 @@ if [ -e "$STATE/down-until" ]; then
     rm -f "$STATE/down-until"
 fi
 [ -e "$STATE/kernel" ] || echo "${STANDIN_KERNEL:-6.8.0-40-generic}" > "$STATE/kernel"
+# The kernel it first runs is installed: a rollback boots it again.
+[ -e "$STATE/installed" ] || cp "$STATE/kernel" "$STATE/installed"
 [ -e "$STATE/boot_id" ] || echo "boot-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')" > "$STATE/boot_id"
 # The one-shot reboot wrapper is logged as the command it wraps.
 if [ "${1:-}" = sh ] && [ "${4:-}" = fleetward-reboot-once ]; then

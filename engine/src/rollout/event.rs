@@ -223,6 +223,24 @@ pub enum Event {
         reason: String,
     },
     Completed,
+    /// A rollback began: the hosts named go back to the kernel each ran before the rollout,
+    /// batch by batch, later stages first. From here on, a named host's step events
+    /// (`step_started` … `host_done`, `host_failed`, `reboot_issued`) are its way back: one
+    /// more transition, with its own steps and its own single reboot.
+    RollbackStarted {
+        reason: String,
+        batches: Vec<RollbackBatch>,
+        /// Hosts of the scope left as they are (never got the new kernel, quarantined, already
+        /// back), and why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<LeftHost>,
+    },
+    /// Every host of the rollback settled: back on its previous kernel, or failed on the way
+    /// (named here, quarantined).
+    RolledBack {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<String>,
+    },
     /// Every stage passed, but failed hosts remain that no operator acknowledged: the
     /// rollout is not done until they are (`rollout resume --acknowledge HOST`).
     CompletedWithFailures {
@@ -240,6 +258,21 @@ pub enum Event {
         /// Seconds from the last record before the crash to this record.
         lost_secs: u64,
     },
+}
+
+/// One batch of a rollback: hosts of one stage that may go back at once (the stage's own
+/// batches, so its in-flight and blast-radius limits hold on the way back too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackBatch {
+    pub stage: usize,
+    pub hosts: Vec<String>,
+}
+
+/// A host a rollback leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftHost {
+    pub host: String,
+    pub why: String,
 }
 
 /// A host a crash interrupted, and the step it was in.

@@ -222,6 +222,48 @@ pub fn explain(
                 Some(x)
             }
             Event::Completed => Some(d(None, "completed", "rollout completed".into())),
+            Event::RollbackStarted {
+                reason,
+                batches,
+                left,
+            } => {
+                let hosts: Vec<String> = batches
+                    .iter()
+                    .flat_map(|b| b.hosts.iter().cloned())
+                    .collect();
+                let mut x = d(
+                    None,
+                    "rollback_started",
+                    format!(
+                        "{} host(s) sent back to the kernel each ran before, later stages first",
+                        hosts.len()
+                    ),
+                );
+                x.reasons = std::iter::once(reason.clone())
+                    .chain(
+                        left.iter()
+                            .map(|l| format!("left alone: {}: {}", l.host, l.why)),
+                    )
+                    .collect();
+                x.hosts = hosts;
+                Some(x)
+            }
+            Event::RolledBack { failed } => {
+                let mut x = d(
+                    None,
+                    "rolled_back",
+                    if failed.is_empty() {
+                        "rollback finished: every host of it is back on its previous kernel".into()
+                    } else {
+                        format!(
+                            "rollback finished: {} host(s) failed on the way back",
+                            failed.len()
+                        )
+                    },
+                );
+                x.hosts = failed.clone();
+                Some(x)
+            }
             Event::CompletedWithFailures { hosts } => {
                 let mut x = d(
                     None,

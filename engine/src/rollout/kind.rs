@@ -61,6 +61,12 @@ fn check_steps(d: &Dynamic) -> Result<Value, Invalid> {
     Ok(v)
 }
 
+fn check_way_back(d: &Dynamic) -> Result<Value, Invalid> {
+    let (s, v) = typed::<Steps>(d)?;
+    s.validate_way_back()?;
+    Ok(v)
+}
+
 fn check_budget(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<FailureBudget>(d).map(|x| x.1)
 }
@@ -147,6 +153,13 @@ pub const ROLLOUT: KindSpec = KindSpec {
             returns: "a map of step name to commands (`#{name, run, timeout, expect}`) or built-in checks (`#{name, check, timeout, …}`)",
             doc: "The commands of each step for one host: pre_check, drain, install, set_boot, reboot, wait_up, post_check, commit_boot, undrain, probe. `set_boot` may boot the new kernel once (`grub-reboot`) and `commit_boot` make it the default (`grub-set-default`) only after verification and post-checks pass; a host that comes back on the kernel it ran before is quarantined (\"boot fell back\"). `probe` has `kernel`, `boot_id` and `boot_entry` (default `grub-editenv list`, whose `saved_entry` is journaled with the running kernel before the host's first step). A command is `run: [ARGV…]` with `expect`; a check is `check: \"kernel_log\"` (`classes`), `\"units\"` (`active`), `\"http\"` (`url`, `status`, `body_contains`; `from`: `\"host\"`, the default, fetches with curl or wget on the host, `\"controller\"` fetches from fleetward itself) or `\"benchmark\"` (post_check only: `suites` of cpu, memory, disk, network; `repeat`, default 5; `dir`, default /var/tmp; `disk_mb`, default 256; `peer`, an iperf3 server for network), which fleetward also runs right before install so the gate compares each host with itself: metrics bench_cpu_sha256_mbps (openssl speed, else sha256sum), bench_mem_fill_mbps (dd), bench_disk_write_mbps and bench_disk_read_mbps (fio, else dd with direct I/O, on a temporary file it removes), bench_net_mbps (iperf3); a suite that cannot run fails the check with the reason. Needed by `rollout start` and `simulate`.",
             check: check_steps,
+        },
+        FnSpec {
+            name: "rollback_steps",
+            params: &["host", "previous"],
+            returns: "a map of step name to commands, as `steps(host)`",
+            doc: "The steps that take one updated host back to the kernel it ran before the rollout (`fleetward rollout rollback`). `previous` has `kernel` and `boot_entry` as journaled before the host's first step (`boot_entry` is \"\" when none was read) and `from`, the kernel it leaves. The controller runs them as it runs `steps`, verifying the host then runs `previous.kernel`; `install` may be empty, `set_boot` may not; benchmark checks are dropped. Needed by `rollout rollback`.",
+            check: check_way_back,
         },
         FnSpec {
             name: "failure_budget",

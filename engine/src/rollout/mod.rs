@@ -9,6 +9,7 @@ pub mod explain;
 pub mod journal;
 pub mod kind;
 pub mod render;
+pub mod rollback;
 pub mod session;
 pub mod settings;
 pub mod spec;

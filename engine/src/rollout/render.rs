@@ -28,7 +28,10 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
         Event::HostFailed { host, step, output } => {
             format!("{at}  host {host} failed at {step}: {output}")
         }
-        Event::HostDone { host } if hosts => format!("{at}  host {host} updated"),
+        Event::HostDone { host } if hosts => match st.hosts.get(host).and_then(|h| h.back.as_ref()) {
+            Some(_) => format!("{at}  host {host} rolled back"),
+            None => format!("{at}  host {host} updated"),
+        },
         Event::BakeStarted { stage, until } => {
             format!("{at}  stage {}: baking until {until}", stage_name(*stage))
         }
@@ -85,6 +88,29 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
         ),
         Event::Aborted { reason } => format!("{at}  ABORTED: {reason}"),
         Event::Completed => format!("{at}  rollout completed"),
+        Event::RollbackStarted {
+            reason,
+            batches,
+            left,
+        } => {
+            let n: usize = batches.iter().map(|b| b.hosts.len()).sum();
+            let mut o = format!(
+                "{at}  ROLLBACK: {n} host(s) go back to the kernel each ran before, in {} batch(es), later stages first: {reason}",
+                batches.len()
+            );
+            if !left.is_empty() {
+                let _ = write!(o, "\n      - {} host(s) of the scope left as they are", left.len());
+            }
+            o
+        }
+        Event::RolledBack { failed } if failed.is_empty() => {
+            format!("{at}  ROLLED BACK: every host of the rollback runs the kernel it ran before")
+        }
+        Event::RolledBack { failed } => format!(
+            "{at}  ROLLED BACK WITH FAILURES: {} host(s) failed on the way back and are quarantined: {}",
+            failed.len(),
+            failed.join(", ")
+        ),
         Event::CompletedWithFailures { hosts } => format!(
             "{at}  COMPLETED WITH FAILURES: {} host(s) failed and no operator acknowledged them: {}",
             hosts.len(),
@@ -210,6 +236,29 @@ pub fn status(s: &Status) -> String {
             );
         }
     }
+    if let Some(r) = &s.rollback {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "rollback{} since {}: {} of {} host(s) back on their previous kernel, {} in flight, {} failed",
+            if r.finished { " (finished)" } else { "" },
+            r.at,
+            r.back,
+            r.hosts,
+            r.in_flight,
+            r.failed.len()
+        );
+        let _ = writeln!(o, "  reason: {}", r.reason);
+        for f in &r.failed {
+            let _ = writeln!(o, "  {f}");
+        }
+        if !r.left.is_empty() {
+            let _ = writeln!(o, "  left as they are: {}", r.left.len());
+            for l in &r.left {
+                let _ = writeln!(o, "    {}: {}", l.host, l.why);
+            }
+        }
+    }
     if !s.recoveries.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(o, "recoveries after crashes: {}", s.recoveries.len());
@@ -240,7 +289,7 @@ pub fn status(s: &Status) -> String {
     }
     if matches!(
         s.phase,
-        Phase::Aborted | Phase::Paused | Phase::CompletedWithFailures
+        Phase::Aborted | Phase::Paused | Phase::CompletedWithFailures | Phase::RolledBack
     ) {
         let mut by_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
         for k in &s.hosts {
@@ -251,7 +300,7 @@ pub fn status(s: &Status) -> String {
         for (k, n) in by_kernel {
             let _ = writeln!(o, "  {k}: {n} host(s)");
         }
-        if s.phase == Phase::Aborted {
+        if matches!(s.phase, Phase::Aborted | Phase::RolledBack) {
             let _ = writeln!(o);
             let _ = writeln!(o, "{:<24} {:<24} status", "host", "kernel");
             for k in &s.hosts {

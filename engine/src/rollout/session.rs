@@ -180,9 +180,33 @@ impl ResumeRequest {
     }
 }
 
+/// What `rollout rollback` asks for.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    pub scope: super::rollback::Scope,
+    pub reason: String,
+}
+
+/// Rolls back hosts of the rollout in `dir` to the kernel each ran before it, through the
+/// same controller (limits, steps, journal) as the update; see [`super::rollback::plan`].
+pub fn rollback(
+    dir: &Path,
+    req: &RollbackRequest,
+    load: &LoadOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<Status, SessionError> {
+    // A clear error for a directory that holds no rollout, before anything else is read.
+    read_journal(dir)?;
+    let settings = Settings::load(dir)?;
+    let journal = Journal::open(dir)?;
+    let s = setup(&settings, load)?;
+    drive(&settings, s, journal, Mode::Rollback(req.clone()), observer)
+}
+
 enum Mode {
     Start(Box<crate::plan::Plan>),
     Resume(ResumeRequest),
+    Rollback(RollbackRequest),
 }
 
 fn sinks(s: &Settings, dir: &Path) -> (Alerts, Option<Arc<WebhookSink>>) {
@@ -320,6 +344,12 @@ fn drive(
                 );
             }
             c.resume(&r.acknowledge_choice(), r.accept_gate)?;
+            c
+        }
+        Mode::Rollback(r) => {
+            let c = Controller::open(journal, &s.fleet, io, opts);
+            let n = c.rollback(&r.scope, &r.reason)?;
+            observer.begin(n);
             c
         }
     };
@@ -486,6 +516,53 @@ pub struct Status {
     pub hosts: Vec<HostKernel>,
     /// Recoveries after crashes (`kill -9`, power loss), in order.
     pub recoveries: Vec<super::state::Recovery>,
+    /// The last rollback, once one started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+}
+
+/// Where a rollback is: how many of its hosts are back, in flight or failed on the way, and
+/// the hosts of its scope it left alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackStatus {
+    pub reason: String,
+    pub at: String,
+    pub hosts: usize,
+    pub back: usize,
+    pub in_flight: usize,
+    /// `HOST: failed at STEP on its way back: OUTPUT`.
+    pub failed: Vec<String>,
+    pub left: Vec<super::event::LeftHost>,
+    pub finished: bool,
+}
+
+impl RollbackStatus {
+    fn of(st: &RolloutState) -> Option<RollbackStatus> {
+        let r = st.rollback.as_ref()?;
+        let backs: Vec<(&String, &super::HostState)> = r
+            .hosts()
+            .filter_map(|h| Some((h, st.hosts.get(h)?.back.as_deref()?)))
+            .collect();
+        Some(RollbackStatus {
+            reason: r.reason.clone(),
+            at: r.at.clone(),
+            hosts: r.hosts().count(),
+            back: backs.iter().filter(|(_, b)| b.done).count(),
+            in_flight: backs
+                .iter()
+                .filter(|(_, b)| !b.settled() && (b.in_step.is_some() || b.done_step.is_some()))
+                .count(),
+            failed: backs
+                .iter()
+                .filter_map(|(h, b)| {
+                    let (step, out) = b.failed.as_ref()?;
+                    Some(format!("{h}: failed at {} {out}", step.key()))
+                })
+                .collect(),
+            left: r.left.clone(),
+            finished: r.finished,
+        })
+    }
 }
 
 impl Status {
@@ -538,6 +615,7 @@ impl Status {
             held_for_drift: st.held.clone(),
             hosts: st.kernels(&|h| initial.get(h).cloned()),
             recoveries: st.recoveries.clone(),
+            rollback: RollbackStatus::of(st),
         }
     }
 }

@@ -390,6 +390,15 @@ pub struct Steps {
 impl Steps {
     /// Checks what serde cannot: non-empty commands and positive timeouts.
     pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_lists()?;
+        if self.install.is_empty() {
+            return Err("`install` has no commands".into());
+        }
+        self.validate_common()
+    }
+
+    /// Each command's `run` and timeout, benchmarks only in `post_check`, `reboot` a command.
+    fn validate_lists(&self) -> Result<(), Invalid> {
         let lists: [(&str, &[CommandSpec]); 7] = [
             ("pre_check", &self.pre_check),
             ("drain", &self.drain),
@@ -428,9 +437,23 @@ impl Steps {
         if !matches!(self.reboot.action, Action::Run { .. }) {
             return Err("`reboot` must be a command (`run`), not a check".into());
         }
-        if self.install.is_empty() {
-            return Err("`install` has no commands".into());
+        Ok(())
+    }
+
+    /// The checks of `rollback_steps(host, previous)`: as [`Steps::validate`], but nothing need
+    /// be installed (the previous kernel never left), and `set_boot` must point the boot
+    /// loader at the previous kernel.
+    pub fn validate_way_back(&self) -> Result<(), Invalid> {
+        self.validate_lists()?;
+        if self.set_boot.is_empty() {
+            return Err(
+                "`set_boot` has no commands: the way back must point the boot loader at the previous kernel".into(),
+            );
         }
+        self.validate_common()
+    }
+
+    fn validate_common(&self) -> Result<(), Invalid> {
         if self.probe.kernel.is_empty() || self.probe.boot_id.is_empty() {
             return Err("`probe` needs `kernel` and `boot_id` commands".into());
         }

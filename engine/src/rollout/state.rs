@@ -40,6 +40,11 @@ pub struct HostState {
     pub held: Option<String>,
     /// Its benchmark runs, before and after its update, with their journal times.
     pub bench: BTreeMap<BenchPhase, BenchRun>,
+    /// Its way back to the previous kernel, once a rollback named it: the same step fields
+    /// (`done_step`, `in_step`, `reboots`, `boot_id_before`, `reboot_at`, `done`, `failed`)
+    /// for that transition. The fields above then describe the update, which is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub back: Option<Box<HostState>>,
 }
 
 /// One benchmark run of a host: when it was journaled (RFC 3339) and what it measured.
@@ -53,6 +58,35 @@ impl HostState {
     /// Finished one way or the other.
     pub fn settled(&self) -> bool {
         self.done || self.failed.is_some() || self.held.is_some()
+    }
+
+    /// The transition under way: its way back once a rollback named it, else its update.
+    /// The way back's `previous_kernel` is the kernel it leaves (the target), so a boot that
+    /// falls back to it is recognised as on the way there.
+    pub fn current(&self, target: &str) -> HostState {
+        match &self.back {
+            Some(b) => HostState {
+                stage: self.stage,
+                previous_kernel: Some(target.to_string()),
+                kernel: self.kernel.clone(),
+                boot_id: self.boot_id.clone(),
+                ..(**b).clone()
+            },
+            None => self.clone(),
+        }
+    }
+
+    /// Back on its previous kernel after a rollback.
+    pub fn rolled_back(&self) -> bool {
+        self.back.as_ref().is_some_and(|b| b.done)
+    }
+
+    /// The step fields of the transition under way.
+    fn transition(&mut self) -> &mut HostState {
+        match self.back {
+            Some(ref mut b) => b,
+            None => self,
+        }
     }
 
     /// Nothing has been done to it yet in this rollout.
@@ -128,7 +162,9 @@ impl FailedHost {
 pub struct HostKernel {
     pub host: String,
     pub kernel: String,
-    /// `updated`, `failed at STEP`, `not started`, `in progress at STEP`.
+    /// `updated`, `failed at STEP`, `not started`, `in progress at STEP`, `held for drift`;
+    /// after a rollback named it: `rolled back`, `rolling back at STEP`, `rollback failed at
+    /// STEP`, `rollback pending`.
     pub status: String,
 }
 
@@ -142,6 +178,9 @@ pub enum Phase {
     Completed,
     /// Every stage passed, with failed hosts no operator acknowledged.
     CompletedWithFailures,
+    /// A rollback finished: every host it named is back on its previous kernel, or failed on
+    /// the way (quarantined, listed).
+    RolledBack,
 }
 
 impl Phase {
@@ -154,6 +193,7 @@ impl Phase {
             Phase::Aborted => "aborted",
             Phase::Completed => "completed",
             Phase::CompletedWithFailures => "completed with failures",
+            Phase::RolledBack => "rolled back",
         }
     }
 
@@ -167,6 +207,7 @@ impl Phase {
             Phase::Aborted => "aborted",
             Phase::Completed => "completed",
             Phase::CompletedWithFailures => "completed_with_failures",
+            Phase::RolledBack => "rolled_back",
         }
     }
 
@@ -174,7 +215,7 @@ impl Phase {
     pub fn finished(&self) -> bool {
         matches!(
             self,
-            Phase::Completed | Phase::Aborted | Phase::CompletedWithFailures
+            Phase::Completed | Phase::Aborted | Phase::CompletedWithFailures | Phase::RolledBack
         )
     }
 }
@@ -212,8 +253,29 @@ pub struct RolloutState {
     pub held: Vec<super::event::HeldHost>,
     /// Recoveries after crashes, in order.
     pub recoveries: Vec<Recovery>,
+    /// The last rollback, once one started.
+    pub rollback: Option<Rollback>,
     /// The time of the last record (RFC 3339).
     pub last_at: Option<String>,
+}
+
+/// A rollback: why, its batches (later stages first), the hosts it left alone, when it
+/// began, and, once finished, the hosts that failed on the way back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollback {
+    pub reason: String,
+    pub batches: Vec<super::event::RollbackBatch>,
+    pub left: Vec<super::event::LeftHost>,
+    pub at: String,
+    pub failed: Vec<String>,
+    pub finished: bool,
+}
+
+impl Rollback {
+    /// The hosts it takes back, in order.
+    pub fn hosts(&self) -> impl Iterator<Item = &String> {
+        self.batches.iter().flat_map(|b| b.hosts.iter())
+    }
 }
 
 /// A recovery after a crash, as `status` and `explain` show it.
@@ -245,6 +307,7 @@ impl Default for RolloutState {
             inventory: String::new(),
             held: Vec::new(),
             recoveries: Vec::new(),
+            rollback: None,
             last_at: None,
         }
     }
@@ -269,7 +332,7 @@ impl RolloutState {
             self.bake_from.insert(*stage, r.at.clone());
         }
         if let Event::RebootIssued { host, .. } = &r.event {
-            self.host(host).reboot_at = Some(r.at.clone());
+            self.host(host).transition().reboot_at = Some(r.at.clone());
         }
         self.last_at = Some(r.at.clone());
         self.apply(&r.event);
@@ -312,9 +375,9 @@ impl RolloutState {
                     reason: reason.clone(),
                 });
             }
-            Event::StepStarted { host, step } => self.host(host).in_step = Some(*step),
+            Event::StepStarted { host, step } => self.host(host).transition().in_step = Some(*step),
             Event::StepSucceeded { host, step, .. } => {
-                let h = self.host(host);
+                let h = self.host(host).transition();
                 h.in_step = None;
                 h.done_step = Some(*step);
             }
@@ -328,7 +391,7 @@ impl RolloutState {
                 h.previous_boot_entry = boot_entry.clone();
             }
             Event::RebootIssued { host, boot_id } => {
-                let h = self.host(host);
+                let h = self.host(host).transition();
                 h.reboots += 1;
                 h.boot_id_before = Some(boot_id.clone());
             }
@@ -354,12 +417,12 @@ impl RolloutState {
                 }
             }
             Event::HostDone { host } => {
-                let h = self.host(host);
+                let h = self.host(host).transition();
                 h.in_step = None;
                 h.done = true;
             }
             Event::HostFailed { host, step, output } => {
-                let h = self.host(host);
+                let h = self.host(host).transition();
                 h.in_step = None;
                 h.failed = Some((*step, output.clone()));
             }
@@ -412,6 +475,37 @@ impl RolloutState {
                 self.pause_reason = Some(reason.clone());
             }
             Event::Completed => self.phase = Phase::Completed,
+            Event::RollbackStarted {
+                reason,
+                batches,
+                left,
+            } => {
+                self.phase = Phase::Running;
+                self.pause_reason = None;
+                for b in batches {
+                    for h in &b.hosts {
+                        let hs = self.host(h);
+                        if hs.back.is_none() {
+                            hs.back = Some(Box::default());
+                        }
+                    }
+                }
+                self.rollback = Some(Rollback {
+                    reason: reason.clone(),
+                    batches: batches.clone(),
+                    left: left.clone(),
+                    at: self.last_at.clone().unwrap_or_default(),
+                    failed: Vec::new(),
+                    finished: false,
+                });
+            }
+            Event::RolledBack { failed } => {
+                self.phase = Phase::RolledBack;
+                if let Some(r) = &mut self.rollback {
+                    r.failed = failed.clone();
+                    r.finished = true;
+                }
+            }
             Event::CompletedWithFailures { .. } => self.phase = Phase::CompletedWithFailures,
             Event::Recovered {
                 in_flight,
@@ -420,7 +514,7 @@ impl RolloutState {
                 lost_secs,
             } => {
                 for h in reboots_resent {
-                    self.host(h).reboot_resent = true;
+                    self.host(h).transition().reboot_resent = true;
                 }
                 self.recoveries.push(Recovery {
                     at: self.last_at.clone().unwrap_or_default(),
@@ -433,7 +527,6 @@ impl RolloutState {
         }
     }
 
-    /// A stage may start only when every earlier stage's gate passed.
     /// The control hosts chosen for `stage` (none before `ControlsChosen`).
     pub fn controls_of(&self, stage: usize) -> std::collections::BTreeSet<String> {
         self.controls
@@ -444,15 +537,20 @@ impl RolloutState {
             .collect()
     }
 
+    /// A stage may start only when every earlier stage's gate passed.
     pub fn stage_may_start(&self, stage: usize) -> bool {
         (0..stage).all(|s| matches!(self.gates.get(&s), Some((VerdictKind::Pass, _))))
     }
 
-    /// Hosts interrupted mid-step, which must be re-checked before anything else.
+    /// Hosts interrupted mid-step (of the transition under way), which must be re-checked
+    /// before anything else.
     pub fn interrupted(&self) -> Vec<&str> {
         self.hosts
             .iter()
-            .filter(|(_, h)| h.in_step.is_some() && !h.done && h.failed.is_none())
+            .filter(|(_, h)| {
+                let t = h.back.as_deref().unwrap_or(h);
+                t.in_step.is_some() && !t.done && t.failed.is_none()
+            })
             .map(|(n, _)| n.as_str())
             .collect()
     }
@@ -471,7 +569,18 @@ impl RolloutState {
                     (None, 0) => initial(name).unwrap_or_else(|| "unknown".into()),
                     (None, _) => "unknown (rebooted, not yet checked)".into(),
                 };
-                let status = if h.done {
+                let back = h.back.as_deref();
+                let status = if let Some(b) = back {
+                    if b.done {
+                        "rolled back".to_string()
+                    } else if let Some((step, _)) = &b.failed {
+                        format!("rollback failed at {}", word(*step))
+                    } else if let Some(step) = b.in_step.or(b.done_step) {
+                        format!("rolling back at {}", word(step))
+                    } else {
+                        "rollback pending".to_string()
+                    }
+                } else if h.done {
                     "updated".to_string()
                 } else if let Some((step, _)) = &h.failed {
                     format!("failed at {}", word(*step))
@@ -543,9 +652,17 @@ impl RolloutState {
         (0..self.stages.len()).find(|s| !matches!(self.gates.get(s), Some((VerdictKind::Pass, _))))
     }
 
-    /// Whether the controller may issue a reboot to `host`: never twice in one rollout.
+    /// Whether the controller may issue a reboot to `host`: never twice in one transition
+    /// (once for the update, once on the way back).
     pub fn may_reboot(&self, host: &str) -> bool {
-        self.hosts.get(host).is_none_or(|h| h.reboots == 0)
+        self.hosts
+            .get(host)
+            .is_none_or(|h| h.back.as_deref().unwrap_or(h).reboots == 0)
+    }
+
+    /// A rollback is under way (started, not finished).
+    pub fn rolling_back(&self) -> bool {
+        self.rollback.as_ref().is_some_and(|r| !r.finished)
     }
 }
 

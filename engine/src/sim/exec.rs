@@ -80,7 +80,10 @@ pub struct Faults {
 struct SimHost {
     kernel: String,
     boot: u64,
+    /// Kernels the rollout installed.
     installed: Vec<String>,
+    /// The kernel it ran at the start, still installed: a rollback boots it again.
+    original: String,
     default: Option<String>,
     /// The entry `grub-reboot` set for the next boot only.
     next: Option<String>,
@@ -137,6 +140,7 @@ impl SimExecutor {
                         kernel: h.kernel.clone(),
                         boot: 0,
                         installed: Vec::new(),
+                        original: h.kernel.clone(),
                         default: Some(h.kernel.clone()),
                         next: None,
                         down_until: None,
@@ -483,7 +487,7 @@ impl SimExecutor {
                     ),
                 },
                 ["grub-set-default", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
-                    Some(v) if h.installed.iter().any(|k| k == v) => {
+                    Some(v) if h.installed.iter().any(|k| k == v) || h.original == v => {
                         h.default = Some(v.to_string());
                         (ok(String::new()), self.timing.command)
                     }
@@ -493,7 +497,7 @@ impl SimExecutor {
                     ),
                 },
                 ["grub-reboot", title] => match title.strip_prefix(GRUB_TITLE_PREFIX) {
-                    Some(v) if h.installed.iter().any(|k| k == v) => {
+                    Some(v) if h.installed.iter().any(|k| k == v) || h.original == v => {
                         h.next = Some(v.to_string());
                         (ok(String::new()), self.timing.command)
                     }

@@ -1,9 +1,9 @@
 //! One host's steps: pre-check, drain, install, set-boot, the one-shot reboot, wait-up,
-//! verify, post-check, undrain; each journaled before it runs.
+//! verify, post-check, commit-boot, undrain; each journaled before it runs. The same steps take
+//! a host back to its previous kernel in a rollback (its second transition).
 
 use super::*;
 
-/// The last `n` bytes of a command's output, on one line, for a host's failure record.
 /// The `saved_entry` of `grub-editenv list`'s output (`KEY=VALUE` lines); `None` when the
 /// boot loader keeps no default (the first entry boots).
 pub(super) fn saved_entry(out: &str) -> Option<String> {
@@ -14,6 +14,7 @@ pub(super) fn saved_entry(out: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// The last `n` bytes of a command's output, on one line, for a host's failure record.
 pub(super) fn tail(text: &str, n: usize) -> String {
     let t = text.trim();
     let mut start = t.len().saturating_sub(n);
@@ -54,7 +55,8 @@ pub(super) fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
 }
 
 impl<'a> Controller<'a> {
-    /// Takes one host through its remaining steps, stopping at a step boundary if halted.
+    /// Takes one host through the remaining steps of its transition (its update, or its way
+    /// back once a rollback named it), stopping at a step boundary if halted.
     pub(super) fn drive_host(
         &self,
         stage: usize,
@@ -71,13 +73,21 @@ impl<'a> Controller<'a> {
             );
         };
         let set = self.policy()?;
-        let steps = match self.steps_for(&set, host) {
+        let whole = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+        let back = whole.back.is_some();
+        let steps = match self.steps_now(&set, host, &whole) {
             Ok(s) => s,
             Err(m) => return self.policy_pause(Some(stage), m.0, clock),
         };
         drop(set);
-        let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
-        if hs.untouched() && hs.previous_kernel.is_none() {
+        // Where this transition must leave the host.
+        let goal = if back {
+            whole.previous_kernel.clone().unwrap_or_default()
+        } else {
+            self.with_state(|s| s.target_kernel.clone())
+        };
+        let hs = whole;
+        if !back && hs.untouched() && hs.previous_kernel.is_none() {
             if self.halted(clock)? {
                 return Ok(());
             }
@@ -86,7 +96,12 @@ impl<'a> Controller<'a> {
             }
         }
         loop {
-            let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+            let hs = self.with_state(|s| {
+                s.hosts
+                    .get(name)
+                    .map(|h| h.current(&s.target_kernel))
+                    .unwrap_or_default()
+            });
             if hs.settled() {
                 return Ok(());
             }
@@ -111,6 +126,7 @@ impl<'a> Controller<'a> {
             let result = match step {
                 Step::PreCheck => self.run_commands(host, &steps.pre_check, clock),
                 Step::Drain => self.run_commands(host, &steps.drain, clock),
+                Step::Install if back => self.run_commands(host, &steps.install, clock),
                 Step::Install => match self.benchmark_before(host, &steps, &hs, clock)? {
                     Ok(b) => self.run_commands(host, &steps.install, clock).map(|o| {
                         [b, o]
@@ -124,7 +140,7 @@ impl<'a> Controller<'a> {
                 Step::SetBoot => self.run_commands(host, &steps.set_boot, clock),
                 Step::Reboot => self.reboot(host, &steps, clock)?,
                 Step::WaitUp => self.wait_up(host, &steps, &hs, clock),
-                Step::Verify => self.verify(host, &steps, &hs, clock)?,
+                Step::Verify => self.verify(host, &steps, &hs, &goal, clock)?,
                 Step::PostCheck => self.post_check(host, &steps, clock)?,
                 Step::CommitBoot => self.run_commands(host, &steps.commit_boot, clock),
                 Step::Undrain => self.run_commands(host, &steps.undrain, clock),
@@ -138,6 +154,19 @@ impl<'a> Controller<'a> {
                     },
                     clock,
                 )?,
+                Err(why) if back => {
+                    return self.emit(
+                        Event::HostFailed {
+                            host: name.to_string(),
+                            step,
+                            output: format!(
+                                "on its way back to `{goal}`: {} [quarantined: left as it is]",
+                                why.0
+                            ),
+                        },
+                        clock,
+                    )
+                }
                 Err(why) => return self.fail_host(stage, name, step, why.0, clock),
             }
         }
@@ -361,7 +390,7 @@ impl<'a> Controller<'a> {
         Ok(Ok(String::new()))
     }
 
-    /// Records the boot id, then reboots, at most once per host per rollout.
+    /// Records the boot id, then reboots, at most once per host per transition.
     pub(super) fn reboot(
         &self,
         host: &Host,
@@ -370,7 +399,7 @@ impl<'a> Controller<'a> {
     ) -> Result<StepResult, ControllerError> {
         if !self.with_state(|s| s.may_reboot(&host.name)) {
             return Ok(Err(
-                "a reboot was already issued in this rollout; refusing to issue a second".into(),
+                "a reboot was already issued in this transition; refusing to issue a second".into(),
             ));
         }
         let before = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
@@ -487,12 +516,14 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Reads kernel and boot id: the kernel must be the target and the boot id new.
+    /// Reads kernel and boot id: the kernel must be `target` (the new kernel, or on the way
+    /// back the previous one) and the boot id new.
     pub(super) fn verify(
         &self,
         host: &Host,
         steps: &Steps,
         hs: &HostState,
+        target: &str,
         clock: &dyn Clock,
     ) -> Result<StepResult, ControllerError> {
         let p = &steps.probe;
@@ -512,7 +543,6 @@ impl<'a> Controller<'a> {
             },
             clock,
         )?;
-        let target = self.with_state(|s| s.target_kernel.clone());
         Ok(
             if kernel != target && hs.previous_kernel.as_deref() == Some(kernel.as_str()) {
                 // The boot loader gave up on the new kernel (a one-shot boot that failed) and

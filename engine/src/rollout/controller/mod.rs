@@ -41,6 +41,7 @@ mod fleet;
 mod host;
 mod io;
 mod requests;
+mod rollback;
 mod run;
 mod verdict;
 
@@ -69,6 +70,8 @@ pub struct Controller<'a> {
     shared: Mutex<Shared>,
     samples: Mutex<()>,
     halt: AtomicBool,
+    /// Interrupted hosts were re-checked (once per controller, before anything else).
+    recovered: AtomicBool,
     /// Each host's probe commands, from its last `steps(host)`.
     probes: Mutex<HashMap<String, Probe>>,
     /// Set when the journal's last record was not a clean stop: taken by the first `run`,
@@ -108,6 +111,7 @@ impl<'a> Controller<'a> {
             shared: Mutex::new(Shared { journal, state }),
             samples: Mutex::new(()),
             halt: AtomicBool::new(false),
+            recovered: AtomicBool::new(false),
             probes: Mutex::new(HashMap::new()),
             crashed: Mutex::new(crashed),
         }
@@ -227,6 +231,7 @@ impl<'a> Controller<'a> {
                 | Event::Aborted { .. }
                 | Event::Completed
                 | Event::CompletedWithFailures { .. }
+                | Event::RolledBack { .. }
         ) {
             self.halt.store(true, Ordering::SeqCst);
         }

@@ -6,35 +6,22 @@ use super::*;
 use crate::error::Invalid;
 
 impl<'a> Controller<'a> {
-    /// Runs until the rollout completes, pauses or aborts. Returns the phase it stopped in.
+    /// Runs until the rollout completes, pauses, aborts or finishes a rollback. Returns the
+    /// phase it stopped in.
     pub fn run(&self) -> Result<Phase, ControllerError> {
         let phase = self.with_state(|s| s.phase.clone());
         if phase != Phase::Running {
             return Ok(phase);
         }
         self.halt.store(false, Ordering::SeqCst);
-        let crash = self.crashed.lock().ok().and_then(|mut c| c.take());
-        let (in_flight, resent) = self.recover()?;
-        if let Some(c) = crash {
-            let now = self.io.clock.now();
-            let lost_secs = c
-                .last_at
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .map(|t| now.duration_since(t).as_secs().max(0) as u64)
-                .unwrap_or(0);
-            self.emit(
-                Event::Recovered {
-                    in_flight,
-                    reboots_resent: resent,
-                    torn_bytes: c.torn_bytes,
-                    lost_secs,
-                },
-                self.io.clock,
-            )?;
-        }
+        self.recover_crash()?;
         loop {
             if self.halted(self.io.clock)? {
                 break;
+            }
+            if self.with_state(RolloutState::rolling_back) {
+                self.run_rollback()?;
+                continue;
             }
             let (next, current) = self.with_state(|s| (s.next_stage(), s.stage));
             let Some(stage) = next else {
@@ -66,6 +53,34 @@ impl<'a> Controller<'a> {
             self.gate(stage)?;
         }
         Ok(self.with_state(|s| s.phase.clone()))
+    }
+
+    /// Once per controller: re-checks the hosts a crash interrupted and, after a crash,
+    /// records the recovery.
+    pub(super) fn recover_crash(&self) -> Result<(), ControllerError> {
+        if self.recovered.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let crash = self.crashed.lock().ok().and_then(|mut c| c.take());
+        let (in_flight, resent) = self.recover()?;
+        let Some(c) = crash else {
+            return Ok(());
+        };
+        let now = self.io.clock.now();
+        let lost_secs = c
+            .last_at
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| now.duration_since(t).as_secs().max(0) as u64)
+            .unwrap_or(0);
+        self.emit(
+            Event::Recovered {
+                in_flight,
+                reboots_resent: resent,
+                torn_bytes: c.torn_bytes,
+                lost_secs,
+            },
+            self.io.clock,
+        )
     }
 
     /// Runs `f` for each name on up to `workers` threads, each name on its own fork of the
@@ -175,9 +190,10 @@ impl<'a> Controller<'a> {
             s.interrupted()
                 .into_iter()
                 .filter_map(|h| {
+                    let hs = s.hosts.get(h)?;
                     Some(InFlight {
                         host: h.to_string(),
-                        step: s.hosts.get(h)?.in_step?,
+                        step: hs.back.as_deref().unwrap_or(hs).in_step?,
                     })
                 })
                 .collect()
@@ -196,7 +212,8 @@ impl<'a> Controller<'a> {
             let Some(host) = self.fleet.host(name) else {
                 return Ok(());
             };
-            let steps = match self.steps_for(&set, host) {
+            let whole = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+            let steps = match self.steps_now(&set, host, &whole) {
                 Ok(s) => s,
                 Err(m) => return self.policy_pause(None, m.0, clock),
             };
@@ -212,7 +229,12 @@ impl<'a> Controller<'a> {
                         },
                         clock,
                     )?;
-                    let hs = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
+                    let hs = self.with_state(|s| {
+                        s.hosts
+                            .get(name)
+                            .map(|h| h.current(&s.target_kernel))
+                            .unwrap_or_default()
+                    });
                     let unanswered = hs.reboots > 0 && hs.done_step < Some(Step::Reboot);
                     let before = hs.boot_id_before.clone().unwrap_or_default();
                     let open = clock.now() < host::wait_deadline(&hs, &steps, clock);

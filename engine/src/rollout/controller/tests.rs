@@ -449,3 +449,179 @@ fn the_control_file_holds_what_the_drift_queue_holds() {
     assert!(c.held().is_empty(), "an unreadable queue holds nothing");
     assert!(ControlFile::new(dir.path()).held().is_empty());
 }
+
+/// Starts a rollback of `scope` on the rollout in `w.state`, crashing at its append `crash`
+/// (if any); a fresh controller then carries it on (`rollout resume`), or, when nothing of
+/// it reached the disk, the operator asks again. Returns the final phase.
+fn rollback_with_crash(
+    w: &World,
+    exec: &SimExecutor,
+    clock: &VirtualClock,
+    scope: &crate::rollout::rollback::Scope,
+    crash: Option<(usize, bool)>,
+) -> Phase {
+    let alerts = Alerts::default();
+    let io = Io {
+        exec,
+        clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &NoControl,
+        observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: exec as &dyn crate::probe::HttpProbe,
+    };
+    let open = |crash| {
+        let mut journal = Journal::open(&w.state).unwrap();
+        journal.set_durable(false);
+        journal.crash_at = crash;
+        Controller::open(journal, &w.fleet, io, opts())
+    };
+    {
+        let c = open(crash);
+        match c.rollback(scope, "test").and_then(|_| c.run()) {
+            Ok(phase) => return phase,
+            Err(ControllerError::Journal(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    clock.sleep(Duration::from_secs(30));
+    let c = open(None);
+    if c.with_state(|s| s.phase == Phase::RolledBack) {
+        // The crash came after its last record reached the disk.
+        c.with_state(|s| s.phase.clone())
+    } else if c.with_state(RolloutState::rolling_back) {
+        c.run().unwrap()
+    } else {
+        c.rollback(scope, "test").unwrap();
+        c.run().unwrap()
+    }
+}
+
+/// Every updated host of `hosts` runs its old kernel again, rebooted exactly twice (once per
+/// transition), and the hosts outside it still run the new kernel after one reboot.
+fn check_rolled_back(w: &World, exec: &SimExecutor, back: &[String], label: &str) {
+    let st = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+    assert_eq!(
+        st.phase,
+        Phase::RolledBack,
+        "{label}: {:?}",
+        st.pause_reason
+    );
+    let records = exec.records();
+    for (name, h) in &st.hosts {
+        let r = &records[name];
+        if back.contains(name) {
+            assert!(h.rolled_back(), "{label}: {name}: {:?}", h.back);
+            assert_eq!(r.kernel, "6.8.0-40-generic", "{label}: {name}");
+            assert_eq!(r.reboots, 2, "{label}: {name}");
+        } else {
+            assert!(h.back.is_none(), "{label}: {name}");
+            assert_eq!(r.kernel, TARGET, "{label}: {name}");
+            assert_eq!(r.reboots, 1, "{label}: {name}");
+        }
+    }
+}
+
+#[test]
+fn a_rollback_puts_every_updated_host_back_later_stages_first() {
+    use crate::rollout::rollback::Scope;
+    let w = world();
+    let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    run_with_crash(&w, &exec, &clock, None);
+    let before = Journal::read_only(&w.state).unwrap().len();
+    let phase = rollback_with_crash(&w, &exec, &clock, &Scope::All, None);
+    assert_eq!(phase, Phase::RolledBack);
+    let all: Vec<String> = hosts().into_iter().map(|h| h.name).collect();
+    check_rolled_back(&w, &exec, &all, "clean");
+    // Later stages first: the first host back belongs to the last stage, the last to the
+    // canaries.
+    let records = Journal::read_only(&w.state).unwrap();
+    let st = RolloutState::fold(&records);
+    let done: Vec<usize> = records[before..]
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::HostDone { host } => Some(st.hosts[host].stage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done.len(), 16);
+    assert!(done.windows(2).all(|p| p[0] >= p[1]), "{done:?}");
+    assert_eq!(done.last(), Some(&0));
+    // A second rollback finds nothing left to do.
+    let journal = Journal::open(&w.state).unwrap();
+    let alerts = Alerts::default();
+    let io = Io {
+        exec: &exec,
+        clock: &clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &NoControl,
+        observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: &exec,
+    };
+    let c = Controller::open(journal, &w.fleet, io, opts());
+    let e = c.rollback(&Scope::All, "again").unwrap_err().to_string();
+    assert!(e.starts_with("nothing to roll back in the rollout"), "{e}");
+}
+
+#[test]
+fn a_crash_at_every_append_of_a_rollback_then_resume_repeats_no_reboot_and_skips_no_host() {
+    use crate::rollout::rollback::Scope;
+    // The first stage's hosts go back; the rest stay on the new kernel.
+    let completed = {
+        let w = world();
+        let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+        let clock = VirtualClock::new(w.start);
+        run_with_crash(&w, &exec, &clock, None);
+        Journal::read_only(&w.state).unwrap().len()
+    };
+    let mut w = world();
+    let scope = Scope::Stages(vec![w.plan.stages[0].info.name.clone()]);
+    let canaries: Vec<String> = w.plan.stages[0]
+        .batches
+        .iter()
+        .flat_map(|b| b.hosts.iter().cloned())
+        .collect();
+    let total = {
+        let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+        let clock = VirtualClock::new(w.start);
+        run_with_crash(&w, &exec, &clock, None);
+        rollback_with_crash(&w, &exec, &clock, &scope, None);
+        check_rolled_back(&w, &exec, &canaries, "clean");
+        Journal::read_only(&w.state).unwrap().len() - completed
+    };
+    assert!(total > 4 * canaries.len(), "{total}");
+    for n in 0..total {
+        for written in [false, true] {
+            w.state = w._dir.path().join(format!("state-{n}-{written}"));
+            let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+            let clock = VirtualClock::new(w.start);
+            run_with_crash(&w, &exec, &clock, None);
+            rollback_with_crash(&w, &exec, &clock, &scope, Some((n, written)));
+            let label = format!("crash at rollback append {n} (written: {written})");
+            check_rolled_back(&w, &exec, &canaries, &label);
+        }
+    }
+}
+
+#[test]
+fn a_boot_that_falls_back_is_quarantined_with_its_kernel_and_boot_id() {
+    let w = world();
+    let victim = w.plan.stages[0].batches[0].hosts[0].clone();
+    let mut faults = Faults::default();
+    faults.boot_falls_back.insert(victim.clone());
+    let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    run_with_crash(&w, &exec, &clock, None);
+    let st = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+    let (step, why) = st.hosts[&victim].failed.clone().unwrap();
+    assert_eq!(step, Step::Verify);
+    assert!(
+        why.starts_with("boot fell back to `6.8.0-40-generic`: runs `6.8.0-40-generic` (boot id `"),
+        "{why}"
+    );
+    assert_eq!(exec.records()[&victim].kernel, "6.8.0-40-generic");
+}
