@@ -309,3 +309,87 @@ fn kill_9_during_a_rollback_then_resume_repeats_no_reboot_and_skips_no_host() {
     let all = lab.names();
     check_back(&lab, &all);
 }
+
+#[test]
+fn a_kernel_panic_in_the_canary_bake_fails_the_gate_and_the_policy_rolls_every_updated_host_back() {
+    let lab = Lab::new(8, &[]);
+    let stages = lab.plan_stages();
+    let victim = stages[0].1[0].clone();
+    lab.fault(&victim, "fault-late-klog-panic", "");
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "rolled_back", "{st}");
+    let records = journal(&lab.state);
+    let decided: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"]["type"] == "on_fail_decided")
+        .collect();
+    assert_eq!(decided.len(), 1, "{records:?}");
+    let e = &decided[0]["event"];
+    assert_eq!(e["stage"], 0);
+    assert_eq!(e["verdict"], "fail");
+    assert_eq!(e["decision"], "rollback_all");
+    assert!(
+        e["reasons"][0].as_str().unwrap().contains("kernel panic"),
+        "{e}"
+    );
+    // Every host on the new kernel (the canaries) is back, one reboot per transition; later
+    // stages never started.
+    let canaries = &stages[0].1;
+    for h in lab.names() {
+        if canaries.contains(&h) {
+            assert_eq!(lab.kernel(&h), OLD, "{h}");
+            assert_eq!(lab.reboots(&h), 2, "{h}");
+        } else {
+            assert_eq!(lab.reboots(&h), 0, "{h}");
+        }
+    }
+    let alerts = std::fs::read_to_string(lab.state.join("alerts.jsonl")).unwrap();
+    let kinds: Vec<String> = alerts
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["gate_failed", "rollback_started", "rolled_back"],
+        "{alerts}"
+    );
+}
+
+#[test]
+fn a_rollback_past_its_failure_budget_pauses_and_resumes_when_acknowledged() {
+    let lab = updated_lab(8);
+    let stuck: Vec<String> = lab.names().into_iter().take(2).collect();
+    for h in &stuck {
+        lab.fault(h, "fault-boot-fallback", "");
+    }
+    let o = rollback(&lab, &[]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "paused", "{st}");
+    let why = st["pause_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("rollback paused: 2 host(s) failed on the way back; the budget allows 1"),
+        "{why}"
+    );
+    let o = lab.resume(&["--acknowledge-failures"]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "rolled_back", "{st}");
+    assert_eq!(
+        st["rollback"]["failed"].as_array().unwrap().len(),
+        2,
+        "{st}"
+    );
+    for h in lab.names() {
+        assert_eq!(lab.reboots(&h), 2, "{h}");
+        let want = if stuck.contains(&h) { TARGET } else { OLD };
+        assert_eq!(lab.kernel(&h), want, "{h}");
+    }
+}

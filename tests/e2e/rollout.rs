@@ -614,7 +614,7 @@ fn unreachable_lost_and_hung_hosts_are_quarantined_and_the_rest_finish() {
         20,
         &[
             (
-                "#{ per_stage: 1, total: percent(1) }",
+                "#{ per_stage: 1, total: percent(1), rollback: 1 }",
                 "#{ per_stage: 3, total: 5 }",
             ),
             (
@@ -686,7 +686,7 @@ fn a_host_whose_one_shot_boot_falls_back_is_quarantined_and_keeps_its_old_defaul
     let lab = Lab::new(
         8,
         &[(
-            "#{ per_stage: 1, total: percent(1) }",
+            "#{ per_stage: 1, total: percent(1), rollback: 1 }",
             "#{ per_stage: 1, total: 1 }",
         )],
     );

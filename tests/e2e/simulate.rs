@@ -54,6 +54,56 @@ fn the_regression_scenario_pauses_at_wave_2() {
     assert_eq!(events as u64, summary["events"].as_u64().unwrap());
 }
 
+/// A kernel panic on a canary during its bake: the gate fails, the shipped `on_fail` rolls
+/// back every updated host, and each runs the kernel it ran before.
+#[test]
+fn the_panic_scenario_rolls_every_updated_host_back() {
+    let o = run(&["simulate", "policy-examples/scenarios/panic-rollback"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    expect_file!["../golden/simulate/panic-rollback.txt"].assert_eq(&stable(&stdout(&o)));
+    let o = run(&[
+        "simulate",
+        "policy-examples/scenarios/panic-rollback",
+        "-o",
+        "json",
+    ]);
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["phase"], "rolled_back", "{summary}");
+    assert_eq!(summary["expectation_met"], true);
+    assert!(
+        summary["violations"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+    // Every host the rollout updated went back: the canaries, and nothing after them.
+    let canaries = lines
+        .iter()
+        .find(|l| l["event"]["type"] == "started")
+        .map(|l| l["event"]["stages"][0]["hosts"].as_array().unwrap().len())
+        .unwrap();
+    assert_eq!(summary["rolled_back"].as_u64().unwrap() as usize, canaries);
+    let decided = lines
+        .iter()
+        .find(|l| l["event"]["type"] == "on_fail_decided")
+        .unwrap();
+    assert_eq!(decided["event"]["verdict"], "fail");
+    assert_eq!(decided["event"]["decision"], "rollback_all");
+    assert!(decided["event"]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("kernel panic"));
+    let kinds: Vec<&str> = summary["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["gate_failed", "rollback_started", "rolled_back"]);
+}
+
 /// A disk slowdown only the benchmark set sees: the canary gate pauses on the paired
 /// benchmark of the hardware class, not on traffic.
 #[test]

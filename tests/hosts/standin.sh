@@ -29,7 +29,8 @@
 # `grub-reboot` fails and the default entry boots instead), `fault-hang-NAME` (command NAME hangs),
 # `fault-validate-SUITE` (that validation suite fails), `fault-fail-NAME` (command NAME exits 1),
 # `fault-klog-CLASS` (the kernel log holds a line of that class once the host runs the kernel it
-# was told to boot), `fault-unit-failed-UNIT` and
+# was told to boot), `fault-late-klog-panic` (a panic the post-check's look at the log misses
+# and the bake's see), `fault-unit-failed-UNIT` and
 # `fault-unit-inactive-UNIT` (systemd says so); `real-signals` runs the real collector on this
 # machine's /proc, with `dmesg-fixture` as the kernel log when that file exists. A file `regress` with `metric factor`
 # lines scales those metrics (and `bench_*` benchmark results) once the host runs the kernel it was told to boot.
@@ -266,8 +267,21 @@ case "$name" in
             metrics 300 | sed 's/^/s /'
             on_target=""
             [ -e "$STATE/told" ] && cmp -s "$STATE/told" "$STATE/kernel" && on_target=1
+            # `fault-late-klog-panic`: the new kernel (not the one the host first ran) panics
+            # after the first look at its log (the post-check's), so only later ones (the
+            # bake's) see it.
+            late=""
+            if [ -n "$on_target" ] && [ -e "$STATE/fault-late-klog-panic" ] &&
+                [ "$(cat "$STATE/kernel")" != "$(head -n 1 "$STATE/installed")" ]; then
+                echo x >> "$STATE/klog-looks"
+                [ "$(wc -l < "$STATE/klog-looks")" -ge 2 ] && late=1
+            fi
             for c in panic oops bug soft_lockup hung_task mce io_error; do
-                if [ -n "$on_target" ] && [ -e "$STATE/fault-klog-$c" ]; then echo "klog standin $c 1"; else echo "klog standin $c 0"; fi
+                if [ -n "$on_target" ] && { [ -e "$STATE/fault-klog-$c" ] || { [ -n "$late" ] && [ "$c" = panic ]; }; }; then
+                    echo "klog standin $c 1"
+                else
+                    echo "klog standin $c 0"
+                fi
             done
             n=0; for f in "$STATE"/fault-unit-failed-*; do [ -e "$f" ] && n=$((n + 1)); done
             echo "units_failed $n"

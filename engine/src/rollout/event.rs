@@ -210,6 +210,15 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         groups: Vec<crate::gate::GroupJudgement>,
     },
+    /// A gate paused or failed and the policy's `on_fail(stage, verdict)` decided what
+    /// happens next (the record's policy hash says which policy): `pause`, `rollback`,
+    /// `rollback_all` or `abort`, with the verdict's reasons.
+    OnFailDecided {
+        stage: usize,
+        verdict: VerdictKind,
+        decision: super::spec::OnFail,
+        reasons: Vec<String>,
+    },
     Paused {
         reason: String,
     },
@@ -230,10 +239,13 @@ pub enum Event {
     RollbackStarted {
         reason: String,
         batches: Vec<RollbackBatch>,
-        /// Hosts of the scope left as they are (never got the new kernel, quarantined, already
-        /// back), and why.
+        /// Hosts of the scope the rollout touched that are left as they are (never rebooted,
+        /// quarantined, already back), and why.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         left: Vec<LeftHost>,
+        /// Hosts of the scope the rollout never started: left as they are.
+        #[serde(default)]
+        untouched: usize,
     },
     /// Every host of the rollback settled: back on its previous kernel, or failed on the way
     /// (named here, quarantined).

@@ -195,6 +195,24 @@ pub fn explain(
                 x.hosts = vec![host.clone()];
                 Some(x)
             }
+            Event::OnFailDecided {
+                stage,
+                verdict,
+                decision,
+                reasons,
+            } => {
+                let mut x = d(
+                    Some(*stage),
+                    "on_fail",
+                    format!(
+                        "the gate said `{}`; `on_fail(stage, verdict)` decided `{}`",
+                        verdict.as_str(),
+                        decision.key()
+                    ),
+                );
+                x.reasons = reasons.clone();
+                Some(x)
+            }
             Event::Paused { reason } => {
                 let mut x = d(None, "paused", "paused".into());
                 x.reasons = vec![reason.clone()];
@@ -226,6 +244,7 @@ pub fn explain(
                 reason,
                 batches,
                 left,
+                untouched,
             } => {
                 let hosts: Vec<String> = batches
                     .iter()
@@ -244,6 +263,9 @@ pub fn explain(
                         left.iter()
                             .map(|l| format!("left alone: {}: {}", l.host, l.why)),
                     )
+                    .chain((*untouched > 0).then(|| {
+                        format!("left alone: {untouched} host(s) the rollout never started")
+                    }))
                     .collect();
                 x.hosts = hosts;
                 Some(x)

@@ -67,6 +67,12 @@ fn check_way_back(d: &Dynamic) -> Result<Value, Invalid> {
     Ok(v)
 }
 
+fn check_on_fail(d: &Dynamic) -> Result<Value, Invalid> {
+    let v = json(d)?;
+    crate::rollout::spec::OnFail::parse(&v)?;
+    Ok(v)
+}
+
 fn check_budget(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<FailureBudget>(d).map(|x| x.1)
 }
@@ -162,10 +168,17 @@ pub const ROLLOUT: KindSpec = KindSpec {
             check: check_way_back,
         },
         FnSpec {
+            name: "on_fail",
+            params: &["stage", "verdict"],
+            returns: "`\"pause\"`, `\"rollback\"`, `\"rollback_all\"` or `\"abort\"`",
+            doc: "What the controller does when a stage's gate pauses or fails: pause and alert, roll back the stage's hosts, roll back every host on the new kernel, or abort. `stage` has `index`, `name`, `kind`, `wave`; `verdict` has `kind` (`\"pause\"` or `\"fail\"`) and `reasons`. The decision, with the verdict's reasons, is journaled and alerted. Default: `\"pause\"`.",
+            check: check_on_fail,
+        },
+        FnSpec {
             name: "failure_budget",
             params: &[],
-            returns: "a map `#{per_stage, total}` (counts or `percent(n)`)",
-            doc: "Failed hosts tolerated per stage and across the rollout before it pauses. Default: 1 per stage, 1% in all.",
+            returns: "a map `#{per_stage, total, rollback}` (counts or `percent(n)`)",
+            doc: "Failed hosts tolerated per stage and across the rollout before it pauses, and (`rollback`) hosts failed on the way back before a rollback pauses. Default: 1 per stage, 1% in all, 1 in a rollback.",
             check: check_budget,
         },
         FnSpec {

@@ -77,6 +77,18 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
             o
         }
         Event::HostHeld { host, reason } => format!("{at}  {host}: held back by drift: {reason}"),
+        Event::OnFailDecided {
+            stage,
+            verdict,
+            decision,
+            ..
+        } => format!(
+            "{at}  on_fail for {}: the gate said {}, the policy decided `{}` (policy {})",
+            stage_name(*stage),
+            verdict.as_str(),
+            decision.key(),
+            short_hash(&r.policy)
+        ),
         Event::Paused { reason } => format!("{at}  PAUSED: {reason}"),
         Event::Resumed { acknowledged } => format!(
             "{at}  resumed{}",
@@ -92,14 +104,21 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
             reason,
             batches,
             left,
+            untouched,
         } => {
             let n: usize = batches.iter().map(|b| b.hosts.len()).sum();
             let mut o = format!(
                 "{at}  ROLLBACK: {n} host(s) go back to the kernel each ran before, in {} batch(es), later stages first: {reason}",
                 batches.len()
             );
-            if !left.is_empty() {
-                let _ = write!(o, "\n      - {} host(s) of the scope left as they are", left.len());
+            for l in left {
+                let _ = write!(o, "\n      - left alone: {}: {}", l.host, l.why);
+            }
+            if *untouched > 0 {
+                let _ = write!(
+                    o,
+                    "\n      - left alone: {untouched} host(s) the rollout never started"
+                );
             }
             o
         }
@@ -257,6 +276,9 @@ pub fn status(s: &Status) -> String {
             for l in &r.left {
                 let _ = writeln!(o, "    {}: {}", l.host, l.why);
             }
+        }
+        if r.untouched > 0 {
+            let _ = writeln!(o, "  never started (left as they are): {}", r.untouched);
         }
     }
     if !s.recoveries.is_empty() {

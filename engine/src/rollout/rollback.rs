@@ -5,6 +5,7 @@
 //! later stages go first; each stage's own batches are kept, so its in-flight and
 //! blast-radius limits hold on the way back. Quarantined hosts are left alone unless named.
 
+use super::event::Step;
 use super::event::{LeftHost, RollbackBatch};
 use super::state::RolloutState;
 use crate::error::Invalid;
@@ -42,13 +43,18 @@ impl Scope {
     }
 }
 
-/// The rollback of `scope`: its batches, later stages first, and the hosts of the scope it
-/// leaves alone with the reason. An error when the scope names what the rollout does not
-/// hold, names a host that cannot go back, or leaves nothing to do.
-pub fn plan(
-    st: &RolloutState,
-    scope: &Scope,
-) -> Result<(Vec<RollbackBatch>, Vec<LeftHost>), Invalid> {
+/// What a rollback of a scope does: its batches, later stages first; the hosts of the scope
+/// it leaves alone that the rollout touched, with the reason; and how many it never touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackPlan {
+    pub batches: Vec<RollbackBatch>,
+    pub left: Vec<LeftHost>,
+    pub untouched: usize,
+}
+
+/// The rollback of `scope`. An error when the scope names what the rollout does not hold,
+/// names a host that cannot go back, or leaves nothing to do.
+pub fn plan(st: &RolloutState, scope: &Scope) -> Result<RollbackPlan, Invalid> {
     if st.stages.is_empty() {
         return Err("the state directory holds no rollout".into());
     }
@@ -89,6 +95,7 @@ pub fn plan(
     };
     let mut batches = Vec::new();
     let mut left = Vec::new();
+    let mut untouched = 0;
     for stage in st.stages.iter().rev() {
         let mut take = Vec::new();
         for host in stage.hosts.iter().filter(|h| in_scope(&stage.name, h)) {
@@ -104,6 +111,11 @@ pub fn plan(
                 } else {
                     "failed on its way back (quarantined)".to_string()
                 })
+            } else if hs.reboots == 0 && hs.untouched() && named.is_none() {
+                untouched += 1;
+                continue;
+            } else if hs.reboots == 0 && hs.done_step >= Some(Step::SetBoot) {
+                Some("never rebooted into the new kernel, but its boot entry was set: its next reboot may boot the new kernel (`grub-editenv - unset next_entry` clears a one-shot entry)".to_string())
             } else if hs.reboots == 0 {
                 Some("never rebooted into the new kernel".to_string())
             } else if hs.previous_kernel.is_none() {
@@ -146,6 +158,9 @@ pub fn plan(
         if left.len() > 5 {
             why.push(format!("and {} more", left.len() - 5));
         }
+        if untouched > 0 {
+            why.push(format!("{untouched} host(s) never started"));
+        }
         return Err(format!(
             "nothing to roll back in {}: no host there runs the new kernel through this rollout{}",
             scope.describe(),
@@ -157,13 +172,17 @@ pub fn plan(
         )
         .into());
     }
-    Ok((batches, left))
+    Ok(RollbackPlan {
+        batches,
+        left,
+        untouched,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::event::{Event, StagePlan, Step};
+    use crate::rollout::event::{Event, StagePlan};
 
     fn stage(index: usize, name: &str, batches: Vec<Vec<&str>>) -> StagePlan {
         let hosts: Vec<String> = batches.iter().flatten().map(|h| h.to_string()).collect();
@@ -227,7 +246,11 @@ mod tests {
 
     fn check(scope: Scope, expect: &str) {
         let got = match plan(&state(), &scope) {
-            Ok((batches, left)) => {
+            Ok(RollbackPlan {
+                batches,
+                left,
+                untouched,
+            }) => {
                 let b: Vec<String> = batches
                     .iter()
                     .map(|b| format!("{}:{}", b.stage, b.hosts.join(",")))
@@ -236,7 +259,11 @@ mod tests {
                     .iter()
                     .map(|l| format!("{} ({})", l.host, l.why))
                     .collect();
-                format!("batches {} | left {}", b.join(" "), l.join("; "))
+                format!(
+                    "batches {} | left {} | untouched {untouched}",
+                    b.join(" "),
+                    l.join("; ")
+                )
             }
             Err(e) => format!("error: {e}"),
         };
@@ -247,11 +274,11 @@ mod tests {
     fn later_stages_go_back_first_in_their_own_batches() {
         check(
             Scope::All,
-            "batches 1:c 1:d 0:a | left e (never rebooted into the new kernel); f (its previous kernel was not recorded before its update); b (quarantined (failed at verify); name it with `--host b` to roll it back)",
+            "batches 1:c 1:d 0:a | left f (its previous kernel was not recorded before its update); b (quarantined (failed at verify); name it with `--host b` to roll it back) | untouched 1",
         );
         check(
             Scope::Stages(vec!["canary".into()]),
-            "batches 0:a | left b (quarantined (failed at verify); name it with `--host b` to roll it back)",
+            "batches 0:a | left b (quarantined (failed at verify); name it with `--host b` to roll it back) | untouched 0",
         );
     }
 
@@ -259,7 +286,7 @@ mod tests {
     fn a_quarantined_host_goes_back_only_when_named() {
         check(
             Scope::Hosts(vec!["b".into(), "d".into()]),
-            "batches 1:d 0:b | left ",
+            "batches 1:d 0:b | left  | untouched 0",
         );
     }
 
@@ -280,11 +307,10 @@ mod tests {
         let mut fresh = state();
         fresh.hosts.clear();
         let e = plan(&fresh, &Scope::All).unwrap_err().0;
-        assert!(
-            e.starts_with("nothing to roll back in the rollout: no host there runs the new kernel through this rollout (c: never rebooted into the new kernel; d: "),
-            "{e}"
+        assert_eq!(
+            e,
+            "nothing to roll back in the rollout: no host there runs the new kernel through this rollout (6 host(s) never started)"
         );
-        assert!(e.ends_with("; and 1 more)"), "{e}");
         assert_eq!(
             plan(&RolloutState::default(), &Scope::All).unwrap_err().0,
             "the state directory holds no rollout"
@@ -295,6 +321,7 @@ mod tests {
     fn a_second_rollback_skips_hosts_already_back() {
         let mut st = state();
         st.apply(&Event::RollbackStarted {
+            untouched: 0,
             reason: "r".into(),
             batches: vec![RollbackBatch {
                 stage: 0,
@@ -309,9 +336,10 @@ mod tests {
         st.apply(&Event::HostDone { host: "a".into() });
         st.apply(&Event::RolledBack { failed: vec![] });
         assert!(st.hosts["a"].rolled_back());
-        let (batches, left) = plan(&st, &Scope::All).unwrap();
-        assert_eq!(batches.len(), 2, "{batches:?}");
-        assert!(left
+        let p = plan(&st, &Scope::All).unwrap();
+        assert_eq!(p.batches.len(), 2, "{:?}", p.batches);
+        assert!(p
+            .left
             .iter()
             .any(|l| l.host == "a" && l.why == "already back on `old`"));
     }

@@ -533,6 +533,8 @@ pub struct RollbackStatus {
     /// `HOST: failed at STEP on its way back: OUTPUT`.
     pub failed: Vec<String>,
     pub left: Vec<super::event::LeftHost>,
+    /// Hosts of its scope the rollout never started.
+    pub untouched: usize,
     pub finished: bool,
 }
 
@@ -560,6 +562,7 @@ impl RollbackStatus {
                 })
                 .collect(),
             left: r.left.clone(),
+            untouched: r.untouched,
             finished: r.finished,
         })
     }

@@ -465,25 +465,79 @@ impl Steps {
 }
 
 /// `failure_budget()`: failed hosts tolerated per stage and across the rollout before it
-/// pauses. Counts, or `percent(n)` of the stage / of the rollout's hosts.
+/// pauses, and on the way back in a rollback before the rollback pauses. Counts, or
+/// `percent(n)` of the stage / of the rollout's hosts / of the rollback's hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailureBudget {
     pub per_stage: Amount,
     pub total: Amount,
+    #[serde(default = "FailureBudget::default_rollback")]
+    pub rollback: Amount,
 }
 
 impl Default for FailureBudget {
-    /// One host per stage, 1% of the rollout (at least one).
+    /// One host per stage, 1% of the rollout (at least one), one host on the way back.
     fn default() -> Self {
         FailureBudget {
             per_stage: Amount::Count(1),
             total: Amount::Percent { percent: 1.0 },
+            rollback: FailureBudget::default_rollback(),
+        }
+    }
+}
+
+/// What `on_fail(stage, verdict)` decides when a gate pauses or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFail {
+    /// Pause and alert; an operator decides.
+    Pause,
+    /// Roll back the failed stage's hosts.
+    Rollback,
+    /// Roll back every host on the new kernel.
+    RollbackAll,
+    /// Stop for good, leaving every host as it is.
+    Abort,
+}
+
+impl OnFail {
+    pub const ALL: [&'static str; 4] = ["pause", "rollback", "rollback_all", "abort"];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            OnFail::Pause => "pause",
+            OnFail::Rollback => "rollback",
+            OnFail::RollbackAll => "rollback_all",
+            OnFail::Abort => "abort",
+        }
+    }
+
+    /// Reads a decision: one of [`OnFail::ALL`].
+    pub fn parse(v: &serde_json::Value) -> Result<OnFail, Invalid> {
+        match v.as_str() {
+            Some("pause") => Ok(OnFail::Pause),
+            Some("rollback") => Ok(OnFail::Rollback),
+            Some("rollback_all") => Ok(OnFail::RollbackAll),
+            Some("abort") => Ok(OnFail::Abort),
+            _ => Err(format!(
+                "`{v}` is not a decision: return one of {}",
+                OnFail::ALL
+                    .iter()
+                    .map(|x| format!("\"{x}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into()),
         }
     }
 }
 
 impl FailureBudget {
+    fn default_rollback() -> Amount {
+        Amount::Count(1)
+    }
+
     /// The failures `amount` allows out of `total` hosts: a count as it is (0 means any
     /// failure pauses), a share rounded down but never below one, as blast-radius shares.
     pub fn allowed(amount: Amount, total: usize) -> usize {

@@ -266,6 +266,8 @@ pub struct Rollback {
     pub reason: String,
     pub batches: Vec<super::event::RollbackBatch>,
     pub left: Vec<super::event::LeftHost>,
+    /// Hosts of its scope the rollout never started.
+    pub untouched: usize,
     pub at: String,
     pub failed: Vec<String>,
     pub finished: bool,
@@ -459,6 +461,7 @@ impl RolloutState {
             } => {
                 self.gates.insert(*stage, (*verdict, reasons.clone()));
             }
+            Event::OnFailDecided { .. } => {}
             Event::Paused { reason } => {
                 self.phase = Phase::Paused;
                 self.pause_reason = Some(reason.clone());
@@ -467,7 +470,7 @@ impl RolloutState {
                 self.phase = Phase::Running;
                 self.pause_reason = None;
                 for a in acknowledged {
-                    self.host(a).acknowledged = true;
+                    self.host(a).transition().acknowledged = true;
                 }
             }
             Event::Aborted { reason } => {
@@ -479,6 +482,7 @@ impl RolloutState {
                 reason,
                 batches,
                 left,
+                untouched,
             } => {
                 self.phase = Phase::Running;
                 self.pause_reason = None;
@@ -494,6 +498,7 @@ impl RolloutState {
                     reason: reason.clone(),
                     batches: batches.clone(),
                     left: left.clone(),
+                    untouched: *untouched,
                     at: self.last_at.clone().unwrap_or_default(),
                     failed: Vec::new(),
                     finished: false,
@@ -610,19 +615,32 @@ impl RolloutState {
     }
 
     /// A failed host's record: the step, what it said, and where the host was left.
+    /// Of its transition under way: a host a rollback named is judged by its way back.
     pub fn failure_of(&self, name: &str) -> Option<FailedHost> {
         let h = self.hosts.get(name)?;
-        let (step, output) = h.failed.clone()?;
+        let t = h.back.as_deref().unwrap_or(h);
+        let (step, output) = t.failed.clone()?;
         Some(FailedHost {
             host: name.to_string(),
             step,
             output,
-            acknowledged: h.acknowledged,
-            still_drained: h.done_step >= Some(Step::Drain),
+            acknowledged: t.acknowledged,
+            still_drained: t.done_step >= Some(Step::Drain) && t.done_step < Some(Step::Undrain),
             kernel: h.kernel.clone(),
             boot_id: h.boot_id.clone(),
             rebooted: h.reboots > 0,
         })
+    }
+
+    /// Hosts that failed on their way back in the rollback under way and no operator
+    /// acknowledged.
+    pub fn rollback_failures(&self) -> usize {
+        self.rollback
+            .iter()
+            .flat_map(|r| r.hosts())
+            .filter_map(|h| self.hosts.get(h)?.back.as_deref())
+            .filter(|b| b.failed.is_some() && !b.acknowledged)
+            .count()
     }
 
     /// Every failed host's record, by name.
@@ -633,11 +651,15 @@ impl RolloutState {
             .collect()
     }
 
-    /// Failed hosts no operator acknowledged, by name.
+    /// Failed hosts no operator acknowledged, by name (a host a rollback named: failed on
+    /// its way back).
     pub fn unacknowledged(&self) -> Vec<String> {
         self.hosts
             .iter()
-            .filter(|(_, h)| h.failed.is_some() && !h.acknowledged)
+            .filter(|(_, h)| {
+                let t = h.back.as_deref().unwrap_or(h);
+                t.failed.is_some() && !t.acknowledged
+            })
             .map(|(n, _)| n.clone())
             .collect()
     }

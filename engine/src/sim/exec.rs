@@ -63,6 +63,9 @@ pub struct Faults {
     pub boot_falls_back: HashSet<String>,
     /// Reboot by themselves this long after booting the new kernel.
     pub unexpected_reboot_after: HashMap<String, Duration>,
+    /// Panic this long after booting the new kernel, once: the kernel log shows a panic and
+    /// the host reboots into its default entry.
+    pub kernel_panic_after: HashMap<String, Duration>,
     /// Commands (by first word) that hang on a host.
     pub hang: HashMap<String, HashSet<String>>,
     /// How the hosts' metrics vary (host spread, daily swing, noise).
@@ -92,6 +95,10 @@ struct SimHost {
     reboots: u32,
     /// One-shot reboot markers of this boot (`/dev/shm` on a real host).
     reboot_markers: Vec<String>,
+    /// It panicked (at most once per simulation).
+    panicked: bool,
+    /// Panics the kernel log holds that no collection has reported yet.
+    unreported_panics: u64,
 }
 
 /// How long simulated commands take.
@@ -147,6 +154,8 @@ impl SimExecutor {
                         booted_at: start,
                         reboots: 0,
                         reboot_markers: Vec::new(),
+                        panicked: false,
+                        unreported_panics: 0,
                     },
                 )
             })
@@ -363,7 +372,7 @@ impl SimExecutor {
     /// What the signals collector prints on a simulated host: its boot id, the metrics of
     /// [`Self::metrics`] as direct samples over the last `every` (5 minutes), and no
     /// kernel-log errors.
-    fn collection(&self, host: &Host, h: &SimHost, now: Timestamp) -> String {
+    fn collection(&self, host: &Host, h: &mut SimHost, now: Timestamp) -> String {
         let mut out = format!(
             "{} {}\nboot_id {}\n",
             crate::signals::ARGV0,
@@ -376,8 +385,14 @@ impl SimExecutor {
             out.push('\n');
         }
         for (class, _) in crate::signals::KLOG_CLASSES {
-            out.push_str(&format!("klog sim {class} 0\n"));
+            let n = if class == "panic" {
+                h.unreported_panics
+            } else {
+                0
+            };
+            out.push_str(&format!("klog sim {class} {n}\n"));
         }
+        h.unreported_panics = 0;
         out
     }
 
@@ -424,6 +439,26 @@ impl SimExecutor {
                 .checked_add(SignedDuration::try_from(*after).unwrap_or(SignedDuration::MAX))
                 .unwrap_or(h.booted_at);
             if on_target && h.reboots == 1 && now >= at {
+                h.boot += 1;
+                h.reboots += 1;
+                h.booted_at = at;
+                h.reboot_markers.clear();
+            }
+        }
+        // A kernel that panics some time after it booted: the host reboots into its default.
+        if let Some(after) = self.faults.kernel_panic_after.get(name) {
+            let on_target = h.installed.contains(&h.kernel);
+            let at = h
+                .booted_at
+                .checked_add(SignedDuration::try_from(*after).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(h.booted_at);
+            if on_target && !h.panicked && now >= at {
+                h.panicked = true;
+                h.unreported_panics += 1;
+                if let Some(d) = h.default.clone() {
+                    h.kernel = d;
+                }
+                h.next = None;
                 h.boot += 1;
                 h.reboots += 1;
                 h.booted_at = at;

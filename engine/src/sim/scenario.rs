@@ -48,6 +48,10 @@ pub struct Scenario {
     regression: Vec<RegressionSpec>,
     #[serde(default)]
     unexpected_reboot: Vec<RebootSpec>,
+    /// Hosts whose new kernel panics this long after it booted (once; the host reboots into
+    /// its default entry).
+    #[serde(default)]
+    kernel_panic: Vec<RebootSpec>,
     #[serde(default)]
     faults: FaultSpec,
     pub expect: Option<Expect>,
@@ -96,6 +100,8 @@ struct RebootSpec {
 struct FaultSpec {
     unreachable: Vec<String>,
     never_up: Vec<String>,
+    /// A one-shot boot (`grub-reboot`) fails on these hosts: the default entry boots instead.
+    boot_falls_back: Vec<String>,
     hang: Vec<HangSpec>,
 }
 
@@ -166,6 +172,7 @@ impl Scenario {
             timing: TimingSpec::default(),
             regression,
             unexpected_reboot: Vec::new(),
+            kernel_panic: Vec::new(),
             faults: FaultSpec::default(),
             expect: None,
         }
@@ -209,6 +216,8 @@ pub struct Summary {
     pub pause_reason: Option<String>,
     pub hosts: usize,
     pub updated: usize,
+    /// Hosts a rollback put back on their previous kernel.
+    pub rolled_back: usize,
     pub failed: usize,
     pub virtual_secs: f64,
     pub wall_secs: f64,
@@ -295,6 +304,15 @@ fn faults(
     }
     for h in &sc.faults.never_up {
         faults.never_up.insert(check(h, "never_up")?);
+    }
+    for h in &sc.faults.boot_falls_back {
+        faults.boot_falls_back.insert(check(h, "boot_falls_back")?);
+    }
+    for r in &sc.kernel_panic {
+        faults.kernel_panic_after.insert(
+            check(&r.host, "kernel_panic")?,
+            Duration::from_secs(r.after_secs),
+        );
     }
     for x in &sc.faults.hang {
         faults
@@ -390,14 +408,37 @@ pub fn run(
     for (name, r) in &exec.records() {
         let planned = st.hosts.get(name);
         let unexpected = planned.map(|h| h.unexpected_reboots).unwrap_or(0);
-        if r.reboots > 1 + unexpected {
+        // One reboot for the update, one on the way back, and the host's own.
+        let back = planned.and_then(|h| h.back.as_deref());
+        let allowed = 1 + unexpected + back.map_or(0, |b| b.reboots);
+        if r.reboots > allowed {
             violations.push(format!("host `{name}` was rebooted {} times", r.reboots));
         }
-        if planned.is_some_and(|h| h.done) && r.kernel != st.target_kernel {
+        if back.is_none() && planned.is_some_and(|h| h.done) && r.kernel != st.target_kernel {
             violations.push(format!(
                 "host `{name}` is marked updated but runs `{}`",
                 r.kernel
             ));
+        }
+        let previous = planned.and_then(|h| h.previous_kernel.as_deref());
+        if back.is_some_and(|b| b.done) && previous != Some(r.kernel.as_str()) {
+            violations.push(format!(
+                "host `{name}` is marked rolled back but runs `{}`, not `{}`",
+                r.kernel,
+                previous.unwrap_or("its previous kernel")
+            ));
+        }
+    }
+    if phase == Phase::RolledBack {
+        for h in st.rollback.iter().flat_map(|r| r.hosts()) {
+            if !st
+                .hosts
+                .get(h)
+                .and_then(|x| x.back.as_deref())
+                .is_some_and(|b| b.settled())
+            {
+                violations.push(format!("host `{h}` was skipped by the rollback"));
+            }
         }
     }
     if matches!(phase, Phase::Completed | Phase::CompletedWithFailures) {
@@ -420,6 +461,7 @@ pub fn run(
         pause_reason: st.pause_reason.clone(),
         hosts: st.planned_hosts(),
         updated: st.hosts.values().filter(|h| h.done).count(),
+        rolled_back: st.hosts.values().filter(|h| h.rolled_back()).count(),
         failed: st.hosts.values().filter(|h| h.failed.is_some()).count(),
         virtual_secs: clock.now().duration_since(start).as_secs_f64(),
         wall_secs: wall.elapsed().as_secs_f64(),
@@ -439,11 +481,16 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "{} after {} of virtual time: {} of {} host(s) updated, {} failed, {} journal events",
+        "{} after {} of virtual time: {} of {} host(s) updated, {}{} failed, {} journal events",
         s.phase.as_str().to_uppercase(),
         crate::plan::human_secs(s.virtual_secs as u64),
         s.updated,
         s.hosts,
+        if s.rolled_back > 0 {
+            format!("{} rolled back, ", s.rolled_back)
+        } else {
+            String::new()
+        },
         s.failed,
         s.events,
     );

@@ -25,17 +25,25 @@ impl<'a> Controller<'a> {
         // A bad request records nothing; a good one re-checks what a crash interrupted first.
         plan()?;
         self.recover_crash()?;
-        let (batches, left) = plan()?;
-        let n: usize = batches.iter().map(|b| b.hosts.len()).sum();
-        let reasons: Vec<String> = left
+        let p = plan()?;
+        let n: usize = p.batches.iter().map(|b| b.hosts.len()).sum();
+        let mut reasons: Vec<String> = p
+            .left
             .iter()
             .map(|l| format!("left alone: {}: {}", l.host, l.why))
             .collect();
+        if p.untouched > 0 {
+            reasons.push(format!(
+                "left alone: {} host(s) the rollout never started",
+                p.untouched
+            ));
+        }
         self.emit(
             Event::RollbackStarted {
                 reason: reason.to_string(),
-                batches,
-                left,
+                batches: p.batches,
+                left: p.left,
+                untouched: p.untouched,
             },
             self.io.clock,
         )?;
@@ -84,6 +92,9 @@ impl<'a> Controller<'a> {
                 }
                 r
             })?;
+            if self.check_rollback_budget()? {
+                return Ok(());
+            }
         }
         if self.halted(self.io.clock)? {
             return Ok(());
@@ -146,6 +157,49 @@ impl<'a> Controller<'a> {
             );
         }
         Ok(())
+    }
+
+    /// Pauses the rollback when more of its hosts failed on the way back (unacknowledged)
+    /// than `failure_budget().rollback` allows. Returns whether it did.
+    fn check_rollback_budget(&self) -> Result<bool, ControllerError> {
+        let clock = self.io.clock;
+        let set = self.policy()?;
+        let budget = match self.budget(&set) {
+            Ok(b) => b,
+            Err(m) => {
+                self.policy_pause(None, m.0, clock)?;
+                return Ok(true);
+            }
+        };
+        let (failed, n, names) = self.with_state(|s| {
+            let names: Vec<String> = s
+                .rollback
+                .iter()
+                .flat_map(|r| r.hosts())
+                .filter_map(|h| s.failure_of(h).filter(|f| !f.acknowledged))
+                .map(|f| f.describe())
+                .collect();
+            (
+                s.rollback_failures(),
+                s.rollback.as_ref().map_or(0, |r| r.hosts().count()),
+                names,
+            )
+        });
+        let allowed = FailureBudget::allowed(budget.rollback, n);
+        if failed <= allowed {
+            return Ok(false);
+        }
+        self.pause(
+            "rollback_budget_exceeded",
+            Severity::Critical,
+            None,
+            format!(
+                "rollback paused: {failed} host(s) failed on the way back; the budget allows {allowed} (`rollout resume --acknowledge-failures` carries the rollback on)"
+            ),
+            names,
+            clock,
+        )?;
+        Ok(true)
     }
 
     /// The steps of a host's way back: `rollback_steps(host, previous)`, `previous` holding

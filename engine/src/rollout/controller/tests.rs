@@ -625,3 +625,57 @@ fn a_boot_that_falls_back_is_quarantined_with_its_kernel_and_boot_id() {
     );
     assert_eq!(exec.records()[&victim].kernel, "6.8.0-40-generic");
 }
+
+#[test]
+fn a_kernel_panic_in_a_later_stage_fails_its_gate_and_every_updated_host_goes_back() {
+    let w = world();
+    // A host of the last stage but at most the third panics ten minutes after it booted the
+    // new kernel, during its stage's bake.
+    let k = w.plan.stages.len().min(3) - 1;
+    let victim = w.plan.stages[k].batches[0].hosts[0].clone();
+    let mut faults = Faults::default();
+    faults
+        .kernel_panic_after
+        .insert(victim.clone(), Duration::from_secs(600));
+    let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    let phase = run_with_crash(&w, &exec, &clock, None);
+    assert_eq!(phase, Phase::RolledBack);
+    let records = Journal::read_only(&w.state).unwrap();
+    let st = RolloutState::fold(&records);
+    let decided: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::OnFailDecided {
+                stage,
+                verdict,
+                decision,
+                ..
+            } => Some((*stage, *verdict, *decision)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [(
+            k,
+            VerdictKind::Fail,
+            crate::rollout::spec::OnFail::RollbackAll
+        )]
+    );
+    let sim = exec.records();
+    for (i, stage) in w.plan.stages.iter().enumerate() {
+        for h in stage.batches.iter().flat_map(|b| &b.hosts) {
+            let r = &sim[h];
+            assert_eq!(r.kernel, "6.8.0-40-generic", "{h}");
+            if i <= k {
+                assert!(st.hosts[h].rolled_back(), "{h}");
+                // The update, the way back, and the victim's panic.
+                let panics = u32::from(*h == victim);
+                assert_eq!(r.reboots, 2 + panics, "{h}");
+            } else {
+                assert_eq!(r.reboots, 0, "{h}: a later stage never started");
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! journaled, an inconclusive gate's bake extended, and the pause or approval alert.
 
 use super::*;
+use crate::rollout::spec::OnFail;
 
 impl<'a> Controller<'a> {
     /// The stage's host-level data: its after window, merged with its before window, with
@@ -217,22 +218,112 @@ impl<'a> Controller<'a> {
                 }
                 Ok(())
             }
-            VerdictKind::Pause => self.pause(
-                "gate_paused",
-                Severity::Warning,
-                Some(stage),
-                format!("the gate of `{name}` paused the rollout"),
-                verdict.reasons,
-                clock,
-            ),
-            VerdictKind::Fail => self.pause(
-                "gate_failed",
-                Severity::Critical,
-                Some(stage),
-                format!("the gate of `{name}` failed the kernel"),
-                verdict.reasons,
-                clock,
-            ),
+            kind @ (VerdictKind::Pause | VerdictKind::Fail) => {
+                self.on_gate_failure(&set, stage, &name, kind, verdict.reasons, clock)
+            }
+        }
+    }
+
+    /// A gate paused or failed: the policy's `on_fail(stage, verdict)` decides (journaled and
+    /// alerted with the verdict's reasons), then the controller pauses, rolls back the
+    /// stage or every updated host, or aborts. Without `on_fail`, it pauses. A decision the
+    /// policy cannot make, or a rollback that cannot start, pauses with the reason.
+    fn on_gate_failure(
+        &self,
+        set: &PolicySet,
+        stage: usize,
+        name: &str,
+        kind: VerdictKind,
+        reasons: Vec<String>,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        let (what, alert, severity) = if kind == VerdictKind::Fail {
+            ("failed the kernel", "gate_failed", Severity::Critical)
+        } else {
+            ("paused the rollout", "gate_paused", Severity::Warning)
+        };
+        let summary = format!("the gate of `{name}` {what}");
+        if !set.defines("rollout", "on_fail", 2) {
+            return self.pause(alert, severity, Some(stage), summary, reasons, clock);
+        }
+        // The stage as `bake(wave)` sees it, and the verdict.
+        let info = self.with_state(|s| s.stages.get(stage).map(|p| p.info.clone()));
+        let args = serde_json::json!([info, { "kind": kind.as_str(), "reasons": reasons }]);
+        let mut dynamic = Vec::new();
+        for a in args.as_array().into_iter().flatten() {
+            dynamic.push(crate::runtime::typed::to_dynamic(a).map_err(ControllerError::from)?);
+        }
+        let decision = match set
+            .eval_json("rollout", "on_fail", dynamic)
+            .map_err(|e| policy_message(&e))
+            .and_then(|v| OnFail::parse(&v.value).map_err(|e| e.0))
+        {
+            Ok(d) => d,
+            Err(m) => {
+                return self.pause(
+                    alert,
+                    severity,
+                    Some(stage),
+                    format!("{summary}, and `on_fail(stage, verdict)` could not decide: {m}"),
+                    reasons,
+                    clock,
+                )
+            }
+        };
+        self.emit(
+            Event::OnFailDecided {
+                stage,
+                verdict: kind,
+                decision,
+                reasons: reasons.clone(),
+            },
+            clock,
+        )?;
+        match decision {
+            OnFail::Pause => self.pause(alert, severity, Some(stage), summary, reasons, clock),
+            OnFail::Abort => {
+                self.alert(
+                    severity,
+                    alert,
+                    Some(stage),
+                    format!("{summary}; on_fail decided `abort`"),
+                    reasons,
+                );
+                self.abort(&format!("{summary}; on_fail decided `abort`"), clock)
+            }
+            OnFail::Rollback | OnFail::RollbackAll => {
+                let (scope, whose) = if decision == OnFail::Rollback {
+                    (
+                        crate::rollout::rollback::Scope::Stages(vec![name.to_string()]),
+                        format!("the hosts of `{name}`"),
+                    )
+                } else {
+                    (
+                        crate::rollout::rollback::Scope::All,
+                        "every host on the new kernel".to_string(),
+                    )
+                };
+                let why = format!("{summary}; on_fail decided `{}`", decision.key());
+                self.alert(
+                    severity,
+                    alert,
+                    Some(stage),
+                    format!("{why}: rolling back {whose}"),
+                    reasons.clone(),
+                );
+                match self.rollback(&scope, &why) {
+                    Ok(_) => Ok(()),
+                    Err(ControllerError::Invalid(m)) => self.pause(
+                        alert,
+                        severity,
+                        Some(stage),
+                        format!("{why}, but the rollback cannot start: {m}"),
+                        reasons,
+                        clock,
+                    ),
+                    Err(e) => Err(e),
+                }
+            }
         }
     }
 }
