@@ -259,13 +259,7 @@ pub fn explain(
                     ),
                 );
                 x.reasons = std::iter::once(reason.clone())
-                    .chain(
-                        left.iter()
-                            .map(|l| format!("left alone: {}: {}", l.host, l.why)),
-                    )
-                    .chain((*untouched > 0).then(|| {
-                        format!("left alone: {untouched} host(s) the rollout never started")
-                    }))
+                    .chain(super::rollback::left_alone(left, *untouched))
                     .collect();
                 x.hosts = hosts;
                 Some(x)

@@ -111,14 +111,8 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
                 "{at}  ROLLBACK: {n} host(s) go back to the kernel each ran before, in {} batch(es), later stages first: {reason}",
                 batches.len()
             );
-            for l in left {
-                let _ = write!(o, "\n      - left alone: {}: {}", l.host, l.why);
-            }
-            if *untouched > 0 {
-                let _ = write!(
-                    o,
-                    "\n      - left alone: {untouched} host(s) the rollout never started"
-                );
+            for line in super::rollback::left_alone(left, *untouched) {
+                let _ = write!(o, "\n      - {line}");
             }
             o
         }

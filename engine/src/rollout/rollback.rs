@@ -52,6 +52,18 @@ pub struct RollbackPlan {
     pub untouched: usize,
 }
 
+/// The hosts a rollback leaves alone, one line each (`left alone: HOST: WHY`), and a line
+/// for those the rollout never started: what its alert, its journal line and `explain` say.
+pub fn left_alone(left: &[LeftHost], untouched: usize) -> Vec<String> {
+    left.iter()
+        .map(|l| format!("left alone: {}: {}", l.host, l.why))
+        .chain(
+            (untouched > 0)
+                .then(|| format!("left alone: {untouched} host(s) the rollout never started")),
+        )
+        .collect()
+}
+
 /// The rollback of `scope`. An error when the scope names what the rollout does not hold,
 /// names a host that cannot go back, or leaves nothing to do.
 pub fn plan(st: &RolloutState, scope: &Scope) -> Result<RollbackPlan, Invalid> {

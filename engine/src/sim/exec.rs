@@ -101,6 +101,15 @@ struct SimHost {
     unreported_panics: u64,
 }
 
+impl SimHost {
+    /// `after` past its last boot.
+    fn after_boot(&self, after: Duration) -> Timestamp {
+        self.booted_at
+            .checked_add(SignedDuration::try_from(after).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(self.booted_at)
+    }
+}
+
 /// How long simulated commands take.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -434,10 +443,7 @@ impl SimExecutor {
         // A kernel that reboots the host by itself some time after it booted.
         if let Some(after) = self.faults.unexpected_reboot_after.get(name) {
             let on_target = h.installed.contains(&h.kernel);
-            let at = h
-                .booted_at
-                .checked_add(SignedDuration::try_from(*after).unwrap_or(SignedDuration::MAX))
-                .unwrap_or(h.booted_at);
+            let at = h.after_boot(*after);
             if on_target && h.reboots == 1 && now >= at {
                 h.boot += 1;
                 h.reboots += 1;
@@ -448,10 +454,7 @@ impl SimExecutor {
         // A kernel that panics some time after it booted: the host reboots into its default.
         if let Some(after) = self.faults.kernel_panic_after.get(name) {
             let on_target = h.installed.contains(&h.kernel);
-            let at = h
-                .booted_at
-                .checked_add(SignedDuration::try_from(*after).unwrap_or(SignedDuration::MAX))
-                .unwrap_or(h.booted_at);
+            let at = h.after_boot(*after);
             if on_target && !h.panicked && now >= at {
                 h.panicked = true;
                 h.unreported_panics += 1;

@@ -7,6 +7,8 @@ use super::*;
 use crate::error::Invalid;
 use crate::rollout::rollback::{self, Scope};
 
+const NO_ROLLBACK_STEPS: &str = "`rollout.rhai` does not define `rollback_steps(host, previous)`, so fleetward cannot know how to put a host back on its previous kernel";
+
 impl<'a> Controller<'a> {
     /// Starts a rollback of `scope` (see [`rollback::plan`]): journals which hosts go back in
     /// which batches and which are left alone, and alerts. `run` then carries it out. Hosts a
@@ -14,9 +16,7 @@ impl<'a> Controller<'a> {
     pub fn rollback(&self, scope: &Scope, reason: &str) -> Result<usize, ControllerError> {
         let set = self.policy()?;
         if !set.defines("rollout", "rollback_steps", 2) {
-            return Err(ControllerError::Invalid(
-                "`rollout.rhai` does not define `rollback_steps(host, previous)`, so fleetward cannot know how to put a host back on its previous kernel".into(),
-            ));
+            return Err(ControllerError::Invalid(NO_ROLLBACK_STEPS.into()));
         }
         let plan = || {
             self.with_state(|s| rollback::plan(s, scope))
@@ -27,17 +27,7 @@ impl<'a> Controller<'a> {
         self.recover_crash()?;
         let p = plan()?;
         let n: usize = p.batches.iter().map(|b| b.hosts.len()).sum();
-        let mut reasons: Vec<String> = p
-            .left
-            .iter()
-            .map(|l| format!("left alone: {}: {}", l.host, l.why))
-            .collect();
-        if p.untouched > 0 {
-            reasons.push(format!(
-                "left alone: {} host(s) the rollout never started",
-                p.untouched
-            ));
-        }
+        let reasons = rollback::left_alone(&p.left, p.untouched);
         self.emit(
             Event::RollbackStarted {
                 reason: reason.to_string(),
@@ -212,9 +202,7 @@ impl<'a> Controller<'a> {
         hs: &HostState,
     ) -> Result<Steps, Invalid> {
         if !set.defines("rollout", "rollback_steps", 2) {
-            return Err(
-                "`rollout.rhai` does not define `rollback_steps(host, previous)`, so fleetward cannot know how to put a host back on its previous kernel".into(),
-            );
+            return Err(NO_ROLLBACK_STEPS.into());
         }
         let Some(kernel) = hs.previous_kernel.clone() else {
             return Err(format!("no previous kernel was recorded for `{}`", host.name).into());
