@@ -213,7 +213,7 @@ impl PolicySet {
             path,
             names.join(", ")
         );
-        let guard = EvalScope::enter(&self.limits);
+        let guard = EvalScope::serialized(&self.limits, &self.evaluating);
         let r = self.engine.eval_with_scope::<Dynamic>(&mut scope, &script);
         let prints = guard.take_prints();
         drop(guard);

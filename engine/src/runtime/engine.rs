@@ -4,11 +4,15 @@
 use crate::config::Limits;
 use rhai::{Dynamic, Engine};
 use std::cell::{Cell, RefCell};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static PRINTS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    /// The evaluation locks this thread holds (by address), so a nested call into the same
+    /// set does not wait on itself.
+    static HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The value the progress callback terminates a script with when the deadline passes.
@@ -56,13 +60,39 @@ fn capture(line: String) {
 
 /// Bounds one evaluation on this thread: sets the deadline (unless an outer evaluation already
 /// set one) and collects `print` output. Dropping it restores the previous state.
-pub(crate) struct EvalScope {
+pub(crate) struct EvalScope<'a> {
     prev_deadline: Option<Instant>,
     owns_prints: bool,
+    /// Held while this evaluation runs on a shared set; see [`EvalScope::serialized`].
+    serial: Option<(usize, MutexGuard<'a, ()>)>,
 }
 
-impl EvalScope {
+impl<'a> EvalScope<'a> {
+    /// An evaluation on a set that runs on one thread only (loading it).
     pub(crate) fn enter(limits: &Limits) -> Self {
+        Self::start(limits, None)
+    }
+
+    /// An evaluation on a set shared between threads: one evaluation at a time per set
+    /// (`lock`), the lock taken before the deadline starts. Rhai's `sync` build keeps a
+    /// module's constants behind one lock that `global::NAME` takes for writing and gives up
+    /// on after about 50 ms of contention by panicking, so two threads reading `global::`
+    /// constants of one set must never overlap. A nested evaluation on the same set (same
+    /// thread) does not take it again.
+    pub(crate) fn serialized(limits: &Limits, lock: &'a Mutex<()>) -> Self {
+        let key = lock as *const Mutex<()> as usize;
+        let held = HELD.with(|h| h.borrow().contains(&key));
+        let serial = if held {
+            None
+        } else {
+            let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            HELD.with(|h| h.borrow_mut().push(key));
+            Some((key, guard))
+        };
+        Self::start(limits, serial)
+    }
+
+    fn start(limits: &Limits, serial: Option<(usize, MutexGuard<'a, ()>)>) -> Self {
         let prev_deadline = DEADLINE.with(Cell::get);
         if prev_deadline.is_none() {
             DEADLINE.with(|d| d.set(Some(Instant::now() + limits.deadline())));
@@ -79,6 +109,7 @@ impl EvalScope {
         EvalScope {
             prev_deadline,
             owns_prints,
+            serial,
         }
     }
 
@@ -93,11 +124,14 @@ impl EvalScope {
     }
 }
 
-impl Drop for EvalScope {
+impl Drop for EvalScope<'_> {
     fn drop(&mut self) {
         DEADLINE.with(|d| d.set(self.prev_deadline));
         if self.owns_prints {
             PRINTS.with(|p| *p.borrow_mut() = None);
+        }
+        if let Some((key, _guard)) = self.serial.take() {
+            HELD.with(|h| h.borrow_mut().retain(|k| *k != key));
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct PolicySet {
     pub(super) policies: BTreeMap<&'static str, PolicyFile>,
     pub(super) modules: Vec<String>,
     pub(super) tests: Vec<TestFile>,
+    /// One evaluation at a time on this set: see `EvalScope::serialized`.
+    pub(super) evaluating: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -341,6 +343,7 @@ impl PolicySet {
             policies,
             modules,
             tests,
+            evaluating: std::sync::Mutex::new(()),
         };
 
         // 5. Zero-argument functions can be checked now: their results must have the right
@@ -550,7 +553,7 @@ impl PolicySet {
                 args.len()
             )));
         }
-        let guard = EvalScope::enter(&self.limits);
+        let guard = EvalScope::serialized(&self.limits, &self.evaluating);
         let mut scope = Scope::new();
         let r = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new().eval_ast(false).rewind_scope(false),

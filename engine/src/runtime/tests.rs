@@ -454,3 +454,24 @@ fn ambiguous_and_unknown_functions() {
         .call_dynamic("gates", "common", vec![Dynamic::UNIT])
         .is_err());
 }
+
+/// Finding: a simulation's eligibility threads panicked inside Rhai (`global::` constants sit
+/// behind one lock per module that Rhai gives up on after ~50 ms of contention). Many threads
+/// reading a large `global::` constant of one set at once must all get their answer.
+#[test]
+fn global_constants_read_from_many_threads_at_once() {
+    let src = format!(
+        "{ROLLOUT_OK}fn big() {{ let a = []; a.pad(40000, 1); a }}\nconst BIG = big();\n\
+         fn total() {{ let n = 0; for x in global::BIG {{ n += x; }} n }}\n"
+    );
+    let set = load_with(&[("rollout.rhai", &src)], &["max_operations=100000000"]).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                for _ in 0..30 {
+                    assert_eq!(set.call::<i64>("rollout", "total", ()).unwrap(), 40_000);
+                }
+            });
+        }
+    });
+}
