@@ -393,3 +393,107 @@ fn a_rollback_past_its_failure_budget_pauses_and_resumes_when_acknowledged() {
         assert_eq!(lab.kernel(&h), want, "{h}");
     }
 }
+
+/// Out-of-band recovery: a host that never comes back from its reboot gets the policy's
+/// `recover(host)`, run on the controller (here a BMC stand-in, `tests/hosts/bmc.sh`, given the
+/// host's `bmc` fact as one argument), once, journaled before it runs; then a second, bounded
+/// wait. One host comes back from the power cycle on its default entry, the old kernel, and is
+/// quarantined as a boot that fell back; one stays down and is quarantined after the wait.
+#[test]
+fn recover_runs_once_for_a_host_that_never_comes_back() {
+    let bmc = crate::support::root().join("tests/hosts/bmc.sh");
+    let recover = format!(
+        r#"const RECOVER = ["{}", "--state", "{{bmc}}", "chassis", "power", "cycle"];"#,
+        bmc.display()
+    );
+    let lab = Lab::new(
+        20,
+        &[
+            ("const RECOVER = [];", recover.as_str()),
+            ("const RECOVER_WAIT = 900;", "const RECOVER_WAIT = 10;"),
+            (
+                "#{ per_stage: 1, total: percent(1), rollback: 1 }",
+                "#{ per_stage: 3, total: 5 }",
+            ),
+        ],
+    );
+    let stages = lab.plan_stages();
+    let last = &stages.last().unwrap().1;
+    assert!(last.len() >= 4, "{stages:?}");
+    let (fixed, dead) = (&last[0], &last[1]);
+    for h in [fixed, dead] {
+        lab.fault(h, "fault-never-up", "");
+    }
+    lab.fault(fixed, "fault-recover-fixes", "");
+    let o = lab.start(&[]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    let st = lab.status();
+    assert_eq!(st["phase"], "completed_with_failures", "{st}");
+    let failed = |h: &str| -> (String, String) {
+        let f = st["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["host"] == h)
+            .unwrap_or_else(|| panic!("{h} did not fail: {st}"));
+        (
+            f["step"].as_str().unwrap().to_string(),
+            f["output"].as_str().unwrap().to_string(),
+        )
+    };
+    // Journaled once per host, each with the host's own BMC as a single argument.
+    let issued: Vec<(String, Vec<String>)> = journal(&lab.state)
+        .iter()
+        .filter(|r| r["event"]["type"] == "recover_issued")
+        .map(|r| {
+            (
+                r["event"]["host"].as_str().unwrap().to_string(),
+                serde_json::from_value(r["event"]["command"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    for (h, argv) in &issued {
+        assert!(h == fixed || h == dead, "{h}");
+        assert_eq!(argv[2], lab.host_dir(h).display().to_string());
+        assert_eq!(argv[3..], ["chassis", "power", "cycle"]);
+    }
+    // The BMC's own record: one power cycle each, none for anyone else.
+    let cycles = |h: &str| {
+        std::fs::read_to_string(lab.host_dir(h).join("power-cycles"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    for h in lab.names() {
+        let want = usize::from(&h == fixed || &h == dead);
+        assert_eq!(cycles(&h), want, "{h}");
+    }
+    let (step, why) = failed(fixed);
+    assert_eq!(step, "verify", "{why}");
+    assert!(
+        why.starts_with(&format!("boot fell back to `{OLD}`")),
+        "{why}"
+    );
+    assert_eq!(lab.kernel(fixed), OLD);
+    let (step, why) = failed(dead);
+    assert_eq!(step, "wait_up", "{why}");
+    assert!(
+        why.contains("nor within 10 s of out-of-band recovery at ")
+            && why.contains("exited 0: Chassis Power Control: Cycle"),
+        "{why}"
+    );
+    // One reboot issued to each; the rest are on the new kernel.
+    for h in lab.names() {
+        assert_eq!(lab.reboots(&h), 1, "{h}");
+        if &h != fixed && &h != dead {
+            assert_eq!(lab.kernel(&h), TARGET, "{h}");
+        }
+    }
+    // `explain` tells it.
+    let text = stdout(&lab.fleetward(&[
+        "explain".into(),
+        "--state-dir".into(),
+        lab.state.display().to_string(),
+    ]));
+    assert!(text.contains("did not come back from its reboot"), "{text}");
+}

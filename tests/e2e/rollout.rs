@@ -144,8 +144,10 @@ impl Lab {
         let mut inv = String::from("hosts = [\n");
         for h in &fleet.hosts {
             inv.push_str(&format!(
-                "  {{ name = \"{}\", address = \"{}\", port = {}, user = \"{}\", hardware = \"{}\", workload = \"{}\", datacenter = \"lo\", rack = \"{}\", kernel = \"{}\" }},\n",
-                h.name, h.address, h.port.unwrap(), h.user.clone().unwrap(), h.hardware, h.workload, h.rack, h.kernel
+                "  {{ name = \"{}\", address = \"{}\", port = {}, user = \"{}\", hardware = \"{}\", workload = \"{}\", datacenter = \"lo\", rack = \"{}\", kernel = \"{}\", facts = {{ bmc = \"{}\" }} }},\n",
+                h.name, h.address, h.port.unwrap(), h.user.clone().unwrap(), h.hardware, h.workload, h.rack, h.kernel,
+                // The BMC stand-in (`tests/hosts/bmc.sh`) reaches a host through its state.
+                base.join("state").join(&h.name).display()
             ));
         }
         inv.push_str("]\n");

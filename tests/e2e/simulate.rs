@@ -272,3 +272,82 @@ stage = "canary"
         );
     }
 }
+
+/// A kernel panic in wave 2, with the canaries and wave 1 already through: the wave-2 gate
+/// fails, the shipped `on_fail` rolls back every host on the new kernel (the canaries, wave 1
+/// and wave 2), later stages never start, and every host of the rollback is on its old kernel.
+#[test]
+fn a_panic_in_wave_2_rolls_back_every_updated_host() {
+    // The plan's wave-2 hosts, from the panic scenario's `started` event (same fleet, policy,
+    // baseline and start, so the same plan).
+    let o = run(&[
+        "simulate",
+        "policy-examples/scenarios/panic-rollback",
+        "-o",
+        "json",
+    ]);
+    let started: Value = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"]["type"] == "started")
+        .unwrap();
+    let stages = started["event"]["stages"].as_array().unwrap();
+    let upto = stages.iter().position(|s| s["name"] == "wave 2").unwrap();
+    let victim = stages[upto]["hosts"][0].as_str().unwrap().to_string();
+    let updated: usize = stages[..=upto]
+        .iter()
+        .map(|s| s["hosts"].as_array().unwrap().len())
+        .sum();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ex = root().join("policy-examples");
+    std::fs::write(
+        dir.path().join("scenario.toml"),
+        format!(
+            r#"description = "a kernel panic in wave 2"
+inventory = "{}"
+policies = "{}"
+baseline = "{}"
+start = "2026-12-07T14:00:00Z"
+
+[[kernel_panic]]
+host = "{victim}"
+after_secs = 1200
+
+[expect]
+phase = "rolled_back"
+stage = "wave 2"
+"#,
+            ex.join("fleet/fleet.toml").display(),
+            root().join("policies").display(),
+            ex.join("gates/baseline.parquet").display(),
+        ),
+    )
+    .unwrap();
+    let o = run(&["simulate", dir.path().to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["expectation_met"], true, "{summary}");
+    assert!(
+        summary["violations"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+    let decided = lines
+        .iter()
+        .find(|l| l["event"]["type"] == "on_fail_decided")
+        .unwrap();
+    assert_eq!(decided["event"]["stage"], upto);
+    assert_eq!(decided["event"]["decision"], "rollback_all");
+    // Every host of the canaries, wave 1 and wave 2 went back; none of a later stage started.
+    assert_eq!(
+        summary["rolled_back"].as_u64().unwrap() as usize,
+        updated,
+        "{summary}"
+    );
+    assert!(!lines.iter().any(|l| l["event"]["type"] == "stage_started"
+        && l["event"]["stage"].as_u64().unwrap() as usize > upto));
+}

@@ -4,6 +4,7 @@
 //! a host fact holding shell metacharacters stays one literal argument.
 
 pub mod local;
+pub mod oob;
 pub mod ssh;
 
 use crate::clock::Clock;

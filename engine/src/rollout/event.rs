@@ -152,6 +152,17 @@ pub enum Event {
         host: String,
         boot_id: String,
     },
+    /// Recorded before a host that did not come back from its reboot gets the policy's
+    /// out-of-band recovery (`recover(host)`), run on the controller: at most once per host
+    /// per transition, so a restart never runs it again; the wait for the host then ends
+    /// `wait` seconds after this record.
+    RecoverIssued {
+        host: String,
+        /// The argument vector run.
+        command: Vec<String>,
+        /// Seconds the controller waits for the host afterwards.
+        wait: u64,
+    },
     /// A host checked after an interruption: what it runs now.
     HostChecked {
         host: String,

@@ -195,6 +195,24 @@ pub fn explain(
                 x.hosts = vec![host.clone()];
                 Some(x)
             }
+            Event::RecoverIssued {
+                host,
+                command,
+                wait,
+            } => {
+                let st = members.iter().position(|m| m.contains(host));
+                let mut x = d(
+                    st,
+                    "recover_issued",
+                    format!(
+                        "{host} did not come back from its reboot: `recover(host)` ran on the controller, then a wait of up to {wait} s"
+                    ),
+                );
+                x.hosts = vec![host.clone()];
+                x.reasons =
+                    vec![crate::exec::RemoteCommand::new(command.iter().cloned()).shell_line()];
+                Some(x)
+            }
             Event::OnFailDecided {
                 stage,
                 verdict,

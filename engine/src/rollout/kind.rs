@@ -73,6 +73,12 @@ fn check_on_fail(d: &Dynamic) -> Result<Value, Invalid> {
     Ok(v)
 }
 
+fn check_recover(d: &Dynamic) -> Result<Value, Invalid> {
+    let v = json(d)?;
+    crate::rollout::spec::Recover::parse(&v)?;
+    Ok(v)
+}
+
 fn check_budget(d: &Dynamic) -> Result<Value, Invalid> {
     typed::<FailureBudget>(d).map(|x| x.1)
 }
@@ -173,6 +179,13 @@ pub const ROLLOUT: KindSpec = KindSpec {
             returns: "`\"pause\"`, `\"rollback\"`, `\"rollback_all\"` or `\"abort\"`",
             doc: "What the controller does when a stage's gate pauses or fails: pause and alert, roll back the stage's hosts, roll back every host on the new kernel, or abort. `stage` has `index`, `name`, `kind`, `wave`; `verdict` has `kind` (`\"pause\"` or `\"fail\"`) and `reasons`. The decision, with the verdict's reasons, is journaled and alerted. Default: `\"pause\"`.",
             check: check_on_fail,
+        },
+        FnSpec {
+            name: "recover",
+            params: &["host"],
+            returns: "`()` (none) or `#{name, run: [ARGV…], timeout, wait}`",
+            doc: "Out-of-band recovery of a host that does not come back from a reboot within `wait_up.timeout` (a BMC's power cycle, for example `ipmitool … chassis power cycle`). `run` runs on the controller, not on the host, as the argument vector it is (host facts as single arguments, no shell), at most once per host per transition, journaled before it runs (`recover_issued`); the controller then waits up to `wait` seconds for a new boot id and goes on with verification. A command that fails, or a host still missing after `wait`, is quarantined. Default: none (the host is quarantined when its wait ends).",
+            check: check_recover,
         },
         FnSpec {
             name: "failure_budget",

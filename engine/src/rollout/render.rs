@@ -58,6 +58,14 @@ pub fn event_line(r: &Record, st: &RolloutState, hosts: bool) -> Option<String> 
             }
             o
         }
+        Event::RecoverIssued {
+            host,
+            command,
+            wait,
+        } => format!(
+            "{at}  host {host} did not come back from its reboot: out-of-band recovery `{}`, then waiting up to {wait} s",
+            crate::exec::RemoteCommand::new(command.iter().cloned()).shell_line()
+        ),
         Event::UnexpectedReboot { host, .. } => format!("{at}  host {host} rebooted unexpectedly"),
         Event::GateEvaluated {
             stage,

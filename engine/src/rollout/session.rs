@@ -316,6 +316,7 @@ fn drive(
         observer: observer.as_ref(),
         metrics: &metrics,
         http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
+        oob: &crate::exec::oob::LocalProcess as &dyn crate::exec::oob::OutOfBand,
     };
     let opts = Options {
         name: format!("{}", dir.display()),

@@ -533,6 +533,59 @@ impl OnFail {
     }
 }
 
+/// `recover(host)`: out-of-band recovery of a host that does not come back from its reboot
+/// (a BMC's power cycle). `run` runs on the controller, not on the host, as the argument
+/// vector it is (no shell); `wait` is how long the controller then waits for a new boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    #[serde(default = "Recover::default_name")]
+    pub name: String,
+    pub run: Vec<String>,
+    /// Seconds the command may take.
+    pub timeout: u64,
+    /// Seconds to wait for the host once the command succeeded.
+    pub wait: u64,
+}
+
+impl Recover {
+    fn default_name() -> String {
+        "recover".into()
+    }
+
+    /// Reads what `recover(host)` returned: `()` means no recovery.
+    pub fn parse(v: &serde_json::Value) -> Result<Option<Recover>, Invalid> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        if !v.is_object() {
+            return Err(format!(
+                "`recover(host)` returns `()` or `#{{name, run: [ARGV…], timeout, wait}}`, not `{v}`"
+            )
+            .into());
+        }
+        let r: Recover = serde_json::from_value(v.clone()).map_err(|e| {
+            Invalid::from(format!(
+                "`recover(host)` returns `()` or `#{{name, run: [ARGV…], timeout, wait}}`: {e}"
+            ))
+        })?;
+        if r.run.is_empty() || r.run.iter().any(|a| a.is_empty()) {
+            return Err(
+                "`recover(host)`: `run` needs a command, and no argument may be empty".into(),
+            );
+        }
+        if r.timeout == 0 || r.wait == 0 {
+            return Err("`recover(host)`: `timeout` and `wait` must be positive (seconds)".into());
+        }
+        Ok(Some(r))
+    }
+
+    /// The command as one shell-quoted line, for records.
+    pub fn line(&self) -> String {
+        RemoteCommand::new(self.run.iter().cloned()).shell_line()
+    }
+}
+
 impl FailureBudget {
     fn default_rollback() -> Amount {
         Amount::Count(1)
@@ -793,6 +846,56 @@ mod tests {
         assert!(e.judge(1, "ok").is_some());
         assert!(e.judge(0, "fine").is_some());
         assert!(e.judge(0, "ok degraded").is_some());
+    }
+
+    /// What `recover(host)` returned (as JSON) and how it reads.
+    fn check_recover(json: &str, expect: expect_test::Expect) {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let got = match Recover::parse(&v) {
+            Ok(None) => "none".to_string(),
+            Ok(Some(r)) => format!(
+                "{} `{}` timeout {} wait {}",
+                r.name,
+                r.line(),
+                r.timeout,
+                r.wait
+            ),
+            Err(e) => e.0,
+        };
+        expect.assert_eq(&got);
+    }
+
+    #[test]
+    fn recover_reads_a_command_or_none() {
+        check_recover("null", expect_test::expect!["none"]);
+        check_recover(
+            r#"{"run":["ipmitool","-H","10.0.0.5; x","chassis","power","cycle"],"timeout":120,"wait":900}"#,
+            expect_test::expect![
+                "recover `ipmitool -H '10.0.0.5; x' chassis power cycle` timeout 120 wait 900"
+            ],
+        );
+        check_recover(
+            r#"{"run":[],"timeout":120,"wait":900}"#,
+            expect_test::expect![
+                "`recover(host)`: `run` needs a command, and no argument may be empty"
+            ],
+        );
+        check_recover(
+            r#"{"run":["bmc"],"timeout":120,"wait":0}"#,
+            expect_test::expect![
+                "`recover(host)`: `timeout` and `wait` must be positive (seconds)"
+            ],
+        );
+        check_recover(
+            r#"{"run":["bmc"],"timeout":120}"#,
+            expect_test::expect!["`recover(host)` returns `()` or `#{name, run: [ARGV…], timeout, wait}`: missing field `wait`"],
+        );
+        check_recover(
+            r#"["bmc"]"#,
+            expect_test::expect![[
+                r#"`recover(host)` returns `()` or `#{name, run: [ARGV…], timeout, wait}`, not `["bmc"]`"#
+            ]],
+        );
     }
 
     /// `signals()` maps (as JSON) and what `validate` says of them.

@@ -25,6 +25,10 @@ pub struct HostState {
     pub reboot_at: Option<String>,
     /// A recovery sent the reboot again through the one-shot wrapper.
     pub reboot_resent: bool,
+    /// When the policy's out-of-band recovery was issued (journal time of `recover_issued`)
+    /// and how many seconds the wait for the host runs from there: once per transition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recover_at: Option<(String, u64)>,
     /// The kernel it ran and its default boot entry before its first step.
     pub previous_kernel: Option<String>,
     pub previous_boot_entry: Option<String>,
@@ -336,6 +340,9 @@ impl RolloutState {
         if let Event::RebootIssued { host, .. } = &r.event {
             self.host(host).transition().reboot_at = Some(r.at.clone());
         }
+        if let Event::RecoverIssued { host, wait, .. } = &r.event {
+            self.host(host).transition().recover_at = Some((r.at.clone(), *wait));
+        }
         self.last_at = Some(r.at.clone());
         self.apply(&r.event);
         if let Event::Benchmarked { host, phase, .. } = &r.event {
@@ -397,6 +404,7 @@ impl RolloutState {
                 h.reboots += 1;
                 h.boot_id_before = Some(boot_id.clone());
             }
+            Event::RecoverIssued { .. } => {}
             Event::HostChecked {
                 host,
                 kernel,

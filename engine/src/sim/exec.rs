@@ -59,6 +59,9 @@ pub struct Faults {
     pub unreachable: HashSet<String>,
     /// Never come back after a reboot.
     pub never_up: HashSet<String>,
+    /// Of those, the ones an out-of-band recovery (`recover(host)`, a power cycle) brings
+    /// back: the one-shot entry is spent, so they boot their default entry.
+    pub recover_fixes: HashSet<String>,
     /// A one-shot boot (`grub-reboot`) fails and the boot loader falls back to the default.
     pub boot_falls_back: HashSet<String>,
     /// Reboot by themselves this long after booting the new kernel.
@@ -99,6 +102,8 @@ struct SimHost {
     panicked: bool,
     /// Panics the kernel log holds that no collection has reported yet.
     unreported_panics: u64,
+    /// Power cycles by an out-of-band recovery.
+    power_cycles: u32,
 }
 
 impl SimHost {
@@ -143,9 +148,17 @@ pub struct SimExecutor {
 pub struct SimRecord {
     pub kernel: String,
     pub reboots: u32,
+    /// Power cycles by an out-of-band recovery.
+    pub power_cycles: u32,
 }
 
 impl SimExecutor {
+    /// Down for good after its reboot: a host that never comes up, until a recovery that
+    /// fixes it power-cycles it.
+    fn stuck(&self, name: &str, h: &SimHost) -> bool {
+        self.faults.never_up.contains(name) && h.power_cycles == 0
+    }
+
     pub fn new(hosts: &[Host], faults: Faults, timing: Timing, start: Timestamp) -> Self {
         let map = hosts
             .iter()
@@ -165,6 +178,7 @@ impl SimExecutor {
                         reboot_markers: Vec::new(),
                         panicked: false,
                         unreported_panics: 0,
+                        power_cycles: 0,
                     },
                 )
             })
@@ -311,6 +325,7 @@ impl SimExecutor {
                             SimRecord {
                                 kernel: h.kernel.clone(),
                                 reboots: h.reboots,
+                                power_cycles: h.power_cycles,
                             },
                         )
                     })
@@ -432,7 +447,7 @@ impl SimExecutor {
             return Err(unreachable("connection timed out"));
         }
         if let Some(until) = h.down_until {
-            if self.faults.never_up.contains(name) || now < until {
+            if self.stuck(name, h) || now < until {
                 drop(hosts);
                 clock.sleep(Duration::from_secs(3));
                 return Err(unreachable("connection refused"));
@@ -711,9 +726,7 @@ impl crate::probe::HttpProbe for SimExecutor {
                 .ok_or_else(|| failed("no such simulated host"))?;
             !self.faults.unreachable.contains(&host.name)
                 && match h.down_until {
-                    Some(until) => {
-                        !self.faults.never_up.contains(&host.name) && clock.now() >= until
-                    }
+                    Some(until) => !self.stuck(&host.name, h) && clock.now() >= until,
                     None => true,
                 }
         };
@@ -726,6 +739,56 @@ impl crate::probe::HttpProbe for SimExecutor {
         } else {
             Err(failed("connection refused"))
         }
+    }
+}
+
+/// Out-of-band recovery (`recover(host)`): a power cycle through the host's BMC, which takes
+/// a few seconds and answers whether or not it helps. A host of `Faults::recover_fixes` boots
+/// its default entry (the one-shot entry was spent on the boot that hung); any other stays
+/// as it was.
+impl crate::exec::oob::OutOfBand for SimExecutor {
+    fn run_for(
+        &self,
+        host: &Host,
+        _argv: &[String],
+        _timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
+        let spawn = |message: &str| ExecError::Spawn {
+            host: host.name.clone(),
+            command: "recover".into(),
+            message: message.to_string(),
+        };
+        clock.sleep(Duration::from_secs(5));
+        let now = clock.now();
+        let mut hosts = self
+            .hosts
+            .lock()
+            .map_err(|_| spawn("simulator state poisoned"))?;
+        let h = hosts
+            .get_mut(&host.name)
+            .ok_or_else(|| spawn("no such simulated host"))?;
+        if self.faults.recover_fixes.contains(&host.name) {
+            h.power_cycles += 1;
+            h.next = None;
+            if let Some(d) = h.default.clone() {
+                h.kernel = d;
+            }
+            // A new boot, not a reboot the controller issued: `reboots` counts those.
+            h.boot += 1;
+            h.reboot_markers.clear();
+            h.down_until = now
+                .checked_add(
+                    SignedDuration::try_from(self.timing.reboot_down)
+                        .unwrap_or(SignedDuration::MAX),
+                )
+                .ok();
+        }
+        Ok(Output {
+            status: 0,
+            stdout: "Chassis Power Control: Cycle\n".into(),
+            stderr: String::new(),
+        })
     }
 }
 

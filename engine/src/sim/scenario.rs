@@ -100,6 +100,9 @@ struct RebootSpec {
 struct FaultSpec {
     unreachable: Vec<String>,
     never_up: Vec<String>,
+    /// Of the `never_up` hosts, those the policy's out-of-band recovery (`recover(host)`)
+    /// brings back: they boot their default entry after the power cycle.
+    recover_fixes: Vec<String>,
     /// A one-shot boot (`grub-reboot`) fails on these hosts: the default entry boots instead.
     boot_falls_back: Vec<String>,
     hang: Vec<HangSpec>,
@@ -305,6 +308,15 @@ fn faults(
     for h in &sc.faults.never_up {
         faults.never_up.insert(check(h, "never_up")?);
     }
+    for h in &sc.faults.recover_fixes {
+        let h = check(h, "recover_fixes")?;
+        if !faults.never_up.contains(&h) {
+            return Err(ScenarioError::Invalid(format!(
+                "recover_fixes: `{h}` is not in `never_up`; only a host that never comes back from its reboot is recovered"
+            )));
+        }
+        faults.recover_fixes.insert(h);
+    }
     for h in &sc.faults.boot_falls_back {
         faults.boot_falls_back.insert(check(h, "boot_falls_back")?);
     }
@@ -386,6 +398,7 @@ pub fn run(
         observer,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec as &dyn crate::probe::HttpProbe,
+        oob: &exec as &dyn crate::exec::oob::OutOfBand,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),

@@ -139,7 +139,7 @@ impl<'a> Controller<'a> {
                 },
                 Step::SetBoot => self.run_commands(host, &steps.set_boot, clock),
                 Step::Reboot => self.reboot(host, &steps, clock)?,
-                Step::WaitUp => self.wait_up(host, &steps, &hs, clock),
+                Step::WaitUp => self.wait_up(host, &steps, &hs, clock)?,
                 Step::Verify => self.verify(host, &steps, &hs, &goal, clock)?,
                 Step::PostCheck => self.post_check(host, &steps, clock)?,
                 Step::CommitBoot => self.run_commands(host, &steps.commit_boot, clock),
@@ -452,23 +452,34 @@ impl<'a> Controller<'a> {
     /// Polls the boot id with backoff until it differs from the one before the reboot, up to
     /// the deadline anchored at the journaled `reboot_issued`: a restarted controller waits
     /// only for the time left, and one that starts after the deadline looks once and judges.
+    /// A host still missing then gets the policy's out-of-band recovery, once per transition.
     pub(super) fn wait_up(
         &self,
         host: &Host,
         steps: &Steps,
         hs: &HostState,
         clock: &dyn Clock,
-    ) -> StepResult {
+    ) -> Result<StepResult, ControllerError> {
         let Some(before) = hs.boot_id_before.clone() else {
-            return Err("no boot id was recorded before the reboot".into());
+            return Ok(Err("no boot id was recorded before the reboot".into()));
         };
         let w = &steps.wait_up;
         let deadline = wait_deadline(hs, steps, clock);
         let issued = deadline
             .checked_sub(jiff::SignedDuration::from_secs(w.timeout as i64))
             .unwrap_or(deadline);
-        let mut interval = Duration::from_secs(1);
-        let max = Duration::from_secs(w.max_interval.max(1));
+        // A recovery issued before a restart is never issued again: wait out what is left.
+        if let Some((at, wait)) = &hs.recover_at {
+            return Ok(self.wait_after_recover(
+                host,
+                steps,
+                &before,
+                issued,
+                (at, *wait),
+                None,
+                clock,
+            ));
+        }
         // A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
         // reboot reached the host. The recovery sends it again through the one-shot wrapper
         // when the host still runs the old boot; where it could not look, this does: it
@@ -491,29 +502,159 @@ impl<'a> Controller<'a> {
             let left = deadline.duration_since(now).unsigned_abs();
             clock.sleep(Duration::from_secs(w.first).min(left));
         }
+        match self.poll_boot(host, steps, &before, issued, deadline, &resent, clock) {
+            Ok(up) => Ok(Ok(up)),
+            Err(last) => {
+                let missing = format!(
+                    "did not come back within {} s of the reboot issued at {issued} (deadline {deadline}; last: {last})",
+                    w.timeout
+                );
+                self.recover_out_of_band(host, steps, &before, issued, missing, clock)
+            }
+        }
+    }
+
+    /// Looks at the boot id with backoff until it differs from `before` (the host's up
+    /// again), or until `deadline`: then `Err` with what the last look saw.
+    #[allow(clippy::too_many_arguments)]
+    fn poll_boot(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        before: &str,
+        issued: jiff::Timestamp,
+        deadline: jiff::Timestamp,
+        note: &str,
+        clock: &dyn Clock,
+    ) -> Result<String, String> {
+        let mut interval = Duration::from_secs(1);
+        let max = Duration::from_secs(steps.wait_up.max_interval.max(1));
         loop {
             let last = match self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 Ok(id) if id != before => {
                     let secs = clock.now().duration_since(issued).as_secs_f64();
                     return Ok(format!(
-                        "up {secs:.1} s after the reboot was issued, boot id {id}{resent}"
+                        "up {secs:.1} s after the reboot was issued, boot id {id}{note}"
                     ));
                 }
-                Ok(_) => format!("boot id unchanged{resent}"),
+                Ok(_) => format!("boot id unchanged{note}"),
                 Err(e) => e.0,
             };
             let now = clock.now();
             if now >= deadline {
-                return Err(format!(
-                    "did not come back within {} s of the reboot issued at {issued} (deadline {deadline}; last: {last})",
-                    w.timeout
-                )
-                .into());
+                return Err(last);
             }
             let left = deadline.duration_since(now).unsigned_abs();
             clock.sleep(interval.min(left));
             interval = (interval * 2).min(max);
         }
+    }
+
+    /// A host that did not come back: the policy's `recover(host)`, if it has one for this
+    /// host, journaled (`recover_issued`, so it runs at most once per transition), run on the
+    /// controller, then a second wait. Without one, or when it fails, the host is missing.
+    fn recover_out_of_band(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        before: &str,
+        issued: jiff::Timestamp,
+        missing: String,
+        clock: &dyn Clock,
+    ) -> Result<StepResult, ControllerError> {
+        let set = self.policy()?;
+        if !set.defines("rollout", "recover", 1) {
+            return Ok(Err(missing.into()));
+        }
+        let asked = set
+            .eval_json("rollout", "recover", vec![host_to_dynamic(host)])
+            .map_err(|e| policy_message(&e))
+            .and_then(|t| Recover::parse(&t.value).map_err(|e| e.0));
+        drop(set);
+        let r = match asked {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Err(missing.into())),
+            Err(m) => {
+                return Ok(Err(format!(
+                    "{missing}; no out-of-band recovery: `recover(host)`: {m}"
+                )
+                .into()))
+            }
+        };
+        self.emit(
+            Event::RecoverIssued {
+                host: host.name.clone(),
+                command: r.run.clone(),
+                wait: r.wait,
+            },
+            clock,
+        )?;
+        crate::failpoint::hit("rollout.after_recover_issued");
+        let line = r.line();
+        let ran = match self
+            .io
+            .oob
+            .run_for(host, &r.run, Duration::from_secs(r.timeout), clock)
+        {
+            Ok(o) if o.success() => format!("`{line}` exited 0: {}", tail(o.first_line(), 120)),
+            Ok(o) => {
+                return Ok(Err(format!(
+                    "{missing}; out-of-band recovery `{line}` exited {}: {}",
+                    o.status,
+                    tail(&format!("{}\n{}", o.stdout, o.stderr), 300)
+                )
+                .into()))
+            }
+            Err(e) => {
+                return Ok(Err(format!(
+                    "{missing}; out-of-band recovery `{line}` failed: {e}"
+                )
+                .into()))
+            }
+        };
+        let at = self
+            .with_state(|s| {
+                s.hosts
+                    .get(&host.name)
+                    .and_then(|h| h.current(&s.target_kernel).recover_at)
+            })
+            .unwrap_or_else(|| (clock.now().to_string(), r.wait));
+        Ok(self.wait_after_recover(host, steps, before, issued, (&at.0, at.1), Some(ran), clock))
+    }
+
+    /// The second wait, after an out-of-band recovery journaled at `at`: `wait` seconds from
+    /// there, across restarts. `ran` is what the command answered (unknown after a restart).
+    #[allow(clippy::too_many_arguments)]
+    fn wait_after_recover(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        before: &str,
+        issued: jiff::Timestamp,
+        (at, wait): (&str, u64),
+        ran: Option<String>,
+        clock: &dyn Clock,
+    ) -> StepResult {
+        let from = at
+            .parse::<jiff::Timestamp>()
+            .unwrap_or_else(|_| clock.now());
+        let deadline = from
+            .checked_add(jiff::SignedDuration::from_secs(wait as i64))
+            .unwrap_or(from);
+        let what = ran.unwrap_or_else(|| "issued before a restart; its answer is not known".into());
+        let now = clock.now();
+        if now < deadline {
+            let left = deadline.duration_since(now).unsigned_abs();
+            clock.sleep(Duration::from_secs(steps.wait_up.first).min(left));
+        }
+        let note = format!("; back after out-of-band recovery at {at} ({what})");
+        self.poll_boot(host, steps, before, issued, deadline, &note, clock)
+            .map_err(|last| {
+                format!(
+                    "did not come back from the reboot issued at {issued}, nor within {wait} s of out-of-band recovery at {at} ({what}; last: {last})"
+                )
+                .into()
+            })
     }
 
     /// Reads kernel and boot id: the kernel must be `target` (the new kernel, or on the way

@@ -142,6 +142,8 @@ pub struct Io<'a> {
     pub metrics: &'a dyn crate::signals::prometheus::MetricsStore,
     /// The controller's own HTTP fetches, for `http` checks `from: "controller"`.
     pub http: &'a dyn crate::probe::HttpProbe,
+    /// Commands run on the controller for a host: `recover(host)`.
+    pub oob: &'a dyn crate::exec::oob::OutOfBand,
 }
 
 #[derive(Debug, Clone)]

@@ -14,7 +14,9 @@
 use super::bench::BenchPhase;
 use super::event::{Event, InFlight, Record, StagePlan, Step};
 use super::journal::{Journal, JournalError};
-use super::spec::{parse_metrics, CommandSpec, FailureBudget, Probe, Sample, Signals, Steps};
+use super::spec::{
+    parse_metrics, CommandSpec, FailureBudget, Probe, Recover, Sample, Signals, Steps,
+};
 use super::state::{HostState, Phase, RolloutState};
 use crate::alert::{Alert, AlertSink, Severity};
 use crate::clock::{epoch_secs, Clock};

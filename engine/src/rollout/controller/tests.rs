@@ -47,6 +47,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(&[])
+}
+
+/// The world with `patches` (from, to) applied to the shipped `rollout.rhai`.
+fn world_with(patches: &[(&str, &str)]) -> World {
     let dir = tempfile::tempdir().unwrap();
     // The shipped policies, with waves not split by datacenter (16 hosts in one).
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
@@ -61,14 +66,15 @@ fn world() -> World {
         std::fs::copy(shipped.join(f), policies.join(f)).unwrap();
     }
     let rollout = policies.join("rollout.rhai");
-    let text = std::fs::read_to_string(&rollout).unwrap();
+    let mut text = std::fs::read_to_string(&rollout).unwrap();
     let from = "datacenter: #{ per_wave: percent(10) },";
-    assert!(text.contains(from));
-    std::fs::write(
-        &rollout,
-        text.replace(from, "datacenter: #{ per_wave: percent(100) },"),
-    )
-    .unwrap();
+    for (from, to) in std::iter::once((from, "datacenter: #{ per_wave: percent(100) },"))
+        .chain(patches.iter().copied())
+    {
+        assert!(text.contains(from), "rollout.rhai no longer has `{from}`");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&rollout, text).unwrap();
     // Two canaries and two controls per group cannot detect 5%: this fleet tests the
     // controller, not the statistics, so the canary gate does not require power.
     let th = policies.join("lib/thresholds.rhai");
@@ -137,6 +143,7 @@ fn run_with_crash(
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: exec as &dyn crate::probe::HttpProbe,
+        oob: exec as &dyn crate::exec::oob::OutOfBand,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -344,6 +351,7 @@ fn hosts_a_drift_audit_holds_during_the_rollout_are_left_out() {
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec,
+        oob: &exec,
     };
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
@@ -412,6 +420,7 @@ fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec,
+        oob: &exec,
     };
     let journal = Journal::open(&w.state).unwrap();
     let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
@@ -470,6 +479,7 @@ fn rollback_with_crash(
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: exec as &dyn crate::probe::HttpProbe,
+        oob: exec as &dyn crate::exec::oob::OutOfBand,
     };
     let open = |crash| {
         let mut journal = Journal::open(&w.state).unwrap();
@@ -561,6 +571,7 @@ fn a_rollback_puts_every_updated_host_back_later_stages_first() {
         observer: &NoObserver,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec,
+        oob: &exec,
     };
     let c = Controller::open(journal, &w.fleet, io, opts());
     let e = c.rollback(&Scope::All, "again").unwrap_err().to_string();
@@ -676,6 +687,128 @@ fn a_kernel_panic_in_a_later_stage_fails_its_gate_and_every_updated_host_goes_ba
             } else {
                 assert_eq!(r.reboots, 0, "{h}: a later stage never started");
             }
+        }
+    }
+}
+
+/// The shipped policy with out-of-band recovery on: a power cycle through the host's BMC,
+/// then ten minutes more.
+const RECOVER_ON: [(&str, &str); 2] = [
+    (
+        "const RECOVER = [];",
+        r#"const RECOVER = ["bmc", "--host", "{host}", "power", "cycle"];"#,
+    ),
+    ("const RECOVER_WAIT = 900;", "const RECOVER_WAIT = 600;"),
+];
+
+/// Each host's `recover_issued` records.
+fn recoveries(records: &[Record]) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for r in records {
+        if let Event::RecoverIssued { host, command, .. } = &r.event {
+            out.entry(host.clone()).or_default().push(command.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn recover_runs_once_for_a_host_that_never_comes_back() {
+    let w = world_with(&RECOVER_ON);
+    let first = &w.plan.stages[0].batches[0].hosts;
+    let (fixed, dead) = (first[0].clone(), first[1].clone());
+    let mut faults = Faults::default();
+    faults.never_up.extend([fixed.clone(), dead.clone()]);
+    faults.recover_fixes.insert(fixed.clone());
+    let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
+    let clock = VirtualClock::new(w.start);
+    run_with_crash(&w, &exec, &clock, None);
+    let records = Journal::read_only(&w.state).unwrap();
+    let rec = recoveries(&records);
+    assert_eq!(
+        rec.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut v = vec![fixed.clone(), dead.clone()];
+            v.sort();
+            v
+        },
+        "only the hosts that did not come back are recovered"
+    );
+    for (h, cmds) in &rec {
+        assert_eq!(
+            cmds,
+            &[vec!["bmc", "--host", h.as_str(), "power", "cycle"]],
+            "{h}"
+        );
+    }
+    let st = RolloutState::fold(&records);
+    // The power cycle brought it up on its default entry: the old kernel, quarantined as a
+    // boot that fell back.
+    let (step, why) = st.hosts[&fixed].failed.clone().unwrap();
+    assert_eq!(step, Step::Verify, "{why}");
+    assert!(
+        why.starts_with("boot fell back to `6.8.0-40-generic`"),
+        "{why}"
+    );
+    assert_eq!(exec.records()[&fixed].kernel, "6.8.0-40-generic");
+    assert_eq!(exec.records()[&fixed].power_cycles, 1);
+    // Still missing after the second wait: quarantined at the wait with both waits told.
+    let (step, why) = st.hosts[&dead].failed.clone().unwrap();
+    assert_eq!(step, Step::WaitUp, "{why}");
+    assert!(
+        why.contains("nor within 600 s of out-of-band recovery at ")
+            && why.contains("`bmc --host "),
+        "{why}"
+    );
+    for h in [&fixed, &dead] {
+        assert_eq!(exec.records()[h].reboots, 1, "{h}: one reboot issued");
+    }
+}
+
+#[test]
+fn a_crash_at_every_append_around_a_recovery_never_runs_it_twice() {
+    let w0 = world_with(&RECOVER_ON);
+    let dead = w0.plan.stages[0].batches[0].hosts[0].clone();
+    let faults = || {
+        let mut f = Faults::default();
+        f.never_up.insert(dead.clone());
+        f.recover_fixes.insert(dead.clone());
+        f
+    };
+    // Where the recovery is journaled in a run without a crash.
+    let (issued, checked) = {
+        let exec = SimExecutor::new(&hosts(), faults(), Timing::default(), w0.start);
+        let clock = VirtualClock::new(w0.start);
+        run_with_crash(&w0, &exec, &clock, None);
+        let records = Journal::read_only(&w0.state).unwrap();
+        let at = |f: &dyn Fn(&Event) -> bool| records.iter().position(|r| f(&r.event)).unwrap();
+        (
+            at(&|e| matches!(e, Event::RecoverIssued { host, .. } if *host == dead)),
+            at(&|e| matches!(e, Event::HostChecked { host, .. } if *host == dead)),
+        )
+    };
+    assert!(issued < checked);
+    let mut w = w0;
+    for n in issued.saturating_sub(1)..=checked {
+        for written in [false, true] {
+            w.state = w._dir.path().join(format!("state-{n}-{written}"));
+            let exec = SimExecutor::new(&hosts(), faults(), Timing::default(), w.start);
+            let clock = VirtualClock::new(w.start);
+            run_with_crash(&w, &exec, &clock, Some((n, written)));
+            let records = Journal::read_only(&w.state).unwrap();
+            let label = format!("crash at append {n} (written: {written})");
+            let rec = recoveries(&records);
+            let cycles = exec.records()[&dead].power_cycles;
+            // Journaled before it runs: a crash right after the record means it never ran
+            // (and is not run again); otherwise it ran exactly once.
+            assert_eq!(rec.get(&dead).map(Vec::len), Some(1), "{label}");
+            assert!(cycles <= 1, "{label}: {cycles} power cycles");
+            let st = RolloutState::fold(&records);
+            assert!(
+                st.hosts[&dead].failed.is_some(),
+                "{label}: quarantined either way"
+            );
+            assert_eq!(exec.records()[&dead].reboots, 1, "{label}");
         }
     }
 }
