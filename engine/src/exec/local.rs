@@ -7,7 +7,7 @@ use crate::model::Host;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs `program --state <root>/<host name>` per command.
 #[derive(Debug, Clone)]
@@ -38,21 +38,14 @@ impl Executor for LocalExecutor {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_err(e.to_string()))?;
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait().map_err(|e| spawn_err(e.to_string()))? {
-                Some(s) => break s,
-                None if start.elapsed() >= timeout => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(ExecError::Timeout {
-                        host: host.name.clone(),
-                        command: line,
-                        after: timeout,
-                    });
-                }
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
+        let Some(status) = super::wait_or_kill(&mut child, timeout, Duration::from_millis(5))
+            .map_err(|e| spawn_err(e.to_string()))?
+        else {
+            return Err(ExecError::Timeout {
+                host: host.name.clone(),
+                command: line,
+                after: timeout,
+            });
         };
         let mut stdout = String::new();
         let mut stderr = String::new();

@@ -133,6 +133,27 @@ pub enum ExecError {
     },
 }
 
+/// Waits for a local `child` for at most `timeout`, looking every `every`; past it, kills and
+/// reaps it and answers `None`.
+pub(crate) fn wait_or_kill(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    every: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait()? {
+            Some(s) => return Ok(Some(s)),
+            None if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            None => std::thread::sleep(every),
+        }
+    }
+}
+
 /// Runs commands on hosts. Implementations bound every command by `timeout`.
 pub trait Executor: Send + Sync {
     fn run(&self, host: &Host, cmd: &RemoteCommand, timeout: Duration)

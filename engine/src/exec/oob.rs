@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::model::Host;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The most of a command's output kept: a BMC tool's answer, not a log.
 const KEEP: u64 = 64 * 1024;
@@ -77,21 +77,14 @@ impl OutOfBand for LocalProcess {
                 .take()
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         );
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait().map_err(|e| spawn_err(e.to_string()))? {
-                Some(s) => break s,
-                None if start.elapsed() >= timeout => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(ExecError::Timeout {
-                        host: host.name.clone(),
-                        command: line,
-                        after: timeout,
-                    });
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
+        let Some(status) = super::wait_or_kill(&mut child, timeout, Duration::from_millis(20))
+            .map_err(|e| spawn_err(e.to_string()))?
+        else {
+            return Err(ExecError::Timeout {
+                host: host.name.clone(),
+                command: line,
+                after: timeout,
+            });
         };
         Ok(Output {
             status: status.code().unwrap_or(-1),

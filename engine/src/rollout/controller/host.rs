@@ -79,6 +79,22 @@ impl<'a> Controller<'a> {
             Ok(s) => s,
             Err(m) => return self.policy_pause(Some(stage), m.0, clock),
         };
+        // A rollback that starts while the host's update reboot is still under way (a crash,
+        // then `rollout rollback` instead of `resume`): that boot is waited for first, up to
+        // its journaled deadline, as a resume would have; nothing is sent to a host mid-boot.
+        let update_boot = back
+            && whole.reboots > 0
+            && whole.done_step < Some(Step::WaitUp)
+            && whole.failed.is_none()
+            && whole.back.as_ref().is_some_and(|b| b.untouched());
+        let update_steps = if update_boot {
+            match self.steps_for(&set, host) {
+                Ok(s) => Some(s),
+                Err(m) => return self.policy_pause(Some(stage), m.0, clock),
+            }
+        } else {
+            None
+        };
         drop(set);
         // Where this transition must leave the host.
         let goal = if back {
@@ -86,6 +102,9 @@ impl<'a> Controller<'a> {
         } else {
             self.with_state(|s| s.target_kernel.clone())
         };
+        if let Some(fwd) = &update_steps {
+            self.wait_for_update_boot(host, fwd, &whole, clock);
+        }
         let hs = whole;
         if !back && hs.untouched() && hs.previous_kernel.is_none() {
             if self.halted(clock)? {
@@ -480,23 +499,7 @@ impl<'a> Controller<'a> {
                 clock,
             ));
         }
-        // A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
-        // reboot reached the host. The recovery sends it again through the one-shot wrapper
-        // when the host still runs the old boot; where it could not look, this does: it
-        // reboots only if the first one never arrived. Never past the deadline.
-        let mut resent = String::new();
-        if hs.reboot_resent {
-            resent = "; the reboot was sent again after a restart".into();
-        } else if hs.done_step < Some(Step::Reboot) && clock.now() < deadline {
-            if let Ok(id) = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
-                if id == before {
-                    resent = match self.send_reboot(host, steps, &before, clock) {
-                        Ok(o) => format!("; the reboot was sent again after a restart ({o})"),
-                        Err(e) => format!("; sending the reboot again after a restart failed: {e}"),
-                    };
-                }
-            }
-        }
+        let resent = self.resend_if_unsent(host, steps, hs, &before, deadline, clock);
         let now = clock.now();
         if now < deadline {
             let left = deadline.duration_since(now).unsigned_abs();
@@ -511,6 +514,66 @@ impl<'a> Controller<'a> {
                 );
                 self.recover_out_of_band(host, steps, &before, issued, missing, clock)
             }
+        }
+    }
+
+    /// A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
+    /// reboot reached the host. The recovery sends it again through the one-shot wrapper when
+    /// the host still runs the old boot; where it could not look, this does: it reboots only
+    /// if the first one never arrived. Never past the deadline. What was done, for the record.
+    fn resend_if_unsent(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        hs: &HostState,
+        before: &str,
+        deadline: jiff::Timestamp,
+        clock: &dyn Clock,
+    ) -> String {
+        if hs.reboot_resent {
+            return "; the reboot was sent again after a restart".into();
+        }
+        if hs.done_step < Some(Step::Reboot) && clock.now() < deadline {
+            if let Ok(id) = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
+                if id == before {
+                    return match self.send_reboot(host, steps, before, clock) {
+                        Ok(o) => format!("; the reboot was sent again after a restart ({o})"),
+                        Err(e) => format!("; sending the reboot again after a restart failed: {e}"),
+                    };
+                }
+            }
+        }
+        String::new()
+    }
+
+    /// The update's reboot of a host a rollback takes before that reboot was seen through:
+    /// sends it again if it never arrived (one-shot), then waits for the new boot up to the
+    /// update's own deadline. Either way the way back goes on: its own steps judge the host
+    /// (one still down fails its first step; one that never rebooted still runs its previous
+    /// kernel, and the way back's one-shot entry replaces the update's).
+    fn wait_for_update_boot(
+        &self,
+        host: &Host,
+        steps: &Steps,
+        update: &HostState,
+        clock: &dyn Clock,
+    ) {
+        let Some(before) = update.boot_id_before.as_deref() else {
+            return;
+        };
+        let deadline = wait_deadline(update, steps, clock);
+        let issued = deadline
+            .checked_sub(jiff::SignedDuration::from_secs(
+                steps.wait_up.timeout as i64,
+            ))
+            .unwrap_or(deadline);
+        let resent = self.resend_if_unsent(host, steps, update, before, deadline, clock);
+        match self.poll_boot(host, steps, before, issued, deadline, &resent, clock) {
+            Ok(up) => tracing::info!("{}: its update's reboot is through: {up}", host.name),
+            Err(last) => tracing::warn!(
+                "{}: its update's reboot is not through by {deadline} (last: {last}); its way back goes on",
+                host.name
+            ),
         }
     }
 

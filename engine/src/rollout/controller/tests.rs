@@ -812,3 +812,83 @@ fn a_crash_at_every_append_around_a_recovery_never_runs_it_twice() {
         }
     }
 }
+
+/// Runs the rollout with a crash at append `crash` and leaves it there (no resume).
+fn crash_forward(w: &World, exec: &SimExecutor, clock: &VirtualClock, crash: (usize, bool)) {
+    let alerts = Alerts::default();
+    let io = Io {
+        exec,
+        clock,
+        alerts: &alerts,
+        policies: &w.set,
+        control: &NoControl,
+        observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: exec as &dyn crate::probe::HttpProbe,
+        oob: exec as &dyn crate::exec::oob::OutOfBand,
+    };
+    let mut journal = Journal::open(&w.state).unwrap();
+    journal.set_durable(false);
+    journal.crash_at = Some(crash);
+    match Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").map(|c| c.run()) {
+        Ok(Ok(_)) => {}
+        Ok(Err(ControllerError::Journal(_))) | Err(ControllerError::Journal(_)) => {}
+        Ok(Err(e)) | Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// Finding: a rollback started right after a crash in the middle of the first batch's
+/// reboots (`rollout rollback` instead of `resume`) began the way back of hosts still
+/// booting their update, whose first step then found them unreachable and quarantined them.
+/// Now the update's reboot is seen through first (sent again through the one-shot wrapper if
+/// it never arrived). A crash at every append from the first reboot to the first
+/// verification, then a rollback: every host it takes goes back, none fails.
+#[test]
+fn finding_a_rollback_right_after_a_crash_mid_reboot_sent_steps_to_hosts_still_booting() {
+    use crate::rollout::rollback::Scope;
+    let (from, to) = {
+        let w = world();
+        let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+        let clock = VirtualClock::new(w.start);
+        run_with_crash(&w, &exec, &clock, None);
+        let records = Journal::read_only(&w.state).unwrap();
+        let at = |f: &dyn Fn(&Event) -> bool| records.iter().position(|r| f(&r.event)).unwrap();
+        (
+            at(&|e| matches!(e, Event::RebootIssued { .. })),
+            at(&|e| matches!(e, Event::HostChecked { .. })),
+        )
+    };
+    assert!(from < to, "{from} {to}");
+    let mut w = world();
+    for n in from..=to {
+        for written in [false, true] {
+            w.state = w._dir.path().join(format!("state-{n}-{written}"));
+            let label = format!("crash at append {n} (written: {written})");
+            let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
+            let clock = VirtualClock::new(w.start);
+            crash_forward(&w, &exec, &clock, (n, written));
+            // Worker threads interleave their appends, so the crash may come before any reboot
+            // went out: then there is nothing to roll back, and nothing was rebooted.
+            let before = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+            if !before.hosts.values().any(|h| h.reboots > 0) {
+                assert!(exec.records().values().all(|r| r.reboots == 0), "{label}");
+                continue;
+            }
+            let phase = rollback_with_crash(&w, &exec, &clock, &Scope::All, None);
+            let st = RolloutState::fold(&Journal::read_only(&w.state).unwrap());
+            assert_eq!(phase, Phase::RolledBack, "{label}: {:?}", st.pause_reason);
+            let sim = exec.records();
+            for (h, hs) in &st.hosts {
+                if let Some(b) = &hs.back {
+                    assert!(
+                        b.done,
+                        "{label}: {h} failed on its way back: {:?}",
+                        b.failed
+                    );
+                    assert!(sim[h].reboots <= 2, "{label}: {h}");
+                }
+                assert_eq!(sim[h].kernel, "6.8.0-40-generic", "{label}: {h}");
+            }
+        }
+    }
+}
