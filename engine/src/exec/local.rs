@@ -38,15 +38,8 @@ impl Executor for LocalExecutor {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_err(e.to_string()))?;
-        let Some(status) = super::wait_or_kill(&mut child, timeout, Duration::from_millis(5))
-            .map_err(|e| spawn_err(e.to_string()))?
-        else {
-            return Err(ExecError::Timeout {
-                host: host.name.clone(),
-                command: line,
-                after: timeout,
-            });
-        };
+        let status =
+            super::wait_or_kill(&mut child, timeout, Duration::from_millis(5), host, &line)?;
         let mut stdout = String::new();
         let mut stderr = String::new();
         if let Some(mut o) = child.stdout.take() {

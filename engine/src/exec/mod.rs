@@ -133,23 +133,36 @@ pub enum ExecError {
     },
 }
 
-/// Waits for a local `child` for at most `timeout`, looking every `every`; past it, kills and
-/// reaps it and answers `None`.
+/// Waits for a local `child` run for `host` (its command line `line`) for at most `timeout`,
+/// looking every `every`; past it, kills and reaps it: a timeout error.
 pub(crate) fn wait_or_kill(
     child: &mut std::process::Child,
     timeout: Duration,
     every: Duration,
-) -> std::io::Result<Option<std::process::ExitStatus>> {
+    host: &Host,
+    line: &str,
+) -> Result<std::process::ExitStatus, ExecError> {
     let start = std::time::Instant::now();
     loop {
-        match child.try_wait()? {
-            Some(s) => return Ok(Some(s)),
-            None if start.elapsed() >= timeout => {
+        match child.try_wait() {
+            Ok(Some(s)) => return Ok(s),
+            Ok(None) if start.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Ok(None);
+                return Err(ExecError::Timeout {
+                    host: host.name.clone(),
+                    command: line.to_string(),
+                    after: timeout,
+                });
             }
-            None => std::thread::sleep(every),
+            Ok(None) => std::thread::sleep(every),
+            Err(e) => {
+                return Err(ExecError::Spawn {
+                    host: host.name.clone(),
+                    command: line.to_string(),
+                    message: e.to_string(),
+                })
+            }
         }
     }
 }

@@ -77,15 +77,8 @@ impl OutOfBand for LocalProcess {
                 .take()
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         );
-        let Some(status) = super::wait_or_kill(&mut child, timeout, Duration::from_millis(20))
-            .map_err(|e| spawn_err(e.to_string()))?
-        else {
-            return Err(ExecError::Timeout {
-                host: host.name.clone(),
-                command: line,
-                after: timeout,
-            });
-        };
+        let status =
+            super::wait_or_kill(&mut child, timeout, Duration::from_millis(20), host, &line)?;
         Ok(Output {
             status: status.code().unwrap_or(-1),
             stdout: out.join().unwrap_or_default(),

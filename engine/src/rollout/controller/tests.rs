@@ -126,6 +126,28 @@ fn opts() -> Options {
     }
 }
 
+/// The controller's I/O on the simulator: `exec` answers for the hosts, for the controller's
+/// own fetches and for its out-of-band commands.
+fn sim_io<'a>(
+    w: &'a World,
+    exec: &'a SimExecutor,
+    clock: &'a VirtualClock,
+    alerts: &'a Alerts,
+    control: &'a dyn Control,
+) -> Io<'a> {
+    Io {
+        exec,
+        clock,
+        alerts,
+        policies: &w.set,
+        control,
+        observer: &NoObserver,
+        metrics: &crate::signals::prometheus::NoMetricsStore,
+        http: exec,
+        oob: exec,
+    }
+}
+
 /// Runs the rollout, crashing at append `crash` (if any); returns the phase of the last run.
 fn run_with_crash(
     w: &World,
@@ -134,17 +156,7 @@ fn run_with_crash(
     crash: Option<(usize, bool)>,
 ) -> Phase {
     let alerts = Alerts::default();
-    let io = Io {
-        exec,
-        clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &NoControl,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: exec as &dyn crate::probe::HttpProbe,
-        oob: exec as &dyn crate::exec::oob::OutOfBand,
-    };
+    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     journal.crash_at = crash;
@@ -342,17 +354,7 @@ fn hosts_a_drift_audit_holds_during_the_rollout_are_left_out() {
     let exec = SimExecutor::new(&hosts(), Faults::default(), Timing::default(), w.start);
     let clock = VirtualClock::new(w.start);
     let alerts = Alerts::default();
-    let io = Io {
-        exec: &exec,
-        clock: &clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &control,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: &exec,
-        oob: &exec,
-    };
+    let io = sim_io(&w, &exec, &clock, &alerts, &control);
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
@@ -411,17 +413,7 @@ fn an_unexpected_reboot_after_the_update_pauses_at_the_gate() {
     let exec = SimExecutor::new(&hosts(), faults, Timing::default(), w.start);
     let clock = VirtualClock::new(w.start);
     let alerts = Alerts::default();
-    let io = Io {
-        exec: &exec,
-        clock: &clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &NoControl,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: &exec,
-        oob: &exec,
-    };
+    let io = sim_io(&w, &exec, &clock, &alerts, &NoControl);
     let journal = Journal::open(&w.state).unwrap();
     let c = Controller::start(journal, &w.fleet, io, opts(), &w.plan, "inv").unwrap();
     assert_eq!(c.run().unwrap(), Phase::Paused);
@@ -470,17 +462,7 @@ fn rollback_with_crash(
     crash: Option<(usize, bool)>,
 ) -> Phase {
     let alerts = Alerts::default();
-    let io = Io {
-        exec,
-        clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &NoControl,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: exec as &dyn crate::probe::HttpProbe,
-        oob: exec as &dyn crate::exec::oob::OutOfBand,
-    };
+    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
     let open = |crash| {
         let mut journal = Journal::open(&w.state).unwrap();
         journal.set_durable(false);
@@ -562,17 +544,7 @@ fn a_rollback_puts_every_updated_host_back_later_stages_first() {
     // A second rollback finds nothing left to do.
     let journal = Journal::open(&w.state).unwrap();
     let alerts = Alerts::default();
-    let io = Io {
-        exec: &exec,
-        clock: &clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &NoControl,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: &exec,
-        oob: &exec,
-    };
+    let io = sim_io(&w, &exec, &clock, &alerts, &NoControl);
     let c = Controller::open(journal, &w.fleet, io, opts());
     let e = c.rollback(&Scope::All, "again").unwrap_err().to_string();
     assert!(e.starts_with("nothing to roll back in the rollout"), "{e}");
@@ -816,17 +788,7 @@ fn a_crash_at_every_append_around_a_recovery_never_runs_it_twice() {
 /// Runs the rollout with a crash at append `crash` and leaves it there (no resume).
 fn crash_forward(w: &World, exec: &SimExecutor, clock: &VirtualClock, crash: (usize, bool)) {
     let alerts = Alerts::default();
-    let io = Io {
-        exec,
-        clock,
-        alerts: &alerts,
-        policies: &w.set,
-        control: &NoControl,
-        observer: &NoObserver,
-        metrics: &crate::signals::prometheus::NoMetricsStore,
-        http: exec as &dyn crate::probe::HttpProbe,
-        oob: exec as &dyn crate::exec::oob::OutOfBand,
-    };
+    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     journal.crash_at = Some(crash);
