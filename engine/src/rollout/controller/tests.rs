@@ -156,7 +156,7 @@ fn run_with_crash(
     crash: Option<(usize, bool)>,
 ) -> Phase {
     let alerts = Alerts::default();
-    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
+    let io = sim_io(w, exec, clock, &alerts, &NoControl);
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     journal.crash_at = crash;
@@ -462,7 +462,7 @@ fn rollback_with_crash(
     crash: Option<(usize, bool)>,
 ) -> Phase {
     let alerts = Alerts::default();
-    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
+    let io = sim_io(w, exec, clock, &alerts, &NoControl);
     let open = |crash| {
         let mut journal = Journal::open(&w.state).unwrap();
         journal.set_durable(false);
@@ -788,7 +788,7 @@ fn a_crash_at_every_append_around_a_recovery_never_runs_it_twice() {
 /// Runs the rollout with a crash at append `crash` and leaves it there (no resume).
 fn crash_forward(w: &World, exec: &SimExecutor, clock: &VirtualClock, crash: (usize, bool)) {
     let alerts = Alerts::default();
-    let io = sim_io(&w, exec, clock, &alerts, &NoControl);
+    let io = sim_io(w, exec, clock, &alerts, &NoControl);
     let mut journal = Journal::open(&w.state).unwrap();
     journal.set_durable(false);
     journal.crash_at = Some(crash);
