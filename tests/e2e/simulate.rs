@@ -13,6 +13,14 @@ fn stable(out: &str) -> String {
         .collect()
 }
 
+/// Every line of `simulate -o json`, each of which must be JSON.
+fn json_lines(o: &std::process::Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn the_regression_scenario_pauses_at_wave_2() {
     let o = run(&["simulate", "policy-examples/scenarios/io-regression"]);
@@ -25,10 +33,7 @@ fn the_regression_scenario_pauses_at_wave_2() {
         "-o",
         "json",
     ]);
-    let lines: Vec<Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     let summary = lines.last().unwrap();
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["phase"], "paused");
@@ -67,10 +72,7 @@ fn the_panic_scenario_rolls_every_updated_host_back() {
         "-o",
         "json",
     ]);
-    let lines: Vec<Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     let summary = lines.last().unwrap();
     assert_eq!(summary["phase"], "rolled_back", "{summary}");
     assert_eq!(summary["expectation_met"], true);
@@ -286,9 +288,8 @@ fn a_panic_in_wave_2_rolls_back_every_updated_host() {
         "-o",
         "json",
     ]);
-    let started: Value = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let started: Value = json_lines(&o)
+        .into_iter()
         .find(|l| l["event"]["type"] == "started")
         .unwrap();
     let stages = started["event"]["stages"].as_array().unwrap();
@@ -326,10 +327,7 @@ stage = "wave 2"
     .unwrap();
     let o = run(&["simulate", dir.path().to_str().unwrap(), "-o", "json"]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
-    let lines: Vec<Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     let summary = lines.last().unwrap();
     assert_eq!(summary["expectation_met"], true, "{summary}");
     assert!(

@@ -41,6 +41,22 @@ pub(super) fn wait_deadline(hs: &HostState, steps: &Steps, clock: &dyn Clock) ->
     from.checked_add(timeout).unwrap_or(from)
 }
 
+/// The wait for a rebooted host: when its reboot was issued and when the wait ends
+/// ([`wait_deadline`]).
+fn wait_window(
+    hs: &HostState,
+    steps: &Steps,
+    clock: &dyn Clock,
+) -> (jiff::Timestamp, jiff::Timestamp) {
+    let deadline = wait_deadline(hs, steps, clock);
+    let issued = deadline
+        .checked_sub(jiff::SignedDuration::from_secs(
+            steps.wait_up.timeout as i64,
+        ))
+        .unwrap_or(deadline);
+    (issued, deadline)
+}
+
 /// A finished command against its `expect`: its output for the record, or why it failed.
 pub(super) fn judged(c: &CommandSpec, out: &crate::exec::Output) -> StepResult {
     match c.judge(out) {
@@ -483,10 +499,7 @@ impl<'a> Controller<'a> {
             return Ok(Err("no boot id was recorded before the reboot".into()));
         };
         let w = &steps.wait_up;
-        let deadline = wait_deadline(hs, steps, clock);
-        let issued = deadline
-            .checked_sub(jiff::SignedDuration::from_secs(w.timeout as i64))
-            .unwrap_or(deadline);
+        let (issued, deadline) = wait_window(hs, steps, clock);
         // A recovery issued before a restart is never issued again: wait out what is left.
         if let Some((at, wait)) = &hs.recover_at {
             return Ok(self.wait_after_recover(
@@ -561,12 +574,7 @@ impl<'a> Controller<'a> {
         let Some(before) = update.boot_id_before.as_deref() else {
             return;
         };
-        let deadline = wait_deadline(update, steps, clock);
-        let issued = deadline
-            .checked_sub(jiff::SignedDuration::from_secs(
-                steps.wait_up.timeout as i64,
-            ))
-            .unwrap_or(deadline);
+        let (issued, deadline) = wait_window(update, steps, clock);
         let resent = self.resend_if_unsent(host, steps, update, before, deadline, clock);
         match self.poll_boot(host, steps, before, issued, deadline, &resent, clock) {
             Ok(up) => tracing::info!("{}: its update's reboot is through: {up}", host.name),
