@@ -231,6 +231,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
                 seeds,
                 host_drift / 100.0,
                 only.as_deref(),
+                &|d| {
+                    eprintln!(
+                        "rollouts: {} seed {} ({}/{}): {} in {:.1} s",
+                        d.scenario, d.seed, d.done, d.of, d.ended, d.seconds
+                    )
+                },
             )?;
             show(ctx, "rollouts", &r, fleetward_engine::sim::rollouts::render)
         }

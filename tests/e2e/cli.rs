@@ -355,7 +355,7 @@ fn defs_cover_stdlib_and_policy_api() {
 /// `bench verdicts --rollouts` runs whole rollouts through the controller with the shipped
 /// policies and plan: a three-host group 30% worse on CPU from the canaries on is paused at
 /// the canary gate, by name, in every run, and never approved; a clean kernel on hosts that
-/// do not drift is approved by the canaries.
+/// do not drift is approved by the canaries. Each run ends with a progress line on stderr.
 #[test]
 fn bench_verdicts_rollouts_report_where_each_rollout_stopped() {
     let rollouts = |args: &[&str]| {
@@ -365,6 +365,20 @@ fn bench_verdicts_rollouts_report_where_each_rollout_stopped() {
         assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
         let v: serde_json::Value =
             serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+        // A progress line on stderr as each run ends, so a long run can be watched.
+        let seeds: usize = args[1].parse().unwrap();
+        let err = stderr(&o);
+        let progress: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("rollouts: "))
+            .collect();
+        assert_eq!(progress.len(), seeds, "{err}");
+        assert!(
+            progress
+                .iter()
+                .any(|l| l.contains(&format!("({seeds}/{seeds}): "))),
+            "{progress:?}"
+        );
         v["outcomes"][0].clone()
     };
     let caught = rollouts(&["--seeds", "2", "--only", "small sm-x12/db cpu_util_pct 30"]);

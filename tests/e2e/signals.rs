@@ -478,6 +478,10 @@ fn benchmarks_pair_each_host_with_itself_and_a_slower_disk_pauses_the_canaries()
     for h in lab.names() {
         lab.fault(&h, "regress", "bench_disk_write_mbps 0.25\n");
     }
+    // One host has no `fio`: it falls back to `dd` and says so.
+    let canaries = lab.plan_stages()[0].1.clone();
+    let no_fio = canaries[0].clone();
+    lab.fault(&no_fio, "fault-without-fio", "");
     let o = lab.start(&[]);
     assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
     let lines = crate::rollout::json_lines(&o);
@@ -500,12 +504,13 @@ fn benchmarks_pair_each_host_with_itself_and_a_slower_disk_pauses_the_canaries()
         .filter(|r| r["event"]["type"] == "benchmarked")
         .collect();
     assert_eq!(runs.len(), 8, "{journal}");
-    let disk_tool = if std::path::Path::new("/usr/bin/fio").exists() {
-        "fio"
-    } else {
-        "dd"
-    };
+    let fio = std::path::Path::new("/usr/bin/fio").exists();
     for r in &runs {
+        let disk_tool = if fio && r["event"]["host"] != no_fio.as_str() {
+            "fio"
+        } else {
+            "dd"
+        };
         let results = r["event"]["results"].as_array().unwrap();
         let tools: Vec<(String, String, usize)> = results
             .iter()
@@ -529,6 +534,12 @@ fn benchmarks_pair_each_host_with_itself_and_a_slower_disk_pauses_the_canaries()
             tools.contains(&("bench_disk_write_mbps".into(), disk_tool.into(), 3)),
             "{tools:?}"
         );
+        // Random-read latencies come from `fio` only.
+        assert_eq!(
+            tools.contains(&("bench_disk_randread_p99_us".into(), "fio".into(), 3)),
+            disk_tool == "fio",
+            "{tools:?}"
+        );
         for x in results {
             for v in x["values"].as_array().unwrap() {
                 assert!(v.as_f64().unwrap() > 0.0, "{x}");
@@ -543,6 +554,12 @@ fn benchmarks_pair_each_host_with_itself_and_a_slower_disk_pauses_the_canaries()
     }
     // The host's record shows the change; the gate's pairs are files beside the journal.
     assert!(journal.contains("% on before)"), "{journal}");
+    assert!(
+        journal.contains(
+            "note: disk: fio is not installed on this host: dd instead, without random-read latencies"
+        ),
+        "{journal}"
+    );
     let pairs = std::fs::read_to_string(lab.state.join("stage-00.bench.csv")).unwrap();
     assert!(pairs.contains(",bench_disk_write_mbps,"), "{pairs}");
     assert!(lab.state.join("stage-00.bench-before.csv").exists());

@@ -31,7 +31,8 @@
 # `fault-klog-CLASS` (the kernel log holds a line of that class once the host runs the kernel it
 # was told to boot), `fault-late-klog-panic` (a panic the post-check's look at the log misses
 # and the bake's see), `fault-unit-failed-UNIT` and
-# `fault-unit-inactive-UNIT` (systemd says so); `real-signals` runs the real collector on this
+# `fault-unit-inactive-UNIT` (systemd says so), `fault-without-TOOL` (the benchmark runs on a
+# PATH without TOOL, as on a host where it is not installed); `real-signals` runs the real collector on this
 # machine's /proc, with `dmesg-fixture` as the kernel log when that file exists. A file `regress` with `metric factor`
 # lines scales those metrics (and `bench_*` benchmark results) once the host runs the kernel it was told to boot.
 # Exit 255 means "unreachable", as ssh reports a connection failure.
@@ -306,6 +307,22 @@ case "$name" in
                 scale=""
                 if [ -e "$STATE/regress" ] && [ -e "$STATE/told" ] && cmp -s "$STATE/told" "$STATE/kernel"; then
                     scale=$(cat "$STATE/regress")
+                fi
+                # `fault-without-TOOL` files: the host lacks those tools (a PATH of links to
+                # everything else on this machine's PATH, made once).
+                without=""
+                for w in "$STATE"/fault-without-*; do [ -e "$w" ] && without="$without ${w##*/fault-without-}"; done
+                if [ -n "$without" ]; then
+                    shim="$STATE/path-without"
+                    if ! [ -d "$shim" ]; then
+                        rm -rf "$shim.tmp"; mkdir -p "$shim.tmp"
+                        for d in $(printf '%s' "$PATH" | tr ':' ' '); do
+                            [ -d "$d" ] && cp -rsn "$d"/. "$shim.tmp"/ 2> /dev/null
+                        done
+                        for t in $without; do rm -f "$shim.tmp/$t"; done
+                        mv "$shim.tmp" "$shim"
+                    fi
+                    PATH=$shim
                 fi
                 sh -c "$script" "$@" | awk -v scale="$scale" '
                     BEGIN { n = split(scale, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], kv, " "); f[kv[1]] = kv[2] } }

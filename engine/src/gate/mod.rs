@@ -65,9 +65,12 @@ pub const STANDARD_METRICS: [(&str, Direction); 6] = [
 
 /// Metrics named with this prefix are benchmarks (see [`crate::rollout::bench`]): each host
 /// ran the same fixed workload before and after its update, so each is compared with itself
-/// ([`Method::Paired`]), with no controls, and lower is worse unless `[gates.directions]`
-/// says otherwise.
+/// ([`Method::Paired`]), with no controls. They are rates, lower is worse, except latencies
+/// (named with [`PAIRED_LATENCY_SUFFIX`]), unless `[gates.directions]` says otherwise.
 pub const PAIRED_PREFIX: &str = "bench_";
+
+/// A paired metric named with this suffix is a latency in microseconds: higher is worse.
+pub const PAIRED_LATENCY_SUFFIX: &str = "_us";
 
 /// Whether `metric` is a paired benchmark metric.
 pub fn paired(metric: &str) -> bool {
@@ -159,11 +162,13 @@ impl GateSettings {
                     .find(|(m, _)| *m == metric)
                     .map(|(_, d)| *d)
             })
-            .unwrap_or(if paired(metric) {
-                Direction::LowerIsWorse
-            } else {
-                Direction::HigherIsWorse
-            })
+            .unwrap_or(
+                if paired(metric) && !metric.ends_with(PAIRED_LATENCY_SUFFIX) {
+                    Direction::LowerIsWorse
+                } else {
+                    Direction::HigherIsWorse
+                },
+            )
     }
 }
 

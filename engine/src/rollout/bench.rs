@@ -9,35 +9,73 @@ use std::collections::BTreeMap;
 /// The suites a `benchmark` check may name, in the order they run.
 pub const SUITES: [&str; 4] = ["cpu", "memory", "disk", "network"];
 
-/// Every benchmark metric: its suite and what it measures. All are rates (higher is better),
-/// and all start with [`crate::gate::PAIRED_PREFIX`], which makes the gate compare each host
-/// after its update with itself before.
-pub const METRICS: [(&str, &str, &str); 5] = [
-    (
-        "bench_cpu_sha256_mbps",
-        "cpu",
-        "SHA-256 over 16 KiB blocks, MB/s: `openssl speed -seconds 1 -bytes 16384 sha256`, or else 256 MiB of zeros through `sha256sum`",
-    ),
-    (
-        "bench_mem_fill_mbps",
-        "memory",
-        "memory fill bandwidth, MB/s: 4 GiB read from /dev/zero into a 64 MiB buffer (`dd`)",
-    ),
-    (
-        "bench_disk_write_mbps",
-        "disk",
-        "sequential direct write, MB/s, 1 MiB blocks and a final fsync (`fio`, or else `dd oflag=direct conv=fsync`) on a temporary file the check removes",
-    ),
-    (
-        "bench_disk_read_mbps",
-        "disk",
-        "sequential direct read of that file, MB/s (`fio`, or else `dd iflag=direct`)",
-    ),
-    (
-        "bench_net_mbps",
-        "network",
-        "TCP throughput to the policy's `peer`, Mbit/s, receiver side (`iperf3 -c PEER -t 2`)",
-    ),
+/// One benchmark metric: its suite, whether it is a latency, the one tool that measures it
+/// (when its suite's fallback does not), and what it measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub suite: &'static str,
+    /// A latency (`…_us`, higher is worse); the others are rates (lower is worse).
+    pub latency: bool,
+    /// Measured only when the suite runs this tool: `fio`'s random-read latencies have no `dd`
+    /// counterpart, so a host without `fio` says so and measures the rest.
+    pub only_with: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+/// Every benchmark metric. All start with [`crate::gate::PAIRED_PREFIX`], which makes the gate
+/// compare each host after its update with itself before; the gate reads a name ending in
+/// [`crate::gate::PAIRED_LATENCY_SUFFIX`] as higher-is-worse.
+pub const METRICS: [Metric; 7] = [
+    Metric {
+        name: "bench_cpu_sha256_mbps",
+        suite: "cpu",
+        latency: false,
+        only_with: None,
+        doc: "SHA-256 over 16 KiB blocks, MB/s: `openssl speed -seconds 1 -bytes 16384 sha256`, or else 256 MiB of zeros through `sha256sum`",
+    },
+    Metric {
+        name: "bench_mem_fill_mbps",
+        suite: "memory",
+        latency: false,
+        only_with: None,
+        doc: "memory fill bandwidth, MB/s: 4 GiB read from /dev/zero into a 64 MiB buffer (`dd`)",
+    },
+    Metric {
+        name: "bench_disk_write_mbps",
+        suite: "disk",
+        latency: false,
+        only_with: None,
+        doc: "sequential direct write, MB/s, 1 MiB blocks and a final fsync (`fio`, or else `dd oflag=direct conv=fsync`) on a temporary file the check removes",
+    },
+    Metric {
+        name: "bench_disk_read_mbps",
+        suite: "disk",
+        latency: false,
+        only_with: None,
+        doc: "sequential direct read of that file, MB/s (`fio`, or else `dd iflag=direct`)",
+    },
+    Metric {
+        name: "bench_disk_randread_p50_us",
+        suite: "disk",
+        latency: true,
+        only_with: Some("fio"),
+        doc: "median completion latency of random 4 KiB direct reads of that file for 1 s, µs (`fio` only)",
+    },
+    Metric {
+        name: "bench_disk_randread_p99_us",
+        suite: "disk",
+        latency: true,
+        only_with: Some("fio"),
+        doc: "99th percentile of those latencies, µs (`fio` only)",
+    },
+    Metric {
+        name: "bench_net_mbps",
+        suite: "network",
+        latency: false,
+        only_with: None,
+        doc: "TCP throughput to the policy's `peer`, Mbit/s, receiver side (`iperf3 -c PEER -t 2`)",
+    },
 ];
 
 /// Before or after the host's update.
@@ -82,19 +120,27 @@ impl BenchResult {
 
 /// The suite of a benchmark metric.
 pub fn suite_of(metric: &str) -> Option<&'static str> {
-    METRICS
-        .iter()
-        .find(|(m, _, _)| *m == metric)
-        .map(|(_, s, _)| *s)
+    METRICS.iter().find(|m| m.name == metric).map(|m| m.suite)
 }
 
-/// What the benchmark script printed (`bench METRIC VALUE TOOL` lines), as results per metric;
-/// or why it is not usable: a suite that could not run (`missing SUITE REASON`), a value that
-/// is not a positive number, a suite asked for that printed nothing, or fewer repetitions than
-/// asked for. A benchmark never passes on what it did not measure.
-pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Vec<BenchResult>, String> {
+/// What one benchmark run measured, and what it says of how (`note SUITE TEXT` lines: a
+/// fallback taken, a metric its tool cannot measure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub results: Vec<BenchResult>,
+    pub notes: Vec<String>,
+}
+
+/// What the benchmark script printed (`bench METRIC VALUE TOOL` lines), as results per metric
+/// with the script's notes; or why it is not usable: a suite that could not run (`missing
+/// SUITE REASON`), a value that is not a positive number, a suite asked for that printed
+/// nothing, or fewer repetitions than asked for. A metric measured only by a tool the suite
+/// did not use (`fio`'s latencies on a host with `dd` only) is not asked for. A benchmark never
+/// passes on what it did not measure.
+pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Measured, String> {
     let mut by: BTreeMap<String, BenchResult> = BTreeMap::new();
     let mut missing = Vec::new();
+    let mut notes = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
@@ -126,6 +172,10 @@ pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Vec<BenchResu
                     .unwrap_or("no reason given");
                 missing.push(format!("`{suite}` could not run: {why}"));
             }
+            ["note", suite, ..] => {
+                let what = line.trim().splitn(3, ' ').nth(2).unwrap_or("");
+                notes.push(format!("{suite}: {what}"));
+            }
             _ => {}
         }
     }
@@ -133,10 +183,16 @@ pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Vec<BenchResu
         return Err(missing.join("; "));
     }
     for s in suites {
+        // The tool the suite ran, as its always-measured metrics name it.
+        let used = METRICS
+            .iter()
+            .filter(|m| m.suite == s && m.only_with.is_none())
+            .find_map(|m| by.get(m.name))
+            .map(|r| r.tool.as_str());
         let wanted: Vec<&str> = METRICS
             .iter()
-            .filter(|(_, su, _)| su == s)
-            .map(|(m, _, _)| *m)
+            .filter(|m| m.suite == s && m.only_with.is_none_or(|t| used == Some(t)))
+            .map(|m| m.name)
             .collect();
         for m in wanted {
             match by.get(m) {
@@ -151,12 +207,23 @@ pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Vec<BenchResu
             }
         }
     }
-    Ok(by.into_values().collect())
+    Ok(Measured {
+        results: by.into_values().collect(),
+        notes,
+    })
 }
 
 /// A run in words, for the host's record: each metric's median and tool, and with `before`
-/// the change from it (the gate judges it; this is for reading).
-pub fn summary(results: &[BenchResult], before: Option<&[BenchResult]>) -> String {
+/// the change from it (the gate judges it; this is for reading), then the run's notes.
+pub fn summary(m: &Measured, before: Option<&[BenchResult]>) -> String {
+    let mut out = results_summary(&m.results, before);
+    for n in &m.notes {
+        out.push_str(&format!("; note: {n}"));
+    }
+    out
+}
+
+fn results_summary(results: &[BenchResult], before: Option<&[BenchResult]>) -> String {
     let parts: Vec<String> = results
         .iter()
         .map(|r| {
@@ -234,6 +301,48 @@ mod tests {
             2,
             expect!["ok: bench_cpu_sha256_mbps 1788.3 (openssl, median of 2); bench_mem_fill_mbps 17350.0 (dd, median of 2)"],
         );
+    }
+
+    /// `fio` measures the random-read latencies too; a host with `dd` only measures the rest
+    /// and says why the latencies are missing, and a `fio` run without them is an error.
+    #[test]
+    fn latencies_are_asked_of_fio_only() {
+        let fio = "fleetward-check 1\nbench bench_disk_write_mbps 900 fio\nbench bench_disk_read_mbps 1200 fio\n\
+                   bench bench_disk_randread_p50_us 55 fio\nbench bench_disk_randread_p99_us 296 fio\n";
+        check(
+            fio,
+            &["disk"],
+            1,
+            expect!["ok: bench_disk_randread_p50_us 55.0 (fio, median of 1); bench_disk_randread_p99_us 296.0 (fio, median of 1); bench_disk_read_mbps 1200.0 (fio, median of 1); bench_disk_write_mbps 900.0 (fio, median of 1)"],
+        );
+        check(
+            "fleetward-check 1\nnote disk fio is not installed on this host: dd instead, without random-read latencies\n\
+             bench bench_disk_write_mbps 300 dd\nbench bench_disk_read_mbps 400 dd\n",
+            &["disk"],
+            1,
+            expect!["ok: bench_disk_read_mbps 400.0 (dd, median of 1); bench_disk_write_mbps 300.0 (dd, median of 1); note: disk: fio is not installed on this host: dd instead, without random-read latencies"],
+        );
+        check(
+            "fleetward-check 1\nbench bench_disk_write_mbps 900 fio\nbench bench_disk_read_mbps 1200 fio\n",
+            &["disk"],
+            1,
+            expect!["error: `disk` printed no `bench_disk_randread_p50_us`"],
+        );
+    }
+
+    /// The gate reads each metric's direction from its name: latencies are higher-is-worse.
+    #[test]
+    fn the_gate_reads_each_metrics_direction_from_its_name() {
+        let g = crate::gate::GateSettings::default();
+        for m in METRICS {
+            assert!(crate::gate::paired(m.name), "{}", m.name);
+            let want = if m.latency {
+                crate::gate::Direction::HigherIsWorse
+            } else {
+                crate::gate::Direction::LowerIsWorse
+            };
+            assert_eq!(g.direction(m.name), want, "{}", m.name);
+        }
     }
 
     #[test]
@@ -316,7 +425,7 @@ mod tests {
         "#]]
         .assert_debug_eq(&(b, a));
         assert_eq!(
-            summary(&after, Some(&before)),
+            results_summary(&after, Some(&before)),
             "bench_cpu_sha256_mbps 1700.0 (openssl, median of 1); bench_disk_write_mbps 465.0 (dd, median of 2, -7.9% on before)"
         );
     }

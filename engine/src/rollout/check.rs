@@ -249,10 +249,7 @@ impl Check {
     }
 
     /// A benchmark's results, or why it measured nothing usable; `None` for other checks.
-    pub fn bench_results(
-        &self,
-        out: &Output,
-    ) -> Option<Result<Vec<super::bench::BenchResult>, String>> {
+    pub fn bench_results(&self, out: &Output) -> Option<Result<super::bench::Measured, String>> {
         let Check::Benchmark { suites, repeat, .. } = self else {
             return None;
         };
@@ -766,8 +763,9 @@ mod tests {
             },
             c => c,
         };
-        let tool_of = |r: &[super::super::bench::BenchResult], m: &str| {
-            r.iter()
+        let tool_of = |r: &super::super::bench::Measured, m: &str| {
+            r.results
+                .iter()
                 .find(|x| x.metric == m)
                 .map(|x| x.tool.clone())
                 .unwrap_or_default()
@@ -795,10 +793,21 @@ mod tests {
             if have("fio") { "fio" } else { "dd" }
         );
         assert!(
-            r.iter()
+            r.results
+                .iter()
                 .all(|x| x.values.len() == 2 && x.values.iter().all(|v| *v > 0.0)),
             "{r:?}"
         );
+        if have("fio") {
+            // `fio` measures the random-read latencies too: the median below the 99th percentile.
+            let p50 = tool_of(&r, "bench_disk_randread_p50_us");
+            assert_eq!(p50, "fio", "{r:?}");
+            let med = |m: &str| r.results.iter().find(|x| x.metric == m).unwrap().median();
+            assert!(
+                med("bench_disk_randread_p50_us") <= med("bench_disk_randread_p99_us"),
+                "{r:?}"
+            );
+        }
         // A PATH with the base tools only: the fallbacks.
         let bin = tempfile::tempdir().unwrap();
         for t in [
@@ -830,6 +839,14 @@ mod tests {
         assert_eq!(tool_of(&r, "bench_cpu_sha256_mbps"), "sha256sum");
         assert_eq!(tool_of(&r, "bench_disk_write_mbps"), "dd");
         assert_eq!(tool_of(&r, "bench_disk_read_mbps"), "dd");
+        // The fallback says so, and measures no latency it cannot.
+        assert_eq!(tool_of(&r, "bench_disk_randread_p99_us"), "");
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("disk: fio is not installed on this host: dd instead")),
+            "{r:?}"
+        );
         // No iperf3: the network suite fails the check, naming why.
         let n = with_dir(bench(&["network"], Some("127.0.0.1:1")));
         let o = run_local(&n.command(30), Some(bin.path()));

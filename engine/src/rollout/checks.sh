@@ -65,7 +65,9 @@ case "$kind" in
                 memory) ;;
                 disk)
                     if ! [ -d "$dir" ] || ! [ -w "$dir" ]; then echo "missing disk \`$dir\` is not a writable directory"; exit 0; fi
-                    f=$(mktemp "$dir/fleetward-bench.XXXXXX") || { echo "missing disk cannot make a file in \`$dir\`"; exit 0; } ;;
+                    f=$(mktemp "$dir/fleetward-bench.XXXXXX") || { echo "missing disk cannot make a file in \`$dir\`"; exit 0; }
+                    command -v fio > /dev/null 2>&1 ||
+                        echo "note disk fio is not installed on this host: dd instead, without random-read latencies" ;;
                 network)
                     if [ -z "$peer" ]; then echo "missing network no peer named"; exit 0; fi
                     if ! command -v iperf3 > /dev/null 2>&1; then echo "missing network iperf3 is not installed on this host"; exit 0; fi ;;
@@ -103,6 +105,18 @@ case "$kind" in
                                 [ -n "$v" ] || { echo "missing disk fio: $(printf '%s' "$o" | tail -n 1)"; exit 0; }
                                 echo "bench bench_disk_${rw}_mbps $v fio"
                             done
+                            # Random 4 KiB direct reads of that file for 1 s: completion latency
+                            # percentiles (terse fields 18-37 are the read side's, in µs).
+                            o=$(fio --name=fleetward --filename="$f" --size="${mb}M" --bs=4k --rw=randread --direct=1 \
+                                --ioengine=psync --runtime=1 --time_based --percentile_list=50:99 \
+                                --output-format=terse --terse-version=3 2>&1)
+                            lat=$(printf '%s\n' "$o" | awk -F';' 'NF > 100 {
+                                for (i = 18; i <= 37; i++) { split($i, kv, "=")
+                                    if (kv[1] ~ /^50(\.0*)?%$/) p50 = kv[2]; if (kv[1] ~ /^99(\.0*)?%$/) p99 = kv[2] }
+                                if (p50 + 0 > 0 && p99 + 0 > 0) print p50, p99 }')
+                            [ -n "$lat" ] || { echo "missing disk fio random read: $(printf '%s' "$o" | tail -n 1)"; exit 0; }
+                            echo "bench bench_disk_randread_p50_us ${lat% *} fio"
+                            echo "bench bench_disk_randread_p99_us ${lat#* } fio"
                         else
                             o=$(dd if=/dev/zero of="$f" bs=1048576 count="$mb" oflag=direct conv=fsync 2>&1) ||
                                 { echo "missing disk direct I/O in \`$dir\` failed: $(printf '%s' "$o" | tail -n 1)"; exit 0; }

@@ -254,7 +254,7 @@ impl CommandSpec {
     pub fn bench_results(
         &self,
         out: &crate::exec::Output,
-    ) -> Option<Result<Vec<super::bench::BenchResult>, String>> {
+    ) -> Option<Result<super::bench::Measured, String>> {
         match &self.action {
             Action::Check(c) => c.bench_results(out),
             Action::Run { .. } => None,

@@ -666,8 +666,9 @@ impl SimExecutor {
         let mut out = String::new();
         for rep in 0..reps {
             for s in suites {
-                for (metric, suite, _) in crate::rollout::bench::METRICS {
-                    if suite != *s {
+                for m in crate::rollout::bench::METRICS {
+                    let metric = m.name;
+                    if m.suite != *s {
                         continue;
                     }
                     let factor: f64 = self

@@ -102,6 +102,29 @@ pub struct Rollouts {
     pub rollouts_per_second: f64,
 }
 
+/// One finished run, for a progress line: long runs (200 seeds of whole rollouts take tens of
+/// minutes) can be watched while they go.
+#[derive(Debug, Clone)]
+pub struct RunDone<'a> {
+    pub scenario: &'a str,
+    pub seed: u64,
+    /// Runs of this scenario finished so far, and of how many.
+    pub done: usize,
+    pub of: usize,
+    /// How the run ended: `completed`, `paused at wave-2`, …
+    pub ended: String,
+    pub seconds: f64,
+}
+
+/// How one run ended, in a few words.
+fn ended(r: &scenario::Summary) -> String {
+    match (&r.phase, &r.stage) {
+        (Phase::Completed | Phase::CompletedWithFailures, _) => r.phase.as_str().to_string(),
+        (phase, Some(stage)) => format!("{} at {stage}", phase.as_str()),
+        (phase, None) => phase.as_str().to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutsError {
     #[error(transparent)]
@@ -189,13 +212,15 @@ fn one(
     Ok(r?)
 }
 
-/// Runs every rollout scenario (or those whose name contains `only`) over `seeds` seeds.
+/// Runs every rollout scenario (or those whose name contains `only`) over `seeds` seeds,
+/// telling `progress` of each run as it ends.
 pub fn rollouts(
     policy_dir: &Path,
     load: &LoadOptions,
     seeds: usize,
     host_drift: f64,
     only: Option<&str>,
+    progress: &(dyn Fn(&RunDone) + Sync),
 ) -> Result<Rollouts, RolloutsError> {
     if seeds == 0 {
         return Err(RolloutsError::Invalid("`--seeds` must be positive".into()));
@@ -214,7 +239,7 @@ pub fn rollouts(
         path: dir.clone(),
         source,
     })?;
-    let r = run_all(&dir, &policy_dir, load, seeds, host_drift, only);
+    let r = run_all(&dir, &policy_dir, load, seeds, host_drift, only, progress);
     let _ = std::fs::remove_dir_all(&dir);
     r
 }
@@ -226,6 +251,7 @@ fn run_all(
     seeds: usize,
     host_drift: f64,
     only: Option<&str>,
+    progress: &(dyn Fn(&RunDone) + Sync),
 ) -> Result<Rollouts, RolloutsError> {
     let (hosts, inventory, baseline) = fleet(dir, host_drift)?;
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
@@ -245,12 +271,26 @@ fn run_all(
         .filter(|s| only.is_none_or(|o| s.name.contains(o)))
     {
         let t0 = std::time::Instant::now();
+        let done = std::sync::atomic::AtomicUsize::new(0);
         let results = super::over_seeds(
             seeds,
             |seed| {
-                one(
+                let t = std::time::Instant::now();
+                let r = one(
                     dir, policy_dir, &inventory, &baseline, load, &s, seed, host_drift,
-                )
+                );
+                progress(&RunDone {
+                    scenario: &s.name,
+                    seed,
+                    done: done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    of: seeds,
+                    ended: match &r {
+                        Ok(r) => ended(r),
+                        Err(e) => format!("error: {e}"),
+                    },
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+                r
             },
             || Err(RolloutsError::Invalid("a worker stopped".into())),
         );

@@ -145,6 +145,8 @@ pub fn bench_level(metric: &str, hardware: &str) -> f64 {
         "bench_disk_write_mbps" => 1500.0,
         "bench_disk_read_mbps" => 1200.0,
         "bench_net_mbps" => 9400.0,
+        "bench_disk_randread_p50_us" => 90.0,
+        "bench_disk_randread_p99_us" => 400.0,
         _ => 100.0,
     };
     base * f
@@ -166,12 +168,14 @@ pub fn bench_run_noise(metric: &str) -> f64 {
     }
 }
 
-/// The noise of one repetition: 1% CPU, 3% memory, 4% disk, 5% network.
+/// The noise of one repetition: 1% CPU, 3% memory, 4% disk throughput and median latency,
+/// 5% network, 8% disk p99 latency.
 pub fn bench_rep_noise(metric: &str) -> f64 {
     match metric {
         "bench_cpu_sha256_mbps" => 0.01,
         "bench_mem_fill_mbps" => 0.03,
         "bench_net_mbps" => 0.05,
+        "bench_disk_randread_p99_us" => 0.08,
         _ => 0.04,
     }
 }
@@ -191,8 +195,13 @@ pub fn bench_value(
         .max(0.2);
     let session = 1.0 + bench_run_noise(metric) * normal(key("run"));
     let r = 1.0 + bench_rep_noise(metric) * normal(key(&format!("rep{rep}")));
+    // An outlier repetition is a slow one: a third less throughput, half again the latency.
     let outlier = if (key(&format!("out{rep}")) % 1000) < (BENCH_OUTLIERS * 1000.0) as u64 {
-        0.67
+        if metric.ends_with(crate::gate::PAIRED_LATENCY_SUFFIX) {
+            1.5
+        } else {
+            0.67
+        }
     } else {
         1.0
     };

@@ -233,6 +233,46 @@ pub fn scenarios() -> Vec<Scenario> {
             false,
         ),
         b(
+            "r750/* disk bench -15%, 2 canaries",
+            "pause",
+            0,
+            2,
+            disk,
+            0.85,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -12%, 2 canaries",
+            "pause",
+            0,
+            2,
+            disk,
+            0.88,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk bench -10%, 2 canaries",
+            "pause",
+            0,
+            2,
+            disk,
+            0.90,
+            CLASS,
+            true,
+        ),
+        b(
+            "r750/* disk randread p99 +30%, 2 canaries",
+            "pause",
+            0,
+            2,
+            "bench_disk_randread_p99_us",
+            1.30,
+            CLASS,
+            true,
+        ),
+        b(
             "r750/* disk bench -8%, 2 canaries",
             "pause",
             0,
@@ -432,7 +472,7 @@ fn bench_samples(
     metric: &str,
     factor: f64,
 ) {
-    for (m, _, _) in crate::rollout::bench::METRICS {
+    for m in crate::rollout::bench::METRICS.map(|m| m.name) {
         if m == "bench_net_mbps" {
             continue;
         }

@@ -339,7 +339,7 @@ impl<'a> Controller<'a> {
             Ok(out) => out,
             Err(e) => return Ok(Err(format!("`{}`: {e}", c.label()).into())),
         };
-        let results = match c.bench_results(&out) {
+        let measured = match c.bench_results(&out) {
             Some(Ok(r)) => r,
             Some(Err(why)) => {
                 return Ok(Err(format!(
@@ -351,12 +351,12 @@ impl<'a> Controller<'a> {
             }
             None => return Ok(judged(c, &out)),
         };
-        let summary = crate::rollout::bench::summary(&results, before);
+        let summary = crate::rollout::bench::summary(&measured, before);
         self.emit(
             Event::Benchmarked {
                 host: host.name.clone(),
                 phase,
-                results,
+                results: measured.results,
             },
             clock,
         )?;
