@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 /// The suites a `benchmark` check may name, in the order they run.
 pub const SUITES: [&str; 4] = ["cpu", "memory", "disk", "network"];
 
-/// One benchmark metric: its suite, whether it is a latency, the one tool that measures it
-/// (when its suite's fallback does not), and what it measures.
+/// One benchmark metric: its suite, the one tool that measures it (when its suite's fallback
+/// does not), and what it measures. A latency is named `…_us` (higher is worse); the others
+/// are rates (lower is worse).
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
     pub name: &'static str,
     pub suite: &'static str,
-    /// A latency (`…_us`, higher is worse); the others are rates (lower is worse).
-    pub latency: bool,
     /// Measured only when the suite runs this tool: `fio`'s random-read latencies have no `dd`
     /// counterpart, so a host without `fio` says so and measures the rest.
     pub only_with: Option<&'static str>,
@@ -30,49 +29,42 @@ pub const METRICS: [Metric; 7] = [
     Metric {
         name: "bench_cpu_sha256_mbps",
         suite: "cpu",
-        latency: false,
         only_with: None,
         doc: "SHA-256 over 16 KiB blocks, MB/s: `openssl speed -seconds 1 -bytes 16384 sha256`, or else 256 MiB of zeros through `sha256sum`",
     },
     Metric {
         name: "bench_mem_fill_mbps",
         suite: "memory",
-        latency: false,
         only_with: None,
         doc: "memory fill bandwidth, MB/s: 4 GiB read from /dev/zero into a 64 MiB buffer (`dd`)",
     },
     Metric {
         name: "bench_disk_write_mbps",
         suite: "disk",
-        latency: false,
         only_with: None,
         doc: "sequential direct write, MB/s, 1 MiB blocks and a final fsync (`fio`, or else `dd oflag=direct conv=fsync`) on a temporary file the check removes",
     },
     Metric {
         name: "bench_disk_read_mbps",
         suite: "disk",
-        latency: false,
         only_with: None,
         doc: "sequential direct read of that file, MB/s (`fio`, or else `dd iflag=direct`)",
     },
     Metric {
         name: "bench_disk_randread_p50_us",
         suite: "disk",
-        latency: true,
         only_with: Some("fio"),
         doc: "median completion latency of random 4 KiB direct reads of that file for 1 s, µs (`fio` only)",
     },
     Metric {
         name: "bench_disk_randread_p99_us",
         suite: "disk",
-        latency: true,
         only_with: Some("fio"),
         doc: "99th percentile of those latencies, µs (`fio` only)",
     },
     Metric {
         name: "bench_net_mbps",
         suite: "network",
-        latency: false,
         only_with: None,
         doc: "TCP throughput to the policy's `peer`, Mbit/s, receiver side (`iperf3 -c PEER -t 2`)",
     },
@@ -334,9 +326,10 @@ mod tests {
     #[test]
     fn the_gate_reads_each_metrics_direction_from_its_name() {
         let g = crate::gate::GateSettings::default();
+        let latencies = ["bench_disk_randread_p50_us", "bench_disk_randread_p99_us"];
         for m in METRICS {
             assert!(crate::gate::paired(m.name), "{}", m.name);
-            let want = if m.latency {
+            let want = if latencies.contains(&m.name) {
                 crate::gate::Direction::HigherIsWorse
             } else {
                 crate::gate::Direction::LowerIsWorse
