@@ -123,6 +123,11 @@ pub struct Measured {
     pub notes: Vec<String>,
 }
 
+/// The free text of a `missing SUITE TEXT` or `note SUITE TEXT` line.
+fn text_of(line: &str) -> Option<&str> {
+    line.trim().splitn(3, ' ').nth(2)
+}
+
 /// What the benchmark script printed (`bench METRIC VALUE TOOL` lines), as results per metric
 /// with the script's notes; or why it is not usable: a suite that could not run (`missing
 /// SUITE REASON`), a value that is not a positive number, a suite asked for that printed
@@ -157,16 +162,11 @@ pub fn parse(text: &str, suites: &[String], repeat: u32) -> Result<Measured, Str
                 r.values.push(v);
             }
             ["missing", suite, ..] => {
-                let why = line
-                    .trim()
-                    .splitn(3, ' ')
-                    .nth(2)
-                    .unwrap_or("no reason given");
+                let why = text_of(line).unwrap_or("no reason given");
                 missing.push(format!("`{suite}` could not run: {why}"));
             }
             ["note", suite, ..] => {
-                let what = line.trim().splitn(3, ' ').nth(2).unwrap_or("");
-                notes.push(format!("{suite}: {what}"));
+                notes.push(format!("{suite}: {}", text_of(line).unwrap_or("")));
             }
             _ => {}
         }
