@@ -52,6 +52,10 @@ const BASE_PATCHES: [(&str, &str); 8] = [
     ),
 ];
 
+/// Drops the benchmark set from the post-checks (and so from the pre-checks), for tests about
+/// something else: 20 lab hosts benchmarking before and after on two shared cores take minutes.
+pub const NO_BENCH: (&str, &str) = ("        bench,\n    ];", "    ];");
+
 pub struct Lab {
     pub fleet: SshFleet,
     pub policies: PathBuf,
@@ -758,7 +762,9 @@ fn a_host_whose_one_shot_boot_falls_back_is_quarantined_and_keeps_its_old_defaul
 
 #[test]
 fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up() {
-    let lab = Lab::new(20, &[]);
+    // Without the benchmark set: this test is about the budget and the webhook. Finding: with
+    // the benchmarks, the whole run took 72 s in CI, past a bound on the whole run.
+    let lab = Lab::new(20, &[NO_BENCH]);
     let stages = lab.plan_stages();
     // Two hosts of the canary stage fail: the budget allows one per stage.
     let canaries = &stages[0].1;
@@ -768,9 +774,8 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/alerts", dead.local_addr().unwrap());
     drop(dead);
-    let t = Instant::now();
     let o = lab.start(&["--webhook", &url]);
-    let took = t.elapsed();
+    let ended = jiff::Timestamp::now();
     assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
     let lines = json_lines(&o);
     let paused = events(&lines, "paused");
@@ -792,8 +797,16 @@ fn going_over_the_failure_budget_pauses_and_a_dead_webhook_does_not_hold_it_up()
         notes.contains("not delivered after 5 attempt(s)"),
         "{notes}"
     );
-    // Retries run on their own thread: the run ends at most the flush grace after pausing.
-    assert!(took < Duration::from_secs(60), "{took:?}");
+    // Retries run on their own thread: the run ends at most the flush grace (15 s) after it
+    // journaled the pause, whatever the dead webhook's retries (7.5 s an alert) still owe. The
+    // bound counts from the pause record, so however long the run took before does not count.
+    let paused_at: jiff::Timestamp = journal_of(&lab.state, "paused")[0]["at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let after = ended.duration_since(paused_at);
+    assert!(after < jiff::SignedDuration::from_secs(25), "{after:?}");
     // Hosts of the next stages were never touched.
     for (_, hosts) in &stages[1..] {
         for h in hosts {
@@ -1092,7 +1105,7 @@ fn policy_edits_are_hot_reloaded_mid_rollout_and_the_journal_names_each_decision
     // Without the benchmark set: this test is about reloads. Finding: with `fio`'s random-read
     // latencies added, 20 hosts' benchmarks before and after kept the canaries from their bake
     // for over 300 s on this 2-core machine.
-    let lab = Lab::new(20, &[("        bench,\n    ];", "    ];")]);
+    let lab = Lab::new(20, &[NO_BENCH]);
     let mut args = lab.start_args(&[]);
     // Watch the policy directory, and bake long enough to edit it during the canary bake.
     args.retain(|a| a != "--no-watch");
