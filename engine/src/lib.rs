@@ -8,6 +8,7 @@ pub mod alert;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod coord;
 pub mod defs;
 pub mod drift;
 pub mod error;

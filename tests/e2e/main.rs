@@ -7,7 +7,9 @@
 mod cache;
 mod cache_findings;
 mod cli;
+mod coord;
 mod drift;
+mod etcd;
 mod gate;
 mod plan;
 mod prometheus;
