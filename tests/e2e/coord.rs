@@ -41,6 +41,11 @@ fn of_two_controllers_for_one_shard_one_leads_and_the_other_takes_over_within_th
             .is_none(),
         "b must stand by while a leads"
     );
+    // Asking again, as after an answer lost on the way, keeps the same leadership: the
+    // key is neither recreated nor deleted (finding: a campaign abandoned on a timeout
+    // resigned the key its next campaign had just won).
+    assert_eq!(a.campaign(&election, "a", TTL).unwrap(), Some(la.clone()));
+    assert!(a.still_leads(&la).unwrap());
     a.append_record(&la, "datacenter=ams1", 0, b"{\"seq\":0}")
         .unwrap();
     // a crashes: it stops renewing and revokes nothing, as after kill -9.

@@ -17,6 +17,7 @@ mod redisd;
 mod report;
 mod rollback;
 mod rollout;
+mod shards;
 mod signals;
 mod simulate;
 mod ssh;

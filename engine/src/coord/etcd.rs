@@ -1,6 +1,6 @@
 //! The coordinator over a real etcd cluster, through etcd's JSON gateway (`/v3/...`) with the
 //! HTTP client already in the tree: one lease per controller, kept alive from a background
-//! thread; shard leadership by etcd's election API; every write a transaction guarded by the
+//! thread; shard leadership by a key created under the leader's lease; every write a transaction guarded by the
 //! leadership key's create revision; semaphore slots bound to the lease.
 //!
 //! Every call is blocking and bounded: each request has a deadline, and a member that refuses
@@ -73,7 +73,7 @@ impl SessionOptions {
 }
 
 /// Won leadership of an election: the key that proves it while it exists with its revision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leader {
     election: String,
     key: Vec<u8>,
@@ -160,18 +160,6 @@ impl Conn {
 
     /// POSTs `body` to `path` on each member in turn until one answers.
     fn call(&self, path: &str, body: &Value, deadline: Duration) -> Result<Value, CallError> {
-        self.call_each(path, body, deadline, false)
-    }
-
-    /// As [`Conn::call`]; with `wait`, a member's silence until the deadline is the answer
-    /// (a campaign still in line), not a reason to ask the next.
-    fn call_each(
-        &self,
-        path: &str,
-        body: &Value,
-        deadline: Duration,
-        wait: bool,
-    ) -> Result<Value, CallError> {
         let n = self.urls.len().max(1);
         let first = self.good.load(Ordering::Relaxed);
         let body = body.to_string();
@@ -187,7 +175,6 @@ impl Conn {
                     return Ok(v);
                 }
                 Err(CallError::Refused(m)) => return Err(CallError::Refused(m)),
-                Err(CallError::TimedOut(m)) if wait => return Err(CallError::TimedOut(m)),
                 Err(e) => last = e,
             }
         }
@@ -365,42 +352,51 @@ impl Session {
         run(&self.conn, op, path, body, self.opts.timeout)
     }
 
-    /// Campaigns in `election` with `value` until elected or `wait` passes (`Ok(None)`).
-    /// Standing by is campaigning again: etcd keeps this lease's candidacy in line.
+    /// Campaigns in `election` with `value` until elected or `wait` passes (`Ok(None)`). The
+    /// leader is whoever created the election's key, bound to its lease, so the key goes with
+    /// a dead leader's lease; standing by is asking again every 100 ms. One transaction per
+    /// ask and nothing left waiting in etcd: a candidacy abandoned on a timeout cannot later
+    /// delete the key of the leadership it won meanwhile.
     pub fn campaign(
         &self,
         election: &str,
         value: &str,
         wait: Duration,
     ) -> Result<Option<Leader>, CoordError> {
-        let body = json!({
-            "name": B64.encode(election),
-            "value": B64.encode(value),
-            "lease": self.lease.to_string(),
-        });
-        let answer = match self
-            .conn
-            .call_each("/v3/election/campaign", &body, wait, true)
-        {
-            Ok(v) => v,
-            // Still in line when the wait ended: not elected yet.
-            Err(CallError::TimedOut(_)) => return Ok(None),
-            Err(e) => return Err(self.error("campaign", e)),
-        };
-        let leader = answer.get("leader").ok_or_else(|| CoordError::Refused {
-            endpoints: self.conn.endpoints(),
-            op: "campaign",
-            message: format!("the answer names no leader key: {answer}"),
-        })?;
-        Ok(Some(Leader {
-            election: election.to_string(),
-            key: bytes(leader, "key"),
-            rev: int(leader, "rev"),
-        }))
-    }
-
-    fn error(&self, op: &'static str, e: CallError) -> CoordError {
-        error(&self.conn, op, e)
+        let key = election.as_bytes();
+        let until = Instant::now() + wait;
+        loop {
+            let body = json!({
+                "compare": [absent(key)],
+                "success": [put(key, value.as_bytes(), Some(self.lease))],
+                "failure": [{ "request_range": { "key": B64.encode(key) } }],
+            });
+            let v = self.run("campaign", "/v3/kv/txn", &body)?;
+            let rev = if v.get("succeeded").and_then(Value::as_bool) == Some(true) {
+                // The put is the transaction's one change: the key's create revision.
+                v.get("header").map(|h| int(h, "revision")).unwrap_or(0)
+            } else {
+                // Ours already, from an ask whose answer was lost.
+                responses(&v)
+                    .iter()
+                    .filter_map(|r| r.get("response_range"))
+                    .flat_map(kvs)
+                    .find(|kv| int(kv, "lease") == self.lease)
+                    .map(|kv| int(kv, "create_revision"))
+                    .unwrap_or(0)
+            };
+            if rev > 0 {
+                return Ok(Some(Leader {
+                    election: election.to_string(),
+                    key: key.to_vec(),
+                    rev,
+                }));
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Whether `leader`'s key still exists with its revision.
@@ -498,6 +494,17 @@ impl Session {
         }
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out)
+    }
+
+    /// Record `seq` of the shard's journal, if etcd has it.
+    pub fn record(&self, shard: &str, seq: u64) -> Result<Option<Vec<u8>>, CoordError> {
+        let key = self.keys.journal_record(shard, seq);
+        let v = self.run(
+            "read a journal record",
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(&key) }),
+        )?;
+        Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
     }
 
     fn range_prefix(&self, op: &'static str, prefix: &str) -> Result<Value, CoordError> {

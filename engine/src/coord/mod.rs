@@ -10,6 +10,9 @@
 
 pub mod etcd;
 
+use crate::clock::Clock;
+use crate::exec::{ExecError, Executor, Output, RemoteCommand};
+use crate::model::Host;
 use std::time::{Duration, Instant};
 
 /// Why a controller may not touch a host now.
@@ -38,6 +41,107 @@ pub struct Unfenced;
 impl Fence for Unfenced {
     fn check(&self) -> Result<(), FenceError> {
         Ok(())
+    }
+}
+
+/// A fence that says when it closes and when it opens again, once per change, whoever asks:
+/// the controller before a step, or [`FencedExecutor`] before a command. Only a closing
+/// that may reopen is announced; an expired lease ends the controller with its own error.
+pub struct Announced<'a> {
+    pub inner: &'a dyn Fence,
+    pub say: Box<dyn Fn(&str) + Send + Sync + 'a>,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Announced<'a> {
+    pub fn new(inner: &'a dyn Fence, say: Box<dyn Fn(&str) + Send + Sync + 'a>) -> Self {
+        Announced {
+            inner,
+            say,
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Fence for Announced<'_> {
+    fn check(&self) -> Result<(), FenceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let got = self.inner.check();
+        match &got {
+            Ok(()) => {
+                if self.held.swap(false, SeqCst) {
+                    (self.say)("host commands resume: etcd confirmed the lease again");
+                }
+            }
+            Err(FenceError::Expired) => {}
+            Err(e) => {
+                if !self.held.swap(true, SeqCst) {
+                    (self.say)(&format!(
+                        "host commands held until etcd confirms the lease: {e}"
+                    ));
+                }
+            }
+        }
+        got
+    }
+}
+
+/// The executor every host command of a fenced controller passes through: nothing is sent
+/// without a live lease, whatever step or probe asks. While the fence may reopen (etcd
+/// unreachable, a renewal overdue) it waits; once the lease is gone it refuses, with an error
+/// that no caller takes for a reboot under way (`Spawn`, not `Unreachable`).
+pub struct FencedExecutor<'a> {
+    pub inner: &'a dyn Executor,
+    pub fence: &'a dyn Fence,
+}
+
+impl FencedExecutor<'_> {
+    fn admit(&self, host: &Host, cmd: &RemoteCommand) -> Result<(), ExecError> {
+        wait_open(self.fence).map_err(|e| ExecError::Spawn {
+            host: host.name.clone(),
+            command: cmd.shell_line(),
+            message: format!("not sent: {e}"),
+        })
+    }
+}
+
+/// Waits while `fence` is closed but may reopen (etcd unreachable, a renewal overdue), and
+/// errs once the lease is gone.
+pub fn wait_open(fence: &dyn Fence) -> Result<(), FenceError> {
+    loop {
+        match fence.check() {
+            Err(FenceError::Unconfirmed { .. } | FenceError::Stale { .. }) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            got => return got,
+        }
+    }
+}
+
+impl Executor for FencedExecutor<'_> {
+    fn run(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
+        self.admit(host, cmd)?;
+        self.inner.run(host, cmd, timeout)
+    }
+
+    fn run_at(
+        &self,
+        host: &Host,
+        cmd: &RemoteCommand,
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Output, ExecError> {
+        self.admit(host, cmd)?;
+        self.inner.run_at(host, cmd, timeout, clock)
+    }
+
+    fn release(&self, host: &Host) {
+        self.inner.release(host);
     }
 }
 
@@ -126,6 +230,50 @@ impl LeaseView {
             (_, at) => Err(FenceError::Stale {
                 ago_ms: at.map_or(0, |a| now.saturating_duration_since(a).as_millis()),
             }),
+        }
+    }
+}
+
+/// The hosts one controller drives: those whose `key` is `value`. The key is a host field
+/// (`datacenter`, `rack`, `hardware`, `workload`) or a fact's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub key: String,
+    pub value: String,
+}
+
+impl Shard {
+    /// `KEY=VALUE`.
+    pub fn parse(text: &str) -> Result<Shard, crate::Invalid> {
+        match text.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok(Shard {
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+            }),
+            _ => Err(crate::Invalid(format!(
+                "shard `{text}` is not KEY=VALUE (for example `datacenter=ams1`)"
+            ))),
+        }
+    }
+
+    /// `KEY=VALUE`, its name in keys and messages.
+    pub fn name(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+
+    pub fn holds(&self, h: &Host) -> bool {
+        let v = self.value.as_str();
+        match self.key.as_str() {
+            "datacenter" => h.datacenter == v,
+            "rack" => h.rack == v,
+            "hardware" => h.hardware == v,
+            "workload" => h.workload == v,
+            fact => match h.facts.get(fact) {
+                Some(serde_json::Value::String(s)) => s == v,
+                Some(serde_json::Value::Number(n)) => n.to_string() == v,
+                Some(serde_json::Value::Bool(b)) => b.to_string() == v,
+                _ => false,
+            },
         }
     }
 }
@@ -248,6 +396,25 @@ mod tests {
             v.check(t0 + TTL + EVERY),
             Err(FenceError::Stale { .. })
         ));
+    }
+
+    #[test]
+    fn a_shard_is_key_equals_value_over_fields_and_facts() {
+        let s = Shard::parse("datacenter=ams1").unwrap();
+        assert_eq!(s.name(), "datacenter=ams1");
+        let mut h = Host {
+            datacenter: "ams1".into(),
+            ..Host::default()
+        };
+        assert!(s.holds(&h));
+        h.datacenter = "fra1".into();
+        assert!(!s.holds(&h));
+        h.facts.insert("zone".into(), serde_json::json!("z2"));
+        assert!(Shard::parse("zone=z2").unwrap().holds(&h));
+        for bad in ["datacenter", "=ams1", "datacenter=", ""] {
+            let e = Shard::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("is not KEY=VALUE"), "{e}");
+        }
     }
 
     #[test]

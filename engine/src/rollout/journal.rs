@@ -31,6 +31,24 @@ pub enum JournalError {
         line: usize,
         message: String,
     },
+    /// The shared copy refused a record: nothing was written, and the action it would have
+    /// allowed must not happen.
+    /// The mirror's reason is the message itself, not a source the chain would print again.
+    #[error("record {seq} was not written: {why}")]
+    Mirror { seq: u64, why: MirrorError },
+}
+
+crate::error::message_error! {
+    /// Why a journal's shared copy refused a record, in words.
+    pub struct MirrorError;
+}
+
+/// A copy of the journal shared with other controllers (etcd, when controllers run per
+/// shard). A record goes to the mirror first and to the local file only once the mirror took
+/// it: the mirror is the rollout's record, and the local file a copy a crash may leave behind.
+pub trait Mirror: Send {
+    /// Stores record `seq`, serialized as `line` (no newline), or refuses it.
+    fn append(&mut self, seq: u64, line: &[u8]) -> Result<(), MirrorError>;
 }
 
 /// What opening a journal found.
@@ -41,7 +59,6 @@ pub struct Recovery {
 }
 
 /// An open journal, holding the state directory's lock until dropped.
-#[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
     file: File,
@@ -49,10 +66,21 @@ pub struct Journal {
     records: Vec<Record>,
     recovery: Recovery,
     durable: bool,
+    mirror: Option<Box<dyn Mirror>>,
     /// Tests: fail every append from the n-th on, as a crash would (after writing it, if
     /// the flag says so).
     #[cfg(test)]
     pub(crate) crash_at: Option<(usize, bool)>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("records", &self.records.len())
+            .field("mirrored", &self.mirror.is_some())
+            .finish()
+    }
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -115,6 +143,7 @@ impl Journal {
             records,
             recovery: Recovery { torn_bytes: torn },
             durable: true,
+            mirror: None,
             #[cfg(test)]
             crash_at: None,
         })
@@ -130,6 +159,40 @@ impl Journal {
 
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
+    }
+
+    /// From now on, every record goes to `mirror` before the local file.
+    pub fn set_mirror(&mut self, mirror: Box<dyn Mirror>) {
+        self.mirror = Some(mirror);
+    }
+
+    /// Makes the local file hold exactly `lines` (serialized records, the shared copy's), as
+    /// a controller that takes over a shard does before it acts: written whole to a temporary
+    /// file, flushed and renamed over the journal, then read back.
+    pub fn adopt(self, lines: &[Vec<u8>]) -> Result<Journal, JournalError> {
+        let dir = self.dir.clone();
+        let ours: Vec<Vec<u8>> = self
+            .records
+            .iter()
+            .filter_map(|r| serde_json::to_vec(r).ok())
+            .collect();
+        if ours == lines {
+            return Ok(self);
+        }
+        let tmp = dir.join(format!("{JOURNAL_FILE}.adopt"));
+        let mut body = Vec::new();
+        for l in lines {
+            body.extend_from_slice(l);
+            body.push(b'\n');
+        }
+        {
+            let mut f = File::create(&tmp).map_err(io(&dir))?;
+            f.write_all(&body).map_err(io(&dir))?;
+            f.sync_all().map_err(io(&dir))?;
+        }
+        std::fs::rename(&tmp, dir.join(JOURNAL_FILE)).map_err(io(&dir))?;
+        drop(self);
+        Journal::open(&dir)
     }
 
     /// Whether `append` flushes each record to disk (on by default). Simulations, whose
@@ -173,6 +236,10 @@ impl Journal {
             dir: self.dir.clone(),
             source: std::io::Error::other(e),
         })?;
+        if let Some(m) = self.mirror.as_mut() {
+            m.append(seq, &line)
+                .map_err(|why| JournalError::Mirror { seq, why })?;
+        }
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&self.dir))?;
         if self.durable {

@@ -12,6 +12,7 @@ pub mod render;
 pub mod rollback;
 pub mod session;
 pub mod settings;
+pub mod shard;
 pub mod spec;
 pub mod state;
 

@@ -60,6 +60,8 @@ pub enum SessionError {
     Finished { phase: Phase, what: &'static str },
     #[error("the controller has not acknowledged the request within {secs} s; it stays pending in `{}`", file.display())]
     NotAcknowledged { secs: u64, file: PathBuf },
+    #[error(transparent)]
+    Coord(#[from] crate::coord::etcd::CoordError),
     #[error("{what} `{}`: {source}", path.display())]
     Io {
         what: &'static str,
@@ -79,6 +81,8 @@ pub struct StartRequest {
     pub kernel: Option<String>,
     /// The host-order seed; default from the inventory's hash.
     pub seed: Option<u64>,
+    /// Run as the controller of one shard among several, coordinated through etcd.
+    pub shard: Option<super::shard::ShardRequest>,
 }
 
 /// What `rollout resume` changes.
@@ -98,6 +102,36 @@ struct Setup {
     set: Arc<PolicySet>,
     fleet: Fleet,
     inventory: Inventory,
+}
+
+impl Setup {
+    /// Only the hosts of `shard`: the plan, the fleet and the gates see no other.
+    fn only(mut self, shard: &crate::coord::Shard, s: &Settings) -> Result<Setup, SessionError> {
+        let keep: Vec<bool> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| shard.holds(h))
+            .collect();
+        if !keep.iter().any(|k| *k) {
+            return Err(crate::error::Invalid(format!(
+                "no host of `{}` is in shard `{}`",
+                self.inventory.file,
+                shard.name()
+            ))
+            .into());
+        }
+        let mut i = keep.iter();
+        self.inventory
+            .hosts
+            .retain(|_| i.next().copied().unwrap_or(false));
+        let mut i = keep.iter();
+        self.inventory
+            .lines
+            .retain(|_| i.next().copied().unwrap_or(false));
+        self.fleet = Fleet::load(&self.inventory.hosts, &s.baseline)?;
+        Ok(self)
+    }
 }
 
 fn setup(s: &Settings, load: &LoadOptions) -> Result<Setup, SessionError> {
@@ -129,7 +163,10 @@ pub fn start(
         ..req.settings
     }
     .frozen();
-    let s = setup(&settings, load)?;
+    let mut s = setup(&settings, load)?;
+    if let Some(sh) = &req.shard {
+        s = s.only(&sh.shard, &settings)?;
+    }
     let held = req.drift.held(&s.inventory.hosts)?;
     let plan = crate::plan::for_inventory(
         &s.set,
@@ -143,8 +180,74 @@ pub fn start(
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
     ensure_new(&journal)?;
-    observer.begin(plan.stages.iter().map(|st| st.info.size).sum());
-    drive(&settings, s, journal, Mode::Start(Box::new(plan)), observer)
+    // One of several controllers: lead the shard first (standing by while another does),
+    // then start it, or carry on from etcd's journal where the last leader stopped.
+    let led = match &req.shard {
+        Some(sh) => Some(lead_shard(sh, &plan, &s.inventory, observer.as_ref())?),
+        None => None,
+    };
+    let journal = match &led {
+        Some(l) => journal.adopt(&l.records)?,
+        None => journal,
+    };
+    let led = match led {
+        Some(l) if !l.records.is_empty() => l,
+        led => {
+            observer.begin(plan.stages.iter().map(|st| st.info.size).sum());
+            return drive(
+                &settings,
+                s,
+                journal,
+                Mode::Start(Box::new(plan)),
+                observer,
+                led,
+            );
+        }
+    };
+    // Taken over: the settings `resume` needs, then on from the last leader's record. A
+    // rollout that is no longer running (paused, finished) is reported, not resumed.
+    settings.save(dir)?;
+    let st = RolloutState::fold(journal.records());
+    if st.phase != Phase::Running {
+        return Ok(Status::of(&st, &initial_kernels(&s.inventory), dir));
+    }
+    observer.begin(st.planned_hosts());
+    drive(
+        &settings,
+        s,
+        journal,
+        Mode::Resume(ResumeRequest::default()),
+        observer,
+        Some(led),
+    )
+}
+
+/// Campaigns for the shard of `sh` in the rollout's name, standing by until elected.
+fn lead_shard(
+    sh: &super::shard::ShardRequest,
+    plan: &crate::plan::Plan,
+    inventory: &Inventory,
+    observer: &dyn Observer,
+) -> Result<super::shard::Led, SessionError> {
+    let rollout = sh.rollout.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            plan.target_kernel,
+            inventory.hash.chars().take(12).collect::<String>()
+        )
+    });
+    let me = format!(
+        "pid {} on {}",
+        std::process::id(),
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "this machine".into())
+    );
+    let led = super::shard::lead(sh, &rollout, &me, &|m| observer.note(m))?;
+    observer.note(&format!(
+        "leading shard `{}` of rollout `{rollout}` ({} journal record(s) in etcd)",
+        led.shard.name(),
+        led.records.len()
+    ));
+    Ok(led)
 }
 
 /// Resumes the rollout in `dir` (paused, or interrupted by a crash).
@@ -164,7 +267,14 @@ pub fn resume(
     let journal = Journal::open(dir)?;
     let s = setup(&settings, load)?;
     observer.begin(RolloutState::fold(journal.records()).planned_hosts());
-    drive(&settings, s, journal, Mode::Resume(req.clone()), observer)
+    drive(
+        &settings,
+        s,
+        journal,
+        Mode::Resume(req.clone()),
+        observer,
+        None,
+    )
 }
 
 impl ResumeRequest {
@@ -200,7 +310,14 @@ pub fn rollback(
     let settings = Settings::load(dir)?;
     let journal = Journal::open(dir)?;
     let s = setup(&settings, load)?;
-    drive(&settings, s, journal, Mode::Rollback(req.clone()), observer)
+    drive(
+        &settings,
+        s,
+        journal,
+        Mode::Rollback(req.clone()),
+        observer,
+        None,
+    )
 }
 
 enum Mode {
@@ -263,7 +380,9 @@ fn drive(
     journal: Journal,
     mode: Mode,
     observer: Arc<dyn Observer>,
+    led: Option<super::shard::Led>,
 ) -> Result<Status, SessionError> {
+    let mut journal = journal;
     let dir = journal.dir().to_path_buf();
     if journal.recovery().torn_bytes > 0 {
         tracing::warn!(
@@ -307,8 +426,28 @@ fn drive(
                 source,
             })?;
     }
+    let fence: &dyn crate::coord::Fence = match &led {
+        Some(l) => {
+            let obs = Arc::clone(&observer);
+            journal.set_mirror(Box::new(super::shard::EtcdMirror {
+                session: Arc::clone(&l.session),
+                leader: l.leader.clone(),
+                shard: l.shard.name(),
+                waiting: Box::new(move |m: &str| obs.note(m)),
+            }));
+            l.session.as_ref()
+        }
+        None => &crate::coord::Unfenced,
+    };
+    let obs = Arc::clone(&observer);
+    let fence = &crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
+    let fenced = crate::coord::FencedExecutor {
+        inner: &exec as &dyn Executor,
+        fence,
+    };
     let io = Io {
-        exec: &exec as &dyn Executor,
+        exec: &fenced as &dyn Executor,
+        fence,
         clock: &clock as &dyn Clock,
         alerts: &alerts,
         policies: s.store.as_ref() as &dyn PolicySource,

@@ -399,6 +399,7 @@ pub fn run(
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec as &dyn crate::probe::HttpProbe,
         oob: &exec as &dyn crate::exec::oob::OutOfBand,
+        fence: &crate::coord::Unfenced,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),

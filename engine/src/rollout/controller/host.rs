@@ -231,6 +231,9 @@ impl<'a> Controller<'a> {
     }
 
     pub(super) fn run_one(&self, host: &Host, c: &CommandSpec, clock: &dyn Clock) -> StepResult {
+        if let Err(e) = self.fenced() {
+            return Err(format!("`{}` not sent: {e}", c.label()).into());
+        }
         if let Some(url) = c.controller_url() {
             let got = self.io.http.get(host, url, c.timeout(), clock);
             return match c.judge_answer(got) {

@@ -144,6 +144,9 @@ pub struct Io<'a> {
     pub http: &'a dyn crate::probe::HttpProbe,
     /// Commands run on the controller for a host: `recover(host)`.
     pub oob: &'a dyn crate::exec::oob::OutOfBand,
+    /// Whether this controller may issue host commands now: its lease, when controllers run
+    /// per shard ([`crate::coord::etcd::Session`]); [`crate::coord::Unfenced`] alone.
+    pub fence: &'a dyn crate::coord::Fence,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +182,9 @@ pub enum ControllerError {
     Policy(#[from] PolicyError),
     #[error("{0}")]
     Invalid(String),
+    /// The lease that let this controller act is gone: another controller may lead its shard.
+    #[error("this controller may no longer act on hosts: {0}")]
+    Fenced(#[from] crate::coord::FenceError),
     #[error("cannot write `{}`: {source}", path.display())]
     Io {
         path: PathBuf,

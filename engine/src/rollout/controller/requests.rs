@@ -170,9 +170,20 @@ impl<'a> Controller<'a> {
 
     /// Whether hosts must stop at their next step boundary. Takes pending operator requests.
     pub(super) fn halted(&self, clock: &dyn Clock) -> Result<bool, ControllerError> {
+        if let Err(e) = self.fenced() {
+            self.halt.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
         if let Some(req) = self.io.control.take() {
             self.apply_request(req, clock)?;
         }
         Ok(self.halt.load(Ordering::SeqCst))
+    }
+
+    /// Waits while the fence is closed but may reopen (etcd unreachable, a renewal overdue),
+    /// and errs once the lease is gone. Asked before each step and each host command: a
+    /// controller cut off from etcd sends nothing until etcd confirms its lease again.
+    pub(super) fn fenced(&self) -> Result<(), crate::coord::FenceError> {
+        crate::coord::wait_open(self.io.fence)
     }
 }

@@ -145,6 +145,7 @@ fn sim_io<'a>(
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: exec,
         oob: exec,
+        fence: &crate::coord::Unfenced,
     }
 }
 

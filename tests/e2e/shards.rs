@@ -1,0 +1,301 @@
+//! Controllers per shard over a real 3-member etcd cluster and real loopback sshd hosts:
+//! two controllers for one shard, one acting; the leader killed (SIGKILL) or frozen (SIGSTOP)
+//! past its lease, and the other taking over without touching a host twice.
+
+use crate::etcd::EtcdCluster;
+use crate::rollout::{Lab, NO_BENCH, TARGET};
+use crate::support::bin;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const TTL_SECS: u64 = 3;
+
+/// One controller of the lab's shard (`datacenter=lo`: every lab host), with its own state
+/// directory, as on a machine of its own; its JSON lines go to `out`.
+fn controller(lab: &Lab, etcd: &EtcdCluster, state: &Path, out: &Path) -> Child {
+    baking(lab, etcd, state, out, 0)
+}
+
+/// As [`controller`], with bakes of `bake` seconds, so the rollout outlasts what a test does
+/// to etcd meanwhile.
+fn baking(lab: &Lab, etcd: &EtcdCluster, state: &Path, out: &Path, bake: u64) -> Child {
+    let mut args = lab.start_args(&[
+        "--etcd",
+        &etcd.endpoints().join(","),
+        "--shard",
+        "datacenter=lo",
+        "--lease-ttl",
+        &TTL_SECS.to_string(),
+        "--rollout-id",
+        "lab",
+    ]);
+    let at = args.iter().position(|a| a == "--state-dir").unwrap();
+    args[at + 1] = state.display().to_string();
+    let at = args.iter().position(|a| a == "--bake").unwrap();
+    args[at + 1] = bake.to_string();
+    Command::new(bin())
+        .args(&args)
+        .env("XDG_STATE_HOME", crate::support::state_home())
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn journal(state: &Path) -> Vec<Value> {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(state: &Path, kind: &str) -> usize {
+    journal(state)
+        .iter()
+        .filter(|r| r["event"]["type"] == kind)
+        .count()
+}
+
+fn text(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Waits up to `limit` for `f`, failing with `what` and `context()`.
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < limit,
+            "{what} within {limit:?}: {}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Pair {
+    a: PathBuf,
+    b: PathBuf,
+    a_out: PathBuf,
+    b_out: PathBuf,
+}
+
+impl Pair {
+    fn new(lab: &Lab) -> Pair {
+        let base = lab.fleet.dir.path();
+        Pair {
+            a: base.join("controller-a"),
+            b: base.join("controller-b"),
+            a_out: base.join("a.jsonl"),
+            b_out: base.join("b.jsonl"),
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "\n--- a ---\n{}{}\n--- b ---\n{}{}",
+            text(&self.a_out),
+            text(&self.a_out.with_extension("err")),
+            text(&self.b_out),
+            text(&self.b_out.with_extension("err"))
+        )
+    }
+}
+
+/// Starts `a`, then `b` once `a` leads; returns when `b` stands by and `a` finished `done`
+/// hosts, having checked that `b` recorded nothing.
+fn leader_and_standby(lab: &Lab, etcd: &EtcdCluster, p: &Pair, done: usize) -> (Child, Child) {
+    let a = controller(lab, etcd, &p.a, &p.a_out);
+    wait_for(
+        Duration::from_secs(60),
+        "a leads",
+        || text(&p.a_out).contains("leading shard"),
+        || p.context(),
+    );
+    let b = controller(lab, etcd, &p.b, &p.b_out);
+    wait_for(
+        Duration::from_secs(30),
+        "b stands by",
+        || text(&p.b_out).contains("standing by"),
+        || p.context(),
+    );
+    wait_for(
+        Duration::from_secs(120),
+        "a finishes its hosts",
+        || count(&p.a, "host_done") >= done,
+        || p.context(),
+    );
+    assert!(journal(&p.b).is_empty(), "b acted while standing by");
+    (a, b)
+}
+
+/// Every host updated, each rebooted exactly once, whichever controller did it.
+fn every_host_updated_once(lab: &Lab) {
+    for h in lab.names() {
+        assert_eq!(lab.reboots(&h), 1, "{h} rebooted {} times", lab.reboots(&h));
+        assert_eq!(lab.kernel(&h), TARGET, "{h}");
+    }
+}
+
+#[test]
+fn of_two_controllers_for_one_shard_one_acts_and_a_kill_9_of_the_leader_hands_over_within_the_ttl()
+{
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let p = Pair::new(&lab);
+    let (mut a, mut b) = leader_and_standby(&lab, &etcd, &p, 2);
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let killed = Instant::now();
+    let a_records = journal(&p.a);
+    wait_for(
+        Duration::from_secs(TTL_SECS * 4),
+        "b takes over",
+        || text(&p.b_out).contains("leading shard"),
+        || p.context(),
+    );
+    let took = killed.elapsed();
+    // etcd ends the lease at its TTL (checking every 500 ms); b's campaign answers then, and
+    // b reads the journal before it says so. Slack for a loaded machine.
+    assert!(
+        took <= Duration::from_secs(TTL_SECS + 3),
+        "took over after {took:?}"
+    );
+    let status = b.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.context());
+    // b carried a's journal on: a's records are the start of b's, record for record.
+    let b_records = journal(&p.b);
+    assert!(b_records.len() > a_records.len());
+    for (x, y) in a_records.iter().zip(&b_records) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(count(&p.b, "recovered"), 1, "b recovered a's crash once");
+    assert_eq!(count(&p.b, "completed"), 1);
+    every_host_updated_once(&lab);
+}
+
+#[test]
+fn a_leader_frozen_past_its_lease_touches_no_host_when_continued() {
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let p = Pair::new(&lab);
+    let (mut a, mut b) = leader_and_standby(&lab, &etcd, &p, 1);
+    let pid = a.id().to_string();
+    let signal = |s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    wait_for(
+        Duration::from_secs(TTL_SECS * 4),
+        "b takes over from the frozen a",
+        || text(&p.b_out).contains("leading shard"),
+        || p.context(),
+    );
+    let frozen_records = journal(&p.a).len();
+    signal("-CONT");
+    let status = a.wait().unwrap();
+    // a wakes with its lease gone: it records nothing more and stops with why.
+    assert_ne!(status.code(), Some(0), "{}", p.context());
+    assert_eq!(
+        journal(&p.a).len(),
+        frozen_records,
+        "a recorded after waking"
+    );
+    let why = format!("{}{}", text(&p.a_out), text(&p.a_out.with_extension("err")));
+    assert!(
+        why.contains("lease") || why.contains("no longer the leader"),
+        "{why}"
+    );
+    let status = b.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.context());
+    every_host_updated_once(&lab);
+}
+
+#[test]
+fn with_one_etcd_member_killed_mid_rollout_the_rollout_carries_on() {
+    let mut etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let p = Pair::new(&lab);
+    let mut a = baking(&lab, &etcd, &p.a, &p.a_out, 2);
+    wait_for(
+        Duration::from_secs(120),
+        "a finishes a host",
+        || count(&p.a, "host_done") >= 1,
+        || p.context(),
+    );
+    etcd.kill(0);
+    let status = a.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.context());
+    assert_eq!(count(&p.a, "completed"), 1);
+    every_host_updated_once(&lab);
+}
+
+#[test]
+fn with_etcd_lost_the_controller_sends_nothing_says_why_and_resumes_when_it_returns() {
+    let mut etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let p = Pair::new(&lab);
+    let mut a = baking(&lab, &etcd, &p.a, &p.a_out, 3);
+    wait_for(
+        Duration::from_secs(120),
+        "a finishes a host",
+        || count(&p.a, "host_done") >= 1,
+        || p.context(),
+    );
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    let lost = jiff::Timestamp::now().as_second();
+    // Renewals every 1 s, each answer awaited 0.5 s: the fence is shut within 1.5 s. The
+    // stand-in logs whole seconds when a command reaches it, and a command let through just
+    // before may take a loaded machine's ssh a while: nothing may be logged from 5 s on.
+    std::thread::sleep(Duration::from_secs(10));
+    let sent: Vec<(String, i64, String)> = lab
+        .names()
+        .into_iter()
+        .flat_map(|h| {
+            lab.commands(&h)
+                .into_iter()
+                .filter(|(t, _)| *t >= lost + 5)
+                .map(move |(t, c)| (h.clone(), t, c))
+        })
+        .collect();
+    assert!(sent.is_empty(), "sent with etcd gone: {sent:?}");
+    let said = text(&p.a_out);
+    assert!(
+        said.contains("host commands held until etcd confirms the lease")
+            || said.contains("waiting for etcd"),
+        "{said}"
+    );
+    assert!(
+        a.try_wait().unwrap().is_none(),
+        "a gave up: {}",
+        p.context()
+    );
+    for i in 0..3 {
+        etcd.restart(i);
+    }
+    etcd.wait_all_healthy();
+    let status = a.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.context());
+    assert_eq!(count(&p.a, "completed"), 1);
+    let said = text(&p.a_out);
+    assert!(
+        !said.contains("host commands held") || said.contains("host commands resume"),
+        "{said}"
+    );
+    every_host_updated_once(&lab);
+}
