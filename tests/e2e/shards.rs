@@ -164,6 +164,7 @@ fn of_two_controllers_for_one_shard_one_acts_and_a_kill_9_of_the_leader_hands_ov
         || p.context(),
     );
     let took = killed.elapsed();
+    eprintln!("takeover after kill -9: {took:?} (lease TTL {TTL_SECS} s)");
     // etcd ends the lease at its TTL (checking every 500 ms); b's campaign answers then, and
     // b reads the journal before it says so. Slack for a loaded machine.
     assert!(
