@@ -1111,9 +1111,12 @@ fn policy_edits_are_hot_reloaded_mid_rollout_and_the_journal_names_each_decision
     args.retain(|a| a != "--no-watch");
     let bake = args.iter().position(|a| a == "--bake").unwrap();
     args[bake + 1] = "4".into();
-    let child = Command::new(bin())
+    // stdout to a file, read while the controller runs: the good save must wait until the
+    // broken one was seen.
+    let stdout = lab.fleet.dir.path().join("hot-reload.jsonl");
+    let mut child = Command::new(bin())
         .args(&args)
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -1142,11 +1145,25 @@ fn policy_edits_are_hot_reloaded_mid_rollout_and_the_journal_names_each_decision
     let gates = lab.policies.join("gates.rhai");
     let good = std::fs::read_to_string(&gates).unwrap();
     std::fs::write(&gates, "fn gate(w) {\n    let v = verdict(\n}\n").unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // Finding (full suite under load): a good save 600 ms later could land before the
+    // watcher read the broken one, which then was never seen. Wait for its refusal (a bound
+    // on a hung watcher, not a timing assertion).
+    let seen = Instant::now();
+    while !std::fs::read_to_string(&stdout)
+        .unwrap_or_default()
+        .contains("policy reload failed")
+    {
+        assert!(
+            seen.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none(),
+            "the broken save was not refused: {}",
+            std::fs::read_to_string(&stdout).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // ...and a good one goes live from the next decision.
     std::fs::write(&gates, format!("{good}\n// tightened by the on-call\n")).unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = std::fs::read_to_string(&stdout).unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
