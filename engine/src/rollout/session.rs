@@ -377,12 +377,11 @@ fn watch(store: &PolicyStore, observer: &dyn Observer) -> Result<(), SessionErro
 fn drive(
     settings: &Settings,
     s: Setup,
-    journal: Journal,
+    mut journal: Journal,
     mode: Mode,
     observer: Arc<dyn Observer>,
     led: Option<super::shard::Led>,
 ) -> Result<Status, SessionError> {
-    let mut journal = journal;
     let dir = journal.dir().to_path_buf();
     if journal.recovery().torn_bytes > 0 {
         tracing::warn!(
