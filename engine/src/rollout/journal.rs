@@ -90,6 +90,45 @@ fn io(dir: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
     }
 }
 
+/// How long `open` waits for a lock this very process holds (see `take_lock`).
+const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the state directory's exclusive lock, or says who holds it.
+///
+/// The lock (`flock`) belongs to the open file, which a child process shares from its fork
+/// until its `exec` closes it. A journal this process dropped can so stay locked for a moment
+/// while another thread starts a command, and a reopen would be refused with this process
+/// named as the holder. A lock held by this process is therefore retried for `OWN_LOCK_WAIT`;
+/// one held by another process is refused at once.
+fn take_lock(lock: &mut File, dir: &Path) -> Result<(), JournalError> {
+    let ours = format!("pid {}", std::process::id());
+    let deadline = std::time::Instant::now() + OWN_LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.seek(SeekFrom::Start(0));
+                let _ = lock.read_to_string(&mut holder);
+                let holder = holder.trim();
+                if holder == ours && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                return Err(JournalError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.to_string()
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(dir)(e)),
+        }
+    }
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, taking the exclusive lock and reading
     /// every record.
@@ -103,23 +142,9 @@ impl Journal {
             .truncate(false)
             .open(&lock_path)
             .map_err(io(dir))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = lock.read_to_string(&mut holder);
-                return Err(JournalError::Locked {
-                    dir: dir.to_path_buf(),
-                    holder: if holder.trim().is_empty() {
-                        "unknown process".into()
-                    } else {
-                        holder.trim().to_string()
-                    },
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(dir)(e)),
-        }
+        take_lock(&mut lock, dir)?;
         lock.set_len(0).map_err(io(dir))?;
+        lock.seek(SeekFrom::Start(0)).map_err(io(dir))?;
         write!(lock, "pid {}", std::process::id()).map_err(io(dir))?;
         lock.sync_data().map_err(io(dir))?;
 
@@ -342,6 +367,27 @@ mod tests {
         Event::Paused {
             reason: "test".into(),
         }
+    }
+
+    /// Finding (CI, stop 39): a crash test reopened a journal it had just dropped and was
+    /// refused, "held by another controller (pid N)", N being the test process itself: another
+    /// test's thread had forked a command, and the child shared the lock until its `exec`. A
+    /// duplicate of the lock's file stands in for that child here.
+    #[test]
+    fn a_lock_shared_for_a_moment_by_a_forked_child_does_not_refuse_the_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let child = j._lock.try_clone().unwrap();
+        drop(j);
+        let exec = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(child);
+        });
+        let j = Journal::open(dir.path()).unwrap();
+        exec.join().unwrap();
+        let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(holder, format!("pid {}", std::process::id()));
+        drop(j);
     }
 
     #[test]
