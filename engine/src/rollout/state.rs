@@ -20,8 +20,9 @@ pub struct HostState {
     pub reboots: u32,
     /// The boot id before the reboot, to verify it changed.
     pub boot_id_before: Option<String>,
-    /// When the reboot was issued (RFC 3339, the journal time of `reboot_issued`): the wait
-    /// for the host to come back is anchored here, across restarts.
+    /// When the reboot last went out (RFC 3339, the journal time of `reboot_issued`, or of
+    /// the `recovered` record of a recovery that sent it again): the wait for the host to
+    /// come back is anchored here, across restarts.
     pub reboot_at: Option<String>,
     /// A recovery sent the reboot again through the one-shot wrapper.
     pub reboot_resent: bool,
@@ -339,6 +340,12 @@ impl RolloutState {
         }
         if let Event::RebootIssued { host, .. } = &r.event {
             self.host(host).transition().reboot_at = Some(r.at.clone());
+        }
+        if let Event::Recovered { reboots_resent, .. } = &r.event {
+            // A reboot sent again after a crash is waited for from when it was sent.
+            for h in reboots_resent {
+                self.host(h).transition().reboot_at = Some(r.at.clone());
+            }
         }
         if let Event::RecoverIssued { host, wait, .. } = &r.event {
             self.host(host).transition().recover_at = Some((r.at.clone(), *wait));
@@ -880,7 +887,8 @@ mod tests {
         ];
         let s = RolloutState::fold(&records);
         let a = &s.hosts["a"];
-        assert_eq!(a.reboot_at.as_deref(), Some("2026-12-07T14:00:00Z"));
+        // Sent again by the recovery: waited for from then.
+        assert_eq!(a.reboot_at.as_deref(), Some("2026-12-07T14:05:00Z"));
         assert!(a.reboot_resent);
         assert_eq!(s.recoveries.len(), 1);
         assert_eq!(s.recoveries[0].at, "2026-12-07T14:05:00Z");

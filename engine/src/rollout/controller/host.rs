@@ -31,7 +31,7 @@ pub(super) fn tail(text: &str, n: usize) -> String {
 
 /// When the wait for a rebooted host ends: the journal time of its `reboot_issued` plus the
 /// policy's timeout (now plus the timeout only if that time is unreadable).
-pub(super) fn wait_deadline(hs: &HostState, steps: &Steps, clock: &dyn Clock) -> jiff::Timestamp {
+fn wait_deadline(hs: &HostState, steps: &Steps, clock: &dyn Clock) -> jiff::Timestamp {
     let timeout = jiff::SignedDuration::from_secs(steps.wait_up.timeout as i64);
     let from = hs
         .reboot_at
@@ -55,6 +55,20 @@ fn wait_window(
         ))
         .unwrap_or(deadline);
     (issued, deadline)
+}
+
+/// The wait for a reboot sent now: from now to now plus the policy's timeout.
+fn fresh_window(steps: &Steps, clock: &dyn Clock) -> (jiff::Timestamp, jiff::Timestamp) {
+    let now = clock.now();
+    let timeout = jiff::SignedDuration::from_secs(steps.wait_up.timeout as i64);
+    (now, now.checked_add(timeout).unwrap_or(now))
+}
+
+/// What [`Controller::resend_if_unsent`] did: a note for the host's record, and whether it
+/// sent the reboot just now.
+struct Resent {
+    note: String,
+    sent_now: bool,
 }
 
 /// A finished command against its `expect`: its output for the record, or why it failed.
@@ -502,7 +516,7 @@ impl<'a> Controller<'a> {
             return Ok(Err("no boot id was recorded before the reboot".into()));
         };
         let w = &steps.wait_up;
-        let (issued, deadline) = wait_window(hs, steps, clock);
+        let (mut issued, mut deadline) = wait_window(hs, steps, clock);
         // A recovery issued before a restart is never issued again: wait out what is left.
         if let Some((at, wait)) = &hs.recover_at {
             return Ok(self.wait_after_recover(
@@ -515,7 +529,11 @@ impl<'a> Controller<'a> {
                 clock,
             ));
         }
-        let resent = self.resend_if_unsent(host, steps, hs, &before, deadline, clock);
+        let resent = self.resend_if_unsent(host, steps, hs, &before, clock);
+        if resent.sent_now {
+            (issued, deadline) = fresh_window(steps, clock);
+        }
+        let resent = resent.note;
         let now = clock.now();
         if now < deadline {
             let left = deadline.duration_since(now).unsigned_abs();
@@ -536,30 +554,37 @@ impl<'a> Controller<'a> {
     /// A crash between `RebootIssued` and the reboot's answer leaves it unknown whether the
     /// reboot reached the host. The recovery sends it again through the one-shot wrapper when
     /// the host still runs the old boot; where it could not look, this does: it reboots only
-    /// if the first one never arrived. Never past the deadline. What was done, for the record.
+    /// if the first one never arrived, and says whether it sent it now (whose wait then starts
+    /// afresh, the first one's deadline being no measure of it). What was done, for the record.
     fn resend_if_unsent(
         &self,
         host: &Host,
         steps: &Steps,
         hs: &HostState,
         before: &str,
-        deadline: jiff::Timestamp,
         clock: &dyn Clock,
-    ) -> String {
+    ) -> Resent {
+        let note = |note: String, sent_now| Resent { note, sent_now };
         if hs.reboot_resent {
-            return "; the reboot was sent again after a restart".into();
+            return note("; the reboot was sent again after a restart".into(), false);
         }
-        if hs.done_step < Some(Step::Reboot) && clock.now() < deadline {
+        if hs.done_step < Some(Step::Reboot) {
             if let Ok(id) = self.probe(host, &steps.probe.boot_id, steps.probe.timeout, clock) {
                 if id == before {
                     return match self.send_reboot(host, steps, before, clock) {
-                        Ok(o) => format!("; the reboot was sent again after a restart ({o})"),
-                        Err(e) => format!("; sending the reboot again after a restart failed: {e}"),
+                        Ok(o) => note(
+                            format!("; the reboot was sent again after a restart ({o})"),
+                            true,
+                        ),
+                        Err(e) => note(
+                            format!("; sending the reboot again after a restart failed: {e}"),
+                            false,
+                        ),
                     };
                 }
             }
         }
-        String::new()
+        note(String::new(), false)
     }
 
     /// The update's reboot of a host a rollback takes before that reboot was seen through:
@@ -577,8 +602,12 @@ impl<'a> Controller<'a> {
         let Some(before) = update.boot_id_before.as_deref() else {
             return;
         };
-        let (issued, deadline) = wait_window(update, steps, clock);
-        let resent = self.resend_if_unsent(host, steps, update, before, deadline, clock);
+        let (mut issued, mut deadline) = wait_window(update, steps, clock);
+        let resent = self.resend_if_unsent(host, steps, update, before, clock);
+        if resent.sent_now {
+            (issued, deadline) = fresh_window(steps, clock);
+        }
+        let resent = resent.note;
         match self.poll_boot(host, steps, before, issued, deadline, &resent, clock) {
             Ok(up) => tracing::info!("{}: its update's reboot is through: {up}", host.name),
             Err(last) => tracing::warn!(

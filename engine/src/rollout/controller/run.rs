@@ -237,8 +237,11 @@ impl<'a> Controller<'a> {
                     });
                     let unanswered = hs.reboots > 0 && hs.done_step < Some(Step::Reboot);
                     let before = hs.boot_id_before.clone().unwrap_or_default();
-                    let open = clock.now() < host::wait_deadline(&hs, &steps, clock);
-                    if unanswered && boot_id == before && open {
+                    // Past the wait's deadline too: a host up on the boot it had when the
+                    // reboot was recorded never rebooted, and the one-shot wrapper makes a
+                    // second send of a reboot that did arrive a no-op. The `recovered` record
+                    // starts the resent reboot's wait afresh.
+                    if unanswered && boot_id == before {
                         let o = self.send_reboot(host, &steps, &before, clock);
                         self.io.observer.note(&format!(
                             "host `{name}`: the reboot issued before the crash was sent again through the one-shot wrapper ({})",
