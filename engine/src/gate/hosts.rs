@@ -276,7 +276,9 @@ pub fn estimate_with(
     if let Some(p) = pooled {
         (resid, df) = (p.ss, p.df);
     }
-    if df < 1.0 {
+    // Degrees of freedom may be fractional: a moderated variance borrows the prior's, which
+    // groups whose spreads differ widely make worth less than one (limma's moderated t).
+    if !(df > 0.0 && df.is_finite()) {
         return Err(NoEstimate::NoVariance);
     }
     let effect = num / weights;
@@ -284,6 +286,9 @@ pub fn estimate_with(
     let se = (s2 / weights).sqrt();
     let t = StudentsT::new(0.0, 1.0, df).map_err(|_| NoEstimate::NoVariance)?;
     let crit = t.inverse_cdf(1.0 - alpha / 2.0);
+    if !crit.is_finite() || !se.is_finite() {
+        return Err(NoEstimate::NoVariance);
+    }
     let p_value = if se > 0.0 {
         (2.0 * t.sf((effect / se).abs())).clamp(0.0, 1.0)
     } else if effect == 0.0 {
@@ -529,6 +534,36 @@ mod tests {
         assert!(p.df.is_finite() && p.df < 10.0, "{p:?}");
         let m = moderated(groups[7], p);
         assert!(m.ss / m.df > 10.0, "{m:?}");
+    }
+
+    /// Finding (e2e, a one-shot boot test, 1 run in 2): the canary gate was inconclusive on
+    /// "one host per side: no spread to test against" for a group of one canary and one
+    /// control. Its moderated variance is all prior, and groups whose spreads differed widely
+    /// had made the prior worth 0.6 degrees of freedom, which the test refused as fewer than
+    /// one. The variance it borrows is a real one: the test runs on its fractional degrees of
+    /// freedom, cautious as they make it, and says what it saw.
+    #[test]
+    fn finding_a_group_with_one_host_per_side_borrows_a_prior_worth_under_one_df() {
+        let groups: Vec<Residual> = [0.001, 50.0, 0.02, 9.0, 0.3, 200.0]
+            .iter()
+            .map(|s| r(s * 2.0, 2.0))
+            .collect();
+        let p = prior(&groups);
+        assert!(p.df > 0.0 && p.df < 1.0, "{p:?}");
+        let m = moderated(r(0.0, 0.0), p);
+        assert!(m.df > 0.0 && m.df < 1.0, "{m:?}");
+        let e = estimate_with(&[stratum(&[1.3], &[1.0])], Some(m), 0.05, 0.8).expect("estimate");
+        assert_eq!(e.df, m.df);
+        assert!((e.effect - 0.3).abs() < 1e-12, "{e:?}");
+        // Cautious: a wide interval, a large p-value, an MDE far above the effect.
+        assert!(e.low < 0.0 && e.high > 0.6, "{e:?}");
+        assert!(e.p_value > 0.5 && e.p_value <= 1.0, "{e:?}");
+        assert!(e.mde.is_finite() && e.mde > 1.0, "{e:?}");
+        // With no degrees of freedom anywhere there is still nothing to test against.
+        assert_eq!(
+            estimate_with(&[stratum(&[1.3], &[1.0])], Some(r(0.0, 0.0)), 0.05, 0.8).err(),
+            Some(NoEstimate::NoVariance)
+        );
     }
 
     #[test]
