@@ -21,11 +21,23 @@ fn controller(lab: &Lab, etcd: &EtcdCluster, state: &Path, out: &Path) -> Child 
 /// As [`controller`], with bakes of `bake` seconds, so the rollout outlasts what a test does
 /// to etcd meanwhile.
 fn baking(lab: &Lab, etcd: &EtcdCluster, state: &Path, out: &Path, bake: u64) -> Child {
+    of_shard(lab, etcd, "datacenter=lo", state, out, bake)
+}
+
+/// A controller of `shard`, as [`baking`].
+fn of_shard(
+    lab: &Lab,
+    etcd: &EtcdCluster,
+    shard: &str,
+    state: &Path,
+    out: &Path,
+    bake: u64,
+) -> Child {
     let mut args = lab.start_args(&[
         "--etcd",
         &etcd.endpoints().join(","),
         "--shard",
-        "datacenter=lo",
+        shard,
         "--lease-ttl",
         &TTL_SECS.to_string(),
         "--rollout-id",
@@ -299,4 +311,95 @@ fn with_etcd_lost_the_controller_sends_nothing_says_why_and_resumes_when_it_retu
         "{said}"
     );
     every_host_updated_once(&lab);
+}
+
+/// Each host's time in flight, from its journal: from its first step to its last record.
+fn in_flight(state: &Path) -> Vec<(String, jiff::Timestamp, jiff::Timestamp)> {
+    let mut spans: std::collections::BTreeMap<String, (jiff::Timestamp, jiff::Timestamp)> =
+        Default::default();
+    for r in journal(state) {
+        let Some(host) = r["event"]["host"].as_str() else {
+            continue;
+        };
+        let at: jiff::Timestamp = r["at"].as_str().unwrap().parse().unwrap();
+        match spans.get_mut(host) {
+            Some(s) => s.1 = at,
+            None if r["event"]["type"] == "step_started" => {
+                spans.insert(host.to_string(), (at, at));
+            }
+            None => {}
+        }
+    }
+    spans.into_iter().map(|(h, (a, b))| (h, a, b)).collect()
+}
+
+/// Two shards (`workload=web`, `workload=db`) whose hosts share racks, two to a rack, under
+/// the shipped `rack: #{ in_flight: 1 }`: each controller's own plan would update all four of
+/// its hosts at once (no two of its own share a rack), so only the limit shared through etcd
+/// keeps a rack's two hosts apart. Checked from the two journals: no two hosts of one rack
+/// were ever in flight together, and a host did wait for its rack.
+#[test]
+fn a_rack_limit_of_one_holds_across_two_shards_whose_hosts_share_racks() {
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    // Hosts 2k and 2k+1 (one web, one db: the lab's groups alternate) share rack k.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let mut k = 0;
+    let mut rack_of = std::collections::BTreeMap::new();
+    let lines: Vec<String> = inv
+        .lines()
+        .map(|l| match l.find("rack = \"r") {
+            Some(at) => {
+                let rest = &l[at + "rack = \"".len()..];
+                let end = rest.find('"').unwrap();
+                let rack = format!("r{:02}", k / 2);
+                let name = l.split('"').nth(1).unwrap().to_string();
+                rack_of.insert(name, rack.clone());
+                k += 1;
+                format!("{}rack = \"{rack}\"{}", &l[..at], &rest[end + 1..])
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    assert_eq!(k, 8, "{inv}");
+    std::fs::write(&lab.inventory, lines.join("\n") + "\n").unwrap();
+    let base = lab.fleet.dir.path();
+    let (web, db) = (base.join("web"), base.join("db"));
+    let (web_out, db_out) = (base.join("web.jsonl"), base.join("db.jsonl"));
+    let mut a = of_shard(&lab, &etcd, "workload=web", &web, &web_out, 0);
+    let mut b = of_shard(&lab, &etcd, "workload=db", &db, &db_out, 0);
+    let context = || {
+        format!(
+            "\n--- web ---\n{}{}\n--- db ---\n{}{}",
+            text(&web_out),
+            text(&web_out.with_extension("err")),
+            text(&db_out),
+            text(&db_out.with_extension("err"))
+        )
+    };
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    assert_eq!(sa.code(), Some(0), "{}", context());
+    assert_eq!(sb.code(), Some(0), "{}", context());
+    every_host_updated_once(&lab);
+    let mut spans = in_flight(&web);
+    spans.extend(in_flight(&db));
+    assert_eq!(spans.len(), 8, "{spans:?}");
+    for (i, (h, a0, a1)) in spans.iter().enumerate() {
+        for (g, b0, b1) in &spans[i + 1..] {
+            if rack_of[h] == rack_of[g] {
+                assert!(
+                    a1 < b0 || b1 < a0,
+                    "{h} ({a0} to {a1}) and {g} ({b0} to {b1}) share rack {} and were in flight together{}",
+                    rack_of[h],
+                    context()
+                );
+            }
+        }
+    }
+    let out = format!("{}{}", text(&web_out), text(&db_out));
+    assert!(
+        out.contains("waits for a slot of `rack=lo/r0"),
+        "no host waited for its rack: the test did not test the limit{}",
+        context()
+    );
 }

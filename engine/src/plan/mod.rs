@@ -321,6 +321,33 @@ fn scope_values(scope: &Scope, hosts: &[Host]) -> ScopeValues {
     ScopeValues { ids, totals }
 }
 
+/// The in-flight limits each host is under, for controllers that share them across shards:
+/// per host, `(name, slots)` for every `blast_radius()` scope with an `in_flight` amount, the
+/// name `SCOPE=VALUE` (`rack=ams1/r01`) and the slots that amount of the value's hosts in
+/// `hosts` (the whole fleet, not one shard). Sorted by name: a host takes its slots in that
+/// order, so two hosts waiting on each other's slots cannot both hold one the other needs.
+pub fn in_flight_slots(
+    blast: &[ScopeLimit],
+    hosts: &[Host],
+) -> std::collections::BTreeMap<String, Vec<(String, usize)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(String, usize)>> = Default::default();
+    for l in blast {
+        let Some(amount) = l.in_flight else { continue };
+        let values = scope_values(&l.scope, hosts);
+        for (h, id) in hosts.iter().zip(&values.ids) {
+            let total = values.totals.get(*id as usize).copied().unwrap_or(1);
+            let name = format!("{}={}", l.scope, l.scope.value_of(h));
+            out.entry(h.name.clone())
+                .or_default()
+                .push((name, amount.of(total)));
+        }
+    }
+    for slots in out.values_mut() {
+        slots.sort();
+    }
+    out
+}
+
 /// Plans a rollout.
 pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, PlanError> {
     let hosts = req.hosts;

@@ -707,3 +707,51 @@ fn finding_auto_without_a_baseline_took_whole_small_groups_as_canaries() {
         expect_test::expect!["1 canaries, 0 controls: no baseline to size from: the cap, 1"],
     );
 }
+
+/// Controllers per shard share the fleet's in-flight limits: each host's slots, named by
+/// scope and value, sized from the whole fleet's hosts of that value.
+#[test]
+fn in_flight_slots_name_each_limit_and_size_it_from_the_whole_fleet() {
+    let hosts = vec![
+        host("a", "r750", "web", "ams1", "r01"),
+        host("b", "r750", "db", "ams1", "r01"),
+        host("c", "r750", "db", "ams1", "r02"),
+        host("d", "r640", "db", "fra1", "r01"),
+    ];
+    let blast = vec![
+        ScopeLimit {
+            scope: Scope::Rack,
+            in_flight: Some(Amount::Count(1)),
+            per_wave: None,
+        },
+        ScopeLimit {
+            scope: Scope::Workload,
+            in_flight: Some(Amount::Percent { percent: 70.0 }),
+            per_wave: None,
+        },
+        // A per-wave limit is the planner's alone.
+        ScopeLimit {
+            scope: Scope::Datacenter,
+            in_flight: None,
+            per_wave: Some(Amount::Count(1)),
+        },
+    ];
+    let slots = in_flight_slots(&blast, &hosts);
+    let show: Vec<String> = slots
+        .iter()
+        .map(|(h, s)| {
+            let s: Vec<String> = s.iter().map(|(n, k)| format!("{n}:{k}")).collect();
+            format!("{h} {}", s.join(" "))
+        })
+        .collect();
+    assert_eq!(
+        show,
+        [
+            "a rack=ams1/r01:1 workload=web:1",
+            "b rack=ams1/r01:1 workload=db:2",
+            "c rack=ams1/r02:1 workload=db:2",
+            "d rack=fra1/r01:1 workload=db:2",
+        ]
+    );
+    assert!(in_flight_slots(&[], &hosts).is_empty());
+}

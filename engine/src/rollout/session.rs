@@ -164,8 +164,15 @@ pub fn start(
     }
     .frozen();
     let mut s = setup(&settings, load)?;
+    // The in-flight limits a shard shares are sized from the whole fleet, before it keeps
+    // only its own hosts.
+    let mut shared = std::collections::BTreeMap::new();
     if let Some(sh) = &req.shard {
+        use crate::plan::RolloutRules;
+        let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
+        shared = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
         s = s.only(&sh.shard, &settings)?;
+        shared.retain(|h, _| s.fleet.host(h).is_some());
     }
     let held = req.drift.held(&s.inventory.hosts)?;
     let plan = crate::plan::for_inventory(
@@ -183,7 +190,11 @@ pub fn start(
     // One of several controllers: lead the shard first (standing by while another does),
     // then start it, or carry on from etcd's journal where the last leader stopped.
     let led = match &req.shard {
-        Some(sh) => Some(lead_shard(sh, &plan, &s.inventory, observer.as_ref())?),
+        Some(sh) => {
+            let mut led = lead_shard(sh, &plan, &s.inventory, observer.as_ref())?;
+            led.limits = shared;
+            Some(led)
+        }
         None => None,
     };
     let journal = match &led {
@@ -438,6 +449,13 @@ fn drive(
         }
         None => &crate::coord::Unfenced,
     };
+    let etcd_limits = led.as_ref().map(|l| {
+        super::shard::EtcdLimits::new(Arc::clone(&l.session), l.leader.clone(), l.limits.clone())
+    });
+    let limits: &dyn super::controller::Limits = match &etcd_limits {
+        Some(l) => l,
+        None => &super::controller::Unshared,
+    };
     let obs = Arc::clone(&observer);
     let fence = &crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
     let fenced = crate::coord::FencedExecutor {
@@ -447,6 +465,7 @@ fn drive(
     let io = Io {
         exec: &fenced as &dyn Executor,
         fence,
+        limits,
         clock: &clock as &dyn Clock,
         alerts: &alerts,
         policies: s.store.as_ref() as &dyn PolicySource,

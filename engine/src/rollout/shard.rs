@@ -2,12 +2,15 @@
 //! by while another leads; the shard's journal lives in etcd, each record written by a
 //! transaction fenced by the leader's key, and the leader's local journal is a copy of it. A
 //! controller that takes a shard over adopts that journal before it acts, and carries on
-//! from the record where its predecessor stopped.
+//! from the record where its predecessor stopped. In-flight limits that span shards (a rack
+//! whose hosts are in several) are etcd semaphores ([`EtcdLimits`]).
 
+use super::controller::{ControllerError, Limits};
 use super::journal::{Mirror, MirrorError};
-use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions};
+use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions, Slot};
 use crate::coord::{Fence, FenceError, Keys, Shard};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What `rollout start --etcd … --shard …` asks for.
@@ -30,6 +33,9 @@ pub struct Led {
     pub shard: Shard,
     /// The shard's journal in etcd when leadership was won, each record's JSON.
     pub records: Vec<Vec<u8>>,
+    /// The in-flight limits its hosts share with the other shards'
+    /// ([`crate::plan::in_flight_slots`] over the whole fleet); set by the caller.
+    pub limits: BTreeMap<String, Vec<(String, usize)>>,
 }
 
 /// Connects and campaigns for the shard, standing by (`standing_by` is told once) until
@@ -79,6 +85,7 @@ pub fn lead(
         leader,
         shard: req.shard.clone(),
         records,
+        limits: BTreeMap::new(),
     })
 }
 
@@ -126,5 +133,120 @@ impl Mirror for EtcdMirror {
                 Err(e) => return Err(MirrorError(e.to_string())),
             }
         }
+    }
+}
+
+/// The in-flight limits a shard shares with the others, as etcd semaphores: a host holds a
+/// slot of each of its limits (its rack, …) while in flight. A slot is bound to this
+/// controller's lease and taken by a write fenced by its leadership, so a deposed controller
+/// takes none and a dead one's free themselves when its lease expires.
+pub struct EtcdLimits {
+    session: Arc<Session>,
+    leader: Leader,
+    /// Per host, its limits and their sizes ([`crate::plan::in_flight_slots`]).
+    slots: BTreeMap<String, Vec<(String, usize)>>,
+    held: Mutex<HashMap<String, Vec<Slot>>>,
+}
+
+impl EtcdLimits {
+    pub fn new(
+        session: Arc<Session>,
+        leader: Leader,
+        slots: BTreeMap<String, Vec<(String, usize)>>,
+    ) -> Self {
+        EtcdLimits {
+            session,
+            leader,
+            slots,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn free_all(&self, slots: &[Slot]) {
+        for slot in slots {
+            if let Err(e) = self.session.release(slot) {
+                // Bound to the lease: it frees itself when the lease ends, at the latest.
+                tracing::warn!(
+                    "cannot free slot {} of `{}`: {e}",
+                    slot.slot,
+                    slot.semaphore
+                );
+            }
+        }
+    }
+}
+
+/// A limit's name as a semaphore name: `/` (racks are `DC/RACK`) and `%` escaped, so one
+/// name's keys are never under another's prefix.
+fn semaphore_name(limit: &str) -> String {
+    limit.replace('%', "%25").replace('/', "%2F")
+}
+
+impl Limits for EtcdLimits {
+    fn take(&self, host: &str, waiting: &dyn Fn(&str)) -> Result<(), ControllerError> {
+        let Some(limits) = self.slots.get(host) else {
+            return Ok(());
+        };
+        let mut got: Vec<Slot> = Vec::new();
+        let mut told = false;
+        for (limit, size) in limits {
+            let name = semaphore_name(limit);
+            loop {
+                if let Err(e) = crate::coord::wait_open(self.session.as_ref()) {
+                    self.free_all(&got);
+                    return Err(e.into());
+                }
+                match self.session.acquire(&self.leader, &name, *size, host) {
+                    Ok(Some(slot)) => {
+                        got.push(slot);
+                        break;
+                    }
+                    Ok(None) => {
+                        if !told {
+                            let by: Vec<String> = self
+                                .session
+                                .holders(&name)
+                                .map(|h| h.into_iter().map(|s| s.holder).collect())
+                                .unwrap_or_default();
+                            waiting(&format!(
+                                "waits for a slot of `{limit}` ({size} in flight at most, held by {})",
+                                by.join(", ")
+                            ));
+                            told = true;
+                        }
+                    }
+                    Err(CoordError::Deposed { .. }) => {
+                        self.free_all(&got);
+                        return Err(FenceError::Expired.into());
+                    }
+                    // Unreachable: the fence decides above whether to wait or stop.
+                    Err(CoordError::Unreachable { .. }) => {}
+                    Err(e) => {
+                        self.free_all(&got);
+                        return Err(ControllerError::Invalid(format!(
+                            "cannot take a slot of `{limit}` for `{host}`: {e}"
+                        )));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if told {
+            waiting("took its slots");
+        }
+        if let Ok(mut h) = self.held.lock() {
+            h.insert(host.to_string(), got);
+        }
+        Ok(())
+    }
+
+    fn free(&self, host: &str) {
+        let slots = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|mut h| h.remove(host))
+            .unwrap_or_default();
+        self.free_all(&slots);
     }
 }

@@ -400,6 +400,7 @@ pub fn run(
         http: &exec as &dyn crate::probe::HttpProbe,
         oob: &exec as &dyn crate::exec::oob::OutOfBand,
         fence: &crate::coord::Unfenced,
+        limits: &crate::rollout::controller::Unshared,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),

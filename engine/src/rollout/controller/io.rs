@@ -113,6 +113,28 @@ impl Control for NoControl {
     }
 }
 
+/// Limits this controller shares with others (controllers per shard): a host holds a slot of
+/// every in-flight limit it is under (its rack, its datacenter) from before its first step
+/// until it is through, whichever controller drives it. One controller alone needs none: its
+/// plan's batches keep its own hosts within every limit.
+pub trait Limits: Send + Sync {
+    /// Waits for a slot of every limit `host` is under, telling `waiting` once what it waits
+    /// for; errs only when this controller may no longer act on hosts.
+    fn take(&self, host: &str, waiting: &dyn Fn(&str)) -> Result<(), ControllerError>;
+    /// Frees the slots `host` holds.
+    fn free(&self, host: &str);
+}
+
+/// A controller alone: nothing shared.
+pub struct Unshared;
+
+impl Limits for Unshared {
+    fn take(&self, _: &str, _: &dyn Fn(&str)) -> Result<(), ControllerError> {
+        Ok(())
+    }
+    fn free(&self, _: &str) {}
+}
+
 /// Sees every record as it is appended, and notes that are not records.
 pub trait Observer: Send + Sync {
     fn record(&self, record: &Record, state: &RolloutState);
@@ -147,6 +169,8 @@ pub struct Io<'a> {
     /// Whether this controller may issue host commands now: its lease, when controllers run
     /// per shard ([`crate::coord::etcd::Session`]); [`crate::coord::Unfenced`] alone.
     pub fence: &'a dyn crate::coord::Fence,
+    /// In-flight limits shared with other controllers ([`Unshared`] alone).
+    pub limits: &'a dyn Limits,
 }
 
 #[derive(Debug, Clone)]

@@ -76,11 +76,7 @@ impl<'a> Controller<'a> {
                     .collect()
             });
             self.parallel(&pending, b.hosts.len(), |name, clock| {
-                let r = self.drive_host(b.stage, name, clock);
-                if let Some(h) = self.fleet.host(name) {
-                    self.io.exec.release(h);
-                }
-                r
+                self.drive_holding(b.stage, name, clock)
             })?;
             if self.check_rollback_budget()? {
                 return Ok(());

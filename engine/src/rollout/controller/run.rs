@@ -212,6 +212,9 @@ impl<'a> Controller<'a> {
             let Some(host) = self.fleet.host(name) else {
                 return Ok(());
             };
+            // Mid-step, so in flight: its shared slots first (its steps free them).
+            let waiting = |m: &str| self.io.observer.note(&format!("host `{name}` {m}"));
+            self.io.limits.take(name, &waiting)?;
             let whole = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
             let steps = match self.steps_now(&set, host, &whole) {
                 Ok(s) => s,
@@ -415,11 +418,7 @@ impl<'a> Controller<'a> {
                 self.wait_for_window(secs.get(i).copied().unwrap_or(0))?;
             }
             self.parallel(&pending, batch.len(), |name, clock| {
-                let r = self.drive_host(stage, name, clock);
-                if let Some(h) = self.fleet.host(name) {
-                    self.io.exec.release(h);
-                }
-                r
+                self.drive_holding(stage, name, clock)
             })?;
         }
         Ok(self.with_state(|s| {
@@ -429,6 +428,24 @@ impl<'a> Controller<'a> {
                     .all(|h| s.hosts.get(h).is_some_and(HostState::settled))
             })
         }))
+    }
+
+    /// Drives `name` through its steps in `stage` holding a slot of every in-flight limit it
+    /// shares with other controllers, then frees them and its connection.
+    pub(super) fn drive_holding(
+        &self,
+        stage: usize,
+        name: &str,
+        clock: &dyn Clock,
+    ) -> Result<(), ControllerError> {
+        let waiting = |m: &str| self.io.observer.note(&format!("host `{name}` {m}"));
+        self.io.limits.take(name, &waiting)?;
+        let r = self.drive_host(stage, name, clock);
+        self.io.limits.free(name);
+        if let Some(h) = self.fleet.host(name) {
+            self.io.exec.release(h);
+        }
+        r
     }
 
     /// Sleeps until a batch lasting `secs` fits in a maintenance window.

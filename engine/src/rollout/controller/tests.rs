@@ -146,6 +146,7 @@ fn sim_io<'a>(
         http: exec,
         oob: exec,
         fence: &crate::coord::Unfenced,
+        limits: &crate::rollout::controller::Unshared,
     }
 }
 
