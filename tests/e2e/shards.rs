@@ -397,6 +397,15 @@ fn a_rack_limit_of_one_holds_across_two_shards_whose_hosts_share_racks() {
         }
     }
     let out = format!("{}{}", text(&web_out), text(&db_out));
+    // What each controller asked of etcd, printed for the record.
+    let costs: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("etcd: ") && l.contains("per host"))
+        .collect();
+    assert_eq!(costs.len(), 2, "{}", context());
+    for c in costs {
+        eprintln!("{c}");
+    }
     assert!(
         out.contains("waits for a slot of `rack=lo/r0"),
         "no host waited for its rack: the test did not test the limit{}",

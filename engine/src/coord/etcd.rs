@@ -118,6 +118,8 @@ struct Conn {
     agent: ureq::Agent,
     urls: Vec<String>,
     good: AtomicUsize,
+    /// HTTP requests sent to any member, keep-alives included.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 /// Why one call failed.
@@ -151,6 +153,7 @@ impl Conn {
             agent,
             urls,
             good: AtomicUsize::new(0),
+            sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -182,6 +185,7 @@ impl Conn {
     }
 
     fn call_one(&self, url: &str, body: &str, deadline: Duration) -> Result<Value, CallError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let resp = self
             .agent
             .post(url)
@@ -334,6 +338,12 @@ impl Session {
             keeper: Some(keeper),
             keys,
         })
+    }
+
+    /// HTTP requests this session sent to etcd so far, each try of each member counted,
+    /// lease keep-alives included.
+    pub fn requests(&self) -> u64 {
+        self.conn.sent.load(Ordering::Relaxed)
     }
 
     pub fn keys(&self) -> &Keys {

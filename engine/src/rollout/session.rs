@@ -512,6 +512,14 @@ fn drive(
         }
     };
     let phase = c.run();
+    if let Some(l) = &led {
+        let (n, hosts) = (l.session.requests(), s.inventory.hosts.len());
+        observer.note(&format!(
+            "etcd: {n} request(s) for the {hosts} host(s) of shard `{}`, {:.1} per host, lease keep-alives included",
+            l.shard.name(),
+            n as f64 / hosts.max(1) as f64
+        ));
+    }
     observer.finish();
     phase?;
     let st = c.state();
