@@ -1,7 +1,8 @@
 //! The coordinator over a real etcd cluster, through etcd's JSON gateway (`/v3/...`) with the
 //! HTTP client already in the tree: one lease per controller, kept alive from a background
-//! thread; shard leadership by a key created under the leader's lease; every write a transaction guarded by the
-//! leadership key's create revision; semaphore slots bound to the lease.
+//! thread; shard leadership by a key created under the leader's lease; every write a
+//! transaction guarded by the leadership key's create revision; semaphore slots bound to the
+//! lease.
 //!
 //! Every call is blocking and bounded: each request has a deadline, and a member that refuses
 //! or does not answer in time is passed over for the next. Requests carry etcd's
@@ -11,7 +12,7 @@ use super::{Fence, FenceError, Keys, LeaseView};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -119,7 +120,7 @@ struct Conn {
     urls: Vec<String>,
     good: AtomicUsize,
     /// HTTP requests sent to any member, keep-alives included.
-    sent: std::sync::atomic::AtomicU64,
+    sent: AtomicU64,
 }
 
 /// Why one call failed.
@@ -153,7 +154,7 @@ impl Conn {
             agent,
             urls,
             good: AtomicUsize::new(0),
-            sent: std::sync::atomic::AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         }
     }
 

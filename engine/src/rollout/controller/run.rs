@@ -213,8 +213,7 @@ impl<'a> Controller<'a> {
                 return Ok(());
             };
             // Mid-step, so in flight: its shared slots first (its steps free them).
-            let waiting = |m: &str| self.io.observer.note(&format!("host `{name}` {m}"));
-            self.io.limits.take(name, &waiting)?;
+            self.take_slots(name)?;
             let whole = self.with_state(|s| s.hosts.get(name).cloned().unwrap_or_default());
             let steps = match self.steps_now(&set, host, &whole) {
                 Ok(s) => s,
@@ -438,14 +437,20 @@ impl<'a> Controller<'a> {
         name: &str,
         clock: &dyn Clock,
     ) -> Result<(), ControllerError> {
-        let waiting = |m: &str| self.io.observer.note(&format!("host `{name}` {m}"));
-        self.io.limits.take(name, &waiting)?;
+        self.take_slots(name)?;
         let r = self.drive_host(stage, name, clock);
         self.io.limits.free(name);
         if let Some(h) = self.fleet.host(name) {
             self.io.exec.release(h);
         }
         r
+    }
+
+    /// Waits for `name`'s slot of every in-flight limit shared with other controllers,
+    /// noting once what it waits for.
+    fn take_slots(&self, name: &str) -> Result<(), ControllerError> {
+        let waiting = |m: &str| self.io.observer.note(&format!("host `{name}` {m}"));
+        self.io.limits.take(name, &waiting)
     }
 
     /// Sleeps until a batch lasting `secs` fits in a maintenance window.
