@@ -99,6 +99,14 @@ fn a_deposed_leaders_writes_are_refused_and_its_fence_closes() {
         a.acquire(&la, "rack=r1", 1, "host-1"),
         Err(CoordError::Deposed { .. })
     ));
+    assert!(matches!(
+        a.create_fenced(
+            &la,
+            "/fleetward/rollouts/r2/gates/0000-000/verdict",
+            b"pass"
+        ),
+        Err(CoordError::Deposed { .. })
+    ));
     // a's next renewal hears that the lease is gone: its fence closes within one interval
     // and the answer's wait.
     let closed = within(
@@ -108,6 +116,60 @@ fn a_deposed_leaders_writes_are_refused_and_its_fence_closes() {
     assert!(closed.is_some(), "a's fence: {:?}", a.check());
     b.put_fenced(&lb, "/fleetward/rollouts/r2/verdict", b"pass")
         .unwrap();
+}
+
+/// A gate's verdict is created once: every controller that decides after the first reads
+/// the first one's, racing or not, and a key it cannot read is never taken as written.
+#[test]
+fn the_first_verdict_written_stands_for_every_shard() {
+    let c = EtcdCluster::start(3);
+    let key = "/fleetward/rollouts/r5/gates/0001-000/verdict";
+    let sessions: Vec<Session> = (0..4).map(|_| session(&c, "r5")).collect();
+    let leaders: Vec<_> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.campaign(&s.keys().shard_election(&format!("dc{i}")), "x", TTL)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sessions[0].get(key).unwrap(), None);
+    // Four shards decide at once, each its own verdict.
+    let stood: Vec<(Vec<u8>, bool)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = sessions
+            .iter()
+            .zip(&leaders)
+            .enumerate()
+            .map(|(i, (s, l))| {
+                sc.spawn(move || s.create_fenced(l, key, format!("v{i}").as_bytes()))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    assert_eq!(
+        stood.iter().filter(|(_, mine)| *mine).count(),
+        1,
+        "{stood:?}"
+    );
+    let first = &stood.iter().find(|(_, mine)| *mine).unwrap().0;
+    for (v, _) in &stood {
+        assert_eq!(v, first);
+    }
+    assert_eq!(sessions[2].get(key).unwrap().as_ref(), Some(first));
+    // The parts under a gate's prefix, in key order.
+    let parts = "/fleetward/rollouts/r5/gates/0001-000/parts/";
+    for (i, (s, l)) in sessions.iter().zip(&leaders).enumerate().rev() {
+        s.put_fenced(l, &format!("{parts}dc{i}"), format!("p{i}").as_bytes())
+            .unwrap();
+    }
+    let got = sessions[1].range(parts).unwrap();
+    assert_eq!(
+        got,
+        (0..4)
+            .map(|i| (format!("{parts}dc{i}"), format!("p{i}").into_bytes()))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -412,3 +412,121 @@ fn a_rack_limit_of_one_holds_across_two_shards_whose_hosts_share_racks() {
         context()
     );
 }
+
+/// The `gate_evaluated` events of a controller's journal.
+fn gates(state: &Path) -> Vec<Value> {
+    journal(state)
+        .into_iter()
+        .filter(|r| r["event"]["type"] == "gate_evaluated")
+        .map(|r| r["event"].clone())
+        .collect()
+}
+
+/// Two shards (`hardware=loop-a`, `hardware=loop-b`) gated together: one plan for the whole
+/// fleet, each stage's gate judging the hosts of both shards, its verdict written once and
+/// each shard going on only on a written pass. A regression in the `loop-b` shard's hosts from
+/// the first wave on pauses both controllers at that wave's gate: the `loop-a` shard, whose
+/// own hosts are fine, pauses with the same verdict and touches none of its later hosts.
+#[test]
+fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
+    let etcd = EtcdCluster::start(3);
+    // As the one-controller regression test: waves of 75% and 100%, two canaries a group.
+    let lab = Lab::new(
+        24,
+        &[
+            NO_BENCH,
+            ("schedule::standard()", "[75, 100]"),
+            ("#{ auto: true, floor: 2, cap: 6 }", "2"),
+        ],
+    );
+    let stages = lab.plan_stages();
+    let victim = "loop-b/";
+    let k = 1;
+    assert!(
+        stages[k]
+            .1
+            .iter()
+            .filter(|h| lab.group(h).starts_with(victim))
+            .count()
+            >= 3,
+        "{stages:?}"
+    );
+    for (_, hosts) in &stages[k..] {
+        for h in hosts.iter().filter(|h| lab.group(h).starts_with(victim)) {
+            lab.fault(h, "regress", "io_latency_p99_ms 1.6\n");
+        }
+    }
+    let base = lab.fleet.dir.path();
+    let (fine, bad) = (base.join("loop-a"), base.join("loop-b"));
+    let (fine_out, bad_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
+    let mut a = of_shard(&lab, &etcd, "hardware=loop-a", &fine, &fine_out, 0);
+    let mut b = of_shard(&lab, &etcd, "hardware=loop-b", &bad, &bad_out, 0);
+    let context = || {
+        format!(
+            "\n--- loop-a ---\n{}{}\n--- loop-b ---\n{}{}",
+            text(&fine_out),
+            text(&fine_out.with_extension("err")),
+            text(&bad_out),
+            text(&bad_out.with_extension("err"))
+        )
+    };
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    // Both paused (exit 2).
+    assert_eq!(sa.code(), Some(2), "{}", context());
+    assert_eq!(sb.code(), Some(2), "{}", context());
+    // The same verdicts, word for word, in both journals: the canaries', then the wave's.
+    let (gw, gd) = (gates(&fine), gates(&bad));
+    assert_eq!(gw.len(), k + 1, "{gw:?}{}", context());
+    assert_eq!(gw, gd, "{}", context());
+    assert_eq!(gw[0]["verdict"], "pass", "{}", gw[0]);
+    // The canary gate judged every group, each shard's and the other's.
+    let judged: std::collections::BTreeSet<&str> = gw[0]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        judged,
+        ["loop-a/db", "loop-a/web", "loop-b/db", "loop-b/web"]
+            .into_iter()
+            .collect(),
+        "{}",
+        gw[0]
+    );
+    assert_eq!(gw[k]["verdict"], "pause", "{}", gw[k]);
+    let reasons = gw[k]["reasons"].to_string();
+    assert!(
+        reasons.contains(victim) && reasons.contains("io_latency_p99_ms"),
+        "{reasons}"
+    );
+    // No host of a later stage was touched, in either shard: at most read as a control.
+    for (_, hosts) in &stages[k + 1..] {
+        for h in hosts {
+            let cmds = lab.commands(h);
+            assert!(
+                cmds.iter()
+                    .all(|(_, c)| c.starts_with("sh -c fleetward-signals ")),
+                "{h} was touched: {cmds:?}"
+            );
+            assert_eq!(lab.kernel(h), "6.8.0-40-generic", "{h}");
+        }
+    }
+    // Every host of the first two stages was updated, by its own shard's controller.
+    for (_, hosts) in &stages[..=k] {
+        for h in hosts {
+            assert_eq!(lab.kernel(h), TARGET, "{h}");
+            assert_eq!(lab.reboots(h), 1, "{h}");
+        }
+    }
+    // One approval of the kernel for the whole fleet, by whichever shard wrote the verdict.
+    let approvals: usize = [&fine, &bad]
+        .iter()
+        .map(|d| {
+            text(&d.join("alerts.jsonl"))
+                .matches("canary_approved")
+                .count()
+        })
+        .sum();
+    assert_eq!(approvals, 1, "{}", context());
+}

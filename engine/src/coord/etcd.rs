@@ -518,6 +518,66 @@ impl Session {
         Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
     }
 
+    /// The value at `key`, if there is one.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoordError> {
+        let v = self.run(
+            "read a key",
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(key) }),
+        )?;
+        Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
+    }
+
+    /// Every key under `prefix`, with its value, in key order.
+    pub fn range(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, CoordError> {
+        let v = self.range_prefix("read keys", prefix)?;
+        Ok(kvs(&v)
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(&bytes(kv, "key")).into_owned(),
+                    bytes(kv, "value"),
+                )
+            })
+            .collect())
+    }
+
+    /// Creates `key` = `value` while `leader` leads, unless the key exists. Returns the value
+    /// the key holds afterwards, and whether this call wrote it: the first writer's value
+    /// stands, whoever asks later.
+    pub fn create_fenced(
+        &self,
+        leader: &Leader,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(Vec<u8>, bool), CoordError> {
+        let body = json!({
+            "compare": [leader.guard(), absent(key.as_bytes())],
+            "success": [put(key.as_bytes(), value, None)],
+            "failure": [
+                { "request_range": { "key": B64.encode(&leader.key) } },
+                { "request_range": { "key": B64.encode(key) } },
+            ],
+        });
+        let v = self.run("create a key", "/v3/kv/txn", &body)?;
+        if v.get("succeeded").and_then(Value::as_bool) == Some(true) {
+            return Ok((value.to_vec(), true));
+        }
+        let held = responses(&v)
+            .get(1)
+            .and_then(|r| r.get("response_range"))
+            .and_then(|r| kvs(r).first().map(|kv| bytes(kv, "value")));
+        match held {
+            Some(b) => Ok((b, false)),
+            None if leader.shown_in(&v) => Err(CoordError::Invalid(format!(
+                "etcd neither created `{key}` nor holds it"
+            ))),
+            None => Err(CoordError::Deposed {
+                election: leader.election.clone(),
+            }),
+        }
+    }
+
     fn range_prefix(&self, op: &'static str, prefix: &str) -> Result<Value, CoordError> {
         self.run(
             op,

@@ -262,19 +262,42 @@ impl Shard {
     }
 
     pub fn holds(&self, h: &Host) -> bool {
-        let v = self.value.as_str();
-        match self.key.as_str() {
-            "datacenter" => h.datacenter == v,
-            "rack" => h.rack == v,
-            "hardware" => h.hardware == v,
-            "workload" => h.workload == v,
+        Shard::value_of(&self.key, h).is_some_and(|v| v == self.value)
+    }
+
+    /// The shard of `key` that holds `h`: its value of `key`, if it has one.
+    pub fn value_of(key: &str, h: &Host) -> Option<String> {
+        let v = match key {
+            "datacenter" => h.datacenter.clone(),
+            "rack" => h.rack.clone(),
+            "hardware" => h.hardware.clone(),
+            "workload" => h.workload.clone(),
             fact => match h.facts.get(fact) {
-                Some(serde_json::Value::String(s)) => s == v,
-                Some(serde_json::Value::Number(n)) => n.to_string() == v,
-                Some(serde_json::Value::Bool(b)) => b.to_string() == v,
-                _ => false,
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(serde_json::Value::Bool(b)) => b.to_string(),
+                _ => return None,
             },
+        };
+        (!v.trim().is_empty()).then_some(v)
+    }
+
+    /// Every shard of `key` among `hosts`, by name, in order. Errs on a host in none, which
+    /// no shard's controller would drive.
+    pub fn all(key: &str, hosts: &[Host]) -> Result<Vec<String>, crate::Invalid> {
+        let mut names = std::collections::BTreeSet::new();
+        for h in hosts {
+            match Shard::value_of(key, h) {
+                Some(v) => names.insert(format!("{key}={v}")),
+                None => {
+                    return Err(crate::Invalid(format!(
+                        "host `{}` has no `{key}`, so no controller of a shard by `{key}` would drive it",
+                        h.name
+                    )))
+                }
+            };
         }
+        Ok(names.into_iter().collect())
     }
 }
 
@@ -314,6 +337,12 @@ impl Keys {
     /// The slots of semaphore `name`.
     pub fn semaphore(&self, name: &str) -> String {
         format!("{}/semaphores/{name}/", self.prefix)
+    }
+
+    /// The gate of `stage` at its `attempt` (0, then one more after each bake extension):
+    /// each shard's part, and the verdict.
+    pub fn gate(&self, stage: usize, attempt: usize) -> String {
+        format!("{}/gates/{stage:04}-{attempt:03}/", self.prefix)
     }
 
     /// Slot `slot` of semaphore `name`.
@@ -418,6 +447,31 @@ mod tests {
     }
 
     #[test]
+    fn every_shard_of_a_key_is_listed_and_a_host_in_none_is_refused() {
+        let host = |name: &str, dc: &str| Host {
+            name: name.into(),
+            datacenter: dc.into(),
+            ..Host::default()
+        };
+        let hosts = [host("a", "fra1"), host("b", "ams1"), host("c", "fra1")];
+        assert_eq!(
+            Shard::all("datacenter", &hosts).unwrap(),
+            ["datacenter=ams1", "datacenter=fra1"]
+        );
+        let mut with_blank = hosts.to_vec();
+        with_blank.push(host("d", " "));
+        let e = Shard::all("datacenter", &with_blank)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "host `d` has no `datacenter`, so no controller of a shard by `datacenter` would drive it"
+        );
+        let e = Shard::all("zone", &hosts).unwrap_err().to_string();
+        assert!(e.contains("host `a` has no `zone`"), "{e}");
+    }
+
+    #[test]
     fn keys_sort_as_records_do() {
         let k = Keys::new("r1");
         assert_eq!(
@@ -429,5 +483,6 @@ mod tests {
             k.semaphore_slot("rack=r1", 0),
             "/fleetward/rollouts/r1/semaphores/rack=r1/000000"
         );
+        assert_eq!(k.gate(3, 1), "/fleetward/rollouts/r1/gates/0003-001/");
     }
 }

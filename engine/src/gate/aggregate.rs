@@ -11,15 +11,60 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Seconds a host counts as observed in a window when it reported only once.
 const MIN_SPAN_SECS: f64 = 60.0;
 
-/// One host's samples of one metric in one window.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+/// One host's samples of one metric in one window. A value not computed is NaN, `null` in
+/// JSON (which has no NaN) and NaN again when read back.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Agg {
     pub n: usize,
+    #[serde(with = "nan_as_null")]
     pub mean: f64,
+    #[serde(with = "nan_as_null")]
     pub median: f64,
+    #[serde(with = "nan_as_null")]
     pub p99: f64,
     /// The sum: the count, for event counters.
+    #[serde(with = "nan_as_null")]
     pub sum: f64,
+}
+
+/// A float that may be NaN, as JSON can carry it: `null` for NaN (or an infinity, which
+/// JSON cannot carry either).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if !x.is_finite() {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*x)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// `(host, metric)` keys as a list of entries: JSON's keys are strings.
+mod pairs {
+    use super::Windows;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Values = BTreeMap<(String, String), Windows>;
+
+    pub fn serialize<S: Serializer>(m: &Values, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<(&str, &str, &Windows)> = m
+            .iter()
+            .map(|((h, k), w)| (h.as_str(), k.as_str(), w))
+            .collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Values, D::Error> {
+        let v = Vec::<(String, String, Windows)>::deserialize(d)?;
+        Ok(v.into_iter().map(|(h, k, w)| ((h, k), w)).collect())
+    }
 }
 
 /// Which metrics get a median and p99 per host window. Those hold every sample of a window in
@@ -64,27 +109,32 @@ pub enum Split {
 }
 
 /// The before and after aggregates of one host × metric.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Windows {
     pub before: Option<Agg>,
     pub after: Option<Agg>,
 }
 
 /// Hours observed and event counts of one host in one window.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exposure {
+    #[serde(with = "nan_as_null")]
     pub hours: f64,
     pub events: BTreeMap<String, f64>,
+    #[serde(with = "nan_as_null")]
     pub first: f64,
+    #[serde(with = "nan_as_null")]
     pub last: f64,
 }
 
-/// Host-level data of one file (or several merged), with the counts the report keeps.
-#[derive(Debug, Clone, Default)]
+/// Host-level data of one file (or several merged), with the counts the report keeps. In
+/// JSON, it is what the controllers of several shards exchange for a gate over them all.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct HostCohort {
     /// The group of every host that reported.
     pub group_of: BTreeMap<String, String>,
     /// Metric aggregates per (host, metric); events are in `after`/`before` exposure.
+    #[serde(with = "pairs")]
     pub values: BTreeMap<(String, String), Windows>,
     /// Per host: exposure after and before its update.
     pub after: BTreeMap<String, Exposure>,

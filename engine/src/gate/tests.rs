@@ -501,3 +501,36 @@ fn the_approval_says_all_groups_passed_only_when_each_was_judged_and_passed() {
         j[0].describe()
     );
 }
+
+#[test]
+fn a_cohort_goes_through_json_whole_its_missing_quantiles_included() {
+    let mut c = cohort(&[
+        ("h1", "r750/db", "cpu", Some(40.0), 41.5),
+        ("h2", "r750/db", "cpu", None, 0.1 + 0.2),
+    ]);
+    if let Some(w) = c.values.get_mut(&("h2".to_string(), "cpu".to_string())) {
+        w.after = Some(Agg {
+            median: f64::NAN,
+            p99: f64::NAN,
+            ..agg(0.1 + 0.2, 12)
+        });
+    }
+    c.after
+        .entry("h1".into())
+        .or_default()
+        .events
+        .insert("reboot".into(), 2.0);
+    c.nan_samples = 3;
+    let json = serde_json::to_string(&c).unwrap();
+    let back: HostCohort = serde_json::from_str(&json).unwrap();
+    // Bit for bit: a gate over the cohort read back judges as over the one sent.
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    let w = back.values[&("h2".to_string(), "cpu".to_string())];
+    let a = w.after.unwrap();
+    assert!(a.median.is_nan() && a.p99.is_nan());
+    assert_eq!(a.mean, 0.1 + 0.2);
+    assert_eq!(w.before, None);
+    assert_eq!(back.group_of, c.group_of);
+    assert_eq!(back.after, c.after);
+    assert_eq!(back.nan_samples, 3);
+}

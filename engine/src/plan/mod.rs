@@ -252,6 +252,23 @@ pub struct Plan {
     pub sizing: Option<SizingSummary>,
 }
 
+impl Plan {
+    /// The plan as one shard's controller drives it: every stage kept, in order, with only
+    /// the hosts `keep` accepts (a stage may keep none, and a batch left empty goes), so that
+    /// stage k is the same stage in every shard and its gate can judge them all together.
+    /// Each stage's `size` becomes the shard's; its `groups` stay the whole stage's.
+    pub fn only(mut self, keep: impl Fn(&str) -> bool) -> Plan {
+        for st in &mut self.stages {
+            for b in &mut st.batches {
+                b.hosts.retain(|h| keep(h));
+            }
+            st.batches.retain(|b| !b.hosts.is_empty());
+            st.info.size = st.batches.iter().map(|b| b.hosts.len()).sum();
+        }
+        self
+    }
+}
+
 /// What canary sizing was based on: the baseline, its history, the gate's settings and the
 /// canary gate's windows.
 #[derive(Debug, Clone, Serialize)]

@@ -755,3 +755,51 @@ fn in_flight_slots_name_each_limit_and_size_it_from_the_whole_fleet() {
     );
     assert!(in_flight_slots(&[], &hosts).is_empty());
 }
+
+#[test]
+fn a_shards_share_of_a_plan_keeps_every_stage_and_only_its_hosts() {
+    let mut hosts = Vec::new();
+    for i in 0..12 {
+        hosts.push(host(
+            &format!("web{i:02}"),
+            "r640",
+            "web",
+            if i % 2 == 0 { "ams1" } else { "iad2" },
+            &format!("r{}", i % 3),
+        ));
+    }
+    for i in 0..3 {
+        hosts.push(host(&format!("db{i}"), "r750", "db", "ams1", "r9"));
+    }
+    let rules = FixedRules {
+        max_in_flight: Some(3),
+        waves: vec![10.0, 50.0, 100.0],
+        ..FixedRules::default()
+    };
+    let whole = run(&hosts, &rules, 1);
+    let iad2 = whole
+        .clone()
+        .only(|h| hosts.iter().any(|x| x.name == h && x.datacenter == "iad2"));
+    // Stage k is stage k in every shard, even where the shard has none of its hosts.
+    assert_eq!(iad2.stages.len(), whole.stages.len());
+    let mut seen = Vec::new();
+    for (mine, all) in iad2.stages.iter().zip(&whole.stages) {
+        assert_eq!(mine.info.name, all.info.name);
+        let kept: Vec<&String> = mine.batches.iter().flat_map(|b| &b.hosts).collect();
+        assert_eq!(mine.info.size, kept.len());
+        assert!(mine.batches.iter().all(|b| !b.hosts.is_empty()));
+        let expected: Vec<&String> = all
+            .batches
+            .iter()
+            .flat_map(|b| &b.hosts)
+            .filter(|h| h.starts_with("web") && h[3..].parse::<usize>().unwrap() % 2 == 1)
+            .collect();
+        assert_eq!(kept, expected, "{}", mine.info.name);
+        seen.extend(kept);
+    }
+    assert_eq!(seen.len(), 6, "every iad2 host in one stage: {seen:?}");
+    assert!(
+        iad2.stages.iter().any(|s| s.info.size == 0),
+        "the db canaries' stage part is ams1's alone, so some stage keeps none here"
+    );
+}

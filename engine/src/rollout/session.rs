@@ -105,8 +105,9 @@ struct Setup {
 }
 
 impl Setup {
-    /// Only the hosts of `shard`: the plan, the fleet and the gates see no other.
-    fn only(mut self, shard: &crate::coord::Shard, s: &Settings) -> Result<Setup, SessionError> {
+    /// Only the hosts of `shard` are this controller's to touch; the fleet keeps the whole
+    /// inventory's groups and baseline, which its gates share with the other shards'.
+    fn only(mut self, shard: &crate::coord::Shard) -> Result<Setup, SessionError> {
         let keep: Vec<bool> = self
             .inventory
             .hosts
@@ -129,7 +130,7 @@ impl Setup {
         self.inventory
             .lines
             .retain(|_| i.next().copied().unwrap_or(false));
-        self.fleet = Fleet::load(&self.inventory.hosts, &s.baseline)?;
+        self.fleet = self.fleet.only(|h| shard.holds(h));
         Ok(self)
     }
 }
@@ -164,17 +165,9 @@ pub fn start(
     }
     .frozen();
     let mut s = setup(&settings, load)?;
-    // The in-flight limits a shard shares are sized from the whole fleet, before it keeps
-    // only its own hosts.
-    let mut shared = std::collections::BTreeMap::new();
-    if let Some(sh) = &req.shard {
-        use crate::plan::RolloutRules;
-        let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
-        shared = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
-        s = s.only(&sh.shard, &settings)?;
-        shared.retain(|h, _| s.fleet.host(h).is_some());
-    }
     let held = req.drift.held(&s.inventory.hosts)?;
+    // One plan for the whole fleet, whichever shard this controller drives: stage k is then
+    // the same stage in every shard, and its gate judges them all.
     let plan = crate::plan::for_inventory(
         &s.set,
         &s.inventory,
@@ -184,6 +177,22 @@ pub fn start(
         &held.hosts,
         Some(&settings.baseline),
     )?;
+    // The in-flight limits a shard shares are sized from the whole fleet, and its gates wait
+    // for every shard, before it keeps only its own hosts.
+    let mut shared = std::collections::BTreeMap::new();
+    let mut shards = Vec::new();
+    let plan = match &req.shard {
+        Some(sh) => {
+            use crate::plan::RolloutRules;
+            let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
+            shared = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
+            shards = crate::coord::Shard::all(&sh.shard.key, &s.inventory.hosts)?;
+            s = s.only(&sh.shard)?;
+            shared.retain(|h, _| s.fleet.host(h).is_some());
+            plan.only(|h| s.fleet.host(h).is_some())
+        }
+        None => plan,
+    };
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
     ensure_new(&journal)?;
@@ -193,6 +202,7 @@ pub fn start(
         Some(sh) => {
             let mut led = lead_shard(sh, &plan, &s.inventory, observer.as_ref())?;
             led.limits = shared;
+            led.shards = shards;
             Some(led)
         }
         None => None,
@@ -456,6 +466,14 @@ fn drive(
         Some(l) => l,
         None => &super::controller::Unshared,
     };
+    let etcd_gates = led.as_ref().map(|l| {
+        super::shard::EtcdGates::new(
+            Arc::clone(&l.session),
+            l.leader.clone(),
+            l.shard.name(),
+            l.shards.clone(),
+        )
+    });
     let obs = Arc::clone(&observer);
     let fence = &crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
     let fenced = crate::coord::FencedExecutor {
@@ -474,6 +492,9 @@ fn drive(
         metrics: &metrics,
         http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
         oob: &crate::exec::oob::LocalProcess as &dyn crate::exec::oob::OutOfBand,
+        gates: etcd_gates
+            .as_ref()
+            .map(|g| g as &dyn super::controller::SharedGates),
     };
     let opts = Options {
         name: format!("{}", dir.display()),

@@ -5,11 +5,14 @@
 //! from the record where its predecessor stopped. In-flight limits that span shards (a rack
 //! whose hosts are in several) are etcd semaphores ([`EtcdLimits`]).
 
-use super::controller::{ControllerError, Limits};
+use super::controller::{
+    ControllerError, GateId, GatePart, Gathered, Limits, SharedGates, SharedVerdict,
+};
 use super::journal::{Mirror, MirrorError};
 use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions, Slot};
 use crate::coord::{Fence, FenceError, Keys, Shard};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +39,9 @@ pub struct Led {
     /// The in-flight limits its hosts share with the other shards'
     /// ([`crate::plan::in_flight_slots`] over the whole fleet); set by the caller.
     pub limits: BTreeMap<String, Vec<(String, usize)>>,
+    /// Every shard of the rollout by name, this one included: whose parts each gate waits
+    /// for ([`crate::coord::Shard::all`]); set by the caller.
+    pub shards: Vec<String>,
 }
 
 /// Connects and campaigns for the shard, standing by (`standing_by` is told once) until
@@ -86,6 +92,7 @@ pub fn lead(
         shard: req.shard.clone(),
         records,
         limits: BTreeMap::new(),
+        shards: Vec::new(),
     })
 }
 
@@ -176,9 +183,9 @@ impl EtcdLimits {
     }
 }
 
-/// A limit's name as a semaphore name: `/` (racks are `DC/RACK`) and `%` escaped, so one
-/// name's keys are never under another's prefix.
-fn semaphore_name(limit: &str) -> String {
+/// A name (a limit's, a shard's) as one segment of a key: `/` (racks are `DC/RACK`) and `%`
+/// escaped, so one name's keys are never under another's prefix.
+fn segment(limit: &str) -> String {
     limit.replace('%', "%25").replace('/', "%2F")
 }
 
@@ -190,7 +197,7 @@ impl Limits for EtcdLimits {
         let mut got: Vec<Slot> = Vec::new();
         let mut told = false;
         for (limit, size) in limits {
-            let name = semaphore_name(limit);
+            let name = segment(limit);
             loop {
                 if let Err(e) = crate::coord::wait_open(self.session.as_ref()) {
                     self.free_all(&got);
@@ -248,5 +255,177 @@ impl Limits for EtcdLimits {
             .and_then(|mut h| h.remove(host))
             .unwrap_or_default();
         self.free_all(&slots);
+    }
+}
+
+/// Bytes of a gate part per etcd value: well under etcd's default request limit (1.5 MiB).
+const CHUNK: usize = 512 * 1024;
+
+/// The stage gates of a rollout whose shards each have a controller, through etcd: under the
+/// gate's key, each shard's part in chunks of one generation (`data/SHARD/GEN/NNNNNN`), then
+/// a marker naming that generation (`parts/SHARD`), so a reader never sees half a part; and
+/// the verdict, created once (`verdict`). Every write is fenced by this shard's leadership.
+pub struct EtcdGates {
+    session: Arc<Session>,
+    leader: Leader,
+    shard: String,
+    shards: Vec<String>,
+    published: AtomicU64,
+}
+
+/// Which generation of a shard's part is whole, and in how many chunks.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    generation: String,
+    chunks: usize,
+    bytes: usize,
+}
+
+impl EtcdGates {
+    pub fn new(session: Arc<Session>, leader: Leader, shard: String, shards: Vec<String>) -> Self {
+        EtcdGates {
+            session,
+            leader,
+            shard,
+            shards,
+            published: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `op` until etcd answers, waiting while the lease may still be alive; errs once
+    /// this controller may no longer act (its lease expired, another leads its shard).
+    fn call<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> Result<T, CoordError>,
+    ) -> Result<T, ControllerError> {
+        loop {
+            crate::coord::wait_open(self.session.as_ref())?;
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(CoordError::Unreachable { .. }) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(CoordError::Deposed { .. }) => return Err(FenceError::Expired.into()),
+                Err(e) => return Err(ControllerError::Invalid(format!("{what}: {e}"))),
+            }
+        }
+    }
+
+    fn base(&self, gate: GateId) -> String {
+        self.session.keys().gate(gate.stage, gate.attempt)
+    }
+
+    fn read_part(
+        &self,
+        gate: GateId,
+        shard: &str,
+        m: &Marker,
+    ) -> Result<GatePart, ControllerError> {
+        let what = format!(
+            "cannot read the part of shard `{shard}` in gate {}",
+            gate.stage
+        );
+        let mut body = Vec::with_capacity(m.bytes);
+        for i in 0..m.chunks {
+            let key = format!(
+                "{}data/{}/{}/{i:06}",
+                self.base(gate),
+                segment(shard),
+                m.generation
+            );
+            match self.call(&what, || self.session.get(&key))? {
+                Some(b) => body.extend(b),
+                None => {
+                    return Err(ControllerError::Invalid(format!(
+                        "{what}: etcd lacks its chunk `{key}`"
+                    )))
+                }
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
+    }
+}
+
+impl SharedGates for EtcdGates {
+    fn shard(&self) -> String {
+        self.shard.clone()
+    }
+
+    fn written(&self, gate: GateId) -> Result<Option<SharedVerdict>, ControllerError> {
+        let key = format!("{}verdict", self.base(gate));
+        let what = format!("cannot read the verdict of gate {}", gate.stage);
+        match self.call(&what, || self.session.get(&key))? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| ControllerError::Invalid(format!("{what}: {e}"))),
+        }
+    }
+
+    fn publish(&self, gate: GateId, part: &GatePart) -> Result<(), ControllerError> {
+        let what = format!(
+            "cannot publish shard `{}`'s part of gate {}",
+            self.shard, gate.stage
+        );
+        let body = serde_json::to_vec(part)
+            .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+        let n = self.published.fetch_add(1, Ordering::SeqCst);
+        let generation = format!("{:x}-{n}", self.session.lease_id());
+        let base = self.base(gate);
+        let chunks: Vec<&[u8]> = body.chunks(CHUNK).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            let key = format!("{base}data/{}/{generation}/{i:06}", segment(&self.shard));
+            self.call(&what, || self.session.put_fenced(&self.leader, &key, c))?;
+        }
+        let marker = serde_json::to_vec(&Marker {
+            generation,
+            chunks: chunks.len(),
+            bytes: body.len(),
+        })
+        .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+        let key = format!("{base}parts/{}", segment(&self.shard));
+        self.call(&what, || {
+            self.session.put_fenced(&self.leader, &key, &marker)
+        })
+    }
+
+    fn gather(&self, gate: GateId) -> Result<Gathered, ControllerError> {
+        let prefix = format!("{}parts/", self.base(gate));
+        let what = format!("cannot read the parts of gate {}", gate.stage);
+        let mut markers: HashMap<String, Marker> = HashMap::new();
+        for (key, value) in self.call(&what, || self.session.range(&prefix))? {
+            let name = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
+            let m: Marker = serde_json::from_slice(&value)
+                .map_err(|e| ControllerError::Invalid(format!("{what}: `{key}`: {e}")))?;
+            markers.insert(name, m);
+        }
+        let missing: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|s| !markers.contains_key(&segment(s)))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Gathered::Waiting(missing));
+        }
+        let mut parts = Vec::with_capacity(self.shards.len());
+        for s in &self.shards {
+            if let Some(m) = markers.get(&segment(s)) {
+                parts.push(self.read_part(gate, s, m)?);
+            }
+        }
+        Ok(Gathered::All(parts))
+    }
+
+    fn decide(&self, gate: GateId, v: &SharedVerdict) -> Result<SharedVerdict, ControllerError> {
+        let key = format!("{}verdict", self.base(gate));
+        let what = format!("cannot write the verdict of gate {}", gate.stage);
+        let body =
+            serde_json::to_vec(v).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+        let (stood, _) = self.call(&what, || {
+            self.session.create_fenced(&self.leader, &key, &body)
+        })?;
+        serde_json::from_slice(&stood).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
     }
 }

@@ -401,6 +401,7 @@ pub fn run(
         oob: &exec as &dyn crate::exec::oob::OutOfBand,
         fence: &crate::coord::Unfenced,
         limits: &crate::rollout::controller::Unshared,
+        gates: None,
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),

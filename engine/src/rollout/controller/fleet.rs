@@ -28,6 +28,14 @@ impl Fleet {
         })
     }
 
+    /// Only the hosts `keep` accepts are this controller's (its shard's) to touch and to
+    /// take as controls; the groups and the baseline stay the whole fleet's, so a gate over
+    /// several shards judges alike in each.
+    pub fn only(mut self, keep: impl Fn(&Host) -> bool) -> Fleet {
+        self.hosts.retain(|_, h| keep(h));
+        self
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.get(name)
     }

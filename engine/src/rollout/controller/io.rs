@@ -135,6 +135,72 @@ impl Limits for Unshared {
     fn free(&self, _: &str) {}
 }
 
+/// One gate of a rollout: its stage, and which try (0, then one more after each bake
+/// extension of an inconclusive gate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateId {
+    pub stage: usize,
+    pub attempt: usize,
+}
+
+/// What one shard's controller brings to a gate over several shards: the host-level data of
+/// its updated hosts and of its controls ([`crate::gate::HostCohort`], one value per host ×
+/// metric × window), and which of its hosts of the stage are done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GatePart {
+    pub done: Vec<String>,
+    pub updated: gate::HostCohort,
+    pub controls: gate::HostCohort,
+}
+
+impl GatePart {
+    /// Every part as one, as if one controller had driven them all.
+    pub fn union(parts: Vec<GatePart>) -> GatePart {
+        let mut all = GatePart::default();
+        for p in parts {
+            all.done.extend(p.done);
+            all.updated.merge(p.updated);
+            all.controls.merge(p.controls);
+        }
+        all.done.sort();
+        all.done.dedup();
+        all
+    }
+}
+
+/// A gate's verdict as written once for every shard, by the controller that wrote it first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedVerdict {
+    pub verdict: Verdict,
+    pub groups: Vec<gate::GroupJudgement>,
+    /// The shard whose controller wrote it.
+    pub by: String,
+}
+
+/// Whether every shard has brought its part to a gate.
+#[derive(Debug)]
+pub enum Gathered {
+    All(Vec<GatePart>),
+    /// The shards that have not yet, by name.
+    Waiting(Vec<String>),
+}
+
+/// Gates shared by the controllers of several shards: each publishes its part, every one
+/// judges the union through the one gate path once every shard's part is in, and the first
+/// verdict written is every shard's. `None` in [`Io::gates`] for a controller alone.
+pub trait SharedGates: Send + Sync {
+    /// This controller's shard, by name.
+    fn shard(&self) -> String;
+    /// The verdict written for `gate`, if one was.
+    fn written(&self, gate: GateId) -> Result<Option<SharedVerdict>, ControllerError>;
+    /// Publishes this shard's part (in place of one it published before).
+    fn publish(&self, gate: GateId, part: &GatePart) -> Result<(), ControllerError>;
+    /// Every shard's part, once each has published one.
+    fn gather(&self, gate: GateId) -> Result<Gathered, ControllerError>;
+    /// Writes `v` unless a verdict was written first; returns the one that stands.
+    fn decide(&self, gate: GateId, v: &SharedVerdict) -> Result<SharedVerdict, ControllerError>;
+}
+
 /// Sees every record as it is appended, and notes that are not records.
 pub trait Observer: Send + Sync {
     fn record(&self, record: &Record, state: &RolloutState);
@@ -171,6 +237,8 @@ pub struct Io<'a> {
     pub fence: &'a dyn crate::coord::Fence,
     /// In-flight limits shared with other controllers ([`Unshared`] alone).
     pub limits: &'a dyn Limits,
+    /// Gates judged over every shard's hosts (`None` alone).
+    pub gates: Option<&'a dyn SharedGates>,
 }
 
 #[derive(Debug, Clone)]

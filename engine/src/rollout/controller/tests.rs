@@ -147,6 +147,7 @@ fn sim_io<'a>(
         oob: exec,
         fence: &crate::coord::Unfenced,
         limits: &crate::rollout::controller::Unshared,
+        gates: None,
     }
 }
 

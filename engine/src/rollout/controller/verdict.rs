@@ -5,6 +5,9 @@
 use super::*;
 use crate::rollout::spec::OnFail;
 
+/// How often a gate over several shards asks whether every shard's part is in.
+const GATE_POLL: Duration = Duration::from_millis(500);
+
 impl<'a> Controller<'a> {
     /// The stage's host-level data: its after window, merged with its before window, with
     /// the medians and p99s the gate's host statistic reads.
@@ -100,13 +103,16 @@ impl<'a> Controller<'a> {
         Ok(Some((bp, ap)))
     }
 
-    /// Compares the stage's updated hosts with its controls and asks `gates.rhai`.
+    /// Compares the stage's updated hosts with its controls and asks `gates.rhai`. With
+    /// controllers per shard, the comparison is of every shard's hosts: this shard's part is
+    /// published, the union of every part judged, and the first verdict written stands for
+    /// all ([`SharedGates`]).
     pub(super) fn gate(&self, stage: usize) -> Result<(), ControllerError> {
         let clock = self.io.clock;
         let set = self.policy()?;
         let q = gate::Quantiles::for_statistic(set.gate_settings().host_statistic);
         let all = self.stage_data(stage, q)?;
-        let (name, specs, done, controls) = self.with_state(|s| {
+        let (name, done, controls, attempt) = self.with_state(|s| {
             let done: std::collections::BTreeSet<String> = s
                 .stages
                 .get(stage)
@@ -118,16 +124,31 @@ impl<'a> Controller<'a> {
                         .cloned()
                 })
                 .collect();
-            let specs = self.fleet.groups.expected(done.iter().map(String::as_str));
             let name = s
                 .stages
                 .get(stage)
                 .map(|p| p.name.clone())
                 .unwrap_or_default();
-            (name, specs, done, s.controls_of(stage))
+            let attempt = s.extensions.get(&stage).map_or(0, Vec::len);
+            (name, done, s.controls_of(stage), attempt)
         });
-        let updated = all.retain(|h| done.contains(h));
-        let controls = all.retain(|h| controls.contains(h) && !done.contains(h));
+        let local = GatePart {
+            updated: all.retain(|h| done.contains(h)),
+            controls: all.retain(|h| controls.contains(h) && !done.contains(h)),
+            done: done.into_iter().collect(),
+        };
+        let id = GateId { stage, attempt };
+        let part = match self.io.gates {
+            None => local,
+            Some(g) => match self.gather_gate(g, id, &name, &local, clock)? {
+                Some(p) => p,
+                None => return Ok(()), // halted: the run loop stops
+            },
+        };
+        let specs = self
+            .fleet
+            .groups
+            .expected(part.done.iter().map(String::as_str));
         // The static baseline: the reference of comparisons with too few controls.
         let summary = Some(&self.fleet.baseline);
         let (cmp, verdict) = gate::evaluate(
@@ -136,13 +157,44 @@ impl<'a> Controller<'a> {
                 index: stage,
                 name: &name,
                 groups: &specs,
-                updated: &updated,
+                updated: &part.updated,
                 reference: gate::Reference {
-                    controls: &controls,
+                    controls: &part.controls,
                     summary,
                 },
             },
         );
+        let verdict = verdict.unwrap_or_else(|e| Verdict {
+            verdict: VerdictKind::Pause,
+            reasons: vec![format!("the gate policy failed: {}", policy_message(&e))],
+            levels: Default::default(),
+        });
+        // Each group and how it came out: what the approval may claim.
+        let groups = gate::judged(&cmp, &verdict);
+        // With other shards, the verdict written first is every shard's.
+        let (verdict, groups, announce) = match self.io.gates {
+            None => (verdict, groups, true),
+            Some(g) => {
+                let me = g.shard();
+                let stood = g.decide(
+                    id,
+                    &SharedVerdict {
+                        verdict,
+                        groups,
+                        by: me.clone(),
+                    },
+                )?;
+                if stood.by != me {
+                    self.io.observer.note(&format!(
+                        "the gate of `{name}`: {} as shard `{}` wrote it",
+                        stood.verdict.verdict.as_str(),
+                        stood.by
+                    ));
+                }
+                let mine = stood.by == me;
+                (stood.verdict, stood.groups, mine)
+            }
+        };
         let gate_file = self
             .samples_path(stage)
             .with_file_name(format!("stage-{stage:02}.gate.json"));
@@ -152,13 +204,6 @@ impl<'a> Controller<'a> {
                 source,
             })?;
         }
-        let verdict = verdict.unwrap_or_else(|e| Verdict {
-            verdict: VerdictKind::Pause,
-            reasons: vec![format!("the gate policy failed: {}", policy_message(&e))],
-            levels: Default::default(),
-        });
-        // Each group and how it came out: what the approval may claim.
-        let groups = gate::judged(&cmp, &verdict);
         // The report people look at, beside the gate's JSON.
         let html = gate_file.with_file_name(format!("stage-{stage:02}.html"));
         std::fs::write(&html, gate::report(&set, &cmp, &verdict, &[])).map_err(|source| {
@@ -199,7 +244,8 @@ impl<'a> Controller<'a> {
                         .get(stage)
                         .is_some_and(|p| p.info.kind == crate::plan::StageKind::Canary)
                 });
-                if canary {
+                // With other shards, the one whose controller wrote the verdict tells.
+                if canary && announce {
                     let kernel = self.with_state(|s| s.target_kernel.clone());
                     // Each group as judged, then the policy's own notes.
                     let mut reasons: Vec<String> =
@@ -220,6 +266,52 @@ impl<'a> Controller<'a> {
             }
             kind @ (VerdictKind::Pause | VerdictKind::Fail) => {
                 self.on_gate_failure(&set, stage, &name, kind, verdict.reasons, clock)
+            }
+        }
+    }
+
+    /// Publishes this shard's part of a gate over several shards (unless its verdict is
+    /// written already) and waits for every other shard's, saying once which it waits for.
+    /// Returns their union, or `None` when an operator's request halted the wait.
+    fn gather_gate(
+        &self,
+        g: &dyn SharedGates,
+        id: GateId,
+        name: &str,
+        part: &GatePart,
+        clock: &dyn Clock,
+    ) -> Result<Option<GatePart>, ControllerError> {
+        if g.written(id)?.is_none() {
+            g.publish(id, part)?;
+        }
+        let mut told = false;
+        loop {
+            match g.gather(id)? {
+                Gathered::All(parts) => {
+                    if told {
+                        self.io
+                            .observer
+                            .note(&format!("the gate of `{name}` has every shard's hosts"));
+                    }
+                    return Ok(Some(GatePart::union(parts)));
+                }
+                Gathered::Waiting(missing) => {
+                    if !told {
+                        self.io.observer.note(&format!(
+                            "the gate of `{name}` waits for the hosts of shard(s) {}",
+                            missing
+                                .iter()
+                                .map(|m| format!("`{m}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                        told = true;
+                    }
+                    if self.halted(clock)? {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(GATE_POLL);
+                }
             }
         }
     }
