@@ -191,6 +191,7 @@ fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<Exit> {
             ssh: a.ssh.settings(),
             run: a.run.settings(),
             drift_queue: None,
+            shard: None,
         },
         drift: a.drift.choice(),
         kernel: a.kernel,

@@ -427,6 +427,8 @@ fn gates(state: &Path) -> Vec<Value> {
 /// each shard going on only on a written pass. A regression in the `loop-b` shard's hosts from
 /// the first wave on pauses both controllers at that wave's gate: the `loop-a` shard, whose
 /// own hosts are fine, pauses with the same verdict and touches none of its later hosts.
+/// Resumed, each from its own state directory, both lead their shards again and judge the
+/// wave anew together; an operator's acceptance in one shard is the verdict of both.
 #[test]
 fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
     let etcd = EtcdCluster::start(3);
@@ -529,4 +531,80 @@ fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
         })
         .sum();
     assert_eq!(approvals, 1, "{}", context());
+
+    // Each shard's controller resumes from its own state directory, leading its shard again
+    // through etcd: both re-bake, and the wave is judged again over both, on fresh data
+    // (a new attempt of the gate, not the verdict already written): paused again.
+    let resume = |dir: &Path, extra: &[&str]| {
+        let mut args: Vec<String> = ["rollout", "resume", "--state-dir"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.push(dir.display().to_string());
+        args.extend(["--output", "json"].iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        lab.fleetward(&args)
+    };
+    let both = |fine_extra: &[&str], bad_extra: &[&str]| {
+        std::thread::scope(|sc| {
+            let a = sc.spawn(|| resume(&fine, fine_extra));
+            let b = sc.spawn(|| resume(&bad, bad_extra));
+            (a.join().unwrap(), b.join().unwrap())
+        })
+    };
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let (oa, ob) = both(&[], &[]);
+    assert_eq!(oa.status.code(), Some(2), "{}", said(&oa));
+    assert_eq!(ob.status.code(), Some(2), "{}", said(&ob));
+    assert!(
+        said(&oa).contains("leading shard `hardware=loop-a`"),
+        "{}",
+        said(&oa)
+    );
+    let (gw, gd) = (gates(&fine), gates(&bad));
+    assert_eq!(gw.len(), k + 2, "{gw:?}");
+    assert_eq!(gw, gd);
+    assert_eq!(gw[k + 1]["stage"], k);
+    assert_eq!(gw[k + 1]["verdict"], "pause", "{}", gw[k + 1]);
+    assert_ne!(
+        gw[k + 1]["reasons"],
+        gw[k]["reasons"],
+        "the wave was judged again on its fresh bake, not on the first verdict's data"
+    );
+    // An operator accepts the gate in one shard only and resumes the other as it is: the
+    // acceptance is the wave's verdict for both, and both go on to the last wave, judged
+    // together once more. (Its controls are hosts updated earlier, the regressed ones among
+    // them, so what it decides is the lab's noise; that both decide alike is the point.)
+    let (oa, ob) = both(&[], &["--accept-gate"]);
+    assert_eq!(
+        oa.status.code(),
+        ob.status.code(),
+        "{}{}",
+        said(&oa),
+        said(&ob)
+    );
+    let (gw, gd) = (gates(&fine), gates(&bad));
+    assert_eq!(gw, gd);
+    assert_eq!(gw.len(), k + 4, "{gw:?}");
+    assert_eq!(gw[k + 2]["stage"], k);
+    assert_eq!(gw[k + 2]["verdict"], "pass");
+    assert!(
+        gw[k + 2]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("accepted by an operator"),
+        "{}",
+        gw[k + 2]
+    );
+    assert_eq!(gw[k + 3]["stage"], k + 1);
+    for h in lab.names() {
+        assert_eq!(lab.kernel(&h), TARGET, "{h}");
+        assert_eq!(lab.reboots(&h), 1, "{h}");
+    }
 }

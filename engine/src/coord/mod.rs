@@ -339,8 +339,8 @@ impl Keys {
         format!("{}/semaphores/{name}/", self.prefix)
     }
 
-    /// The gate of `stage` at its `attempt` (0, then one more after each bake extension):
-    /// each shard's part, and the verdict.
+    /// The gate of `stage` at its `attempt` (0, then one more after each verdict the stage
+    /// had): each shard's part, and the verdict.
     pub fn gate(&self, stage: usize, attempt: usize) -> String {
         format!("{}/gates/{stage:04}-{attempt:03}/", self.prefix)
     }

@@ -8,7 +8,7 @@ use super::controller::{
     PolicySource, Request, CONTROL_FILE,
 };
 use super::event::HeldHost;
-use super::settings::{Settings, SettingsError};
+use super::settings::{Settings, SettingsError, ShardSettings};
 use super::state::HostKernel;
 use super::{Event, Journal, JournalError, Phase, RolloutState};
 use crate::alert::{AlertSink, Alerts, FileSink, LogSink, WebhookOptions, WebhookSink};
@@ -159,12 +159,12 @@ pub fn start(
         path: dir.to_path_buf(),
         source,
     })?;
-    let settings = Settings {
+    let mut settings = Settings {
         drift_queue: req.drift.path(),
         ..req.settings
     }
     .frozen();
-    let mut s = setup(&settings, load)?;
+    let s = setup(&settings, load)?;
     let held = req.drift.held(&s.inventory.hosts)?;
     // One plan for the whole fleet, whichever shard this controller drives: stage k is then
     // the same stage in every shard, and its gate judges them all.
@@ -177,34 +177,34 @@ pub fn start(
         &held.hosts,
         Some(&settings.baseline),
     )?;
-    // The in-flight limits a shard shares are sized from the whole fleet, and its gates wait
-    // for every shard, before it keeps only its own hosts.
-    let mut shared = std::collections::BTreeMap::new();
-    let mut shards = Vec::new();
-    let plan = match &req.shard {
+    let (s, plan, view) = match &req.shard {
         Some(sh) => {
-            use crate::plan::RolloutRules;
-            let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
-            shared = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
-            shards = crate::coord::Shard::all(&sh.shard.key, &s.inventory.hosts)?;
-            s = s.only(&sh.shard)?;
-            shared.retain(|h, _| s.fleet.host(h).is_some());
-            plan.only(|h| s.fleet.host(h).is_some())
+            let (s, view) = shard_view(s, &sh.shard)?;
+            let plan = plan.only(|h| s.fleet.host(h).is_some());
+            let rollout = sh.rollout.clone().unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    plan.target_kernel,
+                    s.inventory.hash.chars().take(12).collect::<String>()
+                )
+            });
+            settings.shard = Some(ShardSettings {
+                endpoints: sh.endpoints.clone(),
+                shard: sh.shard.name(),
+                lease_ttl_secs: sh.ttl.as_secs(),
+                rollout: rollout.clone(),
+            });
+            (s, plan, Some((sh, rollout, view)))
         }
-        None => plan,
+        None => (s, plan, None),
     };
     let journal = Journal::open(dir)?;
     // Checked before `rollout.json` is written, so an existing rollout keeps its settings.
     ensure_new(&journal)?;
     // One of several controllers: lead the shard first (standing by while another does),
     // then start it, or carry on from etcd's journal where the last leader stopped.
-    let led = match &req.shard {
-        Some(sh) => {
-            let mut led = lead_shard(sh, &plan, &s.inventory, observer.as_ref())?;
-            led.limits = shared;
-            led.shards = shards;
-            Some(led)
-        }
+    let led = match view {
+        Some((sh, rollout, view)) => Some(lead_shard(sh, &rollout, view, observer.as_ref())?),
         None => None,
     };
     let journal = match &led {
@@ -243,32 +243,78 @@ pub fn start(
     )
 }
 
-/// Campaigns for the shard of `sh` in the rollout's name, standing by until elected.
+/// What a shard's controller shares with the others, read from the whole inventory before
+/// it keeps only its shard's hosts.
+struct ShardView {
+    /// Per host of the shard, its in-flight limits sized from the whole fleet.
+    limits: std::collections::BTreeMap<String, Vec<(String, usize)>>,
+    /// Every shard of the key, by name: whose parts each gate waits for.
+    shards: Vec<String>,
+}
+
+fn shard_view(s: Setup, shard: &crate::coord::Shard) -> Result<(Setup, ShardView), SessionError> {
+    use crate::plan::RolloutRules;
+    let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
+    let mut limits = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
+    let shards = crate::coord::Shard::all(&shard.key, &s.inventory.hosts)?;
+    let s = s.only(shard)?;
+    limits.retain(|h, _| s.fleet.host(h).is_some());
+    Ok((s, ShardView { limits, shards }))
+}
+
+/// Campaigns for the shard of `sh` in rollout `rollout`, standing by until elected.
 fn lead_shard(
     sh: &super::shard::ShardRequest,
-    plan: &crate::plan::Plan,
-    inventory: &Inventory,
+    rollout: &str,
+    view: ShardView,
     observer: &dyn Observer,
 ) -> Result<super::shard::Led, SessionError> {
-    let rollout = sh.rollout.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            plan.target_kernel,
-            inventory.hash.chars().take(12).collect::<String>()
-        )
-    });
     let me = format!(
         "pid {} on {}",
         std::process::id(),
         std::env::var("HOSTNAME").unwrap_or_else(|_| "this machine".into())
     );
-    let led = super::shard::lead(sh, &rollout, &me, &|m| observer.note(m))?;
+    let mut led = super::shard::lead(sh, rollout, &me, &|m| observer.note(m))?;
     observer.note(&format!(
         "leading shard `{}` of rollout `{rollout}` ({} journal record(s) in etcd)",
         led.shard.name(),
         led.records.len()
     ));
+    led.limits = view.limits;
+    led.shards = view.shards;
     Ok(led)
+}
+
+/// A shard's controller leads its shard again before `resume` or `rollback` acts: it stands
+/// by while another leads, then goes on from etcd's journal, which is the record. Anything
+/// else goes on alone.
+fn rejoin(
+    settings: &Settings,
+    s: Setup,
+    journal: Journal,
+    observer: &dyn Observer,
+) -> Result<(Setup, Journal, Option<super::shard::Led>), SessionError> {
+    let Some(sh) = &settings.shard else {
+        return Ok((s, journal, None));
+    };
+    let shard = crate::coord::Shard::parse(&sh.shard)?;
+    let (s, view) = shard_view(s, &shard)?;
+    let req = super::shard::ShardRequest {
+        endpoints: sh.endpoints.clone(),
+        shard,
+        ttl: Duration::from_secs(sh.lease_ttl_secs),
+        rollout: Some(sh.rollout.clone()),
+    };
+    let led = lead_shard(&req, &sh.rollout, view, observer)?;
+    if led.records.is_empty() {
+        return Err(crate::error::Invalid(format!(
+            "etcd holds no journal of shard `{}` in rollout `{}`: was the rollout started against this etcd?",
+            sh.shard, sh.rollout
+        ))
+        .into());
+    }
+    let journal = journal.adopt(&led.records)?;
+    Ok((s, journal, Some(led)))
 }
 
 /// Resumes the rollout in `dir` (paused, or interrupted by a crash).
@@ -287,6 +333,7 @@ pub fn resume(
     }
     let journal = Journal::open(dir)?;
     let s = setup(&settings, load)?;
+    let (s, journal, led) = rejoin(&settings, s, journal, observer.as_ref())?;
     observer.begin(RolloutState::fold(journal.records()).planned_hosts());
     drive(
         &settings,
@@ -294,7 +341,7 @@ pub fn resume(
         journal,
         Mode::Resume(req.clone()),
         observer,
-        None,
+        led,
     )
 }
 
@@ -331,13 +378,14 @@ pub fn rollback(
     let settings = Settings::load(dir)?;
     let journal = Journal::open(dir)?;
     let s = setup(&settings, load)?;
+    let (s, journal, led) = rejoin(&settings, s, journal, observer.as_ref())?;
     drive(
         &settings,
         s,
         journal,
         Mode::Rollback(req.clone()),
         observer,
-        None,
+        led,
     )
 }
 

@@ -29,6 +29,21 @@ pub struct Settings {
     /// The drift review queue read before each batch (hosts it holds are left out).
     #[serde(default)]
     pub drift_queue: Option<PathBuf>,
+    /// The shard this controller drives among several, coordinated through etcd: `resume`
+    /// and `rollback` lead it again before they act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardSettings>,
+}
+
+/// One shard's controller: where etcd is, which shard, and the rollout's name there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSettings {
+    pub endpoints: Vec<String>,
+    /// `KEY=VALUE`.
+    pub shard: String,
+    pub lease_ttl_secs: u64,
+    /// The rollout's name in etcd.
+    pub rollout: String,
 }
 
 /// How the controller runs.
@@ -101,6 +116,7 @@ impl Settings {
                 ..self.run.clone()
             },
             drift_queue: self.drift_queue.as_deref().map(abs),
+            shard: self.shard.clone(),
         }
     }
 

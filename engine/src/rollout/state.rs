@@ -253,6 +253,10 @@ pub struct RolloutState {
     pub controls: BTreeMap<usize, Vec<String>>,
     /// Bake extensions per stage, with the reasons of each.
     pub extensions: BTreeMap<usize, Vec<Vec<String>>>,
+    /// Verdicts journaled per stage, an operator's acceptance included: the next gate of the
+    /// stage is its attempt of that number (the key of a gate shared across shards).
+    #[serde(skip)]
+    pub gate_runs: BTreeMap<usize, usize>,
     pub inventory: String,
     /// Hosts left out because of unresolved drift.
     pub held: Vec<super::event::HeldHost>,
@@ -311,6 +315,7 @@ impl Default for RolloutState {
             before_until: BTreeMap::new(),
             controls: BTreeMap::new(),
             extensions: BTreeMap::new(),
+            gate_runs: BTreeMap::new(),
             inventory: String::new(),
             held: Vec::new(),
             recoveries: Vec::new(),
@@ -475,6 +480,7 @@ impl RolloutState {
                 ..
             } => {
                 self.gates.insert(*stage, (*verdict, reasons.clone()));
+                *self.gate_runs.entry(*stage).or_default() += 1;
             }
             Event::OnFailDecided { .. } => {}
             Event::Paused { reason } => {

@@ -135,8 +135,8 @@ impl Limits for Unshared {
     fn free(&self, _: &str) {}
 }
 
-/// One gate of a rollout: its stage, and which try (0, then one more after each bake
-/// extension of an inconclusive gate).
+/// One gate of a rollout: its stage, and which try (0, then one more after each verdict the
+/// stage had: an inconclusive gate's bake extension, a pause and its resume re-gate it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateId {
     pub stage: usize,

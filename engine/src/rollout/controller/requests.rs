@@ -153,12 +153,29 @@ impl<'a> Controller<'a> {
             if let Some((stage, reasons)) = paused_gate {
                 let mut r = vec!["accepted by an operator at resume".to_string()];
                 r.extend(reasons.into_iter().map(|x| format!("the gate said: {x}")));
+                let mut accepted = SharedVerdict {
+                    verdict: Verdict {
+                        verdict: VerdictKind::Pass,
+                        reasons: r,
+                        levels: Default::default(),
+                    },
+                    groups: vec![],
+                    by: String::new(),
+                };
+                // With other shards, the acceptance is the stage's next verdict for them all,
+                // unless one was written first.
+                if let Some(g) = self.io.gates {
+                    let attempt =
+                        self.with_state(|s| s.gate_runs.get(&stage).copied().unwrap_or(0));
+                    accepted.by = g.shard();
+                    accepted = g.decide(GateId { stage, attempt }, &accepted)?;
+                }
                 self.emit(
                     Event::GateEvaluated {
                         stage,
-                        verdict: VerdictKind::Pass,
-                        reasons: r,
-                        groups: vec![],
+                        verdict: accepted.verdict.verdict,
+                        reasons: accepted.verdict.reasons,
+                        groups: accepted.groups,
                     },
                     self.io.clock,
                 )?;

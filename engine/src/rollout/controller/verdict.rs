@@ -129,7 +129,7 @@ impl<'a> Controller<'a> {
                 .get(stage)
                 .map(|p| p.name.clone())
                 .unwrap_or_default();
-            let attempt = s.extensions.get(&stage).map_or(0, Vec::len);
+            let attempt = s.gate_runs.get(&stage).copied().unwrap_or(0);
             (name, done, s.controls_of(stage), attempt)
         });
         let local = GatePart {
@@ -270,9 +270,11 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Publishes this shard's part of a gate over several shards (unless its verdict is
-    /// written already) and waits for every other shard's, saying once which it waits for.
-    /// Returns their union, or `None` when an operator's request halted the wait.
+    /// Publishes this shard's part of a gate over several shards and waits for every other
+    /// shard's, saying once which it waits for. Returns their union; this shard's part alone
+    /// once a verdict is written without it (an operator's acceptance in another shard, or
+    /// before this controller took the shard over), which [`SharedGates::decide`] then
+    /// returns; `None` when an operator's request halted the wait.
     fn gather_gate(
         &self,
         g: &dyn SharedGates,
@@ -281,9 +283,10 @@ impl<'a> Controller<'a> {
         part: &GatePart,
         clock: &dyn Clock,
     ) -> Result<Option<GatePart>, ControllerError> {
-        if g.written(id)?.is_none() {
-            g.publish(id, part)?;
+        if g.written(id)?.is_some() {
+            return Ok(Some(part.clone()));
         }
+        g.publish(id, part)?;
         let mut told = false;
         loop {
             match g.gather(id)? {
@@ -296,6 +299,9 @@ impl<'a> Controller<'a> {
                     return Ok(Some(GatePart::union(parts)));
                 }
                 Gathered::Waiting(missing) => {
+                    if g.written(id)?.is_some() {
+                        return Ok(Some(part.clone()));
+                    }
                     if !told {
                         self.io.observer.note(&format!(
                             "the gate of `{name}` waits for the hosts of shard(s) {}",
