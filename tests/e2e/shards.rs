@@ -608,3 +608,100 @@ fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
         assert_eq!(lab.reboots(&h), 1, "{h}");
     }
 }
+
+/// `rollout pause` of a sharded rollout, from any one shard's state directory, reaches every
+/// shard's controller through etcd: both pause mid-bake, each says why; resumed, each from
+/// its own directory, both finish, every host updated once.
+#[test]
+fn an_operators_pause_from_one_shard_pauses_every_shard_and_both_resume() {
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let base = lab.fleet.dir.path();
+    let (a_dir, b_dir) = (base.join("loop-a"), base.join("loop-b"));
+    let (a_out, b_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
+    let mut a = of_shard(&lab, &etcd, "hardware=loop-a", &a_dir, &a_out, 30);
+    let mut b = of_shard(&lab, &etcd, "hardware=loop-b", &b_dir, &b_out, 30);
+    let context = || {
+        format!(
+            "\n--- loop-a ---\n{}{}\n--- loop-b ---\n{}{}",
+            text(&a_out),
+            text(&a_out.with_extension("err")),
+            text(&b_out),
+            text(&b_out.with_extension("err"))
+        )
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "both shards bake the canaries",
+        || count(&a_dir, "bake_started") >= 1 && count(&b_dir, "bake_started") >= 1,
+        context,
+    );
+    let asked = std::time::Instant::now();
+    let o = lab.fleetward(&[
+        "rollout".into(),
+        "pause".into(),
+        "--state-dir".into(),
+        a_dir.display().to_string(),
+        "--reason".into(),
+        "a drill".into(),
+        "--wait".into(),
+        "60".into(),
+        "--output".into(),
+        "json".into(),
+    ]);
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Paused: exit 2, once every shard's controller took the request.
+    assert_eq!(o.status.code(), Some(2), "{said}{}", context());
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    eprintln!("both paused {:?} after the request", asked.elapsed());
+    assert_eq!(sa.code(), Some(2), "{}", context());
+    assert_eq!(sb.code(), Some(2), "{}", context());
+    for d in [&a_dir, &b_dir] {
+        let paused: Vec<Value> = journal(d)
+            .into_iter()
+            .filter(|r| r["event"]["type"] == "paused")
+            .collect();
+        assert_eq!(paused.len(), 1, "{}", context());
+        assert_eq!(
+            paused[0]["event"]["reason"],
+            "paused by an operator: a drill",
+            "{}",
+            context()
+        );
+        // Mid-bake: the canaries' gate never ran.
+        assert_eq!(count(d, "gate_evaluated"), 0, "{}", context());
+    }
+    // Each resumed from its own directory: the pause left in etcd is cleared, not taken again.
+    let resume = |dir: &Path| {
+        lab.fleetward(&[
+            "rollout".into(),
+            "resume".into(),
+            "--state-dir".into(),
+            dir.display().to_string(),
+            "--bake".into(),
+            "0".into(),
+            "--output".into(),
+            "json".into(),
+        ])
+    };
+    let (ra, rb) = std::thread::scope(|sc| {
+        let x = sc.spawn(|| resume(&a_dir));
+        let y = sc.spawn(|| resume(&b_dir));
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    for o in [&ra, &rb] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(gates(&a_dir), gates(&b_dir));
+    every_host_updated_once(&lab);
+}

@@ -528,6 +528,63 @@ impl Session {
         Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
     }
 
+    /// The value at `key` with the revision that last changed it, if there is one.
+    pub fn get_revised(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, CoordError> {
+        let v = self.run(
+            "read a key",
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(key) }),
+        )?;
+        Ok(kvs(&v)
+            .first()
+            .map(|kv| (bytes(kv, "value"), int(kv, "mod_revision"))))
+    }
+
+    /// Puts `key` = `value` whoever leads, as an operator's request does; returns the
+    /// revision of the write.
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, CoordError> {
+        let v = self.run(
+            "write a key",
+            "/v3/kv/put",
+            &json!({ "key": B64.encode(key), "value": B64.encode(value) }),
+        )?;
+        Ok(v.get("header").map(|h| int(h, "revision")).unwrap_or(0))
+    }
+
+    /// Deletes `key`, only while `leader` leads.
+    pub fn delete_fenced(&self, leader: &Leader, key: &str) -> Result<(), CoordError> {
+        let (ok, _) = self.fenced(
+            "fenced delete",
+            leader,
+            vec![leader.guard()],
+            vec![json!({ "request_delete_range": { "key": B64.encode(key) } })],
+        )?;
+        if ok {
+            Ok(())
+        } else {
+            Err(CoordError::Deposed {
+                election: leader.election.clone(),
+            })
+        }
+    }
+
+    /// The names of the keys under `prefix`, in key order, without their values.
+    pub fn keys_under(&self, prefix: &str) -> Result<Vec<String>, CoordError> {
+        let v = self.run(
+            "list keys",
+            "/v3/kv/range",
+            &json!({
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix.as_bytes())),
+                "keys_only": true,
+            }),
+        )?;
+        Ok(kvs(&v)
+            .into_iter()
+            .map(|kv| String::from_utf8_lossy(&bytes(kv, "key")).into_owned())
+            .collect())
+    }
+
     /// Every key under `prefix`, with its value, in key order.
     pub fn range(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, CoordError> {
         let v = self.range_prefix("read keys", prefix)?;

@@ -324,6 +324,21 @@ impl Keys {
         format!("{}/shards/{shard}/leader", self.prefix)
     }
 
+    /// Every shard's keys.
+    pub fn shards(&self) -> String {
+        format!("{}/shards/", self.prefix)
+    }
+
+    /// An operator's pending request (pause, abort) to the shard's controller.
+    pub fn shard_request(&self, shard: &str) -> String {
+        format!("{}/shards/{shard}/request", self.prefix)
+    }
+
+    /// The revision of the last request the shard's controller took.
+    pub fn shard_request_taken(&self, shard: &str) -> String {
+        format!("{}/shards/{shard}/request-taken", self.prefix)
+    }
+
     /// The shard's journal, one key a record.
     pub fn shard_journal(&self, shard: &str) -> String {
         format!("{}/shards/{shard}/journal/", self.prefix)

@@ -62,6 +62,8 @@ pub enum SessionError {
     NotAcknowledged { secs: u64, file: PathBuf },
     #[error(transparent)]
     Coord(#[from] crate::coord::etcd::CoordError),
+    #[error("the controllers of shard(s) {} have not taken the request within {secs} s; it stays in etcd, and each takes it when it runs", shards.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))]
+    NotTakenByShards { secs: u64, shards: Vec<String> },
     #[error("{what} `{}`: {source}", path.display())]
     Io {
         what: &'static str,
@@ -314,6 +316,14 @@ fn rejoin(
         .into());
     }
     let journal = journal.adopt(&led.records)?;
+    // An operator's resume (or rollback) supersedes a pause left for the shard in etcd; an
+    // abort left there stands.
+    let key = led.session.keys().shard_request(&sh.shard);
+    if let Some(body) = led.session.get(&key)? {
+        if let Ok(Request::Pause { .. }) = serde_json::from_slice::<Request>(&body) {
+            led.session.delete_fenced(&led.leader, &key)?;
+        }
+    }
     Ok((s, journal, Some(led)))
 }
 
@@ -474,7 +484,20 @@ fn drive(
             source,
         })?;
     let (alerts, webhook) = sinks(settings, &dir);
-    let control = ControlFile::new(&dir).with_drift_queue(settings.drift_queue.clone());
+    let local = ControlFile::new(&dir).with_drift_queue(settings.drift_queue.clone());
+    // A shard's controller also takes the requests left in etcd for every shard.
+    let etcd_control = led.as_ref().map(|l| {
+        super::shard::EtcdControl::new(
+            &local,
+            Arc::clone(&l.session),
+            l.leader.clone(),
+            l.shard.name(),
+        )
+    });
+    let control: &dyn Control = match &etcd_control {
+        Some(c) => c,
+        None => &local,
+    };
     let clock = WallClock;
     let metrics = crate::signals::prometheus::HttpStore::new();
     if !settings.run.no_watch {
@@ -535,7 +558,7 @@ fn drive(
         clock: &clock as &dyn Clock,
         alerts: &alerts,
         policies: s.store.as_ref() as &dyn PolicySource,
-        control: &control as &dyn Control,
+        control,
         observer: observer.as_ref(),
         metrics: &metrics,
         http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
@@ -643,6 +666,12 @@ fn read_journal(dir: &Path) -> Result<RolloutState, SessionError> {
 pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionError> {
     let abort = matches!(req, Request::Abort { .. });
     let st = read_journal(dir)?;
+    if let Ok(Settings {
+        shard: Some(sh), ..
+    }) = Settings::load(dir)
+    {
+        return request_shards(&sh, req, wait);
+    }
     if st.phase.finished() {
         return Err(SessionError::Finished {
             phase: st.phase,
@@ -705,6 +734,70 @@ pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionE
 }
 
 /// Where the rollout in `dir` is, from its journal, with the kernel of every host.
+/// A sharded rollout's pause or abort goes to every shard's controller: left in etcd for each
+/// shard whose rollout is still running (or, for an abort, not finished), and waited for
+/// until each controller took it. A shard with no controller running takes it when one runs;
+/// the wait's error names the shards that have not.
+fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(), SessionError> {
+    use crate::coord::etcd::{Session, SessionOptions};
+    let abort = matches!(req, Request::Abort { .. });
+    let session = Session::connect(
+        SessionOptions::new(
+            sh.endpoints.clone(),
+            Duration::from_secs(sh.lease_ttl_secs.max(2)),
+        ),
+        crate::coord::Keys::new(&sh.rollout),
+    )?;
+    let keys = session.keys().clone();
+    let mut shards: Vec<String> = session
+        .keys_under(&keys.shards())?
+        .iter()
+        .filter_map(|k| k.strip_prefix(&keys.shards())?.split('/').next())
+        .map(str::to_string)
+        .collect();
+    shards.dedup();
+    let body = serde_json::to_vec(req).map_err(|e| crate::error::Invalid(e.to_string()))?;
+    let mut pending = Vec::new();
+    for shard in &shards {
+        let records: Vec<super::Record> = session
+            .records(shard)?
+            .iter()
+            .filter_map(|(_, b)| serde_json::from_slice(b).ok())
+            .collect();
+        let phase = RolloutState::fold(&records).phase;
+        if phase.finished() || (!abort && phase == Phase::Paused) {
+            continue;
+        }
+        let rev = session.put(&keys.shard_request(shard), &body)?;
+        pending.push((shard.clone(), rev));
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut left = Vec::new();
+        for (shard, rev) in &pending {
+            let taken = session
+                .get(&keys.shard_request_taken(shard))?
+                .and_then(|b| String::from_utf8_lossy(&b).parse::<i64>().ok())
+                .unwrap_or(0);
+            if taken < *rev {
+                left.push(shard.clone());
+            }
+        }
+        if left.is_empty() {
+            let _ = session.close();
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let _ = session.close();
+            return Err(SessionError::NotTakenByShards {
+                secs: wait.as_secs(),
+                shards: left,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn status(dir: &Path, load: &LoadOptions) -> Result<Status, SessionError> {
     let st = read_journal(dir)?;
     let initial = Settings::load(dir)

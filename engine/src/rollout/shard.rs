@@ -6,7 +6,8 @@
 //! whose hosts are in several) are etcd semaphores ([`EtcdLimits`]).
 
 use super::controller::{
-    ControllerError, GateId, GatePart, Gathered, Limits, SharedGates, SharedVerdict,
+    Control, ControllerError, GateId, GatePart, Gathered, Limits, Request, SharedGates,
+    SharedVerdict,
 };
 use super::journal::{Mirror, MirrorError};
 use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions, Slot};
@@ -14,7 +15,7 @@ use crate::coord::{Fence, FenceError, Keys, Shard};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What `rollout start --etcd … --shard …` asks for.
 #[derive(Debug, Clone)]
@@ -427,5 +428,85 @@ impl SharedGates for EtcdGates {
             self.session.create_fenced(&self.leader, &key, &body)
         })?;
         serde_json::from_slice(&stood).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
+    }
+}
+
+/// How often a shard's controller asks etcd for an operator's request.
+const REQUEST_POLL: Duration = Duration::from_secs(1);
+
+/// Operator requests to a shard's controller: its state directory's (`rollout pause
+/// --state-dir` while it runs), and those left in etcd for every shard of the rollout
+/// (`rollout pause` of a sharded rollout), asked at most once a second. A request in etcd is
+/// taken once by each controller process and noted as taken (`request-taken`, for the
+/// operator's wait); it stays until a resume of the shard clears it, so a controller that
+/// takes the shard over before its predecessor paused still pauses.
+pub struct EtcdControl<'a> {
+    pub inner: &'a dyn Control,
+    pub session: Arc<Session>,
+    pub leader: Leader,
+    pub shard: String,
+    /// When etcd was last asked, and the revision of the last request taken.
+    seen: Mutex<(Option<Instant>, i64)>,
+}
+
+impl<'a> EtcdControl<'a> {
+    pub fn new(
+        inner: &'a dyn Control,
+        session: Arc<Session>,
+        leader: Leader,
+        shard: String,
+    ) -> Self {
+        EtcdControl {
+            inner,
+            session,
+            leader,
+            shard,
+            seen: Mutex::new((None, 0)),
+        }
+    }
+}
+
+impl Control for EtcdControl<'_> {
+    fn take(&self) -> Option<Request> {
+        if let Some(r) = self.inner.take() {
+            return Some(r);
+        }
+        let mut seen = self.seen.lock().ok()?;
+        if seen.0.is_some_and(|t| t.elapsed() < REQUEST_POLL) {
+            return None;
+        }
+        seen.0 = Some(Instant::now());
+        let keys = self.session.keys();
+        let (body, rev) = match self.session.get_revised(&keys.shard_request(&self.shard)) {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            // Unreachable: the fence holds the controller meanwhile; asked again next time.
+            Err(e) => {
+                tracing::debug!("cannot read requests from etcd: {e}");
+                return None;
+            }
+        };
+        if rev <= seen.1 {
+            return None;
+        }
+        seen.1 = rev;
+        let taken = keys.shard_request_taken(&self.shard);
+        if let Err(e) = self
+            .session
+            .put_fenced(&self.leader, &taken, rev.to_string().as_bytes())
+        {
+            tracing::warn!("cannot note in etcd that the request was taken: {e}");
+        }
+        match serde_json::from_slice(&body) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("ignoring an unreadable request in etcd: {e}");
+                None
+            }
+        }
+    }
+
+    fn held(&self) -> BTreeMap<String, String> {
+        self.inner.held()
     }
 }
