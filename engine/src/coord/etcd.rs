@@ -647,9 +647,10 @@ impl Session {
     }
 
     /// Takes a slot of semaphore `name`, which has `limit` slots, for `holder`, while `leader`
-    /// leads; the slot is bound to this session's lease, so it frees itself when the lease
-    /// expires. `Ok(None)` when every slot is taken. Taking a slot `holder` already holds
-    /// returns it again.
+    /// leads. `Ok(None)` when every slot is taken. Taking a slot `holder` already holds
+    /// returns it again. The slot is bound to no lease: it stays with its holder (a host,
+    /// which may still be mid-reboot) when this controller dies, until it is released (by the
+    /// next leader of the holder's shard, say).
     pub fn acquire(
         &self,
         leader: &Leader,
@@ -666,7 +667,7 @@ impl Session {
                 "take a semaphore slot",
                 leader,
                 vec![leader.guard(), absent(key.as_bytes())],
-                vec![put(key.as_bytes(), holder.as_bytes(), Some(self.lease))],
+                vec![put(key.as_bytes(), holder.as_bytes(), None)],
             )?;
             if ok {
                 return Ok(Some(Slot {

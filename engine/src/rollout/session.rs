@@ -533,6 +533,20 @@ fn drive(
     let etcd_limits = led.as_ref().map(|l| {
         super::shard::EtcdLimits::new(Arc::clone(&l.session), l.leader.clone(), l.limits.clone())
     });
+    if let Some(l) = &etcd_limits {
+        // Slots outlive a controller: free those its predecessors' hosts no longer need.
+        let in_flight: std::collections::BTreeSet<String> = RolloutState::fold(journal.records())
+            .interrupted()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let freed = l.reclaim(&in_flight)?;
+        if freed > 0 {
+            observer.note(&format!(
+                "freed {freed} in-flight slot(s) held by hosts a previous controller of this shard had finished"
+            ));
+        }
+    }
     let limits: &dyn super::controller::Limits = match &etcd_limits {
         Some(l) => l,
         None => &super::controller::Unshared,

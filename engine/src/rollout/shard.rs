@@ -12,7 +12,7 @@ use super::controller::{
 use super::journal::{Mirror, MirrorError};
 use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions, Slot};
 use crate::coord::{Fence, FenceError, Keys, Shard};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -145,9 +145,12 @@ impl Mirror for EtcdMirror {
 }
 
 /// The in-flight limits a shard shares with the others, as etcd semaphores: a host holds a
-/// slot of each of its limits (its rack, …) while in flight. A slot is bound to this
-/// controller's lease and taken by a write fenced by its leadership, so a deposed controller
-/// takes none and a dead one's free themselves when its lease expires.
+/// slot of each of its limits (its rack, …) while in flight. A slot is taken by a write
+/// fenced by this controller's leadership, so a deposed controller takes none. It outlives
+/// the controller: a host mid-reboot when its controller dies still counts against its rack,
+/// and the shard's next leader frees its hosts' slots once they are through ([`reclaim`]).
+///
+/// [`reclaim`]: EtcdLimits::reclaim
 pub struct EtcdLimits {
     session: Arc<Session>,
     leader: Leader,
@@ -170,10 +173,32 @@ impl EtcdLimits {
         }
     }
 
+    /// On taking the shard over: frees the slots its hosts hold that are not `in_flight` (their
+    /// controller died after they were through, before it freed them); those in flight keep
+    /// theirs, which the crash recovery takes again as they are.
+    pub fn reclaim(&self, in_flight: &BTreeSet<String>) -> Result<usize, CoordError> {
+        let limits: BTreeSet<&str> = self
+            .slots
+            .values()
+            .flatten()
+            .map(|(l, _)| l.as_str())
+            .collect();
+        let mut freed = 0;
+        for limit in limits {
+            for slot in self.session.holders(&segment(limit))? {
+                if self.slots.contains_key(&slot.holder) && !in_flight.contains(&slot.holder) {
+                    self.session.release(&slot)?;
+                    freed += 1;
+                }
+            }
+        }
+        Ok(freed)
+    }
+
     fn free_all(&self, slots: &[Slot]) {
         for slot in slots {
             if let Err(e) = self.session.release(slot) {
-                // Bound to the lease: it frees itself when the lease ends, at the latest.
+                // The shard's next leader frees it, if this one cannot.
                 tracing::warn!(
                     "cannot free slot {} of `{}`: {e}",
                     slot.slot,
