@@ -705,3 +705,248 @@ fn an_operators_pause_from_one_shard_pauses_every_shard_and_both_resume() {
     assert_eq!(gates(&a_dir), gates(&b_dir));
     every_host_updated_once(&lab);
 }
+
+/// Chaos over ten shards (`cell=c0` … `c9`, a fact; two hosts each, every rack shared by two
+/// shards under the shipped `rack: #{ in_flight: 1 }`), each with a leader and a standby: a
+/// random controller is killed (SIGKILL) every 2–4 s, ten times, and replaced by a new
+/// standby. Checked from the union of the journals: every shard's controllers agree record
+/// for record, every host was updated and rebooted exactly once, every shard journaled the
+/// same verdicts, no host of a stage started before every host of the stage before it was
+/// through (across all shards), and no two hosts of one rack were ever in flight together.
+#[test]
+fn chaos_random_kills_over_ten_shards_break_no_invariant() {
+    const SHARDS: usize = 10;
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(2 * SHARDS, &[NO_BENCH]);
+    // Host i is in cell i % 10 (a fact); hosts 2j and 2j+1 (two shards) share rack j.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let mut i = 0;
+    let mut rack_of = std::collections::BTreeMap::new();
+    let lines: Vec<String> = inv
+        .lines()
+        .map(|l| {
+            let Some(at) = l.find("rack = \"r") else {
+                return l.to_string();
+            };
+            let rest = &l[at + "rack = \"".len()..];
+            let end = rest.find('"').unwrap();
+            let name = l.split('"').nth(1).unwrap().to_string();
+            let rack = format!("r{:02}", i / 2);
+            rack_of.insert(name, rack.clone());
+            let out = format!("{}rack = \"{rack}{}", &l[..at], &rest[end..]).replace(
+                "facts = { bmc = ",
+                &format!("facts = {{ cell = \"c{}\", bmc = ", i % SHARDS),
+            );
+            i += 1;
+            out
+        })
+        .collect();
+    assert_eq!(i, 2 * SHARDS, "{inv}");
+    let text_inv = lines.join("\n") + "\n";
+    assert_eq!(
+        text_inv.matches("cell = ").count(),
+        2 * SHARDS,
+        "{text_inv}"
+    );
+    std::fs::write(&lab.inventory, text_inv).unwrap();
+    let base = lab.fleet.dir.path().to_path_buf();
+    let mut rng = crate::rollout::Rng::new(
+        std::env::var("CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(31),
+    );
+    // Per shard: its controllers' state directories, and those running.
+    let mut dirs: Vec<Vec<PathBuf>> = vec![Vec::new(); SHARDS];
+    let mut running: Vec<Vec<(Child, PathBuf)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    let mut done = [false; SHARDS];
+    let spawn = |shard: usize, n: usize| {
+        let dir = base.join(format!("c{shard}-{n}"));
+        let out = base.join(format!("c{shard}-{n}.jsonl"));
+        let child = of_shard(&lab, &etcd, &format!("cell=c{shard}"), &dir, &out, 0);
+        (child, dir)
+    };
+    let said = |dirs: &[Vec<PathBuf>]| {
+        let mut s = String::new();
+        for d in dirs.iter().flatten() {
+            let out = d.with_extension("jsonl");
+            s.push_str(&format!(
+                "\n--- {} ---\n{}{}",
+                d.display(),
+                text(&out)
+                    .lines()
+                    .filter(|l| l.contains("\"note\"") || l.contains("\"status\""))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                text(&out.with_extension("err"))
+            ));
+        }
+        s
+    };
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_secs(3);
+    while done.iter().any(|d| !d) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the rollout did not finish within 10 min{}",
+            said(&dirs)
+        );
+        for s in 0..SHARDS {
+            // Reap: a controller that ended by itself ended its shard (0: completed, or the
+            // completed rollout reported by a standby), or lost its lease.
+            let mut k = 0;
+            while k < running[s].len() {
+                if let Some(status) = running[s][k].0.try_wait().unwrap() {
+                    let (_, dir) = running[s].remove(k);
+                    if status.code() == Some(0) {
+                        done[s] = true;
+                    } else {
+                        let out = text(&dir.with_extension("jsonl"));
+                        let last = out
+                            .lines()
+                            .rev()
+                            .find(|l| l.contains("\"status\"") || l.contains("\"note\""));
+                        eprintln!(
+                            "{} ended with {status}: {}{}",
+                            dir.display(),
+                            last.unwrap_or(""),
+                            text(&dir.with_extension("err"))
+                        );
+                    }
+                } else {
+                    k += 1;
+                }
+            }
+            // Two controllers per shard while it runs: a leader and a standby.
+            while !done[s] && running[s].len() < 2 {
+                let (c, d) = spawn(s, dirs[s].len());
+                dirs[s].push(d.clone());
+                running[s].push((c, d));
+            }
+        }
+        if kills < 10 && Instant::now() >= next_kill {
+            let live: Vec<usize> = (0..SHARDS).filter(|s| !done[*s]).collect();
+            if !live.is_empty() {
+                let s = live[(rng.next() % live.len() as u64) as usize];
+                let k = (rng.next() % running[s].len() as u64) as usize;
+                let (mut c, d) = running[s].remove(k);
+                c.kill().unwrap(); // SIGKILL
+                c.wait().unwrap();
+                eprintln!("chaos: killed {} at {:?}", d.display(), started.elapsed());
+                kills += 1;
+            }
+            next_kill = Instant::now() + Duration::from_millis(2000 + rng.next() % 2000);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (mut c, _) in running.into_iter().flatten() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    eprintln!(
+        "chaos: {kills} controllers killed; the rollout over {SHARDS} shards finished in {:?}",
+        started.elapsed()
+    );
+    assert!(kills >= 5, "too few kills to mean anything: {kills}");
+    // Each shard's journal: the longest of its controllers', every other a prefix of it.
+    let mut finals = Vec::new();
+    for s in 0..SHARDS {
+        let js: Vec<Vec<Value>> = dirs[s].iter().map(|d| journal(d)).collect();
+        let longest = js.iter().max_by_key(|j| j.len()).unwrap().clone();
+        for j in &js {
+            assert_eq!(
+                &longest[..j.len()],
+                &j[..],
+                "shard c{s}: two controllers' journals disagree{}",
+                said(&dirs)
+            );
+        }
+        assert!(
+            longest.iter().any(|r| r["event"]["type"] == "completed"),
+            "shard c{s} did not complete{}",
+            said(&dirs)
+        );
+        finals.push(longest);
+    }
+    // No double reboot, no skipped host.
+    every_host_updated_once(&lab);
+    // The same verdicts in every shard.
+    let verdicts = |j: &[Value]| -> Vec<Value> {
+        j.iter()
+            .filter(|r| r["event"]["type"] == "gate_evaluated")
+            .map(|r| r["event"].clone())
+            .collect()
+    };
+    for j in &finals[1..] {
+        assert_eq!(verdicts(j), verdicts(&finals[0]));
+    }
+    // No stage before its gate: each stage's first step, in any shard, after the last host of
+    // the stage before it was through, in every shard.
+    let at = |r: &Value| {
+        r["at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+    let mut stage_of = std::collections::BTreeMap::new();
+    for j in &finals {
+        let plan = j.iter().find(|r| r["event"]["type"] == "started").unwrap();
+        for st in plan["event"]["stages"].as_array().unwrap() {
+            for h in st["hosts"].as_array().unwrap() {
+                stage_of.insert(
+                    h.as_str().unwrap().to_string(),
+                    st["index"].as_u64().unwrap(),
+                );
+            }
+        }
+    }
+    let mut first_step: std::collections::BTreeMap<u64, jiff::Timestamp> = Default::default();
+    let mut last_done: std::collections::BTreeMap<u64, jiff::Timestamp> = Default::default();
+    for r in finals.iter().flatten() {
+        let Some(h) = r["event"]["host"].as_str() else {
+            continue;
+        };
+        let st = stage_of[h];
+        match r["event"]["type"].as_str().unwrap() {
+            "step_started" => {
+                let e = first_step.entry(st).or_insert(at(r));
+                *e = (*e).min(at(r));
+            }
+            "host_done" => {
+                let e = last_done.entry(st).or_insert(at(r));
+                *e = (*e).max(at(r));
+            }
+            _ => {}
+        }
+    }
+    for (st, t) in &first_step {
+        if *st == 0 {
+            continue;
+        }
+        let prev = last_done[&(st - 1)];
+        assert!(
+            prev < *t,
+            "stage {st} started at {t}, before stage {} was through ({prev})",
+            st - 1
+        );
+    }
+    // No rack's limit of 1 exceeded, across shards and controllers.
+    let mut spans = Vec::new();
+    for shard in &dirs {
+        let d = shard.iter().max_by_key(|d| journal(d).len()).unwrap();
+        spans.extend(in_flight(d));
+    }
+    assert_eq!(spans.len(), 2 * SHARDS, "{spans:?}");
+    for (i, (h, a0, a1)) in spans.iter().enumerate() {
+        for (g, b0, b1) in &spans[i + 1..] {
+            if rack_of[h] == rack_of[g] {
+                assert!(
+                    a1 < b0 || b1 < a0,
+                    "{h} ({a0} to {a1}) and {g} ({b0} to {b1}) share a rack and were in flight together"
+                );
+            }
+        }
+    }
+}

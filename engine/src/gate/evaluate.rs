@@ -44,6 +44,11 @@ impl Groups {
     }
 
     /// The group of a host.
+    /// How many hosts of the inventory are in `group`.
+    pub fn size(&self, group: &str) -> usize {
+        self.of.values().filter(|g| g.to_string() == group).count()
+    }
+
     pub fn of(&self, host: &str) -> Option<&GroupKey> {
         self.of.get(host)
     }

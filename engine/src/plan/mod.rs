@@ -215,6 +215,10 @@ pub struct Stage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
     pub batches: Vec<Batch>,
+    /// One shard's share of a plan ([`Plan::only`]): the whole stage's hosts per group,
+    /// every shard's, which its controls are chosen for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_groups: Option<BTreeMap<String, usize>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,7 +260,8 @@ impl Plan {
     /// The plan as one shard's controller drives it: every stage kept, in order, with only
     /// the hosts `keep` accepts (a stage may keep none, and a batch left empty goes), so that
     /// stage k is the same stage in every shard and its gate can judge them all together.
-    /// Each stage's `size` becomes the shard's; its `groups` stay the whole stage's.
+    /// Each stage's `size` becomes the shard's; its `groups` stay the whole stage's, and are
+    /// kept as `fleet_groups` for the controller.
     pub fn only(mut self, keep: impl Fn(&str) -> bool) -> Plan {
         for st in &mut self.stages {
             for b in &mut st.batches {
@@ -264,6 +269,7 @@ impl Plan {
             }
             st.batches.retain(|b| !b.hosts.is_empty());
             st.info.size = st.batches.iter().map(|b| b.hosts.len()).sum();
+            st.fleet_groups = Some(st.groups.clone());
         }
         self
     }
@@ -761,6 +767,7 @@ pub fn plan(req: &PlanRequest<'_>, rules: &dyn RolloutRules) -> Result<Plan, Pla
                 gate,
                 split: if pi == 0 { split.clone() } else { None },
                 batches,
+                fleet_groups: None,
             });
         }
     }

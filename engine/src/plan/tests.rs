@@ -785,6 +785,9 @@ fn a_shards_share_of_a_plan_keeps_every_stage_and_only_its_hosts() {
     let mut seen = Vec::new();
     for (mine, all) in iad2.stages.iter().zip(&whole.stages) {
         assert_eq!(mine.info.name, all.info.name);
+        // The whole stage's groups, which the shard chooses controls for.
+        assert_eq!(mine.fleet_groups.as_ref(), Some(&all.groups));
+        assert_eq!(all.fleet_groups, None);
         let kept: Vec<&String> = mine.batches.iter().flat_map(|b| &b.hosts).collect();
         assert_eq!(mine.info.size, kept.len());
         assert!(mine.batches.iter().all(|b| !b.hosts.is_empty()));

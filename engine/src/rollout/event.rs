@@ -97,6 +97,10 @@ pub struct StagePlan {
     /// Planned seconds per batch, to fit each in a maintenance window.
     #[serde(default)]
     pub batch_secs: Vec<u64>,
+    /// With controllers per shard: the whole stage's hosts per group, every shard's. Each
+    /// shard chooses controls for all of them, its share of each group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_groups: Option<std::collections::BTreeMap<String, usize>>,
 }
 
 /// A host a rollout leaves alone because of its drift.

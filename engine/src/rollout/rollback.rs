@@ -211,6 +211,7 @@ mod tests {
                 percent: 100.0,
                 size: hosts.len(),
             },
+            fleet_groups: None,
             batches: batches
                 .into_iter()
                 .map(|b| b.into_iter().map(String::from).collect())

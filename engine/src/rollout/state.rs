@@ -737,6 +737,7 @@ mod tests {
                 percent: 100.0,
                 size: hosts.len(),
             },
+            fleet_groups: None,
             batches: vec![hosts.clone()],
             hosts,
             bake_secs: 0,

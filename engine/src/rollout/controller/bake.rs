@@ -85,35 +85,45 @@ impl<'a> Controller<'a> {
     /// are not yet updated first, then hosts updated in stages whose gates passed. How many:
     /// `controls(group)`, by default [`default_controls`].
     fn choose_controls(&self, set: &PolicySet, stage: usize) -> Result<Vec<String>, Invalid> {
-        let (mine, later, settled): (Vec<String>, std::collections::BTreeSet<String>, Vec<String>) =
-            self.with_state(|s| {
-                let mine = s
-                    .stages
-                    .get(stage)
-                    .map(|p| p.hosts.clone())
-                    .unwrap_or_default();
-                let later = s
-                    .stages
-                    .iter()
-                    .skip(stage + 1)
-                    .flat_map(|p| p.hosts.iter().cloned())
-                    .collect();
-                let settled = s
-                    .stages
-                    .iter()
-                    .take(stage)
-                    .flat_map(|p| p.hosts.iter())
-                    .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
-                    .cloned()
-                    .collect();
-                (mine, later, settled)
-            });
+        #[allow(clippy::type_complexity)]
+        let (mine, later, settled, fleet_groups): (
+            Vec<String>,
+            std::collections::BTreeSet<String>,
+            Vec<String>,
+            Option<BTreeMap<String, usize>>,
+        ) = self.with_state(|s| {
+            let mine = s
+                .stages
+                .get(stage)
+                .map(|p| p.hosts.clone())
+                .unwrap_or_default();
+            let later = s
+                .stages
+                .iter()
+                .skip(stage + 1)
+                .flat_map(|p| p.hosts.iter().cloned())
+                .collect();
+            let settled = s
+                .stages
+                .iter()
+                .take(stage)
+                .flat_map(|p| p.hosts.iter())
+                .filter(|h| s.hosts.get(*h).is_some_and(|x| x.done))
+                .cloned()
+                .collect();
+            let fleet_groups = s.stages.get(stage).and_then(|p| p.fleet_groups.clone());
+            (mine, later, settled, fleet_groups)
+        });
         let mine_set: std::collections::BTreeSet<&str> = mine.iter().map(String::as_str).collect();
         let mut updated: BTreeMap<String, usize> = BTreeMap::new();
         for h in &mine {
             if let Some(g) = self.fleet.groups.of(h) {
                 *updated.entry(g.to_string()).or_default() += 1;
             }
+        }
+        // Controllers per shard: controls for every group of the stage, each shard's.
+        if let Some(fg) = &fleet_groups {
+            updated.extend(fg.iter().map(|(g, n)| (g.clone(), *n)));
         }
         let settled_set: std::collections::BTreeSet<&str> =
             settled.iter().map(String::as_str).collect();
@@ -171,6 +181,23 @@ impl<'a> Controller<'a> {
                 })? as usize
             } else {
                 default_controls(*n)
+            };
+            // Controllers per shard share the group's controls, each by its share of the
+            // group's hosts (rounded up, so the union has at least as many).
+            let want = if fleet_groups.is_some() {
+                let own = self
+                    .fleet
+                    .names()
+                    .filter(|h| {
+                        self.fleet
+                            .groups
+                            .of(h)
+                            .is_some_and(|g| g.to_string() == *group)
+                    })
+                    .count();
+                (want * own).div_ceil(self.fleet.groups.size(group).max(1))
+            } else {
+                want
             };
             out.extend(pool.into_iter().take(want).map(str::to_string));
         }

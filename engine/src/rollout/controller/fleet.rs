@@ -62,6 +62,7 @@ pub fn stage_plans(plan: &Plan) -> Vec<StagePlan> {
                 .iter()
                 .map(|b| b.end.duration_since(b.start).as_secs().max(0) as u64)
                 .collect(),
+            fleet_groups: st.fleet_groups.clone(),
         })
         .collect()
 }
