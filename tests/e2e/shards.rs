@@ -3,7 +3,7 @@
 //! past its lease, and the other taking over without touching a host twice.
 
 use crate::etcd::EtcdCluster;
-use crate::rollout::{Lab, NO_BENCH, TARGET};
+use crate::rollout::{regressed_lab, untouched_after, Lab, NO_BENCH, TARGET};
 use crate::support::bin;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,19 @@ fn count(state: &Path, kind: &str) -> usize {
         .count()
 }
 
+/// What the controllers writing to `outs` said, stdout and stderr, each under its name.
+fn said_by(outs: &[(&str, &Path)]) -> String {
+    outs.iter()
+        .map(|(name, out)| {
+            format!(
+                "\n--- {name} ---\n{}{}",
+                text(out),
+                text(&out.with_extension("err"))
+            )
+        })
+        .collect()
+}
+
 fn text(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
@@ -113,13 +126,7 @@ impl Pair {
     }
 
     fn context(&self) -> String {
-        format!(
-            "\n--- a ---\n{}{}\n--- b ---\n{}{}",
-            text(&self.a_out),
-            text(&self.a_out.with_extension("err")),
-            text(&self.b_out),
-            text(&self.b_out.with_extension("err"))
-        )
+        said_by(&[("a", &self.a_out), ("b", &self.b_out)])
     }
 }
 
@@ -368,15 +375,7 @@ fn a_rack_limit_of_one_holds_across_two_shards_whose_hosts_share_racks() {
     let (web_out, db_out) = (base.join("web.jsonl"), base.join("db.jsonl"));
     let mut a = of_shard(&lab, &etcd, "workload=web", &web, &web_out, 0);
     let mut b = of_shard(&lab, &etcd, "workload=db", &db, &db_out, 0);
-    let context = || {
-        format!(
-            "\n--- web ---\n{}{}\n--- db ---\n{}{}",
-            text(&web_out),
-            text(&web_out.with_extension("err")),
-            text(&db_out),
-            text(&db_out.with_extension("err"))
-        )
-    };
+    let context = || said_by(&[("web", &web_out), ("db", &db_out)]);
     let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
     assert_eq!(sa.code(), Some(0), "{}", context());
     assert_eq!(sb.code(), Some(0), "{}", context());
@@ -432,46 +431,15 @@ fn gates(state: &Path) -> Vec<Value> {
 #[test]
 fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
     let etcd = EtcdCluster::start(3);
-    // As the one-controller regression test: waves of 75% and 100%, two canaries a group.
-    let lab = Lab::new(
-        24,
-        &[
-            NO_BENCH,
-            ("schedule::standard()", "[75, 100]"),
-            ("#{ auto: true, floor: 2, cap: 6 }", "2"),
-        ],
-    );
-    let stages = lab.plan_stages();
-    let victim = "loop-b/";
-    let k = 1;
-    assert!(
-        stages[k]
-            .1
-            .iter()
-            .filter(|h| lab.group(h).starts_with(victim))
-            .count()
-            >= 3,
-        "{stages:?}"
-    );
-    for (_, hosts) in &stages[k..] {
-        for h in hosts.iter().filter(|h| lab.group(h).starts_with(victim)) {
-            lab.fault(h, "regress", "io_latency_p99_ms 1.6\n");
-        }
-    }
+    // The one-controller regression test's lab: waves of 75% and 100%, two canaries a group.
+    let (victim, k) = ("loop-b/", 1);
+    let (lab, stages) = regressed_lab(&[NO_BENCH], victim, k);
     let base = lab.fleet.dir.path();
     let (fine, bad) = (base.join("loop-a"), base.join("loop-b"));
     let (fine_out, bad_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
     let mut a = of_shard(&lab, &etcd, "hardware=loop-a", &fine, &fine_out, 0);
     let mut b = of_shard(&lab, &etcd, "hardware=loop-b", &bad, &bad_out, 0);
-    let context = || {
-        format!(
-            "\n--- loop-a ---\n{}{}\n--- loop-b ---\n{}{}",
-            text(&fine_out),
-            text(&fine_out.with_extension("err")),
-            text(&bad_out),
-            text(&bad_out.with_extension("err"))
-        )
-    };
+    let context = || said_by(&[("loop-a", &fine_out), ("loop-b", &bad_out)]);
     let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
     // Both paused (exit 2).
     assert_eq!(sa.code(), Some(2), "{}", context());
@@ -503,17 +471,7 @@ fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
         "{reasons}"
     );
     // No host of a later stage was touched, in either shard: at most read as a control.
-    for (_, hosts) in &stages[k + 1..] {
-        for h in hosts {
-            let cmds = lab.commands(h);
-            assert!(
-                cmds.iter()
-                    .all(|(_, c)| c.starts_with("sh -c fleetward-signals ")),
-                "{h} was touched: {cmds:?}"
-            );
-            assert_eq!(lab.kernel(h), "6.8.0-40-generic", "{h}");
-        }
-    }
+    untouched_after(&lab, &stages, k);
     // Every host of the first two stages was updated, by its own shard's controller.
     for (_, hosts) in &stages[..=k] {
         for h in hosts {
@@ -621,15 +579,7 @@ fn an_operators_pause_from_one_shard_pauses_every_shard_and_both_resume() {
     let (a_out, b_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
     let mut a = of_shard(&lab, &etcd, "hardware=loop-a", &a_dir, &a_out, 30);
     let mut b = of_shard(&lab, &etcd, "hardware=loop-b", &b_dir, &b_out, 30);
-    let context = || {
-        format!(
-            "\n--- loop-a ---\n{}{}\n--- loop-b ---\n{}{}",
-            text(&a_out),
-            text(&a_out.with_extension("err")),
-            text(&b_out),
-            text(&b_out.with_extension("err"))
-        )
-    };
+    let context = || said_by(&[("loop-a", &a_out), ("loop-b", &b_out)]);
     wait_for(
         Duration::from_secs(120),
         "both shards bake the canaries",

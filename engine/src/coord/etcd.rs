@@ -442,14 +442,14 @@ impl Session {
         ))
     }
 
-    /// Puts `key` = `value`, only while `leader` leads.
-    pub fn put_fenced(&self, leader: &Leader, key: &str, value: &[u8]) -> Result<(), CoordError> {
-        let (ok, _) = self.fenced(
-            "fenced put",
-            leader,
-            vec![leader.guard()],
-            vec![put(key.as_bytes(), value, None)],
-        )?;
+    /// Does `then`, only while `leader` leads.
+    fn while_leading(
+        &self,
+        op: &'static str,
+        leader: &Leader,
+        then: Value,
+    ) -> Result<(), CoordError> {
+        let (ok, _) = self.fenced(op, leader, vec![leader.guard()], vec![then])?;
         if ok {
             Ok(())
         } else {
@@ -457,6 +457,11 @@ impl Session {
                 election: leader.election.clone(),
             })
         }
+    }
+
+    /// Puts `key` = `value`, only while `leader` leads.
+    pub fn put_fenced(&self, leader: &Leader, key: &str, value: &[u8]) -> Result<(), CoordError> {
+        self.while_leading("fenced put", leader, put(key.as_bytes(), value, None))
     }
 
     /// Appends record `seq` of `shard`'s journal, only while `leader` leads and only once.
@@ -509,23 +514,12 @@ impl Session {
 
     /// Record `seq` of the shard's journal, if etcd has it.
     pub fn record(&self, shard: &str, seq: u64) -> Result<Option<Vec<u8>>, CoordError> {
-        let key = self.keys.journal_record(shard, seq);
-        let v = self.run(
-            "read a journal record",
-            "/v3/kv/range",
-            &json!({ "key": B64.encode(&key) }),
-        )?;
-        Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
+        self.get(&self.keys.journal_record(shard, seq))
     }
 
     /// The value at `key`, if there is one.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoordError> {
-        let v = self.run(
-            "read a key",
-            "/v3/kv/range",
-            &json!({ "key": B64.encode(key) }),
-        )?;
-        Ok(kvs(&v).first().map(|kv| bytes(kv, "value")))
+        Ok(self.get_revised(key)?.map(|(v, _)| v))
     }
 
     /// The value at `key` with the revision that last changed it, if there is one.
@@ -553,19 +547,11 @@ impl Session {
 
     /// Deletes `key`, only while `leader` leads.
     pub fn delete_fenced(&self, leader: &Leader, key: &str) -> Result<(), CoordError> {
-        let (ok, _) = self.fenced(
+        self.while_leading(
             "fenced delete",
             leader,
-            vec![leader.guard()],
-            vec![json!({ "request_delete_range": { "key": B64.encode(key) } })],
-        )?;
-        if ok {
-            Ok(())
-        } else {
-            Err(CoordError::Deposed {
-                election: leader.election.clone(),
-            })
-        }
+            json!({ "request_delete_range": { "key": B64.encode(key) } }),
+        )
     }
 
     /// The names of the keys under `prefix`, in key order, without their values.

@@ -140,8 +140,8 @@ fn render(p: &Plan) -> String {
     out
 }
 
-#[test]
-fn small_fleet_plan() {
+/// Twelve r640 web hosts over two datacenters and three racks, three r750 db hosts.
+fn web_and_db() -> Vec<Host> {
     let mut hosts = Vec::new();
     for i in 0..12 {
         hosts.push(host(
@@ -155,6 +155,12 @@ fn small_fleet_plan() {
     for i in 0..3 {
         hosts.push(host(&format!("db{i}"), "r750", "db", "ams1", "r9"));
     }
+    hosts
+}
+
+#[test]
+fn small_fleet_plan() {
+    let mut hosts = web_and_db();
     hosts[3].tags.push("no-reboot".into());
     hosts[4].kernel = TARGET.into();
     hosts.push(host("lonely", "c6420", "batch", "iad2", "r1"));
@@ -758,19 +764,7 @@ fn in_flight_slots_name_each_limit_and_size_it_from_the_whole_fleet() {
 
 #[test]
 fn a_shards_share_of_a_plan_keeps_every_stage_and_only_its_hosts() {
-    let mut hosts = Vec::new();
-    for i in 0..12 {
-        hosts.push(host(
-            &format!("web{i:02}"),
-            "r640",
-            "web",
-            if i % 2 == 0 { "ams1" } else { "iad2" },
-            &format!("r{}", i % 3),
-        ));
-    }
-    for i in 0..3 {
-        hosts.push(host(&format!("db{i}"), "r750", "db", "ams1", "r9"));
-    }
+    let hosts = web_and_db();
     let rules = FixedRules {
         max_in_flight: Some(3),
         waves: vec![10.0, 50.0, 100.0],
