@@ -1,8 +1,8 @@
 //! The coordinator over a real etcd cluster, through etcd's JSON gateway (`/v3/...`) with the
 //! HTTP client already in the tree: one lease per controller, kept alive from a background
 //! thread; shard leadership by a key created under the leader's lease; every write a
-//! transaction guarded by the leadership key's create revision; semaphore slots bound to the
-//! lease.
+//! transaction guarded by the leadership key's create revision; semaphore slots that name
+//! their holder and outlive the lease.
 //!
 //! Every call is blocking and bounded: each request has a deadline, and a member that refuses
 //! or does not answer in time is passed over for the next. Requests carry etcd's
@@ -496,17 +496,15 @@ impl Session {
     /// The shard's journal records in order, as `(seq, bytes)`.
     pub fn records(&self, shard: &str) -> Result<Vec<(u64, Vec<u8>)>, CoordError> {
         let prefix = self.keys.shard_journal(shard);
-        let v = self.range_prefix("read the journal", &prefix)?;
         let mut out = Vec::new();
-        for kv in kvs(&v) {
-            let key = String::from_utf8_lossy(&bytes(kv, "key")).into_owned();
+        for (key, value) in self.range(&prefix)? {
             let seq = key
                 .strip_prefix(&prefix)
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| {
                     CoordError::Invalid(format!("`{key}` under the journal is not a record"))
                 })?;
-            out.push((seq, bytes(kv, "value")));
+            out.push((seq, value));
         }
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out)

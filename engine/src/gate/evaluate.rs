@@ -43,12 +43,12 @@ impl Groups {
         &self.df
     }
 
-    /// The group of a host.
     /// How many hosts of the inventory are in `group`.
     pub fn size(&self, group: &str) -> usize {
         self.of.values().filter(|g| g.to_string() == group).count()
     }
 
+    /// The group of a host.
     pub fn of(&self, host: &str) -> Option<&GroupKey> {
         self.of.get(host)
     }

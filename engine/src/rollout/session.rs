@@ -747,7 +747,6 @@ pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionE
     }
 }
 
-/// Where the rollout in `dir` is, from its journal, with the kernel of every host.
 /// A sharded rollout's pause or abort goes to every shard's controller: left in etcd for each
 /// shard whose rollout is still running (or, for an abort, not finished), and waited for
 /// until each controller took it. A shard with no controller running takes it when one runs;
@@ -812,6 +811,7 @@ fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(
     }
 }
 
+/// Where the rollout in `dir` is, from its journal, with the kernel of every host.
 pub fn status(dir: &Path, load: &LoadOptions) -> Result<Status, SessionError> {
     let st = read_journal(dir)?;
     let initial = Settings::load(dir)

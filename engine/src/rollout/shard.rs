@@ -342,6 +342,19 @@ impl EtcdGates {
         self.session.keys().gate(gate.stage, gate.attempt)
     }
 
+    fn verdict_key(&self, gate: GateId) -> String {
+        format!("{}verdict", self.base(gate))
+    }
+
+    /// Chunk `i` of generation `generation` of `shard`'s part.
+    fn chunk_key(&self, gate: GateId, shard: &str, generation: &str, i: usize) -> String {
+        format!(
+            "{}data/{}/{generation}/{i:06}",
+            self.base(gate),
+            segment(shard)
+        )
+    }
+
     fn read_part(
         &self,
         gate: GateId,
@@ -354,12 +367,7 @@ impl EtcdGates {
         );
         let mut body = Vec::with_capacity(m.bytes);
         for i in 0..m.chunks {
-            let key = format!(
-                "{}data/{}/{}/{i:06}",
-                self.base(gate),
-                segment(shard),
-                m.generation
-            );
+            let key = self.chunk_key(gate, shard, &m.generation, i);
             match self.call(&what, || self.session.get(&key))? {
                 Some(b) => body.extend(b),
                 None => {
@@ -379,7 +387,7 @@ impl SharedGates for EtcdGates {
     }
 
     fn written(&self, gate: GateId) -> Result<Option<SharedVerdict>, ControllerError> {
-        let key = format!("{}verdict", self.base(gate));
+        let key = self.verdict_key(gate);
         let what = format!("cannot read the verdict of gate {}", gate.stage);
         match self.call(&what, || self.session.get(&key))? {
             None => Ok(None),
@@ -401,7 +409,7 @@ impl SharedGates for EtcdGates {
         let base = self.base(gate);
         let chunks: Vec<&[u8]> = body.chunks(CHUNK).collect();
         for (i, c) in chunks.iter().enumerate() {
-            let key = format!("{base}data/{}/{generation}/{i:06}", segment(&self.shard));
+            let key = self.chunk_key(gate, &self.shard, &generation, i);
             self.call(&what, || self.session.put_fenced(&self.leader, &key, c))?;
         }
         let marker = serde_json::to_vec(&Marker {
@@ -445,7 +453,7 @@ impl SharedGates for EtcdGates {
     }
 
     fn decide(&self, gate: GateId, v: &SharedVerdict) -> Result<SharedVerdict, ControllerError> {
-        let key = format!("{}verdict", self.base(gate));
+        let key = self.verdict_key(gate);
         let what = format!("cannot write the verdict of gate {}", gate.stage);
         let body =
             serde_json::to_vec(v).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;

@@ -184,14 +184,14 @@ impl<'a> Controller<'a> {
                         by: me.clone(),
                     },
                 )?;
-                if stood.by != me {
+                let mine = stood.by == me;
+                if !mine {
                     self.io.observer.note(&format!(
                         "the gate of `{name}`: {} as shard `{}` wrote it",
                         stood.verdict.verdict.as_str(),
                         stood.by
                     ));
                 }
-                let mine = stood.by == me;
                 (stood.verdict, stood.groups, mine)
             }
         };
