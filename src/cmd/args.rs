@@ -1,12 +1,15 @@
 //! The flags several commands share, and their conversion into engine types (no clap type
 //! is ever saved).
 
+use fleetward_engine::coord::Shard;
 use fleetward_engine::drift::store::QueueChoice;
 use fleetward_engine::exec::ssh::SshSettings;
 use fleetward_engine::inventory::{Inventory, Source};
 use fleetward_engine::rollout::settings::RunSettings;
+use fleetward_engine::rollout::shard::ShardRequest;
 use fleetward_engine::PolicySet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The policy directory and inventory flags `plan` and `gate` share.
 #[derive(clap::Args, Debug)]
@@ -139,5 +142,42 @@ impl RunArgs {
             webhook: self.webhook.clone(),
             no_watch: self.no_watch,
         }
+    }
+}
+
+/// Controllers per shard, coordinated through etcd.
+#[derive(clap::Args, Debug)]
+pub struct ShardArgs {
+    /// etcd members (`host:port` or URLs, comma-separated): run as the controller of one
+    /// shard (--shard) among several. The shard's leadership is an etcd lease; a second
+    /// controller started alike stands by and takes over when the leader's lease ends. Its
+    /// journal is kept in etcd, and no host command is sent without a live lease.
+    #[arg(long, value_delimiter = ',', value_name = "URL", requires = "shard")]
+    pub etcd: Vec<String>,
+    /// The hosts this controller drives: `KEY=VALUE`, KEY a host field (`datacenter`,
+    /// `rack`, `hardware`, `workload`) or a fact.
+    #[arg(long, value_name = "KEY=VALUE", requires = "etcd")]
+    pub shard: Option<String>,
+    /// The lease's time to live in seconds: how long a dead leader holds its shard. Renewed
+    /// every third of it.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub lease_ttl: u64,
+    /// The rollout's name in etcd, the same for all its controllers. Default: the target
+    /// kernel and the inventory's hash.
+    #[arg(long, value_name = "NAME")]
+    pub rollout_id: Option<String>,
+}
+
+impl ShardArgs {
+    pub fn request(&self) -> anyhow::Result<Option<ShardRequest>> {
+        let Some(shard) = &self.shard else {
+            return Ok(None);
+        };
+        Ok(Some(ShardRequest {
+            endpoints: self.etcd.clone(),
+            shard: Shard::parse(shard)?,
+            ttl: Duration::from_secs(self.lease_ttl),
+            rollout: self.rollout_id.clone(),
+        }))
     }
 }

@@ -54,6 +54,10 @@ pub struct FleetArgs {
     /// Generator seed; the same seed gives the same fleet.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Datacenters: 3 (ams1, iad2, sjc3 with 40/35/25% of the hosts), or as many as asked,
+    /// each with an equal share.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=250))]
+    pub datacenters: u16,
     /// toml (fleetward's own), csv, ini (Ansible) or yaml (Ansible).
     #[arg(long, default_value = "toml")]
     pub format: String,
@@ -68,7 +72,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
         What::Samples(s) => return samples(ctx, s),
     };
     let text = fleetgen::write(
-        &fleetgen::generate(&FleetSpec::example(f.hosts, f.seed)),
+        &fleetgen::generate(&FleetSpec {
+            datacenters: f.datacenters.into(),
+            ..FleetSpec::example(f.hosts, f.seed)
+        }),
         &f.format,
     )?;
     match &f.out {

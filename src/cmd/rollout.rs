@@ -2,18 +2,16 @@
 //! its journal in a state directory. `start` freezes the plan and the run's settings there, so
 //! `resume` needs nothing but the directory.
 
-use super::args::{DriftArgs, InventoryArgs, RunArgs, SshArgs};
+use super::args::{DriftArgs, InventoryArgs, RunArgs, ShardArgs, SshArgs};
 use super::Ctx;
 use crate::output::{json_line, Exit, Format};
 use crate::progress::Printer;
-use fleetward_engine::coord::Shard;
 use fleetward_engine::rollout::controller::Request;
 use fleetward_engine::rollout::rollback::Scope;
 use fleetward_engine::rollout::session::{
     self, ResumeRequest, RollbackRequest, StartRequest, Status,
 };
 use fleetward_engine::rollout::settings::Settings;
-use fleetward_engine::rollout::shard::ShardRequest;
 use fleetward_engine::rollout::{render, Phase};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,43 +106,6 @@ pub struct StartArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub shard: ShardArgs,
-}
-
-/// Controllers per shard, coordinated through etcd.
-#[derive(clap::Args, Debug)]
-pub struct ShardArgs {
-    /// etcd members (`host:port` or URLs, comma-separated): run as the controller of one
-    /// shard (--shard) among several. The shard's leadership is an etcd lease; a second
-    /// controller started alike stands by and takes over when the leader's lease ends. Its
-    /// journal is kept in etcd, and no host command is sent without a live lease.
-    #[arg(long, value_delimiter = ',', value_name = "URL", requires = "shard")]
-    pub etcd: Vec<String>,
-    /// The hosts this controller drives: `KEY=VALUE`, KEY a host field (`datacenter`,
-    /// `rack`, `hardware`, `workload`) or a fact.
-    #[arg(long, value_name = "KEY=VALUE", requires = "etcd")]
-    pub shard: Option<String>,
-    /// The lease's time to live in seconds: how long a dead leader holds its shard. Renewed
-    /// every third of it.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub lease_ttl: u64,
-    /// The rollout's name in etcd, the same for all its controllers. Default: the target
-    /// kernel and the inventory's hash.
-    #[arg(long, value_name = "NAME")]
-    pub rollout_id: Option<String>,
-}
-
-impl ShardArgs {
-    fn request(&self) -> anyhow::Result<Option<ShardRequest>> {
-        let Some(shard) = &self.shard else {
-            return Ok(None);
-        };
-        Ok(Some(ShardRequest {
-            endpoints: self.etcd.clone(),
-            shard: Shard::parse(shard)?,
-            ttl: Duration::from_secs(self.lease_ttl),
-            rollout: self.rollout_id.clone(),
-        }))
-    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -2,6 +2,7 @@
 //! on a virtual clock. A scenario is a directory with `scenario.toml` naming an inventory,
 //! baselines, policies and the faults to inject, and optionally the outcome it expects.
 
+use super::args::ShardArgs;
 use super::Ctx;
 use crate::output::{json_line, Exit, Format};
 use crate::progress::Printer;
@@ -23,6 +24,10 @@ pub struct Args {
     /// Print a line per updated host (human output).
     #[arg(long)]
     pub hosts: bool,
+    /// Simulate one shard's controller among several, coordinated through a real etcd, as
+    /// `rollout start --etcd … --shard …` runs it.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
@@ -47,6 +52,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Exit> {
     let opts = RunOptions {
         state_dir,
         workers: a.workers,
+        shard: a.shard.request()?,
     };
     let s = scenario::run(&a.scenario, &sc, &opts, &ctx.load_options(), &printer)?;
     match ctx.format {

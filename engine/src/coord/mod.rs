@@ -360,6 +360,12 @@ impl Keys {
         format!("{}/gates/{stage:04}-{attempt:03}/", self.prefix)
     }
 
+    /// The shard's sample files (a stage's windows), for its next controller: under
+    /// `FILE/`, the file's pieces in order.
+    pub fn shard_files(&self, shard: &str) -> String {
+        format!("{}/files/{shard}/", self.prefix)
+    }
+
     /// Slot `slot` of semaphore `name`.
     pub fn semaphore_slot(&self, name: &str, slot: usize) -> String {
         format!("{}{slot:06}", self.semaphore(name))

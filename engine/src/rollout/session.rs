@@ -247,25 +247,41 @@ pub fn start(
 
 /// What a shard's controller shares with the others, read from the whole inventory before
 /// it keeps only its shard's hosts.
-struct ShardView {
+pub(crate) struct ShardView {
     /// Per host of the shard, its in-flight limits sized from the whole fleet.
     limits: std::collections::BTreeMap<String, Vec<(String, usize)>>,
     /// Every shard of the key, by name: whose parts each gate waits for.
     shards: Vec<String>,
 }
 
+impl ShardView {
+    /// The view of `shard` from the whole inventory's `hosts`.
+    pub(crate) fn of(
+        set: &PolicySet,
+        hosts: &[crate::model::Host],
+        shard: &crate::coord::Shard,
+    ) -> Result<ShardView, SessionError> {
+        use crate::plan::RolloutRules;
+        let blast = crate::plan::policy::PolicyRules::new(set).blast_radius()?;
+        let mut limits = crate::plan::in_flight_slots(&blast, hosts);
+        let shards = crate::coord::Shard::all(&shard.key, hosts)?;
+        let mine: std::collections::HashSet<&str> = hosts
+            .iter()
+            .filter(|h| shard.holds(h))
+            .map(|h| h.name.as_str())
+            .collect();
+        limits.retain(|h, _| mine.contains(h.as_str()));
+        Ok(ShardView { limits, shards })
+    }
+}
+
 fn shard_view(s: Setup, shard: &crate::coord::Shard) -> Result<(Setup, ShardView), SessionError> {
-    use crate::plan::RolloutRules;
-    let blast = crate::plan::policy::PolicyRules::new(&s.set).blast_radius()?;
-    let mut limits = crate::plan::in_flight_slots(&blast, &s.inventory.hosts);
-    let shards = crate::coord::Shard::all(&shard.key, &s.inventory.hosts)?;
-    let s = s.only(shard)?;
-    limits.retain(|h, _| s.fleet.host(h).is_some());
-    Ok((s, ShardView { limits, shards }))
+    let view = ShardView::of(&s.set, &s.inventory.hosts, shard)?;
+    Ok((s.only(shard)?, view))
 }
 
 /// Campaigns for the shard of `sh` in rollout `rollout`, standing by until elected.
-fn lead_shard(
+pub(crate) fn lead_shard(
     sh: &super::shard::ShardRequest,
     rollout: &str,
     view: ShardView,
@@ -453,6 +469,52 @@ fn watch(store: &PolicyStore, observer: &dyn Observer) -> Result<(), SessionErro
     Ok(())
 }
 
+/// A shard's controller's coordination through etcd, set up once it leads: its journal
+/// mirrored to etcd, its in-flight limits as etcd semaphores (freeing the slots of hosts its
+/// predecessors had finished), and its gates shared with every shard's. `waiting` is told
+/// each time etcd stops answering a journal write.
+pub(crate) fn coordinate(
+    l: &super::shard::Led,
+    journal: &mut Journal,
+    observer: &dyn Observer,
+    waiting: Box<dyn Fn(&str) + Send>,
+) -> Result<(super::shard::EtcdLimits, super::shard::EtcdGates), SessionError> {
+    journal.set_mirror(Box::new(super::shard::EtcdMirror {
+        session: Arc::clone(&l.session),
+        leader: l.leader.clone(),
+        shard: l.shard.name(),
+        waiting,
+    }));
+    let limits =
+        super::shard::EtcdLimits::new(Arc::clone(&l.session), l.leader.clone(), l.limits.clone());
+    // Slots outlive a controller: free those its predecessors' hosts no longer need.
+    let st = RolloutState::fold(journal.records());
+    let in_flight: std::collections::BTreeSet<String> =
+        st.interrupted().into_iter().map(str::to_string).collect();
+    let freed = limits.reclaim(&in_flight)?;
+    if freed > 0 {
+        observer.note(&format!(
+            "freed {freed} in-flight slot(s) held by hosts a previous controller of this shard had finished"
+        ));
+    }
+    let gates = super::shard::EtcdGates::new(
+        Arc::clone(&l.session),
+        l.leader.clone(),
+        l.shard.name(),
+        l.shards.clone(),
+    );
+    // The windows of the stage in progress, as its previous controller recorded them.
+    if let Some(stage) = st.stage {
+        let restored = gates.restore_samples(journal.dir(), stage)?;
+        if restored > 0 {
+            observer.note(&format!(
+                "restored {restored} sample file(s) of stage {stage} kept in etcd by a previous controller of this shard"
+            ));
+        }
+    }
+    Ok((limits, gates))
+}
+
 fn drive(
     settings: &Settings,
     s: Setup,
@@ -517,48 +579,22 @@ fn drive(
                 source,
             })?;
     }
-    let fence: &dyn crate::coord::Fence = match &led {
+    let coordinated = match &led {
         Some(l) => {
             let obs = Arc::clone(&observer);
-            journal.set_mirror(Box::new(super::shard::EtcdMirror {
-                session: Arc::clone(&l.session),
-                leader: l.leader.clone(),
-                shard: l.shard.name(),
-                waiting: Box::new(move |m: &str| obs.note(m)),
-            }));
-            l.session.as_ref()
+            let waiting = Box::new(move |m: &str| obs.note(m));
+            Some(coordinate(l, &mut journal, observer.as_ref(), waiting)?)
         }
+        None => None,
+    };
+    let fence: &dyn crate::coord::Fence = match &led {
+        Some(l) => l.session.as_ref(),
         None => &crate::coord::Unfenced,
     };
-    let etcd_limits = led.as_ref().map(|l| {
-        super::shard::EtcdLimits::new(Arc::clone(&l.session), l.leader.clone(), l.limits.clone())
-    });
-    if let Some(l) = &etcd_limits {
-        // Slots outlive a controller: free those its predecessors' hosts no longer need.
-        let in_flight: std::collections::BTreeSet<String> = RolloutState::fold(journal.records())
-            .interrupted()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let freed = l.reclaim(&in_flight)?;
-        if freed > 0 {
-            observer.note(&format!(
-                "freed {freed} in-flight slot(s) held by hosts a previous controller of this shard had finished"
-            ));
-        }
-    }
-    let limits: &dyn super::controller::Limits = match &etcd_limits {
-        Some(l) => l,
+    let limits: &dyn super::controller::Limits = match &coordinated {
+        Some((l, _)) => l,
         None => &super::controller::Unshared,
     };
-    let etcd_gates = led.as_ref().map(|l| {
-        super::shard::EtcdGates::new(
-            Arc::clone(&l.session),
-            l.leader.clone(),
-            l.shard.name(),
-            l.shards.clone(),
-        )
-    });
     let obs = Arc::clone(&observer);
     let fence = &crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
     let fenced = crate::coord::FencedExecutor {
@@ -577,9 +613,9 @@ fn drive(
         metrics: &metrics,
         http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
         oob: &crate::exec::oob::LocalProcess as &dyn crate::exec::oob::OutOfBand,
-        gates: etcd_gates
+        gates: coordinated
             .as_ref()
-            .map(|g| g as &dyn super::controller::SharedGates),
+            .map(|(_, g)| g as &dyn super::controller::SharedGates),
     };
     let opts = Options {
         name: format!("{}", dir.display()),

@@ -297,6 +297,11 @@ pub struct EtcdGates {
     shard: String,
     shards: Vec<String>,
     published: AtomicU64,
+    /// This controller's parts, in bytes of JSON and as sent (compressed).
+    json_bytes: AtomicU64,
+    sent_bytes: AtomicU64,
+    /// Per sample file, the index of its next piece in etcd.
+    pieces: Mutex<HashMap<String, u64>>,
 }
 
 /// Which generation of a shard's part is whole, and in how many chunks.
@@ -304,8 +309,18 @@ pub struct EtcdGates {
 struct Marker {
     generation: String,
     chunks: usize,
+    /// The part as stored, in bytes: JSON compressed by zstd.
     bytes: usize,
+    /// The JSON's own size.
+    json_bytes: usize,
 }
+
+/// A sample file's bytes per piece in etcd, before compression: well under etcd's request
+/// limit (1.5 MiB by default) even when the bytes do not compress.
+const PIECE: usize = 512 * 1024;
+
+/// zstd's level for gate parts: its default, about 10:1 on a part's JSON.
+const ZSTD_LEVEL: i32 = 3;
 
 impl EtcdGates {
     pub fn new(session: Arc<Session>, leader: Leader, shard: String, shards: Vec<String>) -> Self {
@@ -315,7 +330,75 @@ impl EtcdGates {
             shard,
             shards,
             published: AtomicU64::new(0),
+            json_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            pieces: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Piece `i` of sample file `file`.
+    fn piece_key(&self, file: &str, i: u64) -> String {
+        format!(
+            "{}{}/{i:08}",
+            self.session.keys().shard_files(&segment(&self.shard)),
+            segment(file)
+        )
+    }
+
+    /// On leading the shard: writes into `dir` the sample files of `stage` (the stage in
+    /// progress) its previous controllers kept in etcd, each unless `dir` already holds as
+    /// much of it (a controller restarted on the same machine). Returns how many it wrote.
+    pub fn restore_samples(
+        &self,
+        dir: &std::path::Path,
+        stage: usize,
+    ) -> Result<usize, ControllerError> {
+        let prefix = self.session.keys().shard_files(&segment(&self.shard));
+        let stage_prefix = format!("{prefix}stage-{stage:02}.");
+        let what = format!("cannot read the sample files of shard `{}`", self.shard);
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut pieces: HashMap<String, u64> = HashMap::new();
+        // Keys sort as pieces do: `FILE/NNNNNNNN`.
+        for (key, value) in self.call(&what, || self.session.range(&stage_prefix))? {
+            let rest = key.strip_prefix(&prefix).unwrap_or(&key);
+            let Some((file, _)) = rest.rsplit_once('/') else {
+                continue;
+            };
+            let file = file.replace("%2F", "/").replace("%25", "%");
+            // Only a stage's sample file, in the state directory itself.
+            if !file.starts_with("stage-") || file.contains('/') || file.contains("..") {
+                continue;
+            }
+            let bytes = zstd::bulk::decompress(&value, PIECE)
+                .map_err(|e| ControllerError::Invalid(format!("{what}: `{key}`: {e}")))?;
+            files.entry(file.clone()).or_default().extend(bytes);
+            *pieces.entry(file).or_default() += 1;
+        }
+        let mut written = 0;
+        for (file, bytes) in &files {
+            let path = dir.join(file);
+            let have = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if have >= bytes.len() as u64 {
+                continue;
+            }
+            std::fs::write(&path, bytes).map_err(|source| ControllerError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            written += 1;
+        }
+        if let Ok(mut p) = self.pieces.lock() {
+            p.extend(pieces);
+        }
+        Ok(written)
+    }
+
+    /// This controller's gate parts so far: bytes of JSON, and bytes sent to etcd.
+    pub fn published_bytes(&self) -> (u64, u64) {
+        (
+            self.json_bytes.load(Ordering::SeqCst),
+            self.sent_bytes.load(Ordering::SeqCst),
+        )
     }
 
     /// Runs `op` until etcd answers, waiting while the lease may still be alive; errs once
@@ -377,7 +460,9 @@ impl EtcdGates {
                 }
             }
         }
-        serde_json::from_slice(&body).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
+        let json = zstd::bulk::decompress(&body, m.json_bytes)
+            .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
     }
 }
 
@@ -402,7 +487,9 @@ impl SharedGates for EtcdGates {
             "cannot publish shard `{}`'s part of gate {}",
             self.shard, gate.stage
         );
-        let body = serde_json::to_vec(part)
+        let json = serde_json::to_vec(part)
+            .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+        let body = zstd::bulk::compress(&json, ZSTD_LEVEL)
             .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
         let n = self.published.fetch_add(1, Ordering::SeqCst);
         let generation = format!("{:x}-{n}", self.session.lease_id());
@@ -416,12 +503,18 @@ impl SharedGates for EtcdGates {
             generation,
             chunks: chunks.len(),
             bytes: body.len(),
+            json_bytes: json.len(),
         })
         .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
         let key = format!("{base}parts/{}", segment(&self.shard));
         self.call(&what, || {
             self.session.put_fenced(&self.leader, &key, &marker)
-        })
+        })?;
+        self.json_bytes
+            .fetch_add(json.len() as u64, Ordering::SeqCst);
+        self.sent_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        Ok(())
     }
 
     fn gather(&self, gate: GateId) -> Result<Gathered, ControllerError> {
@@ -461,6 +554,28 @@ impl SharedGates for EtcdGates {
             self.session.create_fenced(&self.leader, &key, &body)
         })?;
         serde_json::from_slice(&stood).map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))
+    }
+
+    fn keep_samples(&self, file: &str, bytes: &[u8], whole: bool) -> Result<(), ControllerError> {
+        let what = format!("cannot keep `{file}` of shard `{}` in etcd", self.shard);
+        let mut pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        let next = pieces.entry(file.to_string()).or_default();
+        if whole {
+            let prefix = self.piece_key(file, 0);
+            let prefix = prefix.trim_end_matches(|c: char| c.is_ascii_digit());
+            for key in self.call(&what, || self.session.keys_under(prefix))? {
+                self.call(&what, || self.session.delete_fenced(&self.leader, &key))?;
+            }
+            *next = 0;
+        }
+        for raw in bytes.chunks(PIECE) {
+            let body = zstd::bulk::compress(raw, ZSTD_LEVEL)
+                .map_err(|e| ControllerError::Invalid(format!("{what}: {e}")))?;
+            let key = self.piece_key(file, *next);
+            self.call(&what, || self.session.put_fenced(&self.leader, &key, &body))?;
+            *next += 1;
+        }
+        Ok(())
     }
 }
 

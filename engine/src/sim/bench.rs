@@ -316,7 +316,7 @@ pub fn plan(
 }
 
 /// A child process's exit status and peak resident memory in MiB, from `wait4`'s rusage.
-fn wait_child(child: std::process::Child) -> Result<(i32, f64), BenchError> {
+pub(super) fn wait_child(child: std::process::Child) -> Result<(i32, f64), BenchError> {
     let pid = libc::pid_t::try_from(child.id())
         .map_err(|_| BenchError::Invalid("child pid out of range".into()))?;
     let mut status: libc::c_int = 0;

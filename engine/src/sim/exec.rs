@@ -192,6 +192,31 @@ impl SimExecutor {
         }
     }
 
+    /// The hosts as a previous controller of the shard left them (taken over from the
+    /// journal it left in etcd): those it rebooted came back on the target kernel, since a
+    /// reboot goes on without its controller, and those it finished have it as default.
+    pub fn as_left(&self, st: &crate::rollout::RolloutState) {
+        let Ok(mut all) = self.hosts.lock() else {
+            return;
+        };
+        for (name, p) in &st.hosts {
+            let Some(h) = all.get_mut(name) else {
+                continue;
+            };
+            if p.reboots == 0 {
+                continue;
+            }
+            h.kernel = st.target_kernel.clone();
+            h.installed.push(st.target_kernel.clone());
+            h.boot += u64::from(p.reboots);
+            h.reboots += p.reboots;
+            h.next = None;
+            if p.done {
+                h.default = Some(st.target_kernel.clone());
+            }
+        }
+    }
+
     /// Gives hosts drift facts: they answer the facts command from these tables, and the fix
     /// commands `drift.rhai` sends change them.
     pub fn with_drift(self, tables: HashMap<String, FactTable>) -> Self {

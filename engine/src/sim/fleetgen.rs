@@ -11,6 +11,10 @@ use std::fmt::Write as _;
 pub const HARDWARE: [&str; 6] = ["r640", "r750", "c6420", "hpe-dl380", "sm-x11", "sm-x12"];
 pub const WORKLOADS: [&str; 4] = ["web", "db", "cache", "batch"];
 pub const DATACENTERS: [&str; 3] = ["ams1", "iad2", "sjc3"];
+/// The names of further datacenters, for fleets of more than three (then `dcN`).
+const MORE_DATACENTERS: [&str; 9] = [
+    "fra1", "lhr2", "nrt1", "sin2", "gru1", "syd1", "ord2", "dfw1", "bom1",
+];
 /// The kernel most of the fleet runs.
 pub const CURRENT_KERNEL: &str = "6.8.0-40-generic";
 /// The kernel the example rollout installs.
@@ -46,6 +50,18 @@ pub struct FleetSpec {
     pub legal_hold: usize,
     pub on_target: usize,
     pub newer: usize,
+    /// Datacenters: three (40/35/25% of the hosts), or as many as asked, of equal share.
+    pub datacenters: usize,
+}
+
+/// The name of datacenter `i` (from 0).
+pub fn datacenter(i: usize) -> String {
+    match DATACENTERS.get(i) {
+        Some(d) => d.to_string(),
+        None => MORE_DATACENTERS
+            .get(i - DATACENTERS.len())
+            .map_or_else(|| format!("dc{}", i + 1), |d| d.to_string()),
+    }
 }
 
 impl FleetSpec {
@@ -58,6 +74,7 @@ impl FleetSpec {
             legal_hold: 3,
             on_target: 12,
             newer: 2,
+            datacenters: DATACENTERS.len(),
         }
     }
 }
@@ -105,12 +122,16 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
         }
         i += 1;
     }
-    // Place hosts in datacenters (40/35/25), shuffle each datacenter, fill racks.
-    let mut per_dc: Vec<Vec<(&str, &str)>> = vec![Vec::new(); DATACENTERS.len()];
+    // Place hosts in datacenters (40/35/25, or equal shares of more), shuffle each
+    // datacenter, fill racks.
+    let dcs = spec.datacenters.max(1);
+    let mut per_dc: Vec<Vec<(&str, &str)>> = vec![Vec::new(); dcs];
     for ((hw, wl), n) in &sizes {
         for _ in 0..*n {
             let r = rng.unit();
-            let dc = if r < 0.40 {
+            let dc = if dcs != DATACENTERS.len() {
+                ((r * dcs as f64) as usize).min(dcs - 1)
+            } else if r < 0.40 {
                 0
             } else if r < 0.75 {
                 1
@@ -129,7 +150,7 @@ pub fn generate(spec: &FleetSpec) -> Vec<Host> {
             let j = rng.below(k + 1);
             members.swap(k, j);
         }
-        let dc = DATACENTERS.get(dci).copied().unwrap_or("dc");
+        let dc = datacenter(dci);
         for (slot, (hw, wl)) in members.iter().enumerate() {
             let rack = slot / RACK_SIZE + 1;
             let n = counters.entry((dci, wl)).or_default();
@@ -396,6 +417,28 @@ pub struct UnknownFormat(pub String);
 mod tests {
     use super::*;
     use crate::inventory::{parse, FieldMap};
+
+    #[test]
+    fn a_fleet_of_ten_datacenters_shares_its_hosts_evenly_with_unique_names() {
+        let hosts = generate(&FleetSpec {
+            datacenters: 10,
+            ..FleetSpec::example(10_000, 1)
+        });
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for h in &hosts {
+            *per.entry(h.datacenter.as_str()).or_default() += 1;
+        }
+        let names: Vec<&str> = per.keys().copied().collect();
+        assert_eq!(
+            names,
+            ["ams1", "fra1", "gru1", "iad2", "lhr2", "nrt1", "ord2", "sin2", "sjc3", "syd1"]
+        );
+        assert!(per.values().all(|n| (850..1150).contains(n)), "{per:?}");
+        let unique: std::collections::HashSet<&str> =
+            hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(unique.len(), hosts.len());
+        assert_eq!(datacenter(12), "dc13");
+    }
 
     #[test]
     fn same_seed_same_fleet_and_every_format_reads_back() {

@@ -9,6 +9,7 @@ pub mod fleetgen;
 pub mod rollouts;
 pub mod samplegen;
 pub mod scenario;
+pub mod shards;
 pub mod verdicts;
 
 pub use scenario::{Scenario, ScenarioError, Summary};

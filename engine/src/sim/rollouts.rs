@@ -206,6 +206,7 @@ fn one(
     let opts = RunOptions {
         state_dir: state.clone(),
         workers: 1,
+        shard: None,
     };
     let r = scenario::run(dir, &sc, &opts, load, &NoObserver);
     let _ = std::fs::remove_dir_all(&state);

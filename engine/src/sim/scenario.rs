@@ -9,10 +9,12 @@ use crate::exec::Executor;
 use crate::inventory::Source;
 use crate::reload::PolicyStore;
 use crate::rollout::controller::{
-    Controller, Fleet, Io, NoControl, Observer, Options, PolicySource,
+    Acknowledge, Control, Controller, Fleet, Io, Limits, NoControl, Observer, Options,
+    PolicySource, SharedGates,
 };
-use crate::rollout::session::SessionError;
-use crate::rollout::{Journal, Phase};
+use crate::rollout::session::{coordinate, lead_shard, SessionError, ShardView};
+use crate::rollout::shard::EtcdControl;
+use crate::rollout::{Journal, Phase, RolloutState};
 use crate::runtime::LoadOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -209,6 +211,9 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// Driver threads.
     pub workers: usize,
+    /// Run as the controller of one shard among several, coordinated through etcd: only the
+    /// shard's hosts are simulated, and its gates wait for every shard's.
+    pub shard: Option<crate::rollout::shard::ShardRequest>,
 }
 
 /// What a simulated rollout did.
@@ -228,6 +233,8 @@ pub struct Summary {
     pub alerts: Vec<Alert>,
     /// Invariants the simulated hosts' records break (none, in a correct controller).
     pub violations: Vec<String>,
+    /// A shard's controller: what it exchanged with etcd.
+    pub shard: Option<ShardFigures>,
     pub expect: Option<Expect>,
     pub expectation_met: Option<bool>,
 }
@@ -237,6 +244,23 @@ impl Summary {
     pub fn ok(&self) -> bool {
         self.violations.is_empty() && self.expectation_met != Some(false)
     }
+}
+
+/// What one shard's controller exchanged with etcd.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardFigures {
+    /// `KEY=VALUE`.
+    pub shard: String,
+    /// The rollout's name in etcd.
+    pub rollout: String,
+    /// It took the shard over from a controller before it: the journal it adopted held this
+    /// many records.
+    pub adopted_records: usize,
+    /// Requests to etcd, lease keep-alives included.
+    pub etcd_requests: u64,
+    /// Its gate parts: bytes of JSON, and bytes sent (compressed).
+    pub gate_json_bytes: u64,
+    pub gate_sent_bytes: u64,
 }
 
 /// Faults, resolved against the plan and the inventory.
@@ -373,13 +397,42 @@ pub fn run(
         Some(&rel(&sc.baseline)),
     )
     .map_err(session)?;
-    let fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline)).map_err(session)?;
+    let mut fleet = Fleet::load(&inv.hosts, &rel(&sc.baseline)).map_err(session)?;
     let timing = Timing {
         install: Duration::from_secs(sc.timing.install_secs),
         reboot_down: Duration::from_secs(sc.timing.reboot_secs),
         command: Duration::from_secs(sc.timing.command_secs),
     };
-    let exec = SimExecutor::new(&inv.hosts, faults(sc, &inv.hosts, &plan)?, timing, start);
+    let faults = faults(sc, &inv.hosts, &plan)?;
+    let mut plan = plan;
+    let mut hosts = inv.hosts.clone();
+    // One shard among several: one plan for the whole fleet, of which it keeps its hosts,
+    // and its controller leads the shard in etcd (standing by while another does).
+    let led = match &opts.shard {
+        None => None,
+        Some(sh) => {
+            let view = ShardView::of(&set, &inv.hosts, &sh.shard)?;
+            hosts.retain(|h| sh.shard.holds(h));
+            if hosts.is_empty() {
+                return Err(ScenarioError::Invalid(format!(
+                    "no host of the inventory is in shard `{}`",
+                    sh.shard.name()
+                )));
+            }
+            fleet = fleet.only(|h| sh.shard.holds(h));
+            plan = plan.only(|h| fleet.host(h).is_some());
+            let rollout = sh.rollout.clone().unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    plan.target_kernel,
+                    inv.hash.chars().take(12).collect::<String>()
+                )
+            });
+            let led = lead_shard(sh, &rollout, view, observer)?;
+            Some((led, rollout))
+        }
+    };
+    let exec = SimExecutor::new(&hosts, faults, timing, start);
     let clock = VirtualClock::new(start);
     let collected = Arc::new(Collected::default());
     let mut alerts = Alerts::default();
@@ -388,20 +441,66 @@ pub fn run(
         .push(Arc::clone(&collected) as Arc<dyn AlertSink>);
     let mut journal = Journal::open(&opts.state_dir).map_err(session)?;
     journal.set_durable(false);
+    let adopted = led.as_ref().map_or(0, |(l, _)| l.records.len());
+    if let Some((l, _)) = &led {
+        journal = journal.adopt(&l.records).map_err(session)?;
+    }
+    let taken_over = RolloutState::fold(journal.records());
+    if adopted > 0 {
+        // The hosts as its predecessor left them.
+        exec.as_left(&taken_over);
+        // The clock goes on from the last record.
+        let last = journal
+            .records()
+            .last()
+            .and_then(|r| r.at.parse::<jiff::Timestamp>().ok());
+        if let Some(t) = last.filter(|t| *t > start) {
+            clock.advance(t.duration_since(start).unsigned_abs());
+        }
+    }
+    let coordinated = match &led {
+        Some((l, _)) => {
+            let waiting = Box::new(|m: &str| tracing::warn!("{m}"));
+            Some(coordinate(l, &mut journal, observer, waiting).map_err(session)?)
+        }
+        None => None,
+    };
+    let fence: &dyn crate::coord::Fence = match &led {
+        Some((l, _)) => l.session.as_ref(),
+        None => &crate::coord::Unfenced,
+    };
+    let fenced = crate::coord::FencedExecutor {
+        inner: &exec as &dyn Executor,
+        fence,
+    };
+    let etcd_control = led.as_ref().map(|(l, _)| {
+        EtcdControl::new(
+            &NoControl,
+            Arc::clone(&l.session),
+            l.leader.clone(),
+            l.shard.name(),
+        )
+    });
     observer.begin(plan.stages.iter().map(|s| s.info.size).sum());
     let io = Io {
-        exec: &exec as &dyn Executor,
+        exec: &fenced as &dyn Executor,
         clock: &clock as &dyn Clock,
         alerts: &alerts,
         policies: store.as_ref() as &dyn PolicySource,
-        control: &NoControl,
+        control: match &etcd_control {
+            Some(c) => c as &dyn Control,
+            None => &NoControl,
+        },
         observer,
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec as &dyn crate::probe::HttpProbe,
         oob: &exec as &dyn crate::exec::oob::OutOfBand,
-        fence: &crate::coord::Unfenced,
-        limits: &crate::rollout::controller::Unshared,
-        gates: None,
+        fence,
+        limits: match &coordinated {
+            Some((l, _)) => l as &dyn Limits,
+            None => &crate::rollout::controller::Unshared,
+        },
+        gates: coordinated.as_ref().map(|(_, g)| g as &dyn SharedGates),
     };
     let ropts = Options {
         name: format!("simulation {}", dir.display()),
@@ -409,10 +508,36 @@ pub fn run(
         bake: sc.bake,
         windows: true,
     };
-    let c = Controller::start(journal, &fleet, io, ropts, &plan, &inv.hash).map_err(session)?;
-    let phase = c.run();
+    let c = if adopted == 0 {
+        Controller::start(journal, &fleet, io, ropts, &plan, &inv.hash).map_err(session)?
+    } else {
+        let c = Controller::open(journal, &fleet, io, ropts);
+        if taken_over.phase == Phase::Running {
+            c.resume(&Acknowledge::None, false).map_err(session)?;
+        }
+        c
+    };
+    let phase = if adopted > 0 && taken_over.phase != Phase::Running {
+        // Taken over after its predecessor finished: reported as it stands.
+        Ok(taken_over.phase)
+    } else {
+        c.run()
+    };
     observer.finish();
     let phase = phase.map_err(session)?;
+    let shard = led.as_ref().map(|(l, rollout)| {
+        let (json, sent) = coordinated
+            .as_ref()
+            .map_or((0, 0), |(_, g)| g.published_bytes());
+        ShardFigures {
+            shard: l.shard.name(),
+            rollout: rollout.clone(),
+            adopted_records: adopted,
+            etcd_requests: l.session.requests(),
+            gate_json_bytes: json,
+            gate_sent_bytes: sent,
+        }
+    });
     let st = c.state();
     drop(c);
     let events = Journal::read_only(&opts.state_dir)
@@ -484,6 +609,7 @@ pub fn run(
         events,
         alerts: collected.alerts(),
         violations,
+        shard,
         expect: sc.expect.clone(),
         expectation_met,
         phase,

@@ -598,32 +598,81 @@ impl<'a> Controller<'a> {
         path: &Path,
         rows: &[(String, Sample)],
     ) -> Result<(), ControllerError> {
-        let tmp = path.with_extension("csv.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        self.append_samples(&tmp, rows)?;
-        if rows.is_empty() {
-            let _ = std::fs::remove_file(path);
-            return Ok(());
-        }
-        std::fs::rename(&tmp, path).map_err(|source| ControllerError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        self.write_whole(path, rows, true)
     }
 
+    /// [`Self::write_samples`] of a file derived from the journal, which the shard's next
+    /// controller derives again: not kept in etcd.
+    pub(super) fn write_derived(
+        &self,
+        path: &Path,
+        rows: &[(String, Sample)],
+    ) -> Result<(), ControllerError> {
+        self.write_whole(path, rows, false)
+    }
+
+    fn write_whole(
+        &self,
+        path: &Path,
+        rows: &[(String, Sample)],
+        keep: bool,
+    ) -> Result<(), ControllerError> {
+        let _guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let tmp = path.with_extension("csv.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let bytes = self.append_file(&tmp, rows)?;
+        if rows.is_empty() {
+            let _ = std::fs::remove_file(path);
+        } else {
+            std::fs::rename(&tmp, path).map_err(|source| ControllerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        if !keep {
+            return Ok(());
+        }
+        self.keep_samples(path, &bytes, true)
+    }
+
+    /// Appends `rows` to `path`.
     pub(super) fn append_samples(
         &self,
         path: &Path,
         rows: &[(String, Sample)],
     ) -> Result<(), ControllerError> {
         let _guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = self.append_file(path, rows)?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.keep_samples(path, &bytes, false)
+    }
+
+    /// A shard's controller keeps what it wrote to a sample file in etcd too, for the
+    /// shard's next controller.
+    fn keep_samples(&self, path: &Path, bytes: &[u8], whole: bool) -> Result<(), ControllerError> {
+        let (Some(g), Some(file)) = (self.io.gates, path.file_name().and_then(|f| f.to_str()))
+        else {
+            return Ok(());
+        };
+        g.keep_samples(file, bytes, whole)
+    }
+
+    /// Appends `rows` to `path` (a header first, if new); returns the bytes written. The
+    /// caller holds the sample files' lock.
+    fn append_file(
+        &self,
+        path: &Path,
+        rows: &[(String, Sample)],
+    ) -> Result<Vec<u8>, ControllerError> {
         let path = path.to_path_buf();
         let io_err = |source| ControllerError::Io {
             path: path.clone(),
             source,
         };
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let fresh = !path.exists();
         let mut f = std::fs::OpenOptions::new()
@@ -655,6 +704,7 @@ impl<'a> Controller<'a> {
             .map_err(|e| std::io::Error::other(e.to_string()))
             .map_err(io_err)?;
         f.write_all(&buf).map_err(io_err)?;
-        f.sync_data().map_err(io_err)
+        f.sync_data().map_err(io_err)?;
+        Ok(buf)
     }
 }

@@ -199,6 +199,10 @@ pub trait SharedGates: Send + Sync {
     fn gather(&self, gate: GateId) -> Result<Gathered, ControllerError>;
     /// Writes `v` unless a verdict was written first; returns the one that stands.
     fn decide(&self, gate: GateId, v: &SharedVerdict) -> Result<SharedVerdict, ControllerError>;
+    /// Keeps what was written to one of the stage's sample files (`stage-NN.before.csv`, …),
+    /// appended (or, `whole`, in place of what it held), where the shard's next controller
+    /// finds it: a stage's windows outlive the controller that recorded them.
+    fn keep_samples(&self, file: &str, bytes: &[u8], whole: bool) -> Result<(), ControllerError>;
 }
 
 /// Sees every record as it is appended, and notes that are not records.

@@ -98,8 +98,8 @@ impl<'a> Controller<'a> {
         let dir = self.samples_path(stage);
         let bp = dir.with_file_name(format!("stage-{stage:02}.bench-before.csv"));
         let ap = dir.with_file_name(format!("stage-{stage:02}.bench.csv"));
-        self.write_samples(&bp, &before)?;
-        self.write_samples(&ap, &after)?;
+        self.write_derived(&bp, &before)?;
+        self.write_derived(&ap, &after)?;
         Ok(Some((bp, ap)))
     }
 
