@@ -489,6 +489,44 @@ fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
         })
         .sum();
     assert_eq!(approvals, 1, "{}", context());
+    // `rollout status` in either shard's directory shows every shard, from the progress
+    // each controller put in etcd: both paused at the same wave, with their own counts.
+    let out = lab.fleetward(
+        &[
+            "rollout",
+            "status",
+            "--output",
+            "json",
+            "--state-dir",
+            &bad.display().to_string(),
+        ]
+        .map(str::to_string),
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shards = st["shards"].as_array().unwrap_or_else(|| panic!("{st:#}"));
+    let row = |s: &Value| {
+        (
+            s["shard"].as_str().unwrap().to_string(),
+            s["phase"].as_str().unwrap().to_string(),
+            s["stage"].as_str().unwrap_or("-").to_string(),
+        )
+    };
+    let stage = stages[k].0.clone();
+    assert_eq!(
+        shards.iter().map(row).collect::<Vec<_>>(),
+        [
+            (
+                "hardware=loop-a".to_string(),
+                "paused".to_string(),
+                stage.clone()
+            ),
+            ("hardware=loop-b".to_string(), "paused".to_string(), stage),
+        ],
+        "{st:#}"
+    );
+    let updated: u64 = shards.iter().map(|s| s["updated"].as_u64().unwrap()).sum();
+    let through: usize = stages[..=k].iter().map(|(_, h)| h.len()).sum();
+    assert_eq!(updated, through as u64, "{st:#}");
 
     // Each shard's controller resumes from its own state directory, leading its shard again
     // through etcd: both re-bake, and the wave is judged again over both, on fresh data

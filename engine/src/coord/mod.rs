@@ -360,6 +360,16 @@ impl Keys {
         format!("{}/gates/{stage:04}-{attempt:03}/", self.prefix)
     }
 
+    /// Every shard's progress, one key a shard.
+    pub fn statuses(&self) -> String {
+        format!("{}/status/", self.prefix)
+    }
+
+    /// The shard's progress as its controller last put it.
+    pub fn shard_status(&self, shard: &str) -> String {
+        format!("{}{shard}", self.statuses())
+    }
+
     /// The shard's sample files (a stage's windows), for its next controller: under
     /// `FILE/`, the file's pieces in order.
     pub fn shard_files(&self, shard: &str) -> String {

@@ -213,6 +213,31 @@ pub fn status(s: &Status) -> String {
     if let Some(r) = &s.pause_reason {
         let _ = writeln!(o, "  reason: {r}");
     }
+    if !s.shards.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<24} {:<24} {:<14} {:>8} {:>8} {:>7}  controller",
+            "shard", "phase", "stage", "planned", "updated", "failed"
+        );
+        for p in &s.shards {
+            let _ = writeln!(
+                o,
+                "{:<24} {:<24} {:<14} {:>8} {:>8} {:>7}  {} (at {})",
+                p.shard,
+                p.phase.as_str(),
+                p.stage.as_deref().unwrap_or("-"),
+                p.planned,
+                p.updated,
+                p.failed,
+                p.controller,
+                p.at
+            );
+        }
+    }
+    if let Some(e) = &s.shards_error {
+        let _ = writeln!(o, "  the other shards' progress is unknown: {e}");
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,

@@ -596,7 +596,12 @@ fn drive(
         None => &super::controller::Unshared,
     };
     let obs = Arc::clone(&observer);
-    let fence = &crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
+    let announced = crate::coord::Announced::new(fence, Box::new(move |m: &str| obs.note(m)));
+    let fence = &announced;
+    // A shard's progress goes to etcd too, for `rollout status` and `pause` of every shard.
+    let progress = led
+        .as_ref()
+        .map(|l| super::shard::ProgressObserver::new(observer.as_ref(), l));
     let fenced = crate::coord::FencedExecutor {
         inner: &exec as &dyn Executor,
         fence,
@@ -609,7 +614,10 @@ fn drive(
         alerts: &alerts,
         policies: s.store.as_ref() as &dyn PolicySource,
         control,
-        observer: observer.as_ref(),
+        observer: match &progress {
+            Some(p) => p as &dyn Observer,
+            None => observer.as_ref(),
+        },
         metrics: &metrics,
         http: &crate::probe::UreqProbe as &dyn crate::probe::HttpProbe,
         oob: &crate::exec::oob::LocalProcess as &dyn crate::exec::oob::OutOfBand,
@@ -666,6 +674,17 @@ fn drive(
     phase?;
     let st = c.state();
     drop(c);
+    drop(coordinated);
+    drop(etcd_control);
+    drop(announced);
+    drop(progress);
+    if let Some(l) = led {
+        if let Err(e) = l.step_down() {
+            observer.note(&format!(
+                "could not end the shard's lease at exit, so a standby takes over at its end: {e}"
+            ));
+        }
+    }
     if let Some(w) = &webhook {
         if !w.flush(Duration::from_secs(15)) {
             observer.note("webhook deliveries still pending at exit were dropped");
@@ -798,27 +817,15 @@ fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(
         crate::coord::Keys::new(&sh.rollout),
     )?;
     let keys = session.keys().clone();
-    let mut shards: Vec<String> = session
-        .keys_under(&keys.shards())?
-        .iter()
-        .filter_map(|k| k.strip_prefix(&keys.shards())?.split('/').next())
-        .map(str::to_string)
-        .collect();
-    shards.dedup();
     let body = serde_json::to_vec(req).map_err(|e| crate::error::Invalid(e.to_string()))?;
     let mut pending = Vec::new();
-    for shard in &shards {
-        let records: Vec<super::Record> = session
-            .records(shard)?
-            .iter()
-            .filter_map(|(_, b)| serde_json::from_slice(b).ok())
-            .collect();
-        let phase = RolloutState::fold(&records).phase;
-        if phase.finished() || (!abort && phase == Phase::Paused) {
+    // Each shard whose controller has started, from the progress it put in etcd.
+    for p in super::shard::progress(&session)? {
+        if p.phase.finished() || (!abort && p.phase == Phase::Paused) {
             continue;
         }
-        let rev = session.put(&keys.shard_request(shard), &body)?;
-        pending.push((shard.clone(), rev));
+        let rev = session.put(&keys.shard_request(&p.shard), &body)?;
+        pending.push((p.shard, rev));
     }
     let deadline = Instant::now() + wait;
     loop {
@@ -850,15 +857,40 @@ fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(
 /// Where the rollout in `dir` is, from its journal, with the kernel of every host.
 pub fn status(dir: &Path, load: &LoadOptions) -> Result<Status, SessionError> {
     let st = read_journal(dir)?;
-    let initial = Settings::load(dir)
-        .ok()
+    let settings = Settings::load(dir).ok();
+    let initial = settings
+        .clone()
         .and_then(|s| {
             let set = PolicySet::load(&s.policy_dir, load).ok()?;
             s.inventory.load(set.field_map()).ok()
         })
         .map(|inv| initial_kernels(&inv))
         .unwrap_or_default();
-    Ok(Status::of(&st, &initial, dir))
+    let mut status = Status::of(&st, &initial, dir);
+    if let Some(sh) = settings.and_then(|s| s.shard) {
+        match shards_progress(&sh) {
+            Ok(p) => status.shards = p,
+            Err(e) => status.shards_error = Some(e.to_string()),
+        }
+    }
+    Ok(status)
+}
+
+/// Every shard's progress, from the rollout's etcd.
+fn shards_progress(
+    sh: &ShardSettings,
+) -> Result<Vec<super::shard::ShardProgress>, crate::coord::etcd::CoordError> {
+    use crate::coord::etcd::{Session, SessionOptions};
+    let session = Session::connect(
+        SessionOptions::new(
+            sh.endpoints.clone(),
+            Duration::from_secs(sh.lease_ttl_secs.max(2)),
+        ),
+        crate::coord::Keys::new(&sh.rollout),
+    )?;
+    let p = super::shard::progress(&session);
+    let _ = session.close();
+    p
 }
 
 /// One stage's progress.
@@ -897,6 +929,12 @@ pub struct Status {
     /// The last rollback, once one started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
+    /// A sharded rollout: every shard's progress as its controller last put it in etcd.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::shard::ShardProgress>,
+    /// Why the shards' progress could not be read from etcd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards_error: Option<String>,
 }
 
 /// Where a rollback is: how many of its hosts are back, in flight or failed on the way, and
@@ -997,6 +1035,8 @@ impl Status {
             hosts: st.kernels(&|h| initial.get(h).cloned()),
             recoveries: st.recoveries.clone(),
             rollback: RollbackStatus::of(st),
+            shards: Vec::new(),
+            shards_error: None,
         }
     }
 }

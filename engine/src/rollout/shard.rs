@@ -10,6 +10,7 @@ use super::controller::{
     SharedVerdict,
 };
 use super::journal::{Mirror, MirrorError};
+use super::{Event, Phase, Record, RolloutState};
 use crate::coord::etcd::{CoordError, Leader, Session, SessionOptions, Slot};
 use crate::coord::{Fence, FenceError, Keys, Shard};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,6 +36,8 @@ pub struct Led {
     pub session: Arc<Session>,
     pub leader: Leader,
     pub shard: Shard,
+    /// This controller, as its leader key names it (`pid N on HOST`).
+    pub me: String,
     /// The shard's journal in etcd when leadership was won, each record's JSON.
     pub records: Vec<Vec<u8>>,
     /// The in-flight limits its hosts share with the other shards'
@@ -43,6 +46,19 @@ pub struct Led {
     /// Every shard of the rollout by name, this one included: whose parts each gate waits
     /// for ([`crate::coord::Shard::all`]); set by the caller.
     pub shards: Vec<String>,
+}
+
+impl Led {
+    /// Ends the shard's leadership once its controller is done with it: revokes the lease,
+    /// so a standby takes the shard over (and finds its rollout as it was left) at once
+    /// rather than at the lease's end. Returns whether it did: not while anything else still
+    /// holds the session, whose lease then simply expires, as a crashed controller's does.
+    pub fn step_down(self) -> Result<bool, CoordError> {
+        match Arc::try_unwrap(self.session) {
+            Ok(s) => s.close().map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
 }
 
 /// Connects and campaigns for the shard, standing by (`standing_by` is told once) until
@@ -91,6 +107,7 @@ pub fn lead(
         session: Arc::new(session),
         leader,
         shard: req.shard.clone(),
+        me: me.to_string(),
         records,
         limits: BTreeMap::new(),
         shards: Vec::new(),
@@ -577,6 +594,129 @@ impl SharedGates for EtcdGates {
         }
         Ok(())
     }
+}
+
+/// A shard's progress as its controller last put it in etcd (`status/SHARD`): what `rollout
+/// status` shows of every shard, and where `rollout pause` finds the shards still running
+/// without reading their journals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardProgress {
+    pub shard: String,
+    pub phase: Phase,
+    pub stage: Option<String>,
+    /// Hosts the shard's plan updates, those updated, and those failed.
+    pub planned: usize,
+    pub updated: usize,
+    pub failed: usize,
+    pub pause_reason: Option<String>,
+    /// The journal record it reflects, and when that was written.
+    pub seq: u64,
+    pub at: String,
+    /// The controller that put it.
+    pub controller: String,
+}
+
+impl ShardProgress {
+    fn of(shard: &str, controller: &str, r: &Record, st: &RolloutState) -> ShardProgress {
+        ShardProgress {
+            shard: shard.to_string(),
+            phase: st.phase.clone(),
+            stage: st
+                .stage
+                .and_then(|s| st.stages.get(s))
+                .map(|s| s.name.clone()),
+            planned: st.planned_hosts(),
+            updated: st.hosts.values().filter(|h| h.done).count(),
+            failed: st.hosts.values().filter(|h| h.failed.is_some()).count(),
+            pause_reason: st.pause_reason.clone(),
+            seq: r.seq,
+            at: r.at.clone(),
+            controller: controller.to_string(),
+        }
+    }
+}
+
+/// How often, at most, a shard's controller puts its progress between milestones.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// The observer of a shard's controller: passes every record on, and puts the shard's
+/// progress in etcd at each milestone (a stage started, a gate judged, a pause, the end) and
+/// at most every two seconds between them. A put that fails is tried again next time; the
+/// progress is a view, the journal the record.
+pub struct ProgressObserver<'a> {
+    pub inner: &'a dyn super::controller::Observer,
+    pub session: Arc<Session>,
+    pub leader: Leader,
+    pub shard: String,
+    pub me: String,
+    last: Mutex<Option<Instant>>,
+}
+
+impl<'a> ProgressObserver<'a> {
+    pub fn new(inner: &'a dyn super::controller::Observer, led: &Led) -> Self {
+        ProgressObserver {
+            inner,
+            session: Arc::clone(&led.session),
+            leader: led.leader.clone(),
+            shard: led.shard.name(),
+            me: led.me.clone(),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl super::controller::Observer for ProgressObserver<'_> {
+    fn record(&self, r: &Record, st: &RolloutState) {
+        self.inner.record(r, st);
+        let milestone = matches!(
+            r.event,
+            Event::Started { .. }
+                | Event::StageStarted { .. }
+                | Event::GateEvaluated { .. }
+                | Event::Paused { .. }
+                | Event::Resumed { .. }
+                | Event::Aborted { .. }
+                | Event::Completed
+                | Event::CompletedWithFailures { .. }
+                | Event::RollbackStarted { .. }
+                | Event::RolledBack { .. }
+        );
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if !milestone && last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        let p = ShardProgress::of(&self.shard, &self.me, r, st);
+        let Ok(body) = serde_json::to_vec(&p) else {
+            return;
+        };
+        let key = self.session.keys().shard_status(&segment(&self.shard));
+        match self.session.put_fenced(&self.leader, &key, &body) {
+            Ok(()) => *last = Some(Instant::now()),
+            Err(e) => tracing::debug!("cannot put the shard's progress in etcd: {e}"),
+        }
+    }
+    fn note(&self, message: &str) {
+        self.inner.note(message)
+    }
+    fn begin(&self, hosts: usize) {
+        self.inner.begin(hosts)
+    }
+    fn finish(&self) {
+        self.inner.finish()
+    }
+}
+
+/// Every shard's progress as put in etcd, in shard order.
+pub fn progress(session: &Session) -> Result<Vec<ShardProgress>, CoordError> {
+    let mut out = Vec::new();
+    for (key, value) in session.range(&session.keys().statuses())? {
+        match serde_json::from_slice::<ShardProgress>(&value) {
+            Ok(p) => out.push(p),
+            Err(e) => tracing::warn!("ignoring an unreadable shard progress `{key}`: {e}"),
+        }
+    }
+    out.sort_by(|a, b| a.shard.cmp(&b.shard));
+    Ok(out)
 }
 
 /// How often a shard's controller asks etcd for an operator's request.

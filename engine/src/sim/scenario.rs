@@ -482,6 +482,9 @@ pub fn run(
         )
     });
     observer.begin(plan.stages.iter().map(|s| s.info.size).sum());
+    let progress = led
+        .as_ref()
+        .map(|(l, _)| crate::rollout::shard::ProgressObserver::new(observer, l));
     let io = Io {
         exec: &fenced as &dyn Executor,
         clock: &clock as &dyn Clock,
@@ -491,7 +494,10 @@ pub fn run(
             Some(c) => c as &dyn Control,
             None => &NoControl,
         },
-        observer,
+        observer: match &progress {
+            Some(p) => p as &dyn Observer,
+            None => observer,
+        },
         metrics: &crate::signals::prometheus::NoMetricsStore,
         http: &exec as &dyn crate::probe::HttpProbe,
         oob: &exec as &dyn crate::exec::oob::OutOfBand,
@@ -540,6 +546,14 @@ pub fn run(
     });
     let st = c.state();
     drop(c);
+    drop(coordinated);
+    drop(etcd_control);
+    drop(progress);
+    if let Some((l, _)) = led {
+        if let Err(e) = l.step_down() {
+            tracing::warn!("could not end the shard's lease at exit: {e}");
+        }
+    }
     let events = Journal::read_only(&opts.state_dir)
         .map(|r| r.len())
         .unwrap_or(0);
