@@ -612,57 +612,7 @@ fn a_regression_in_one_shard_pauses_every_shard_at_the_same_gate() {
 fn an_operators_pause_from_one_shard_pauses_every_shard_and_both_resume() {
     let etcd = EtcdCluster::start(3);
     let lab = Lab::new(8, &[NO_BENCH]);
-    let base = lab.fleet.dir.path();
-    let (a_dir, b_dir) = (base.join("loop-a"), base.join("loop-b"));
-    let (a_out, b_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
-    let mut a = of_shard(&lab, &etcd, "hardware=loop-a", &a_dir, &a_out, 30);
-    let mut b = of_shard(&lab, &etcd, "hardware=loop-b", &b_dir, &b_out, 30);
-    let context = || said_by(&[("loop-a", &a_out), ("loop-b", &b_out)]);
-    wait_for(
-        Duration::from_secs(120),
-        "both shards bake the canaries",
-        || count(&a_dir, "bake_started") >= 1 && count(&b_dir, "bake_started") >= 1,
-        context,
-    );
-    let asked = std::time::Instant::now();
-    let o = lab.fleetward(&[
-        "rollout".into(),
-        "pause".into(),
-        "--state-dir".into(),
-        a_dir.display().to_string(),
-        "--reason".into(),
-        "a drill".into(),
-        "--wait".into(),
-        "60".into(),
-        "--output".into(),
-        "json".into(),
-    ]);
-    let said = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // Paused: exit 2, once every shard's controller took the request.
-    assert_eq!(o.status.code(), Some(2), "{said}{}", context());
-    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
-    eprintln!("both paused {:?} after the request", asked.elapsed());
-    assert_eq!(sa.code(), Some(2), "{}", context());
-    assert_eq!(sb.code(), Some(2), "{}", context());
-    for d in [&a_dir, &b_dir] {
-        let paused: Vec<Value> = journal(d)
-            .into_iter()
-            .filter(|r| r["event"]["type"] == "paused")
-            .collect();
-        assert_eq!(paused.len(), 1, "{}", context());
-        assert_eq!(
-            paused[0]["event"]["reason"],
-            "paused by an operator: a drill",
-            "{}",
-            context()
-        );
-        // Mid-bake: the canaries' gate never ran.
-        assert_eq!(count(d, "gate_evaluated"), 0, "{}", context());
-    }
+    let (a_dir, b_dir) = operator_request(&lab, &etcd, "pause", 2, "paused");
     // Each resumed from its own directory: the pause left in etcd is cleared, not taken again.
     let resume = |dir: &Path| {
         lab.fleetward(&[
@@ -692,6 +642,110 @@ fn an_operators_pause_from_one_shard_pauses_every_shard_and_both_resume() {
     }
     assert_eq!(gates(&a_dir), gates(&b_dir));
     every_host_updated_once(&lab);
+}
+
+/// Two shards (`hardware=loop-a`, `loop-b`) baking their canaries (30 s bakes), then an
+/// operator's `rollout VERB` from loop-a's directory: it ends with `code` once every shard's
+/// controller took it, and so do both controllers, each journaling one `EVENT` (`paused`,
+/// `aborted`) with the operator's reason (a pause's says who paused), mid-bake: no gate ran.
+/// Returns both directories.
+fn operator_request(
+    lab: &Lab,
+    etcd: &EtcdCluster,
+    verb: &str,
+    code: i32,
+    event: &str,
+) -> (PathBuf, PathBuf) {
+    let base = lab.fleet.dir.path();
+    let (a_dir, b_dir) = (base.join("loop-a"), base.join("loop-b"));
+    let (a_out, b_out) = (base.join("loop-a.jsonl"), base.join("loop-b.jsonl"));
+    let mut a = of_shard(lab, etcd, "hardware=loop-a", &a_dir, &a_out, 30);
+    let mut b = of_shard(lab, etcd, "hardware=loop-b", &b_dir, &b_out, 30);
+    let context = || said_by(&[("loop-a", &a_out), ("loop-b", &b_out)]);
+    wait_for(
+        Duration::from_secs(120),
+        "both shards bake the canaries",
+        || count(&a_dir, "bake_started") >= 1 && count(&b_dir, "bake_started") >= 1,
+        context,
+    );
+    let asked = std::time::Instant::now();
+    let o = lab.fleetward(&[
+        "rollout".into(),
+        verb.into(),
+        "--state-dir".into(),
+        a_dir.display().to_string(),
+        "--reason".into(),
+        "a drill".into(),
+        "--wait".into(),
+        "60".into(),
+        "--output".into(),
+        "json".into(),
+    ]);
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(code), "{said}{}", context());
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    eprintln!("both {event} {:?} after the request", asked.elapsed());
+    assert_eq!(sa.code(), Some(code), "{}", context());
+    assert_eq!(sb.code(), Some(code), "{}", context());
+    for d in [&a_dir, &b_dir] {
+        let ended: Vec<Value> = journal(d)
+            .into_iter()
+            .filter(|r| r["event"]["type"] == event)
+            .collect();
+        assert_eq!(ended.len(), 1, "{}", context());
+        assert!(
+            ended[0]["event"]["reason"]
+                .as_str()
+                .is_some_and(|r| r == "paused by an operator: a drill" || r == "a drill"),
+            "{}{}",
+            ended[0],
+            context()
+        );
+        // Mid-bake: the canaries' gate never ran.
+        assert_eq!(count(d, "gate_evaluated"), 0, "{}", context());
+    }
+    (a_dir, b_dir)
+}
+
+/// An abort from one shard's directory aborts every shard: both controllers exit aborted
+/// mid-bake, every shard's progress in etcd says so, and a resume is refused.
+#[test]
+fn an_operators_abort_from_one_shard_aborts_every_shard() {
+    let etcd = EtcdCluster::start(3);
+    let lab = Lab::new(8, &[NO_BENCH]);
+    let (a_dir, b_dir) = operator_request(&lab, &etcd, "abort", 3, "aborted");
+    let out = lab.fleetward(&[
+        "rollout".into(),
+        "status".into(),
+        "--output".into(),
+        "json".into(),
+        "--state-dir".into(),
+        b_dir.display().to_string(),
+    ]);
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases: Vec<&str> = st["shards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{st:#}"))
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["aborted", "aborted"], "{st:#}");
+    let o = lab.fleetward(&[
+        "rollout".into(),
+        "resume".into(),
+        "--state-dir".into(),
+        a_dir.display().to_string(),
+    ]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// Chaos over ten shards (`cell=c0` … `c9`, a fact; two hosts each, every rack shared by two

@@ -670,7 +670,10 @@ fn drive(
             n as f64 / hosts.max(1) as f64
         ));
     }
-    observer.finish();
+    match &progress {
+        Some(p) => p.finish(),
+        None => observer.finish(),
+    }
     phase?;
     let st = c.state();
     drop(c);
@@ -829,13 +832,26 @@ fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(
     }
     let deadline = Instant::now() + wait;
     loop {
+        // Done when each shard's controller has acted on it, as its progress shows: stopped
+        // (paused, or finished) for a pause, finished for an abort.
+        let now: HashMap<String, Phase> = super::shard::progress(&session)?
+            .into_iter()
+            .map(|p| (p.shard, p.phase))
+            .collect();
         let mut left = Vec::new();
         for (shard, rev) in &pending {
             let taken = session
                 .get(&keys.shard_request_taken(shard))?
                 .and_then(|b| String::from_utf8_lossy(&b).parse::<i64>().ok())
                 .unwrap_or(0);
-            if taken < *rev {
+            let acted = now.get(shard).is_some_and(|p| {
+                if abort {
+                    p.finished()
+                } else {
+                    *p != Phase::Running
+                }
+            });
+            if taken < *rev || !acted {
                 left.push(shard.clone());
             }
         }

@@ -649,7 +649,9 @@ pub struct ProgressObserver<'a> {
     pub leader: Leader,
     pub shard: String,
     pub me: String,
-    last: Mutex<Option<Instant>>,
+    /// When the progress was last put, and the progress a put failed to put (tried again at
+    /// the next record, or at the end of the run).
+    last: Mutex<(Option<Instant>, Option<ShardProgress>)>,
 }
 
 impl<'a> ProgressObserver<'a> {
@@ -660,7 +662,7 @@ impl<'a> ProgressObserver<'a> {
             leader: led.leader.clone(),
             shard: led.shard.name(),
             me: led.me.clone(),
-            last: Mutex::new(None),
+            last: Mutex::new((None, None)),
         }
     }
 }
@@ -682,18 +684,12 @@ impl super::controller::Observer for ProgressObserver<'_> {
                 | Event::RolledBack { .. }
         );
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if !milestone && last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+        if !milestone && last.0.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
             return;
         }
         let p = ShardProgress::of(&self.shard, &self.me, r, st);
-        let Ok(body) = serde_json::to_vec(&p) else {
-            return;
-        };
-        let key = self.session.keys().shard_status(&segment(&self.shard));
-        match self.session.put_fenced(&self.leader, &key, &body) {
-            Ok(()) => *last = Some(Instant::now()),
-            Err(e) => tracing::debug!("cannot put the shard's progress in etcd: {e}"),
-        }
+        last.1 = (!self.put(&p)).then_some(p);
+        last.0 = Some(Instant::now());
     }
     fn note(&self, message: &str) {
         self.inner.note(message)
@@ -701,8 +697,36 @@ impl super::controller::Observer for ProgressObserver<'_> {
     fn begin(&self, hosts: usize) {
         self.inner.begin(hosts)
     }
+    /// The last progress, if its put failed, is tried again a few times: `rollout pause` and
+    /// `status` read how the shard ended from it.
     fn finish(&self) {
+        let unput = self.last.lock().ok().and_then(|mut l| l.1.take());
+        if let Some(p) = unput {
+            for _ in 0..5 {
+                if self.put(&p) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
         self.inner.finish()
+    }
+}
+
+impl ProgressObserver<'_> {
+    /// Puts `p` in etcd; whether it did.
+    fn put(&self, p: &ShardProgress) -> bool {
+        let Ok(body) = serde_json::to_vec(p) else {
+            return false;
+        };
+        let key = self.session.keys().shard_status(&segment(&self.shard));
+        match self.session.put_fenced(&self.leader, &key, &body) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("cannot put the shard's progress in etcd: {e}");
+                false
+            }
+        }
     }
 }
 

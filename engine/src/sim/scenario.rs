@@ -529,7 +529,10 @@ pub fn run(
     } else {
         c.run()
     };
-    observer.finish();
+    match &progress {
+        Some(p) => p.finish(),
+        None => observer.finish(),
+    }
     let phase = phase.map_err(session)?;
     let shard = led.as_ref().map(|(l, rollout)| {
         let (json, sent) = coordinated
