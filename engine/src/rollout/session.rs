@@ -810,15 +810,8 @@ pub fn request(dir: &Path, req: &Request, wait: Duration) -> Result<(), SessionE
 /// until each controller took it. A shard with no controller running takes it when one runs;
 /// the wait's error names the shards that have not.
 fn request_shards(sh: &ShardSettings, req: &Request, wait: Duration) -> Result<(), SessionError> {
-    use crate::coord::etcd::{Session, SessionOptions};
     let abort = matches!(req, Request::Abort { .. });
-    let session = Session::connect(
-        SessionOptions::new(
-            sh.endpoints.clone(),
-            Duration::from_secs(sh.lease_ttl_secs.max(2)),
-        ),
-        crate::coord::Keys::new(&sh.rollout),
-    )?;
+    let session = operator_session(sh)?;
     let keys = session.keys().clone();
     let body = serde_json::to_vec(req).map_err(|e| crate::error::Invalid(e.to_string()))?;
     let mut pending = Vec::new();
@@ -892,18 +885,25 @@ pub fn status(dir: &Path, load: &LoadOptions) -> Result<Status, SessionError> {
     Ok(status)
 }
 
-/// Every shard's progress, from the rollout's etcd.
-fn shards_progress(
+/// An operator's session with the rollout's etcd (`pause`, `abort`, `status`).
+fn operator_session(
     sh: &ShardSettings,
-) -> Result<Vec<super::shard::ShardProgress>, crate::coord::etcd::CoordError> {
+) -> Result<crate::coord::etcd::Session, crate::coord::etcd::CoordError> {
     use crate::coord::etcd::{Session, SessionOptions};
-    let session = Session::connect(
+    Session::connect(
         SessionOptions::new(
             sh.endpoints.clone(),
             Duration::from_secs(sh.lease_ttl_secs.max(2)),
         ),
         crate::coord::Keys::new(&sh.rollout),
-    )?;
+    )
+}
+
+/// Every shard's progress, from the rollout's etcd.
+fn shards_progress(
+    sh: &ShardSettings,
+) -> Result<Vec<super::shard::ShardProgress>, crate::coord::etcd::CoordError> {
+    let session = operator_session(sh)?;
     let p = super::shard::progress(&session);
     let _ = session.close();
     p
