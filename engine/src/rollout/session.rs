@@ -183,13 +183,7 @@ pub fn start(
         Some(sh) => {
             let (s, view) = shard_view(s, &sh.shard)?;
             let plan = plan.only(|h| s.fleet.host(h).is_some());
-            let rollout = sh.rollout.clone().unwrap_or_else(|| {
-                format!(
-                    "{}-{}",
-                    plan.target_kernel,
-                    s.inventory.hash.chars().take(12).collect::<String>()
-                )
-            });
+            let rollout = sh.rollout_name(&plan.target_kernel, &s.inventory.hash);
             settings.shard = Some(ShardSettings {
                 endpoints: sh.endpoints.clone(),
                 shard: sh.shard.name(),

@@ -31,6 +31,19 @@ pub struct ShardRequest {
     pub rollout: Option<String>,
 }
 
+impl ShardRequest {
+    /// The rollout's name in etcd: the one asked for, or the target kernel and the
+    /// inventory's hash, which controllers started with the same inputs share.
+    pub fn rollout_name(&self, target_kernel: &str, inventory_hash: &str) -> String {
+        self.rollout.clone().unwrap_or_else(|| {
+            format!(
+                "{target_kernel}-{}",
+                inventory_hash.chars().take(12).collect::<String>()
+            )
+        })
+    }
+}
+
 /// A shard this process leads.
 pub struct Led {
     pub session: Arc<Session>,

@@ -421,13 +421,7 @@ pub fn run(
             }
             fleet = fleet.only(|h| sh.shard.holds(h));
             plan = plan.only(|h| fleet.host(h).is_some());
-            let rollout = sh.rollout.clone().unwrap_or_else(|| {
-                format!(
-                    "{}-{}",
-                    plan.target_kernel,
-                    inv.hash.chars().take(12).collect::<String>()
-                )
-            });
+            let rollout = sh.rollout_name(&plan.target_kernel, &inv.hash);
             let led = lead_shard(sh, &rollout, view, observer)?;
             Some((led, rollout))
         }

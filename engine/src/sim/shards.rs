@@ -6,7 +6,7 @@
 //! journals it checks what the rollout must hold: every shard completed, every host updated
 //! and rebooted once, and every shard journaled the same gate verdicts.
 
-use super::bench::{wait_child, BenchError, Stats};
+use super::bench::{io, wait_child, BenchError, Stats};
 use super::fleetgen::{self, FleetSpec};
 use super::samplegen;
 use crate::rollout::Record;
@@ -108,11 +108,6 @@ impl ShardsReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
-    let what = what.into();
-    move |source| BenchError::Io { what, source }
 }
 
 /// The generated fleet, its baseline and `scenario.toml` in `dir`.
